@@ -1,0 +1,67 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Flags the C++ shim over Debian's libonnx needs: the headers are generated for the
+// "onnx" namespace with the ML extensions on.
+let onnxCXXSettings: [CXXSetting] = [
+    .define("ONNX_NAMESPACE", to: "onnx"),
+    .define("ONNX_ML", to: "1"),
+]
+
+let package = Package(
+    name: "prunec",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "prunec", targets: ["prunec"]),
+        .library(name: "PruneIR", targets: ["PruneIR"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
+    ],
+    targets: [
+        .target(
+            name: "CBLAS",
+            linkerSettings: [.linkedLibrary("openblas")]
+        ),
+        .target(
+            name: "CONNX",
+            cxxSettings: onnxCXXSettings,
+            linkerSettings: [
+                .linkedLibrary("onnx"),
+                .linkedLibrary("onnx_proto"),
+                .linkedLibrary("protobuf"),
+            ]
+        ),
+        .target(
+            name: "ONNXProto",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
+        .target(
+            name: "PruneIR",
+            dependencies: [
+                "ONNXProto",
+                "CONNX",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        .executableTarget(
+            name: "prunec",
+            dependencies: [
+                "PruneIR",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "PruneIRTests",
+            dependencies: ["PruneIR", "ONNXProto"]
+        ),
+        .testTarget(
+            name: "PrunecTests",
+            dependencies: ["PruneIR", "ONNXProto"]
+        ),
+    ],
+    cxxLanguageStandard: .cxx17
+)

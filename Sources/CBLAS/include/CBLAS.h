@@ -1,0 +1,32 @@
+// CBLAS: the project's one door to OpenBLAS.
+//
+// Why a shim: Swift imports <cblas.h> directly, but OpenBLAS's extras (the kernel name, the
+// thread count) are declared with macros and types that differ between OpenBLAS builds. This
+// header includes <cblas.h> and declares the few things Swift cannot call cleanly as
+// `prunec_cblas_*`. Only Sources/PruneRuntime/BLAS.swift may import this module.
+//
+// Assumptions: Debian's libopenblas0-pthread (32-bit integers, LP64 interface: blasint == int).
+#ifndef PRUNEC_CBLAS_H
+#define PRUNEC_CBLAS_H
+
+#include <cblas.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// The name of the kernel OpenBLAS picked for this CPU ("Haswell", "Cooperlake", ...).
+/// The returned string is static; do not free it.
+const char *prunec_cblas_corename(void);
+
+/// The OpenBLAS build configuration string.
+const char *prunec_cblas_config(void);
+
+/// Sets the number of threads OpenBLAS uses.
+void prunec_cblas_set_threads(int threads);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,96 @@
+import ONNXProto
+
+/// Conversions between ONNX `TypeProto`/`TensorShapeProto` and ``ValueType``/``Shape``.
+enum TypeConversion {
+    struct UnknownElementType: Error { let code: Int32 }
+
+    /// The IR type of a `TypeProto`; `nil` when the proto leaves the type open (no value set, or
+    /// element type 0).
+    static func valueType(_ p: Onnx_TypeProto) throws -> ValueType? {
+        switch p.value {
+        case .none:
+            return nil
+        case .tensorType(let t):
+            guard let d = try dtype(t.elemType, has: t.hasElemType) else { return nil }
+            return .tensor(d, t.hasShape ? shape(t.shape) : nil)
+        case .sparseTensorType(let t):
+            guard let d = try dtype(t.elemType, has: t.hasElemType) else { return nil }
+            return .sparseTensor(d, t.hasShape ? shape(t.shape) : nil)
+        case .sequenceType(let s):
+            return .sequence(s.hasElemType ? try valueType(s.elemType) : nil)
+        case .optionalType(let o):
+            return .optional(o.hasElemType ? try valueType(o.elemType) : nil)
+        case .mapType(let m):
+            guard let k = try dtype(m.keyType, has: m.hasKeyType) else { return nil }
+            return .map(key: k, value: m.hasValueType ? try valueType(m.valueType) : nil)
+        case .opaqueType(let o):
+            return .opaque(domain: o.domain, name: o.name)
+        }
+    }
+
+    private static func dtype(_ code: Int32, has: Bool) throws -> DType? {
+        guard has, code != 0 else { return nil }
+        guard let d = DType(onnx: code) else { throw UnknownElementType(code: code) }
+        return d
+    }
+
+    static func shape(_ p: Onnx_TensorShapeProto) -> Shape {
+        Shape(p.dim.map { d -> Dim in
+            switch d.value {
+            case .dimValue(let v): return .known(Int(clamping: v))
+            case .dimParam(let s): return s.isEmpty ? .unknown : .symbol(s)
+            case .none: return .unknown
+            }
+        })
+    }
+
+    /// A `TypeProto` for an IR type.
+    static func proto(_ t: ValueType) -> Onnx_TypeProto {
+        var p = Onnx_TypeProto()
+        switch t {
+        case .tensor(let d, let s):
+            var tt = Onnx_TypeProto.Tensor()
+            tt.elemType = d.rawValue
+            if let s { tt.shape = proto(s) }
+            p.tensorType = tt
+        case .sparseTensor(let d, let s):
+            var tt = Onnx_TypeProto.SparseTensor()
+            tt.elemType = d.rawValue
+            if let s { tt.shape = proto(s) }
+            p.sparseTensorType = tt
+        case .sequence(let e):
+            var s = Onnx_TypeProto.Sequence()
+            if let e { s.elemType = proto(e) }
+            p.sequenceType = s
+        case .optional(let e):
+            var o = Onnx_TypeProto.Optional()
+            if let e { o.elemType = proto(e) }
+            p.optionalType = o
+        case .map(let k, let v):
+            var m = Onnx_TypeProto.Map()
+            m.keyType = k.rawValue
+            if let v { m.valueType = proto(v) }
+            p.mapType = m
+        case .opaque(let d, let n):
+            var o = Onnx_TypeProto.Opaque()
+            o.domain = d
+            o.name = n
+            p.opaqueType = o
+        }
+        return p
+    }
+
+    static func proto(_ s: Shape) -> Onnx_TensorShapeProto {
+        var p = Onnx_TensorShapeProto()
+        p.dim = s.dims.map { d in
+            var dp = Onnx_TensorShapeProto.Dimension()
+            switch d {
+            case .known(let v): dp.dimValue = Int64(v)
+            case .symbol(let n): dp.dimParam = n
+            case .unknown: break
+            }
+            return dp
+        }
+        return p
+    }
+}
