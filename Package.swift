@@ -60,7 +60,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PrunecTests",
-            dependencies: ["PruneIR", "ONNXProto"]
+            dependencies: ["prunec", "PruneIR", "ONNXProto"]
         ),
     ],
     cxxLanguageStandard: .cxx17

@@ -1,0 +1,45 @@
+# prunec: build, test and demo entry points. CI runs `bash .ci/run`, which runs `make test`.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+DEB_PACKAGES := libopenblas-dev libonnx-dev libprotobuf-dev
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PRUNEC := .build/release/prunec
+
+.PHONY: deps venv build test demo bench-io clean
+
+# Debian packages the build links against; apt-get runs only when one is missing.
+deps:
+	@missing=""; \
+	for p in $(DEB_PACKAGES); do \
+	  dpkg -s "$$p" >/dev/null 2>&1 || missing="$$missing $$p"; \
+	done; \
+	if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then missing="$$missing python3-venv"; fi; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$missing"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+venv: deps
+	@bash scripts/setup-venv.sh
+
+build: deps
+	swift build -c release --product prunec
+
+test: deps venv
+	@bash scripts/fetch-node-tests.sh
+	PRUNEC_ORACLE_PYTHON=$(CURDIR)/.venv/bin/python \
+	PRUNEC_NODE_TESTS=$(CURDIR)/.cache/onnx-node-tests/node \
+	swift test --parallel
+
+demo: build
+	$(PRUNEC) inspect examples/models/resnet.onnx
+	$(PRUNEC) inspect examples/models/bert.onnx
+
+bench-io: build
+	bash scripts/bench-io.sh
+
+clean:
+	rm -rf .build .cache .venv

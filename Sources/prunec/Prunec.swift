@@ -1,0 +1,26 @@
+import ArgumentParser
+import Foundation
+import PruneIR
+
+/// The `prunec` command: compiles (by default), inspects and checks ONNX models.
+@main
+struct Prunec: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prunec",
+        abstract: "Structured pruning compiler for ONNX models.",
+        discussion: """
+            prunec loads an ONNX model into a typed graph IR, runs pruning passes on it and writes a \
+            smaller ONNX model. With no pass, `prunec MODEL -o OUT` is a round trip: import, verify, \
+            export.
+
+            Exit codes: 0 ok, 1 check failed, 64 usage error, 65 bad model or data, 70 internal error.
+            """,
+        version: PrunecVersion.string,
+        subcommands: [Compile.self, Inspect.self],
+        defaultSubcommand: Compile.self
+    )
+}
+
+enum PrunecVersion {
+    static let string = "0.1.0"
+}

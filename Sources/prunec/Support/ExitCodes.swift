@@ -1,0 +1,60 @@
+import ArgumentParser
+import Foundation
+import PruneIR
+
+/// prunec's exit codes (sysexits.h where one fits).
+enum PrunecExit {
+    static let checkFailed: Int32 = 1
+    static let usage: Int32 = 64
+    static let badInput: Int32 = 65
+    static let internalError: Int32 = 70
+}
+
+/// Runs a command body, turning library errors into one-line messages on stderr and exit codes.
+///
+/// Usage errors stay `ValidationError`s (argument-parser prints usage for them); bad models and
+/// data exit 65; anything unexpected exits 70.
+func reportingErrors(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let e as ExitCode {
+        throw e
+    } catch let e as ValidationError {
+        throw e
+    } catch let e as ONNXImportError {
+        Diagnostics.error(e.description)
+        throw ExitCode(PrunecExit.badInput)
+    } catch let e as IRError {
+        Diagnostics.error(e.description)
+        throw ExitCode(PrunecExit.badInput)
+    } catch let e as ONNXExportError {
+        Diagnostics.error(e.description)
+        throw ExitCode(PrunecExit.badInput)
+    } catch let e as CommandInputError {
+        Diagnostics.error(e.description)
+        throw ExitCode(PrunecExit.badInput)
+    } catch {
+        Diagnostics.error("internal error: \(error)")
+        throw ExitCode(PrunecExit.internalError)
+    }
+}
+
+/// A problem with a file or value the user gave (not a usage error): exit 65.
+struct CommandInputError: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// Messages on stderr; results go to stdout.
+enum Diagnostics {
+    static func error(_ message: String) {
+        FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+    }
+
+    static func note(_ message: String) {
+        FileHandle.standardError.write(Data("note: \(message)\n".utf8))
+    }
+
+    static func warning(_ message: String) {
+        FileHandle.standardError.write(Data("warning: \(message)\n".utf8))
+    }
+}

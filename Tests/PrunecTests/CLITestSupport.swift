@@ -1,0 +1,50 @@
+import Foundation
+
+/// Runs the built `prunec` binary and captures what it says.
+enum CLI {
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    static let repoRoot = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// The `prunec` executable next to the test bundle (SwiftPM builds it because this test target
+    /// depends on it), or `PRUNEC_BIN`.
+    static var binary: URL {
+        if let p = ProcessInfo.processInfo.environment["PRUNEC_BIN"], !p.isEmpty { return URL(fileURLWithPath: p) }
+        var dir = Bundle.main.bundleURL
+        for _ in 0 ..< 4 {
+            let candidate = dir.appendingPathComponent("prunec")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        return Bundle.main.bundleURL.appendingPathComponent("prunec")
+    }
+
+    /// Runs prunec with `arguments` in `directory` (default: the repository root).
+    static func run(_ arguments: [String], in directory: URL? = nil) throws -> Result {
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = arguments
+        p.currentDirectoryURL = directory ?? repoRoot
+        let out = Pipe()
+        let err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        // Read before waiting so a large output cannot fill the pipe and block the child.
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+    }
+
+    static func temporaryDirectory(_ label: String) throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("prunec-cli-\(label)-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir
+    }
+}
