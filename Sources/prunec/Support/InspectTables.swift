@@ -1,0 +1,107 @@
+import Foundation
+import PruneIR
+
+/// The human-readable form of `prunec inspect`.
+enum InspectTables {
+    static func render(_ s: ModelSummary, allNodes: Bool) -> String {
+        var out = ""
+        let opsets = s.opsets.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+        out += "model     \(s.file)\n"
+        out += "ir        \(s.irVersion)    opsets: \(opsets)\n"
+        if !s.producer.isEmpty { out += "producer  \(s.producer) \(s.producerVersion)\n" }
+        out += "nodes     \(s.nodes)\n"
+        out += "params    \(grouped(s.params)) (\(Format.bytes(s.paramBytes)))\n"
+        let dynamic = s.inputs.filter { $0.shape?.allSatisfy { Int($0) != nil } != true }
+        let hint = dynamic.map { "--shape \($0.name)=" + ($0.shape ?? ["1"]).map { Int($0) == nil ? "1" : $0 }.joined(separator: "x") }.joined(separator: " ")
+        out += "MACs      \(s.macs.map { "\(grouped($0)) (\(Format.si($0)))" } ?? "unknown: bind dynamic inputs, e.g. \(hint)")\n"
+        if let c = s.check {
+            out += "libonnx   \(c.status)\(c.message.map { ": \($0)" } ?? "") (libonnx \(c.libonnx))\n"
+        }
+        out += "\n"
+        out += table(["input", "type", "shape"], s.inputs.map { [$0.name, $0.dtype ?? "?", shape($0.shape)] })
+        out += "\n"
+        out += table(["output", "type", "shape"], s.outputs.map { [$0.name, $0.dtype ?? "?", shape($0.shape)] })
+        out += "\n"
+        let totalMacs = max(1, s.macs ?? 0)
+        out += table(
+            ["op", "count", "MACs", "%MACs"],
+            s.opTable.map { e in
+                [e.op, String(e.count), e.macs.map(grouped) ?? "?", e.macs.map { String(format1(100 * Double($0) / Double(totalMacs))) } ?? "?"]
+            }, rightAligned: [1, 2, 3])
+        out += "\n"
+        let nodes = s.perNode.filter { ($0.macs ?? 1) > 0 }.sorted { ($0.macs ?? .max) > ($1.macs ?? .max) }
+        let shown = allNodes ? nodes : Array(nodes.prefix(10))
+        if !shown.isEmpty {
+            out += table(
+                ["node", "op", "MACs", "params"],
+                shown.map { [$0.name.isEmpty ? "(unnamed)" : $0.name, $0.op, $0.macs.map(grouped) ?? "?", grouped($0.params)] },
+                rightAligned: [2, 3])
+            if !allNodes && nodes.count > shown.count { out += "(\(nodes.count - shown.count) more; --all-nodes lists them)\n" }
+            out += "\n"
+        }
+        out += table(
+            ["largest tensors", "type", "shape", "bytes", ""],
+            s.largestTensors.map { [$0.name, $0.dtype, "[" + $0.shape.map(String.init).joined(separator: ",") + "]", Format.bytes($0.bytes), $0.external ? "external" : ""] },
+            rightAligned: [3])
+        if !s.opsWithoutShapeRule.isEmpty {
+            out += "\nno shape rule for: " + s.opsWithoutShapeRule.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ") + "\n"
+        }
+        return out
+    }
+
+    static func shape(_ dims: [String]?) -> String {
+        dims.map { "[" + $0.joined(separator: ",") + "]" } ?? "[*]"
+    }
+
+    static func format1(_ x: Double) -> String {
+        let r = (x * 10).rounded() / 10
+        return String(r)
+    }
+
+    static func grouped(_ n: Int) -> String {
+        let s = String(n.magnitude)
+        var out = ""
+        for (i, c) in s.enumerated() {
+            if i > 0 && (s.count - i) % 3 == 0 { out.append(",") }
+            out.append(c)
+        }
+        return (n < 0 ? "-" : "") + out
+    }
+
+    static func table(_ header: [String], _ rows: [[String]], rightAligned: Set<Int> = []) -> String {
+        let all = [header] + rows
+        let widths = header.indices.map { i in all.map { $0[i].count }.max() ?? 0 }
+        func line(_ r: [String]) -> String {
+            r.indices.map { i in
+                let pad = String(repeating: " ", count: widths[i] - r[i].count)
+                return rightAligned.contains(i) ? pad + r[i] : r[i] + pad
+            }.joined(separator: "  ").replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
+        }
+        return all.map(line).joined(separator: "\n") + "\n"
+    }
+}
+
+/// Human number formats.
+enum Format {
+    static func bytes(_ b: Int) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var v = Double(b)
+        var u = 0
+        while v >= 1024 && u < units.count - 1 {
+            v /= 1024
+            u += 1
+        }
+        return u == 0 ? "\(b) B" : String(format: "%.1f %@", v, units[u])
+    }
+
+    static func si(_ n: Int) -> String {
+        let units = ["", "K", "M", "G", "T"]
+        var v = Double(n)
+        var u = 0
+        while v >= 1000 && u < units.count - 1 {
+            v /= 1000
+            u += 1
+        }
+        return u == 0 ? "\(n)" : String(format: "%.2f %@", v, units[u])
+    }
+}
