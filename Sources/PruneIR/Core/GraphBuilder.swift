@@ -39,6 +39,7 @@ public final class GraphBuilder {
     }
 
     /// Adds a graph input of a tensor type.
+    @_disfavoredOverload
     @discardableResult
     public func input(_ name: String, _ dtype: DType, _ shape: [Dim]) -> Value {
         let v = Value(name: uniqueName(name), type: .tensor(dtype, Shape(shape)))

@@ -28,6 +28,7 @@ public struct Shape: Hashable, Sendable, CustomStringConvertible, ExpressibleByA
     public var dims: [Dim]
 
     /// Creates a shape from its dimensions.
+    @_disfavoredOverload
     public init(_ dims: [Dim]) { self.dims = dims }
 
     /// Creates a fully known shape.

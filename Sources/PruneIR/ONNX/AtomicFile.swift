@@ -38,6 +38,18 @@ enum AtomicFile {
         }
     }
 
+    /// Hard-links an existing file to a hidden backup name; `nil` when there is no file.
+    static func backup(_ url: URL) -> URL? {
+        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+        let b = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).bak-\(getpid())-\(UInt32.random(in: 0 ... .max))")
+        return link(url.path, b.path) == 0 ? b : nil
+    }
+
+    /// Puts a backup made by ``backup(_:)`` back in place.
+    static func restore(_ backup: URL, to url: URL) {
+        if rename(backup.path, url.path) != 0 { discard(backup) }
+    }
+
     static func discard(_ temp: URL) {
         unlink(temp.path)
     }

@@ -80,6 +80,7 @@ public enum ModelExporter {
         let dir = url.deletingLastPathComponent()
         let dataURL = dir.appendingPathComponent(fileName)
         var dataTemp: URL?
+        var dataCommitted = false
         do {
             if !planner.chunks.isEmpty {
                 dataTemp = try AtomicFile.writeTemporary(near: dataURL) { handle in
@@ -89,18 +90,30 @@ public enum ModelExporter {
             let modelTemp = try AtomicFile.writeTemporary(near: url) { handle in
                 try handle.write(contentsOf: bytes)
             }
+            // Two files cannot be renamed at once: keep a hard link to the old data file so a
+            // failed model rename can put it back, and the pair on disk stays consistent.
+            let backup = dataTemp == nil ? nil : AtomicFile.backup(dataURL)
             do {
-                if let dataTemp { try AtomicFile.commit(dataTemp, to: dataURL) }
+                if let dataTemp {
+                    try AtomicFile.commit(dataTemp, to: dataURL)
+                    dataCommitted = true
+                }
                 try AtomicFile.commit(modelTemp, to: url)
+                if let backup { AtomicFile.discard(backup) }
             } catch {
                 AtomicFile.discard(modelTemp)
+                if dataCommitted {
+                    if let backup { AtomicFile.restore(backup, to: dataURL) } else { AtomicFile.discard(dataURL) }
+                } else if let backup {
+                    AtomicFile.discard(backup)
+                }
                 throw error
             }
         } catch let e as ONNXExportError {
-            if let dataTemp { AtomicFile.discard(dataTemp) }
+            if let dataTemp, !dataCommitted { AtomicFile.discard(dataTemp) }
             throw e
         } catch {
-            if let dataTemp { AtomicFile.discard(dataTemp) }
+            if let dataTemp, !dataCommitted { AtomicFile.discard(dataTemp) }
             throw ONNXExportError.writeFailed(file: url.relativePath, reason: "\(error)")
         }
     }
