@@ -36,9 +36,10 @@ test: deps venv
 
 demo: build
 	$(PRUNEC) inspect examples/models/resnet.onnx
-	$(PRUNEC) inspect examples/models/bert.onnx
+	$(PRUNEC) inspect examples/models/bert.onnx --shape input_ids=1x16 --shape attention_mask=1x16
 
-bench-io: build
+# Model I/O speed vs Python's onnx (scripts/bench-io.sh; builds Benchmarks/ in its own .build).
+bench-io: deps venv
 	bash scripts/bench-io.sh
 
 clean:

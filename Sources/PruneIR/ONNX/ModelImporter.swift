@@ -36,7 +36,7 @@ public enum ModelImporter {
         } catch let e as MappedFileError {
             throw ONNXImportError.unreadable(file: file, reason: e.message)
         }
-        let model = try load(serialized: mapped.all, file: file, baseDirectory: url.deletingLastPathComponent())
+        let model = try load(serialized: mapped.all, file: file, baseDirectory: url.deletingLastPathComponent(), mapped: mapped)
         model.sourceURL = url
         return model
     }
@@ -49,11 +49,25 @@ public enum ModelImporter {
     ///   - baseDirectory: The folder external data is resolved against; `nil` refuses external data.
     /// - Throws: ``ONNXImportError``.
     public static func load(serialized data: Data, file: String, baseDirectory: URL?) throws -> Model {
+        try load(serialized: data, file: file, baseDirectory: baseDirectory, mapped: nil)
+    }
+
+    static func load(serialized data: Data, file: String, baseDirectory: URL?, mapped: MappedFile?) throws -> Model {
         if data.isEmpty { throw ONNXImportError.malformed(file: file, reason: "the file is empty") }
+        var options = BinaryDecodingOptions()
+        options.messageDepthLimit = 1000
+        // Large models: decode without the initializers' weights, which then stay in the mapping.
+        if let split = RawDataStripper.strip(data),
+            let proto = try? Onnx_ModelProto(serializedBytes: split.stripped, options: options),
+            proto.graph.initializer.count == split.rawData.count
+        {
+            let slices = split.rawData.map { range in
+                range.map { r in mapped?.bytes(offset: r.lowerBound, length: r.count) ?? Data(data[data.startIndex + r.lowerBound ..< data.startIndex + r.upperBound]) }
+            }
+            return try load(proto: proto, file: file, baseDirectory: baseDirectory, initializerRawData: slices)
+        }
         let proto: Onnx_ModelProto
         do {
-            var options = BinaryDecodingOptions()
-            options.messageDepthLimit = 1000
             proto = try Onnx_ModelProto(serializedBytes: data, options: options)
         } catch {
             throw ONNXImportError.malformed(file: file, reason: describeDecodingError(error))
@@ -65,6 +79,10 @@ public enum ModelImporter {
     ///
     /// - Throws: ``ONNXImportError``.
     public static func load(proto: Onnx_ModelProto, file: String, baseDirectory: URL?) throws -> Model {
+        try load(proto: proto, file: file, baseDirectory: baseDirectory, initializerRawData: nil)
+    }
+
+    static func load(proto: Onnx_ModelProto, file: String, baseDirectory: URL?, initializerRawData: [Data?]?) throws -> Model {
         guard proto.hasGraph else {
             throw ONNXImportError.invalidModel(file: file, reason: "it has no graph (is the file truncated or not an ONNX model?)")
         }
@@ -75,6 +93,7 @@ public enum ModelImporter {
             throw ONNXImportError.invalidModel(file: file, reason: "it imports no opset (is the file truncated?)")
         }
         var importer = GraphImporter(file: file, external: ExternalDataResolver(baseDirectory: baseDirectory, file: file))
+        importer.mainInitializerRawData = initializerRawData
         let graph = try importer.importGraph(proto.graph, outerScope: [], depth: 0)
         return Model(graph: graph, importing: proto)
     }
@@ -97,20 +116,21 @@ public enum ModelImporter {
 struct GraphImporter {
     let file: String
     let external: ExternalDataResolver
+    /// raw_data of the main graph's initializers lifted out before decoding (see RawDataStripper).
+    var mainInitializerRawData: [Data?]?
 
     typealias Scope = [String: Value]
 
     mutating func importGraph(_ p: Onnx_GraphProto, outerScope: [Scope], depth: Int) throws -> Graph {
         let graph = Graph(importing: p)
         var local: Scope = [:]
-        var definedBy: [String: String] = [:]
+        local.reserveCapacity(p.node.count * 2 + p.initializer.count + p.input.count)
 
-        func define(_ v: Value, by what: String) throws {
-            if let first = definedBy[v.name] {
-                throw ONNXImportError.duplicateDefinition(file: file, value: v.name, first: first, second: what)
+        // Messages are built only when a duplicate is found: this runs once per value.
+        func define(_ v: Value, by what: @autoclosure () -> String) throws {
+            if let first = local.updateValue(v, forKey: v.name) {
+                throw ONNXImportError.duplicateDefinition(file: file, value: v.name, first: Self.definition(of: first), second: what())
             }
-            definedBy[v.name] = what
-            local[v.name] = v
         }
 
         // Inputs.
@@ -122,8 +142,9 @@ struct GraphImporter {
             graph.addInput(v)
         }
         // Initializers; in IR < 4 an initializer may also be listed as an input.
-        for tp in p.initializer {
-            let tensor = try importTensor(tp, what: tp.name)
+        for (i, tp) in p.initializer.enumerated() {
+            let lifted = depth == 0 ? mainInitializerRawData?[i] : nil
+            let tensor = try importTensor(tp, what: tp.name, rawData: lifted)
             if let v = local[tp.name], v.owningGraph === graph, v.initializer == nil, v.producer == nil {
                 graph.setInitializer(v, to: tensor)
                 if v.importedInfo[.input].map({ $0.hasType }) == true { v.typeChanged = false }
@@ -213,17 +234,26 @@ struct GraphImporter {
         return graph
     }
 
-    private func type(of vi: Onnx_ValueInfoProto, what: String) throws -> ValueType? {
+    /// How an error message names where a value was defined.
+    static func definition(of v: Value) -> String {
+        if let p = v.producer { return "node \(p.displayName)" }
+        if v.initializer != nil { return "initializer '\(v.name)'" }
+        if case .sparseTensor = v.type { return "sparse initializer '\(v.name)'" }
+        return "graph input '\(v.name)'"
+    }
+
+    private func type(of vi: Onnx_ValueInfoProto, what: @autoclosure () -> String) throws -> ValueType? {
         guard vi.hasType else { return nil }
         do {
             return try TypeConversion.valueType(vi.type)
         } catch let e as TypeConversion.UnknownElementType {
-            throw ONNXImportError.unknownElementType(file: file, what: what, code: e.code)
+            throw ONNXImportError.unknownElementType(file: file, what: what(), code: e.code)
         }
     }
 
     /// Kahn's algorithm, keeping file order among ready nodes, so a sorted graph keeps its order.
     private func topologicallySorted(_ nodes: [Node], in local: Scope) throws -> [Node] {
+        if Self.isSorted(nodes) { return nodes }
         var index: [ObjectIdentifier: Int] = [:]
         for (i, n) in nodes.enumerated() { index[ObjectIdentifier(n)] = i }
         // Dependencies through inputs and through values read inside subgraphs.
@@ -264,6 +294,25 @@ struct GraphImporter {
         return out
     }
 
+    /// Whether every node reads only values produced by earlier nodes of the list (or outside it).
+    static func isSorted(_ nodes: [Node]) -> Bool {
+        var all = Set<ObjectIdentifier>(minimumCapacity: nodes.count)
+        for n in nodes { all.insert(ObjectIdentifier(n)) }
+        var seen = Set<ObjectIdentifier>(minimumCapacity: nodes.count)
+        for n in nodes {
+            for case let v? in n.inputs {
+                if let p = v.producer, all.contains(ObjectIdentifier(p)), !seen.contains(ObjectIdentifier(p)) { return false }
+            }
+            if !n.subgraphs.isEmpty {
+                for v in outerReads(of: n) {
+                    if let p = v.producer, all.contains(ObjectIdentifier(p)), !seen.contains(ObjectIdentifier(p)) { return false }
+                }
+            }
+            seen.insert(ObjectIdentifier(n))
+        }
+        return true
+    }
+
     /// Values produced outside a node's subgraphs that the subgraphs read.
     static func outerReads(of node: Node) -> [Value] {
         var out: [Value] = []
@@ -278,7 +327,7 @@ struct GraphImporter {
     }
 
     mutating func importAttribute(_ ap: Onnx_AttributeProto, node: Node, scopes: [Scope], depth: Int) throws -> Attribute {
-        let what = "attribute '\(ap.name)' of node \(node.displayName)"
+        var what: String { "attribute '\(ap.name)' of node \(node.displayName)" }
         switch ap.type {
         case .float: return .float(ap.f)
         case .int: return .int(ap.i)
@@ -319,7 +368,7 @@ struct GraphImporter {
     }
 
     /// Validates a `TensorProto` and makes a ``Tensor`` without copying large data.
-    func importTensor(_ tp: Onnx_TensorProto, what: String) throws -> Tensor {
+    func importTensor(_ tp: Onnx_TensorProto, what: String, rawData lifted: Data? = nil) throws -> Tensor {
         guard let dtype = DType(onnx: tp.dataType) else {
             throw ONNXImportError.unknownElementType(file: file, what: "tensor '\(what)'", code: tp.dataType)
         }
@@ -353,13 +402,14 @@ struct GraphImporter {
             }
             return Tensor(name: tp.name, dtype: dtype, shape: shape, storage: .strings(tp.stringData), external: nil, extras: extras)
         }
-        if tp.hasRawData {
-            guard tp.rawData.count == expectedBytes else {
+        if tp.hasRawData || lifted != nil {
+            let raw = lifted ?? tp.rawData
+            guard raw.count == expectedBytes else {
                 throw ONNXImportError.tensorData(
                     file: file, tensor: what,
-                    reason: "raw_data holds \(tp.rawData.count) bytes, \(dtype)\(shape) needs \(expectedBytes)")
+                    reason: "raw_data holds \(raw.count) bytes, \(dtype)\(shape) needs \(expectedBytes)")
             }
-            return Tensor(name: tp.name, dtype: dtype, shape: shape, storage: .raw(tp.rawData), external: nil, extras: extras)
+            return Tensor(name: tp.name, dtype: dtype, shape: shape, storage: .raw(raw), external: nil, extras: extras)
         }
         let (field, expected) = TensorFieldCodec.expectedFieldCount(dtype: dtype, elements: count)
         let actual = TensorFieldCodec.fieldCount(of: tp, dtype: dtype)
