@@ -6,46 +6,27 @@ public struct ModelSummary: Codable, Sendable {
     /// A graph input or output.
     public struct IOValue: Codable, Sendable {
         public var name: String
-        public var dtype: String?
+        @NullEncodable public var dtype: String?
         /// Dims as numbers or symbol names (`"?"` for unknown); `nil` for unknown rank.
-        public var shape: [String]?
+        @NullEncodable public var shape: [String]?
 
-        public func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(name, forKey: .name)
-            try c.encode(dtype, forKey: .dtype)
-            try c.encode(shape, forKey: .shape)
-        }
     }
 
     /// One node's cost.
     public struct NodeEntry: Codable, Sendable {
         public var name: String
         public var op: String
-        public var macs: Int?
+        @NullEncodable public var macs: Int?
         public var params: Int
 
-        public func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(name, forKey: .name)
-            try c.encode(op, forKey: .op)
-            try c.encode(macs, forKey: .macs)
-            try c.encode(params, forKey: .params)
-        }
     }
 
     /// One entry of the op histogram.
     public struct OpEntry: Codable, Sendable {
         public var op: String
         public var count: Int
-        public var macs: Int?
+        @NullEncodable public var macs: Int?
 
-        public func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(op, forKey: .op)
-            try c.encode(count, forKey: .count)
-            try c.encode(macs, forKey: .macs)
-        }
     }
 
     /// One of the largest tensors.
@@ -61,15 +42,9 @@ public struct ModelSummary: Codable, Sendable {
     public struct CheckEntry: Codable, Sendable {
         /// `passed`, `failed` or `skipped`.
         public var status: String
-        public var message: String?
+        @NullEncodable public var message: String?
         public var libonnx: String
 
-        public func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(status, forKey: .status)
-            try c.encode(message, forKey: .message)
-            try c.encode(libonnx, forKey: .libonnx)
-        }
     }
 
     public var file: String
@@ -88,11 +63,11 @@ public struct ModelSummary: Codable, Sendable {
     public var params: Int
     public var paramBytes: Int
     /// Total MACs; `nil` when a MAC-bearing node has unknown shapes.
-    public var macs: Int?
+    @NullEncodable public var macs: Int?
     public var perNode: [NodeEntry]
     public var largestTensors: [TensorEntry]
     public var opsWithoutShapeRule: [String: Int]
-    public var check: CheckEntry?
+    @NullEncodable public var check: CheckEntry?
 
     enum CodingKeys: String, CodingKey {
         case file, opsets, producer, inputs, outputs, nodes, ops, params, macs, check
@@ -163,32 +138,30 @@ public struct ModelSummary: Codable, Sendable {
         }
     }
 
-    /// Encodes every key, writing `null` for unknown values, so scripts can rely on the keys.
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(file, forKey: .file)
-        try c.encode(irVersion, forKey: .irVersion)
-        try c.encode(opsets, forKey: .opsets)
-        try c.encode(producer, forKey: .producer)
-        try c.encode(producerVersion, forKey: .producerVersion)
-        try c.encode(inputs, forKey: .inputs)
-        try c.encode(outputs, forKey: .outputs)
-        try c.encode(nodes, forKey: .nodes)
-        try c.encode(ops, forKey: .ops)
-        try c.encode(opTable, forKey: .opTable)
-        try c.encode(params, forKey: .params)
-        try c.encode(paramBytes, forKey: .paramBytes)
-        try c.encode(macs, forKey: .macs)
-        try c.encode(perNode, forKey: .perNode)
-        try c.encode(largestTensors, forKey: .largestTensors)
-        try c.encode(opsWithoutShapeRule, forKey: .opsWithoutShapeRule)
-        try c.encode(check, forKey: .check)
-    }
 
     /// The summary as one JSON object with sorted keys.
     public func json() throws -> String {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys]
         return String(decoding: try e.encode(self), as: UTF8.self)
+    }
+}
+
+/// An optional that encodes `nil` as JSON `null` instead of leaving the key out, so scripts can
+/// rely on every key of prunec's JSON being present.
+@propertyWrapper
+public struct NullEncodable<Wrapped: Codable & Sendable>: Codable, Sendable {
+    public var wrappedValue: Wrapped?
+
+    public init(wrappedValue: Wrapped?) { self.wrappedValue = wrappedValue }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        wrappedValue = c.decodeNil() ? nil : try c.decode(Wrapped.self)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        if let wrappedValue { try c.encode(wrappedValue) } else { try c.encodeNil() }
     }
 }

@@ -62,7 +62,7 @@ public enum DType: Int32, CaseIterable, Sendable, CustomStringConvertible {
         guard count >= 0 else { return nil }
         let (bits, overflow) = count.multipliedReportingOverflow(by: bitWidth)
         guard !overflow else { return nil }
-        return (bits + 7) / 8
+        return bits / 8 + (bits % 8 == 0 ? 0 : 1)
     }
 
     /// Whether values of this type are floating point (including the 8-, 6- and 4-bit formats).

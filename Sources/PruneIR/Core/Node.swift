@@ -45,6 +45,14 @@ public final class Node: CustomStringConvertible {
         for n in attributes.map(\.0) { changedAttributes.insert(n) }
         for v in inputs { appendInput(v) }
         for o in outputs { addOutput(Value(name: o)) }
+        for g in self.attributes.flatMap({ $0.value.subgraphs }) { g.parentNode = self }
+    }
+
+    deinit {
+        // A node freed without leaving its graph (never inserted, or its subgraph dropped) must
+        // not leave uses that point at freed memory.
+        let id = ObjectIdentifier(self)
+        for case let v? in inputs { v.removeUses(byNodeWithID: id) }
     }
 
     init(importing p: Onnx_NodeProto) {

@@ -206,7 +206,6 @@ enum TensorFieldCodec {
         case .string: return ("string_data", count)
         case .int4, .uint4, .float4e2m1: return ("int32_data", (count + 1) / 2)
         case .int2, .uint2: return ("int32_data", (count + 3) / 4)
-        case .float6e2m3, .float6e3m2: return ("int32_data", (count * 6 + 7) / 8)
         default: return ("int32_data", count)
         }
     }
@@ -235,6 +234,16 @@ enum TensorFieldCodec {
         case .int32: return pack(p.int32Data)
         case .int16, .uint16, .float16, .bfloat16: return pack(p.int32Data.map { UInt16(truncatingIfNeeded: $0) })
         case .string: return Data()
+        case .float6e2m3, .float6e3m2:
+            // One 6-bit value per int32 entry; raw_data packs them LSB first.
+            var out = Data(count: dtype.byteCount(elements: p.int32Data.count) ?? 0)
+            for (i, v) in p.int32Data.enumerated() {
+                let bits = UInt32(truncatingIfNeeded: v) & 0x3F
+                let bit = i * 6
+                out[bit / 8] |= UInt8(truncatingIfNeeded: bits << (bit % 8))
+                if bit % 8 > 2 { out[bit / 8 + 1] |= UInt8(truncatingIfNeeded: bits >> (8 - bit % 8)) }
+            }
+            return out
         default:
             // One byte per int32 entry: 8-bit types, and sub-byte types already packed per byte.
             return Data(p.int32Data.map { UInt8(truncatingIfNeeded: $0) })

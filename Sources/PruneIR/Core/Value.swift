@@ -2,10 +2,18 @@ import ONNXProto
 
 /// One use of a ``Value``: the node that reads it and the input slot it is read in.
 public struct Use {
-    /// The consuming node. Unowned: a node removed from its graph drops its uses first.
+    /// The consuming node. Unowned: a node drops its uses when it leaves its graph or is freed.
     public unowned let node: Node
     /// Index into `node.inputs`.
     public let inputIndex: Int
+    /// The node's identity, comparable even while the node is being freed.
+    let nodeID: ObjectIdentifier
+
+    init(node: Node, inputIndex: Int) {
+        self.node = node
+        self.inputIndex = inputIndex
+        self.nodeID = ObjectIdentifier(node)
+    }
 }
 
 /// A value in a graph: a graph input, an initializer, or a node output.
@@ -95,9 +103,15 @@ public final class Value: CustomStringConvertible {
     func addUse(_ node: Node, _ index: Int) { useList.append(Use(node: node, inputIndex: index)) }
 
     func removeUse(_ node: Node, _ index: Int) {
-        if let i = useList.firstIndex(where: { $0.node === node && $0.inputIndex == index }) {
+        let id = ObjectIdentifier(node)
+        if let i = useList.firstIndex(where: { $0.nodeID == id && $0.inputIndex == index }) {
             useList.remove(at: i)
         }
+    }
+
+    /// Drops every use by a node that is being freed (its unowned reference must not be read).
+    func removeUses(byNodeWithID id: ObjectIdentifier) {
+        useList.removeAll { $0.nodeID == id }
     }
 }
 

@@ -70,6 +70,12 @@ public struct Verifier {
                 out.append("\(scope): initializer '\(v.name)' is typed \(ty) but holds \(t.dtype) data")
             }
         }
+        func staleUses(of v: Value) {
+            guard checks.contains(.useLists) else { return }
+            for u in v.useList where !u.node.inputs.indices.contains(u.inputIndex) || u.node.inputs[u.inputIndex] !== v {
+                out.append("\(scope): value '\(v.name)' lists a stale use by node \(u.node.displayName)")
+            }
+        }
         let visible = outer.reduce(into: Set<ObjectIdentifier>()) { $0.formUnion($1) }
         for n in graph.nodes {
             if checks.contains(.useLists) && n.graph !== graph {
@@ -93,13 +99,10 @@ public struct Verifier {
                     out.append("\(scope): output \(i) '\(o.name)' of node \(n.displayName) has a wrong producer")
                 }
                 if !o.name.isEmpty { define(o, "node \(n.displayName)") }
-                if checks.contains(.useLists) {
-                    for u in o.useList where u.node.inputs.indices.contains(u.inputIndex) == false || u.node.inputs[u.inputIndex] !== o {
-                        out.append("\(scope): value '\(o.name)' lists a stale use by node \(u.node.displayName)")
-                    }
-                }
+                staleUses(of: o)
             }
         }
+        for v in graph.inputs + graph.initializers { staleUses(of: v) }
         for v in graph.outputs {
             let id = ObjectIdentifier(v)
             if checks.contains(.topologicalOrder) && !defined.contains(id) && !visible.contains(id) {

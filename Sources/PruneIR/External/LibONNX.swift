@@ -242,7 +242,7 @@ extension LibONNX {
         /// Returns `nil` when the bytes are not well-formed protobuf at the top level.
         init?(serialized data: Data) {
             let parsed: Header? = data.withUnsafeBytes { bytes in
-                var reader = WireReader(bytes: bytes)
+                var reader = ProtobufWireReader(bytes: bytes)
                 var header = Header(irVersion: 0, opsets: [:])
                 while !reader.isAtEnd {
                     guard let (field, wireType) = reader.readTag() else { return nil }
@@ -272,7 +272,7 @@ extension LibONNX {
 
         /// Reads an `OperatorSetIdProto`: `domain` (field 1) and `version` (field 2).
         private static func readOpset(_ bytes: UnsafeRawBufferPointer) -> (String, Int)? {
-            var reader = WireReader(bytes: bytes)
+            var reader = ProtobufWireReader(bytes: bytes)
             var domain = ""
             var version = 0
             while !reader.isAtEnd {
@@ -289,59 +289,6 @@ extension LibONNX {
                 }
             }
             return (domain, version)
-        }
-    }
-
-    /// A bounds-checked cursor over protobuf wire-format bytes.
-    private struct WireReader {
-        let bytes: UnsafeRawBufferPointer
-        var offset = 0
-
-        init(bytes: UnsafeRawBufferPointer) {
-            self.bytes = bytes
-        }
-
-        var isAtEnd: Bool { offset >= bytes.count }
-
-        mutating func readVarint() -> UInt64? {
-            var value: UInt64 = 0
-            var shift: UInt64 = 0
-            while offset < bytes.count, shift < 64 {
-                let byte = bytes[offset]
-                offset += 1
-                value |= UInt64(byte & 0x7f) << shift
-                if byte & 0x80 == 0 { return value }
-                shift += 7
-            }
-            return nil
-        }
-
-        mutating func readTag() -> (field: UInt64, wireType: UInt64)? {
-            guard let tag = readVarint(), tag >> 3 != 0 else { return nil }
-            return (tag >> 3, tag & 7)
-        }
-
-        mutating func readLengthDelimited() -> UnsafeRawBufferPointer? {
-            guard let length = readVarint(), length <= UInt64(bytes.count - offset) else { return nil }
-            let start = offset
-            offset += Int(length)
-            return UnsafeRawBufferPointer(rebasing: bytes[start..<offset])
-        }
-
-        mutating func skip(wireType: UInt64) -> Bool {
-            switch wireType {
-            case 0: return readVarint() != nil
-            case 1: return advance(8)
-            case 2: return readLengthDelimited() != nil
-            case 5: return advance(4)
-            default: return false  // groups (3, 4) are not used by onnx.proto; 6, 7 are invalid
-            }
-        }
-
-        private mutating func advance(_ count: Int) -> Bool {
-            guard bytes.count - offset >= count else { return false }
-            offset += count
-            return true
         }
     }
 }

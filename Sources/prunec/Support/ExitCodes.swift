@@ -21,17 +21,8 @@ func reportingErrors(_ body: () throws -> Void) throws {
         throw e
     } catch let e as ValidationError {
         throw e
-    } catch let e as ONNXImportError {
-        Diagnostics.error(e.description)
-        throw ExitCode(PrunecExit.badInput)
-    } catch let e as IRError {
-        Diagnostics.error(e.description)
-        throw ExitCode(PrunecExit.badInput)
-    } catch let e as ONNXExportError {
-        Diagnostics.error(e.description)
-        throw ExitCode(PrunecExit.badInput)
-    } catch let e as CommandInputError {
-        Diagnostics.error(e.description)
+    } catch let e where e is ONNXImportError || e is IRError || e is ONNXExportError || e is CommandInputError {
+        Diagnostics.error("\(e)")
         throw ExitCode(PrunecExit.badInput)
     } catch {
         Diagnostics.error("internal error: \(error)")

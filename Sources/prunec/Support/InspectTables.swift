@@ -83,25 +83,25 @@ enum InspectTables {
 
 /// Human number formats.
 enum Format {
+    /// `1.5 MiB`-style sizes.
     static func bytes(_ b: Int) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var v = Double(b)
-        var u = 0
-        while v >= 1024 && u < units.count - 1 {
-            v /= 1024
-            u += 1
-        }
-        return u == 0 ? "\(b) B" : String(format: "%.1f %@", v, units[u])
+        let (v, unit) = scaled(b, by: 1024, units: ["B", "KiB", "MiB", "GiB", "TiB"])
+        return unit == "B" ? "\(b) B" : String(format: "%.1f %@", v, unit)
     }
 
+    /// `21.94 M`-style counts.
     static func si(_ n: Int) -> String {
-        let units = ["", "K", "M", "G", "T"]
+        let (v, unit) = scaled(n, by: 1000, units: ["", "K", "M", "G", "T"])
+        return unit.isEmpty ? "\(n)" : String(format: "%.2f %@", v, unit)
+    }
+
+    private static func scaled(_ n: Int, by base: Double, units: [String]) -> (Double, String) {
         var v = Double(n)
         var u = 0
-        while v >= 1000 && u < units.count - 1 {
-            v /= 1000
+        while v >= base && u < units.count - 1 {
+            v /= base
             u += 1
         }
-        return u == 0 ? "\(n)" : String(format: "%.2f %@", v, units[u])
+        return (v, units[u])
     }
 }
