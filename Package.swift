@@ -54,13 +54,18 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(
+            name: "PruneTestSupport",
+            dependencies: ["ONNXProto"],
+            path: "Tests/PruneTestSupport"
+        ),
         .testTarget(
             name: "PruneIRTests",
-            dependencies: ["PruneIR", "ONNXProto"]
+            dependencies: ["PruneIR", "ONNXProto", "PruneTestSupport"]
         ),
         .testTarget(
             name: "PrunecTests",
-            dependencies: ["prunec", "PruneIR", "ONNXProto"]
+            dependencies: ["prunec", "PruneIR", "ONNXProto", "PruneTestSupport"]
         ),
     ],
     cxxLanguageStandard: .cxx17

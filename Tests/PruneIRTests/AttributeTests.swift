@@ -1,5 +1,6 @@
 import Foundation
 import ONNXProto
+import PruneTestSupport
 import Testing
 
 @testable import PruneIR
@@ -41,11 +42,7 @@ import Testing
         g.input = [x]
         g.output = [y]
         g.node = [n]
-        var m = Onnx_ModelProto()
-        m.irVersion = 8
-        var opset = Onnx_OperatorSetIdProto()
-        opset.version = 17
-        m.opsetImport = [opset]
+        var m = Onnx_ModelProto(irVersion: 8, opset: 17)
         m.graph = g
         return try m.serializedBytes()
     }

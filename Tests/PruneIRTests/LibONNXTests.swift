@@ -1,5 +1,6 @@
 import Foundation
 import ONNXProto
+import PruneTestSupport
 import Testing
 
 @testable import PruneIR
@@ -45,12 +46,7 @@ struct LibONNXTests {
 
     private static func node(_ opType: String, _ inputs: [String], _ outputs: [String], name: String) -> Onnx_NodeProto
     {
-        var node = Onnx_NodeProto()
-        node.opType = opType
-        node.input = inputs
-        node.output = outputs
-        node.name = name
-        return node
+        Onnx_NodeProto(opType, inputs, outputs, name: name)
     }
 
     /// `y = Relu(x)`, x and y float [2, 3].

@@ -1,5 +1,6 @@
 import Foundation
 import ONNXProto
+import PruneTestSupport
 import Testing
 
 @testable import PruneIR
@@ -68,11 +69,7 @@ import Testing
     }
 
     @Test func unknownFieldsAreKept() throws {
-        var m = Onnx_ModelProto()
-        m.irVersion = 8
-        var op = Onnx_OperatorSetIdProto()
-        op.version = 13
-        m.opsetImport = [op]
+        var m = Onnx_ModelProto(irVersion: 8, opset: 13)
         var g = Onnx_GraphProto()
         g.name = "g"
         var x = Onnx_ValueInfoProto()

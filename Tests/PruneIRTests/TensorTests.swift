@@ -1,5 +1,6 @@
 import Foundation
 import ONNXProto
+import PruneTestSupport
 import Testing
 
 @testable import PruneIR
@@ -22,11 +23,7 @@ import Testing
         var g = Onnx_GraphProto()
         g.name = "tensors"
         g.initializer = tensors
-        var m = Onnx_ModelProto()
-        m.irVersion = 8
-        var opset = Onnx_OperatorSetIdProto()
-        opset.version = 17
-        m.opsetImport = [opset]
+        var m = Onnx_ModelProto(irVersion: 8, opset: 17)
         m.graph = g
         let model = try ModelImporter.load(serialized: try m.serializedBytes(), file: "tensors.onnx", baseDirectory: nil)
         var out: [String: Tensor] = [:]

@@ -1,5 +1,6 @@
 import Foundation
 import ONNXProto
+import PruneTestSupport
 import Testing
 
 /// Every kind of bad model gives exit code 65 and a one-line message naming the file and the
@@ -7,11 +8,7 @@ import Testing
 @Suite struct BadInputTests {
     /// A valid two-node model (x -> Relu -> h -> Neg -> y) to break in different ways.
     static func baseModel() -> Onnx_ModelProto {
-        var m = Onnx_ModelProto()
-        m.irVersion = 8
-        var op = Onnx_OperatorSetIdProto()
-        op.version = 13
-        m.opsetImport = [op]
+        var m = Onnx_ModelProto(irVersion: 8, opset: 13)
         var g = Onnx_GraphProto()
         g.name = "g"
         g.input = [valueInfo("x")]
@@ -28,26 +25,11 @@ import Testing
     }
 
     static func valueInfo(_ name: String) -> Onnx_ValueInfoProto {
-        var v = Onnx_ValueInfoProto()
-        v.name = name
-        var t = Onnx_TypeProto.Tensor()
-        t.elemType = 1
-        var s = Onnx_TensorShapeProto()
-        var d = Onnx_TensorShapeProto.Dimension()
-        d.dimValue = 2
-        s.dim = [d]
-        t.shape = s
-        v.type.tensorType = t
-        return v
+        .tensor(name, dims: [2])
     }
 
     static func node(_ name: String, _ op: String, _ inputs: [String], _ outputs: [String]) -> Onnx_NodeProto {
-        var n = Onnx_NodeProto()
-        n.name = name
-        n.opType = op
-        n.input = inputs
-        n.output = outputs
-        return n
+        Onnx_NodeProto(op, inputs, outputs, name: name)
     }
 
     /// Writes `model` as `name` in a fresh folder, runs `prunec name -o out.onnx` and checks the result.
@@ -148,12 +130,7 @@ import Testing
         w.dataType = 1
         w.dims = [2]
         w.dataLocation = .external
-        w.externalData = [("location", location), ("offset", "0"), ("length", String(length))].map { k, v in
-            var e = Onnx_StringStringEntryProto()
-            e.key = k
-            e.value = v
-            return e
-        }
+        w.externalData = Onnx_StringStringEntryProto.entries([("location", location), ("offset", "0"), ("length", String(length))])
         m.graph.initializer = [w]
         return m
     }

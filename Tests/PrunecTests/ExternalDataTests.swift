@@ -1,6 +1,7 @@
 import Foundation
 import ONNXProto
 import PruneIR
+import PruneTestSupport
 import Testing
 
 /// A model with more than 2 GB of weights in external data loads, inspects in little memory and
@@ -30,37 +31,13 @@ import Testing
             t.dataType = 1
             t.dims = [Int64(tensorBytes / 4)]
             t.dataLocation = .external
-            t.externalData = [("location", "big.bin"), ("offset", String(i * tensorBytes)), ("length", String(tensorBytes))].map { k, v in
-                var e = Onnx_StringStringEntryProto()
-                e.key = k
-                e.value = v
-                return e
-            }
+            t.externalData = Onnx_StringStringEntryProto.entries([("location", "big.bin"), ("offset", String(i * tensorBytes)), ("length", String(tensorBytes))])
             g.initializer.append(t)
-            var n = Onnx_NodeProto()
-            n.name = "id\(i)"
-            n.opType = "Identity"
-            n.input = ["w\(i)"]
-            n.output = ["y\(i)"]
-            g.node.append(n)
-            var vi = Onnx_ValueInfoProto()
-            vi.name = "y\(i)"
-            var tt = Onnx_TypeProto.Tensor()
-            tt.elemType = 1
-            var s = Onnx_TensorShapeProto()
-            var d = Onnx_TensorShapeProto.Dimension()
-            d.dimValue = Int64(tensorBytes / 4)
-            s.dim = [d]
-            tt.shape = s
-            vi.type.tensorType = tt
-            outputs.append(vi)
+            g.node.append(Onnx_NodeProto("Identity", ["w\(i)"], ["y\(i)"], name: "id\(i)"))
+            outputs.append(.tensor("y\(i)", dims: [Int64(tensorBytes / 4)]))
         }
         g.output = outputs
-        var m = Onnx_ModelProto()
-        m.irVersion = 8
-        var op = Onnx_OperatorSetIdProto()
-        op.version = 17
-        m.opsetImport = [op]
+        var m = Onnx_ModelProto(irVersion: 8, opset: 17)
         m.graph = g
         try (m.serializedBytes() as Data).write(to: dir.appendingPathComponent("big.onnx"))
     }
