@@ -147,7 +147,6 @@ struct GraphImporter {
             let tensor = try importTensor(tp, what: tp.name, rawData: lifted)
             if let v = local[tp.name], v.owningGraph === graph, v.initializer == nil, v.producer == nil {
                 graph.setInitializer(v, to: tensor)
-                if v.importedInfo[.input].map({ $0.hasType }) == true { v.typeChanged = false }
                 v.typeChanged = false
             } else {
                 let v = graph.addInitializer(tensor)
@@ -202,7 +201,7 @@ struct GraphImporter {
                 node.appendImportedAttribute(ap.name, a, proto: ap)
             }
         }
-        for n in try topologicallySorted(nodes, in: local) { graph.append(n) }
+        for n in try topologicallySorted(nodes) { graph.append(n) }
 
         // value_info: types of intermediate values. Entries naming nothing are kept as detached
         // values so they are written back.
@@ -244,22 +243,26 @@ struct GraphImporter {
 
     private func type(of vi: Onnx_ValueInfoProto, what: @autoclosure () -> String) throws -> ValueType? {
         guard vi.hasType else { return nil }
+        return try valueType(vi.type, what: what())
+    }
+
+    /// The IR type of a `TypeProto`, naming `what` when its element type is unknown.
+    private func valueType(_ tp: Onnx_TypeProto, what: @autoclosure () -> String) throws -> ValueType? {
         do {
-            return try TypeConversion.valueType(vi.type)
+            return try TypeConversion.valueType(tp)
         } catch let e as TypeConversion.UnknownElementType {
             throw ONNXImportError.unknownElementType(file: file, what: what(), code: e.code)
         }
     }
 
     /// Kahn's algorithm, keeping file order among ready nodes, so a sorted graph keeps its order.
-    private func topologicallySorted(_ nodes: [Node], in local: Scope) throws -> [Node] {
+    private func topologicallySorted(_ nodes: [Node]) throws -> [Node] {
         if Self.isSorted(nodes) { return nodes }
         var index: [ObjectIdentifier: Int] = [:]
         for (i, n) in nodes.enumerated() { index[ObjectIdentifier(n)] = i }
         // Dependencies through inputs and through values read inside subgraphs.
         var pending = [Int](repeating: 0, count: nodes.count)
         var dependents = [[Int]](repeating: [], count: nodes.count)
-        var sorted = true
         for (i, n) in nodes.enumerated() {
             var deps = Set<Int>()
             for v in n.inputs.compactMap({ $0 }) + Self.outerReads(of: n) {
@@ -267,13 +270,9 @@ struct GraphImporter {
                     deps.insert(j)
                 }
             }
-            for j in deps {
-                if j >= i { sorted = false }
-                dependents[j].append(i)
-            }
+            for j in deps { dependents[j].append(i) }
             pending[i] = deps.count
         }
-        if sorted { return nodes }
         // Ready nodes, largest file index first, so popLast takes the earliest.
         var heap = nodes.indices.filter { pending[$0] == 0 }.sorted(by: >)
         var out: [Node] = []
@@ -335,14 +334,14 @@ struct GraphImporter {
         case .tensor: return .tensor(try importTensor(ap.t, what: ap.t.name.isEmpty ? what : ap.t.name))
         case .graph: return .graph(try importGraph(ap.g, outerScope: scopes, depth: depth + 1))
         case .sparseTensor: return .sparseTensor(ap.sparseTensor)
-        case .typeProto: return .typeProto(try attributeType(ap.tp, what: what))
+        case .typeProto: return .typeProto(try valueType(ap.tp, what: what))
         case .floats: return .floats(ap.floats)
         case .ints: return .ints(ap.ints)
         case .strings: return .strings(ap.strings.map { String(decoding: $0, as: UTF8.self) })
         case .tensors: return .tensors(try ap.tensors.map { try importTensor($0, what: $0.name.isEmpty ? what : $0.name) })
         case .graphs: return .graphs(try ap.graphs.map { try importGraph($0, outerScope: scopes, depth: depth + 1) })
         case .sparseTensors: return .sparseTensors(ap.sparseTensors)
-        case .typeProtos: return .typeProtos(try ap.typeProtos.map { try attributeType($0, what: what) })
+        case .typeProtos: return .typeProtos(try ap.typeProtos.map { try valueType($0, what: what) })
         case .undefined:
             // Older writers leave `type` unset; infer it from the field that is present.
             if ap.hasF { return .float(ap.f) }
@@ -356,14 +355,6 @@ struct GraphImporter {
             if !ap.tensors.isEmpty { return .tensors(try ap.tensors.map { try importTensor($0, what: what) }) }
             if !ap.graphs.isEmpty { return .graphs(try ap.graphs.map { try importGraph($0, outerScope: scopes, depth: depth + 1) }) }
             return .ints([])
-        }
-    }
-
-    private func attributeType(_ tp: Onnx_TypeProto, what: String) throws -> ValueType? {
-        do {
-            return try TypeConversion.valueType(tp)
-        } catch let e as TypeConversion.UnknownElementType {
-            throw ONNXImportError.unknownElementType(file: file, what: what, code: e.code)
         }
     }
 
