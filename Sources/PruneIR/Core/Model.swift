@@ -94,17 +94,21 @@ public final class Model {
     public var metadata: [(key: String, value: String)] {
         get { proto.metadataProps.map { (key: $0.key, value: $0.value) } }
         set {
-            proto.metadataProps = newValue.map { kv in
-                var e = Onnx_StringStringEntryProto()
-                e.key = kv.key
-                e.value = kv.value
-                return e
-            }
+            proto.metadataProps = newValue.map { Onnx_StringStringEntryProto(key: $0.key, value: $0.value) }
         }
     }
     /// Model-local functions, in wire form.
     public var functions: [Onnx_FunctionProto] {
         get { proto.functions }
         set { proto.functions = newValue }
+    }
+}
+
+extension Onnx_StringStringEntryProto {
+    /// A key/value entry (metadata, external data locations).
+    init(key: String, value: String) {
+        self.init()
+        self.key = key
+        self.value = value
     }
 }

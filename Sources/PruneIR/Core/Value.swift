@@ -89,11 +89,8 @@ public final class Value: CustomStringConvertible {
             use.node.setInput(other, at: use.inputIndex)
         }
         guard includingGraphOutputs else { return }
-        var graphs: [Graph] = []
-        if let g = producer?.graph ?? owningGraph { graphs.append(g) }
-        for g in graphs {
-            for i in g.outputs.indices where g.outputs[i] === self { g.outputs[i] = other }
-        }
+        guard let g = producer?.graph ?? owningGraph else { return }
+        for i in g.outputs.indices where g.outputs[i] === self { g.outputs[i] = other }
     }
 
     public var description: String {

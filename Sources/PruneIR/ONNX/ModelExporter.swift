@@ -215,12 +215,18 @@ public enum ModelExporter {
         return vi
     }
 
-    /// A `TensorProto` holding the tensor's data inline.
-    static func inlineTensorProto(_ t: Tensor) -> Onnx_TensorProto {
+    /// The tensor's proto without data: the imported extras with type, shape and name set.
+    static func tensorHeader(_ t: Tensor) -> Onnx_TensorProto {
         var p = t.extras
         p.dims = t.shape.map { Int64($0) }
         p.dataType = t.dtype.rawValue
         if !t.name.isEmpty || t.extras.hasName { p.name = t.name }
+        return p
+    }
+
+    /// A `TensorProto` holding the tensor's data inline.
+    static func inlineTensorProto(_ t: Tensor) -> Onnx_TensorProto {
+        var p = tensorHeader(t)
         p.externalData = []
         if p.hasDataLocation { p.clearDataLocation() }
         switch t.storage {
@@ -257,23 +263,19 @@ final class ExternalDataPlanner {
         switch mode {
         case .none: external = false
         case .asImported: external = t.external != nil
-        case .all(let threshold): external = (isInitializer || t.external != nil) && t.dtype != .string && t.byteCount >= threshold
+        case .all(let threshold): external = (isInitializer || t.external != nil) && t.byteCount >= threshold
         }
         guard external, t.dtype != .string else { return ModelExporter.inlineTensorProto(t) }
         let data = t.rawBytes
         let offset = (end + alignment - 1) / alignment * alignment
         chunks.append((offset, data))
         end = offset + data.count
-        var p = t.extras
-        p.dims = t.shape.map { Int64($0) }
-        p.dataType = t.dtype.rawValue
-        if !t.name.isEmpty || t.extras.hasName { p.name = t.name }
-        p.externalData = [("location", fileName), ("offset", String(offset)), ("length", String(data.count))].map { k, v in
-            var e = Onnx_StringStringEntryProto()
-            e.key = k
-            e.value = v
-            return e
-        }
+        var p = ModelExporter.tensorHeader(t)
+        p.externalData = [
+            Onnx_StringStringEntryProto(key: "location", value: fileName),
+            Onnx_StringStringEntryProto(key: "offset", value: String(offset)),
+            Onnx_StringStringEntryProto(key: "length", value: String(data.count)),
+        ]
         p.dataLocation = .external
         return p
     }
