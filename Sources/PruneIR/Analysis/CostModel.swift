@@ -76,9 +76,14 @@ public struct CostModel: Sendable {
     /// Total MACs, or `nil` if any MAC-bearing node (`Conv`, `ConvTranspose`, `MatMul`, `Gemm`,
     /// `Einsum`) has unknown shapes.
     public func totalMACs(_ model: Model) -> Int? {
+        Self.totalMACs(of: costs(model))
+    }
+
+    /// The sum of the nodes' MACs, or `nil` if any is unknown or the sum overflows.
+    public static func totalMACs(of costs: [NodeCost]) -> Int? {
         var total = 0
-        for node in model.graph.allNodes {
-            guard let m = Self.macs(of: node) else { return nil }
+        for c in costs {
+            guard let m = c.macs else { return nil }
             let (r, o) = total.addingReportingOverflow(m)
             if o { return nil }
             total = r

@@ -103,20 +103,13 @@ public struct ModelSummary: Codable, Sendable {
         inputs = model.graph.inputs.filter { $0.initializer == nil }.map(io)
         outputs = model.graph.outputs.map(io)
         nodes = costs.count
-        var counts: [String: Int] = [:]
-        var opMacs: [String: Int?] = [:]
-        for c in costs {
-            let op = c.node.opType.description
-            counts[op, default: 0] += 1
-            let prev = opMacs[op] ?? 0
-            opMacs[op] = (prev.flatMap { p in c.macs.map { p + $0 } }) as Int?
-        }
-        ops = counts
-        opTable = counts.map { OpEntry(op: $0.key, count: $0.value, macs: opMacs[$0.key] ?? nil) }
+        let byOp = Dictionary(grouping: costs) { $0.node.opType.description }
+        ops = byOp.mapValues(\.count)
+        opTable = byOp.map { op, group in OpEntry(op: op, count: group.count, macs: CostModel.totalMACs(of: group)) }
             .sorted { ($0.macs ?? .max, $0.count, $1.op) > ($1.macs ?? .max, $1.count, $0.op) }
         params = CostModel.parameterCount(model)
         paramBytes = CostModel.parameterBytes(model)
-        macs = CostModel().totalMACs(model)
+        macs = CostModel.totalMACs(of: costs)
         perNode = costs.map { NodeEntry(name: $0.node.name, op: $0.node.opType.description, macs: $0.macs, params: $0.params) }
         var tensors: [TensorEntry] = []
         func collect(_ g: Graph) {

@@ -62,6 +62,19 @@ extension ShapeInference {
     }
 
     /// Kernel, strides, dilations and pads of a conv/pool node over `spatial` axes.
+    /// The spatial output dims of a sliding window (Conv, pooling) over `x`'s axes 2...
+    private static func windowOutputs(
+        _ c: NodeContext, _ x: Shape, _ a: (kernel: [Int], strides: [Int], dilations: [Int], pads: [Int]), ceilMode: Bool
+    ) -> [Dim] {
+        let autoPad = c.attrString("auto_pad") ?? "NOTSET"
+        let spatial = x.rank - 2
+        return (0 ..< spatial).map { i in
+            windowOutput(
+                x.dims[2 + i], kernel: a.kernel[i], stride: a.strides[i], dilation: a.dilations[i],
+                padBegin: a.pads[i], padEnd: a.pads[i + spatial], autoPad: autoPad, ceilMode: ceilMode)
+        }
+    }
+
     private static func windowAttributes(_ c: NodeContext, spatial: Int, kernel: [Int]?) -> (kernel: [Int], strides: [Int], dilations: [Int], pads: [Int])? {
         guard let k = c.attrInts("kernel_shape") ?? kernel, k.count == spatial else { return nil }
         let strides = c.attrInts("strides") ?? Array(repeating: 1, count: spatial)
@@ -87,14 +100,7 @@ extension ShapeInference {
         guard let a = windowAttributes(c, spatial: spatial, kernel: wKernel?.count == spatial ? wKernel : nil) else {
             return Inferred(dtype, Shape([x.dims[0], outChannels] + Array(repeating: Dim.unknown, count: spatial)))
         }
-        let autoPad = c.attrString("auto_pad") ?? "NOTSET"
-        var dims = [x.dims[0], outChannels]
-        for i in 0 ..< spatial {
-            dims.append(windowOutput(
-                x.dims[2 + i], kernel: a.kernel[i], stride: a.strides[i], dilation: a.dilations[i],
-                padBegin: a.pads[i], padEnd: a.pads[i + spatial], autoPad: autoPad, ceilMode: false))
-        }
-        return Inferred(dtype, Shape(dims))
+        return Inferred(dtype, Shape([x.dims[0], outChannels] + windowOutputs(c, x, a, ceilMode: false)))
     }
 
     static func inferConvTranspose(_ c: NodeContext) -> Inferred {
@@ -142,15 +148,8 @@ extension ShapeInference {
         guard let a = windowAttributes(c, spatial: spatial, kernel: nil) else {
             return Inferred(dtype, Shape(Array(x.dims.prefix(2)) + Array(repeating: Dim.unknown, count: spatial)))
         }
-        let autoPad = c.attrString("auto_pad") ?? "NOTSET"
         let ceilMode = (c.attrInt("ceil_mode") ?? 0) != 0
-        var dims = Array(x.dims.prefix(2))
-        for i in 0 ..< spatial {
-            dims.append(windowOutput(
-                x.dims[2 + i], kernel: a.kernel[i], stride: a.strides[i], dilation: a.dilations[i],
-                padBegin: a.pads[i], padEnd: a.pads[i + spatial], autoPad: autoPad, ceilMode: ceilMode))
-        }
-        return Inferred(dtype, Shape(dims))
+        return Inferred(dtype, Shape(Array(x.dims.prefix(2)) + windowOutputs(c, x, a, ceilMode: ceilMode)))
     }
 
     // MARK: Matrix products

@@ -4,8 +4,6 @@ import PruneIR
 
 /// prunec's exit codes (sysexits.h where one fits).
 enum PrunecExit {
-    static let checkFailed: Int32 = 1
-    static let usage: Int32 = 64
     static let badInput: Int32 = 65
     static let internalError: Int32 = 70
 }
@@ -21,7 +19,7 @@ func reportingErrors(_ body: () throws -> Void) throws {
         throw e
     } catch let e as ValidationError {
         throw e
-    } catch let e where e is ONNXImportError || e is IRError || e is ONNXExportError || e is CommandInputError {
+    } catch let e where e is ONNXImportError || e is IRError || e is ONNXExportError {
         Diagnostics.error("\(e)")
         throw ExitCode(PrunecExit.badInput)
     } catch {
@@ -30,22 +28,9 @@ func reportingErrors(_ body: () throws -> Void) throws {
     }
 }
 
-/// A problem with a file or value the user gave (not a usage error): exit 65.
-struct CommandInputError: Error, CustomStringConvertible {
-    let description: String
-}
-
 /// Messages on stderr; results go to stdout.
 enum Diagnostics {
     static func error(_ message: String) {
         FileHandle.standardError.write(Data("error: \(message)\n".utf8))
-    }
-
-    static func note(_ message: String) {
-        FileHandle.standardError.write(Data("note: \(message)\n".utf8))
-    }
-
-    static func warning(_ message: String) {
-        FileHandle.standardError.write(Data("warning: \(message)\n".utf8))
     }
 }

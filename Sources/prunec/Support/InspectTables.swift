@@ -26,7 +26,7 @@ enum InspectTables {
         out += table(
             ["op", "count", "MACs", "%MACs"],
             s.opTable.map { e in
-                [e.op, String(e.count), e.macs.map(grouped) ?? "?", e.macs.map { String(format1(100 * Double($0) / Double(totalMacs))) } ?? "?"]
+                [e.op, String(e.count), e.macs.map(grouped) ?? "?", e.macs.map { String(format: "%.1f", 100 * Double($0) / Double(totalMacs)) } ?? "?"]
             }, rightAligned: [1, 2, 3])
         out += "\n"
         let nodes = s.perNode.filter { ($0.macs ?? 1) > 0 }.sorted { ($0.macs ?? .max) > ($1.macs ?? .max) }
@@ -51,11 +51,6 @@ enum InspectTables {
 
     static func shape(_ dims: [String]?) -> String {
         dims.map { "[" + $0.joined(separator: ",") + "]" } ?? "[*]"
-    }
-
-    static func format1(_ x: Double) -> String {
-        let r = (x * 10).rounded() / 10
-        return String(r)
     }
 
     static func grouped(_ n: Int) -> String {
