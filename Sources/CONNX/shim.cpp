@@ -61,13 +61,39 @@ int parse_model(const void *bytes, size_t length, onnx::ModelProto &model, char 
     return PRUNEC_ONNX_OK;
 }
 
+// Runs `body` and turns every exception it throws into a status code plus a message: libonnx's
+// errors (onnx::checker::ValidationError, onnx::InferenceError, onnx::SchemaError, ...) are
+// PRUNEC_ONNX_FAILED, running out of memory or anything else is PRUNEC_ONNX_INTERNAL_ERROR.
+template <typename Body>
+int guarded(char **message, Body body) noexcept {
+    try {
+        return body();
+    } catch (const std::bad_alloc &) {
+        set_message(message, "libonnx ran out of memory");
+        return PRUNEC_ONNX_INTERNAL_ERROR;
+    } catch (const std::exception &error) {
+        set_message(message, error.what());
+        return PRUNEC_ONNX_FAILED;
+    } catch (...) {
+        set_message(message, "libonnx threw an exception that is not a std::exception");
+        return PRUNEC_ONNX_INTERNAL_ERROR;
+    }
+}
+
+// What onnx.checker.check_model(model, full_check=True) adds to check_model:
+// infer_shapes(model, check_type=True, strict_mode=True).
+void infer_shapes_strictly(onnx::ModelProto &model) {
+    onnx::ShapeInferenceOptions options(/*check_type_val=*/true, /*strict_mode_val=*/1);
+    onnx::shape_inference::InferShapes(model, onnx::OpSchemaRegistry::Instance(), options);
+}
+
 } // namespace
 
 extern "C" int prunec_onnx_check_model(const void *bytes, size_t length, int full_check, char **message) {
     if (message != nullptr) {
         *message = nullptr;
     }
-    try {
+    return guarded(message, [&] {
         onnx::ModelProto model;
         int status = parse_model(bytes, length, model, message);
         if (status != PRUNEC_ONNX_OK) {
@@ -75,23 +101,10 @@ extern "C" int prunec_onnx_check_model(const void *bytes, size_t length, int ful
         }
         onnx::checker::check_model(model);
         if (full_check != 0) {
-            // onnx.checker.check_model(model, full_check=True) == check_model, then
-            // infer_shapes(model, check_type=True, strict_mode=True).
-            onnx::ShapeInferenceOptions options(/*check_type_val=*/true, /*strict_mode_val=*/1);
-            onnx::shape_inference::InferShapes(model, onnx::OpSchemaRegistry::Instance(), options);
+            infer_shapes_strictly(model);
         }
         return PRUNEC_ONNX_OK;
-    } catch (const std::bad_alloc &) {
-        set_message(message, "libonnx ran out of memory");
-        return PRUNEC_ONNX_INTERNAL_ERROR;
-    } catch (const std::exception &error) {
-        // onnx::checker::ValidationError, onnx::InferenceError, onnx::SchemaError, ...
-        set_message(message, error.what());
-        return PRUNEC_ONNX_FAILED;
-    } catch (...) {
-        set_message(message, "libonnx threw an exception that is not a std::exception");
-        return PRUNEC_ONNX_INTERNAL_ERROR;
-    }
+    });
 }
 
 extern "C" int prunec_onnx_check_model_file(const char *path, int full_check, char **message) {
@@ -102,27 +115,17 @@ extern "C" int prunec_onnx_check_model_file(const char *path, int full_check, ch
         set_message(message, "no path given");
         return PRUNEC_ONNX_INTERNAL_ERROR;
     }
-    try {
+    return guarded(message, [&] {
         std::string model_path(path);
         onnx::checker::check_model(model_path);
         if (full_check != 0) {
             // InferShapes(path, save_path) would also write the result out; load and infer instead.
             onnx::ModelProto model;
             onnx::LoadProtoFromPath(model_path, model);
-            onnx::ShapeInferenceOptions options(/*check_type_val=*/true, /*strict_mode_val=*/1);
-            onnx::shape_inference::InferShapes(model, onnx::OpSchemaRegistry::Instance(), options);
+            infer_shapes_strictly(model);
         }
         return PRUNEC_ONNX_OK;
-    } catch (const std::bad_alloc &) {
-        set_message(message, "libonnx ran out of memory");
-        return PRUNEC_ONNX_INTERNAL_ERROR;
-    } catch (const std::exception &error) {
-        set_message(message, error.what());
-        return PRUNEC_ONNX_FAILED;
-    } catch (...) {
-        set_message(message, "libonnx threw an exception that is not a std::exception");
-        return PRUNEC_ONNX_INTERNAL_ERROR;
-    }
+    });
 }
 
 extern "C" int prunec_onnx_infer_shapes(
@@ -136,7 +139,7 @@ extern "C" int prunec_onnx_infer_shapes(
     }
     *out = nullptr;
     *out_length = 0;
-    try {
+    return guarded(message, [&] {
         onnx::ModelProto model;
         int status = parse_model(bytes, length, model, message);
         if (status != PRUNEC_ONNX_OK) {
@@ -163,16 +166,7 @@ extern "C" int prunec_onnx_infer_shapes(
         *out = buffer;
         *out_length = size;
         return PRUNEC_ONNX_OK;
-    } catch (const std::bad_alloc &) {
-        set_message(message, "libonnx ran out of memory");
-        return PRUNEC_ONNX_INTERNAL_ERROR;
-    } catch (const std::exception &error) {
-        set_message(message, error.what());
-        return PRUNEC_ONNX_FAILED;
-    } catch (...) {
-        set_message(message, "libonnx threw an exception that is not a std::exception");
-        return PRUNEC_ONNX_INTERNAL_ERROR;
-    }
+    });
 }
 
 extern "C" int prunec_onnx_ir_version(void) {
