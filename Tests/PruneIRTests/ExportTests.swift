@@ -1,5 +1,6 @@
 import Foundation
 import ONNXProto
+import PruneTestSupport
 import Testing
 
 @testable import PruneIR
@@ -37,20 +38,7 @@ import Testing
     }
 
     private static func tensorValueInfo(_ name: String, _ dtype: DType, _ dims: [Int64], doc: String = "") -> Onnx_ValueInfoProto {
-        var vi = Onnx_ValueInfoProto()
-        vi.name = name
-        var tt = Onnx_TypeProto.Tensor()
-        tt.elemType = dtype.rawValue
-        var s = Onnx_TensorShapeProto()
-        s.dim = dims.map { d in
-            var dp = Onnx_TensorShapeProto.Dimension()
-            dp.dimValue = d
-            return dp
-        }
-        tt.shape = s
-        vi.type.tensorType = tt
-        if !doc.isEmpty { vi.docString = doc }
-        return vi
+        .tensor(name, elemType: dtype.rawValue, dims: dims.map { .value($0) }, doc: doc)
     }
 
     /// A hand-written model `x -> Relu 'r1' -> a -> Relu 'r2' -> b -> Identity 'id' -> y` with

@@ -11,32 +11,6 @@ import Testing
 struct LibONNXTests {
     // MARK: - Model builders
 
-    private static func tensorValue(_ name: String, elemType: Int32 = 1, dims: [Dim]?) -> Onnx_ValueInfoProto {
-        var value = Onnx_ValueInfoProto()
-        value.name = name
-        var tensor = Onnx_TypeProto.Tensor()
-        tensor.elemType = elemType
-        if let dims {
-            var shape = Onnx_TensorShapeProto()
-            shape.dim = dims.map { dim in
-                var proto = Onnx_TensorShapeProto.Dimension()
-                switch dim {
-                case .value(let size): proto.dimValue = Int64(size)
-                case .param(let symbol): proto.dimParam = symbol
-                }
-                return proto
-            }
-            tensor.shape = shape
-        }
-        value.type.tensorType = tensor
-        return value
-    }
-
-    private enum Dim {
-        case value(Int)
-        case param(String)
-    }
-
     private static func opset(_ domain: String, _ version: Int64) -> Onnx_OperatorSetIdProto {
         var opset = Onnx_OperatorSetIdProto()
         opset.domain = domain
@@ -56,8 +30,8 @@ struct LibONNXTests {
         var graph = Onnx_GraphProto()
         graph.name = "relu"
         graph.node = [node("Relu", ["x"], ["y"], name: "relu0")]
-        graph.input = [tensorValue("x", elemType: elemType, dims: [.value(2), .value(3)])]
-        graph.output = [tensorValue("y", elemType: elemType, dims: [.value(2), .value(3)])]
+        graph.input = [Onnx_ValueInfoProto.tensor("x", elemType: elemType, dims: [.value(2), .value(3)])]
+        graph.output = [Onnx_ValueInfoProto.tensor("y", elemType: elemType, dims: [.value(2), .value(3)])]
         var model = Onnx_ModelProto()
         model.irVersion = irVersion
         model.producerName = "prunec-tests"
@@ -115,7 +89,7 @@ struct LibONNXTests {
     @Test func undefinedInputFailsNamingIt() throws {
         var model = Self.reluModel()
         model.graph.node.append(Self.node("Add", ["y", "not_defined_anywhere"], ["z"], name: "add0"))
-        model.graph.output = [Self.tensorValue("z", dims: [.value(2), .value(3)])]
+        model.graph.output = [Onnx_ValueInfoProto.tensor("z", dims: [.value(2), .value(3)])]
         let result = LibONNX.check(serializedModel: try Self.serialized(model), fullCheck: false)
         guard case .failed(let message) = result else {
             Issue.record("expected a failure, got \(result)")
@@ -251,10 +225,7 @@ struct LibONNXTests {
         weight.dataType = 1
         weight.dims = [4]
         weight.dataLocation = .external
-        var entry = Onnx_StringStringEntryProto()
-        entry.key = "location"
-        entry.value = location
-        weight.externalData = [entry]
+        weight.externalData = Onnx_StringStringEntryProto.entries([("location", location)])
         model.graph.initializer = [weight]
         return model
     }
@@ -321,7 +292,7 @@ struct LibONNXTests {
             Self.node("Relu", ["x"], ["h"], name: "relu0"),
             Self.node("Relu", ["h"], ["y"], name: "relu1"),
         ]
-        model.graph.input = [Self.tensorValue("x", dims: [.param("N"), .value(3)])]
+        model.graph.input = [Onnx_ValueInfoProto.tensor("x", dims: [.param("N"), .value(3)])]
         var untypedOutput = Onnx_ValueInfoProto()
         untypedOutput.name = "y"
         model.graph.output = [untypedOutput]
@@ -343,7 +314,7 @@ struct LibONNXTests {
     @Test func inferShapesReportsInferenceErrors() throws {
         // Declared output shape [2, 4] conflicts with the inferred [2, 3].
         var model = Self.reluModel()
-        model.graph.output = [Self.tensorValue("y", dims: [.value(2), .value(4)])]
+        model.graph.output = [Onnx_ValueInfoProto.tensor("y", dims: [.value(2), .value(4)])]
         guard
             case .failure(.inferenceFailed(let message)) = LibONNX.inferShapes(
                 serializedModel: try Self.serialized(model))

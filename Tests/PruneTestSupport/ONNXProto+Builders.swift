@@ -25,9 +25,18 @@ extension Onnx_NodeProto {
     }
 }
 
+/// A dimension of a hand-built shape: a number (`4`) or a symbol (`"N"`).
+public enum DimSpec: ExpressibleByIntegerLiteral, ExpressibleByStringLiteral {
+    case value(Int64)
+    case param(String)
+
+    public init(integerLiteral value: Int64) { self = .value(value) }
+    public init(stringLiteral value: String) { self = .param(value) }
+}
+
 extension Onnx_ValueInfoProto {
-    /// A tensor value; `dims` `nil` leaves the shape unset.
-    public static func tensor(_ name: String, elemType: Int32 = 1, dims: [Int64]? = nil) -> Onnx_ValueInfoProto {
+    /// A tensor value; `dims` `nil` leaves the shape unset, `doc` empty leaves doc_string unset.
+    public static func tensor(_ name: String, elemType: Int32 = 1, dims: [DimSpec]? = nil, doc: String = "") -> Onnx_ValueInfoProto {
         var v = Onnx_ValueInfoProto()
         v.name = name
         var t = Onnx_TypeProto.Tensor()
@@ -36,12 +45,16 @@ extension Onnx_ValueInfoProto {
             var s = Onnx_TensorShapeProto()
             s.dim = dims.map { d in
                 var dim = Onnx_TensorShapeProto.Dimension()
-                dim.dimValue = d
+                switch d {
+                case .value(let n): dim.dimValue = n
+                case .param(let symbol): dim.dimParam = symbol
+                }
                 return dim
             }
             t.shape = s
         }
         v.type.tensorType = t
+        if !doc.isEmpty { v.docString = doc }
         return v
     }
 }

@@ -34,7 +34,7 @@ import Testing
             t.externalData = Onnx_StringStringEntryProto.entries([("location", "big.bin"), ("offset", String(i * tensorBytes)), ("length", String(tensorBytes))])
             g.initializer.append(t)
             g.node.append(Onnx_NodeProto("Identity", ["w\(i)"], ["y\(i)"], name: "id\(i)"))
-            outputs.append(.tensor("y\(i)", dims: [Int64(tensorBytes / 4)]))
+            outputs.append(.tensor("y\(i)", dims: [.value(Int64(tensorBytes / 4))]))
         }
         g.output = outputs
         var m = Onnx_ModelProto(irVersion: 8, opset: 17)
