@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
-DEB_PACKAGES := libopenblas-dev libonnx-dev libprotobuf-dev
+DEB_PACKAGES := libopenblas-dev libonnx-dev libprotobuf-dev zlib1g-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PRUNEC := .build/release/prunec
 

@@ -14,11 +14,13 @@ let package = Package(
     products: [
         .executable(name: "prunec", targets: ["prunec"]),
         .library(name: "PruneIR", targets: ["PruneIR"]),
+        .library(name: "PruneRuntime", targets: ["PruneRuntime"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", exact: "0.9.20"),
     ],
     targets: [
         .target(
@@ -46,10 +48,18 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
+        .target(
+            name: "PruneRuntime",
+            dependencies: ["PruneIR", "CBLAS", .product(name: "ZIPFoundation", package: "ZIPFoundation")],
+            // Kernels hand raw pointers to parallel loops; Swift 6's Sendable checking would
+            // reject every such capture, so this target stays in the Swift 5 language mode.
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
         .executableTarget(
             name: "prunec",
             dependencies: [
                 "PruneIR",
+                "PruneRuntime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -62,6 +72,10 @@ let package = Package(
         .testTarget(
             name: "PruneIRTests",
             dependencies: ["PruneIR", "ONNXProto", "PruneTestSupport"]
+        ),
+        .testTarget(
+            name: "PruneRuntimeTests",
+            dependencies: ["PruneRuntime", "PruneIR", "ONNXProto", "PruneTestSupport"]
         ),
         .testTarget(
             name: "PrunecTests",

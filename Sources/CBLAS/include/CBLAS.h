@@ -3,7 +3,7 @@
 // Why a shim: Swift imports <cblas.h> directly, but OpenBLAS's extras (the kernel name, the
 // thread count) are declared with macros and types that differ between OpenBLAS builds. This
 // header includes <cblas.h> and declares the few things Swift cannot call cleanly as
-// `prunec_cblas_*`. Only Sources/PruneRuntime/BLAS.swift may import this module.
+// `prunec_cblas_*`. Only Sources/PruneRuntime/Core/BLAS.swift may import this module.
 //
 // Assumptions: Debian's libopenblas0-pthread (32-bit integers, LP64 interface: blasint == int).
 #ifndef PRUNEC_CBLAS_H

@@ -98,6 +98,28 @@ public enum ModelImporter {
         return Model(graph: graph, importing: proto)
     }
 
+    /// Loads one serialized `TensorProto` (an ONNX `test_data_set_*/input_0.pb` file), with the
+    /// same checks as a model's initializers. External data is resolved next to the file.
+    ///
+    /// - Throws: ``ONNXImportError``.
+    public static func loadTensor(contentsOf url: URL, displayName: String? = nil) throws -> Tensor {
+        let file = displayName ?? url.relativePath
+        let data: Data
+        do {
+            data = try Data(contentsOf: url)
+        } catch {
+            throw ONNXImportError.fileNotFound(file: file)
+        }
+        let proto: Onnx_TensorProto
+        do {
+            proto = try Onnx_TensorProto(serializedBytes: data)
+        } catch {
+            throw ONNXImportError.malformed(file: file, reason: describeDecodingError(error))
+        }
+        let importer = GraphImporter(file: file, external: ExternalDataResolver(baseDirectory: url.deletingLastPathComponent(), file: file))
+        return try importer.importTensor(proto, what: proto.name.isEmpty ? url.lastPathComponent : proto.name)
+    }
+
     static func describeDecodingError(_ error: Error) -> String {
         if let e = error as? BinaryDecodingError {
             switch e {

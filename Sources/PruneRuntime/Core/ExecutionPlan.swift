@@ -1,0 +1,155 @@
+import Foundation
+import PruneIR
+
+/// A graph compiled for execution: kernels made, values numbered into slots, and for each step
+/// the slots whose last use it is (the liveness plan that lets the pool reuse their memory).
+final class ExecutionPlan {
+    struct Step {
+        let node: Node
+        let name: String
+        let op: String
+        let kernel: any Kernel
+        /// Input slots, -1 for an omitted optional input.
+        let inputs: [Int]
+        let outputs: [Int]
+        /// Slots to drop after this step.
+        let release: [Int]
+    }
+
+    let graph: Graph
+    private(set) var slots: [ObjectIdentifier: Int] = [:]
+    private(set) var slotCount = 0
+    /// Initializers and Constant outputs, filled once per run.
+    private(set) var constants: [(slot: Int, array: NDArray)] = []
+    /// Graph inputs, in order, with their slot.
+    private(set) var inputs: [(value: Value, slot: Int)] = []
+    private(set) var outputSlots: [Int] = []
+    /// Values defined outside this graph that it (or a nested subgraph) reads.
+    private(set) var captures: [(slot: Int, value: Value)] = []
+    private(set) var steps: [Step] = []
+
+    /// Compiles `graph`. Collects every node it cannot run into `unsupported` instead of throwing,
+    /// so the caller can report them all at once.
+    init(graph: Graph, opsets: [String: Int], registry: KernelRegistry, unsupported: inout [RuntimeError.UnsupportedNode]) throws {
+        self.graph = graph
+        func slot(_ v: Value) -> Int {
+            let id = ObjectIdentifier(v)
+            if let s = slots[id] { return s }
+            slots[id] = slotCount
+            slotCount += 1
+            return slotCount - 1
+        }
+
+        var defined = Set<ObjectIdentifier>()
+        for v in graph.inputs {
+            inputs.append((v, slot(v)))
+            defined.insert(ObjectIdentifier(v))
+        }
+        for v in graph.initializers {
+            guard let t = v.initializer else { continue }
+            constants.append((slot(v), try NDArray(tensor: t)))
+            defined.insert(ObjectIdentifier(v))
+        }
+
+        // Slots in first-use order; liveness is the index of the last step reading a slot.
+        var lastUse: [Int: Int] = [:]
+        var pending: [(node: Node, kernel: (any Kernel)?, ins: [Int], outs: [Int])] = []
+        for (index, node) in graph.nodes.enumerated() {
+            let name = node.name.isEmpty ? "\(node.opType.name)#\(index)" : node.name
+            let opset = opsets[KernelRegistry.normalize(node.opType.domain)] ?? 0
+            var ins: [Int] = []
+            for input in node.inputs {
+                guard let v = input else { ins.append(-1); continue }
+                let id = ObjectIdentifier(v)
+                if !defined.contains(id) && slots[id] == nil {
+                    // Read from an enclosing graph.
+                    captures.append((slot(v), v))
+                    defined.insert(id)
+                }
+                let s = slot(v)
+                ins.append(s)
+                lastUse[s] = index
+            }
+            // Values a node's subgraphs read from this graph or beyond must live until the node ran.
+            for v in ExecutionPlan.freeValues(ofSubgraphsOf: node) {
+                let id = ObjectIdentifier(v)
+                if !defined.contains(id) && slots[id] == nil {
+                    captures.append((slot(v), v))
+                    defined.insert(id)
+                }
+                lastUse[slot(v)] = index
+            }
+            let outs = node.outputs.map { v -> Int in
+                defined.insert(ObjectIdentifier(v))
+                return slot(v)
+            }
+
+            var kernel: (any Kernel)?
+            if node.opType == .constant, let t = node.outputs.first.flatMap({ $0.constantValue }) {
+                do {
+                    constants.append((outs[0], try NDArray(tensor: t)))
+                } catch {
+                    unsupported.append(.init(node: name, op: node.opType.description, opset: opset, reason: "\(error)"))
+                }
+                continue
+            }
+            if let factory = registry.kernel(domain: node.opType.domain, op: node.opType.name, opset: opset) {
+                do {
+                    kernel = try factory(KernelBuildInfo(node: node, opset: opset))
+                } catch let e as KernelError where e.unsupported {
+                    unsupported.append(.init(node: name, op: node.opType.description, opset: opset, reason: e.reason))
+                } catch let e as KernelError {
+                    throw RuntimeError.kernel(node: name, op: node.opType.description, reason: e.reason)
+                } catch let e as RuntimeError {
+                    if case .unsupportedNodes(let inner) = e { unsupported += inner } else { throw e }
+                }
+            } else {
+                let known = registry.contains(domain: node.opType.domain, op: node.opType.name)
+                unsupported.append(.init(
+                    node: name, op: node.opType.description, opset: opset,
+                    reason: known ? "no kernel for opset \(opset)" : "operator not implemented"))
+            }
+            pending.append((node, kernel, ins, outs))
+        }
+
+        var keep = Set(graph.outputs.map { slot($0) })
+        for c in constants { keep.insert(c.slot) }
+        for c in captures { keep.insert(c.slot) }
+        outputSlots = graph.outputs.map { slot($0) }
+
+        var releaseAt: [Int: [Int]] = [:]
+        for (s, step) in lastUse where !keep.contains(s) { releaseAt[step, default: []].append(s) }
+        for (index, p) in pending.enumerated() {
+            guard let kernel = p.kernel else { continue }
+            let nodeIndex = graph.nodes.firstIndex { $0 === p.node } ?? index
+            var release = releaseAt[nodeIndex] ?? []
+            // Outputs nobody reads are dropped at once.
+            for s in p.outs where lastUse[s] == nil && !keep.contains(s) { release.append(s) }
+            let name = p.node.name.isEmpty ? "\(p.node.opType.name)#\(nodeIndex)" : p.node.name
+            steps.append(Step(node: p.node, name: name, op: p.node.opType.name, kernel: kernel,
+                              inputs: p.ins, outputs: p.outs, release: release))
+        }
+    }
+
+    /// Values that `node`'s subgraphs (at any depth) read but do not define.
+    static func freeValues(ofSubgraphsOf node: Node) -> [Value] {
+        var out: [Value] = []
+        var seen = Set<ObjectIdentifier>()
+        for g in node.subgraphs {
+            var defined = Set<ObjectIdentifier>()
+            for v in g.inputs { defined.insert(ObjectIdentifier(v)) }
+            for v in g.initializers { defined.insert(ObjectIdentifier(v)) }
+            for n in g.nodes { for v in n.outputs { defined.insert(ObjectIdentifier(v)) } }
+            for n in g.nodes {
+                let reads = n.inputs.compactMap { $0 } + freeValues(ofSubgraphsOf: n)
+                for v in reads where !defined.contains(ObjectIdentifier(v)) && seen.insert(ObjectIdentifier(v)).inserted {
+                    out.append(v)
+                }
+            }
+            for v in g.outputs where !defined.contains(ObjectIdentifier(v)) && seen.insert(ObjectIdentifier(v)).inserted {
+                out.append(v)
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,281 @@
+import Foundation
+import PruneIR
+
+/// Runs a model on the reference kernels.
+///
+/// Building an interpreter compiles the main graph (and, lazily, its subgraphs): every node gets
+/// a kernel, or the build throws ``RuntimeError/unsupportedNodes(_:)`` naming all nodes that have
+/// none, before anything runs. ``run(_:)`` may be called many times; memory returns to the pool
+/// after each value's last use and is reused by the next run.
+public final class Interpreter {
+    /// Interpreter settings.
+    public struct Options: Sendable {
+        /// Threads for BLAS and the parallel loops of the other kernels.
+        public var threads: Int
+        /// Record time per node (cheap; on by default).
+        public var profile: Bool
+
+        /// Settings with `threads` threads.
+        public init(threads: Int = 1, profile: Bool = true) {
+            self.threads = max(1, threads)
+            self.profile = profile
+        }
+    }
+
+    /// The model being run.
+    public let model: Model
+    /// The settings it was built with.
+    public let options: Options
+    /// The arena: buffers for intermediate values.
+    public let pool = MemoryPool()
+    /// Time spent per node and per op type, accumulated over runs.
+    public let profile = Profile()
+
+    let registry: KernelRegistry
+    let opsets: [String: Int]
+    let mainPlan: ExecutionPlan
+    private var subgraphPlans: [ObjectIdentifier: ExecutionPlan] = [:]
+    private let planLock = NSLock()
+
+    /// Compiles `model`. Throws ``RuntimeError/unsupportedNodes(_:)`` listing every node (in the
+    /// main graph and its subgraphs) that has no kernel.
+    public init(model: Model, options: Options = Options(), registry: KernelRegistry = .standard) throws {
+        self.model = model
+        self.options = options
+        self.registry = registry
+        var opsets: [String: Int] = [:]
+        for o in model.opsetImports { opsets[KernelRegistry.normalize(o.domain)] = Int(o.version) }
+        self.opsets = opsets
+        var unsupported: [RuntimeError.UnsupportedNode] = []
+        mainPlan = try ExecutionPlan(graph: model.graph, opsets: opsets, registry: registry, unsupported: &unsupported)
+        // Subgraphs are compiled now too, so that a missing kernel inside an If is reported up front.
+        var stack = model.graph.nodes
+        while let node = stack.popLast() {
+            for g in node.subgraphs {
+                let plan = try ExecutionPlan(graph: g, opsets: opsets, registry: registry, unsupported: &unsupported)
+                subgraphPlans[ObjectIdentifier(g)] = plan
+                stack += g.nodes
+            }
+        }
+        if !unsupported.isEmpty { throw RuntimeError.unsupportedNodes(unsupported) }
+        BLAS.setThreads(options.threads)
+    }
+
+    /// The graph's inputs that a caller must provide (inputs with an initializer are optional).
+    public var requiredInputs: [Value] { mainPlan.inputs.map(\.value).filter { $0.initializer == nil } }
+
+    /// Runs the model on `inputs` (keyed by graph input name) and returns its outputs by name.
+    ///
+    /// Throws ``RuntimeError/input(_:)`` when an input is missing or its element type, rank or a
+    /// fixed dimension differs from the model's, naming the input.
+    public func run(_ inputs: [String: NDArray]) throws -> [String: NDArray] {
+        let list = try runOrdered(inputs)
+        var out: [String: NDArray] = [:]
+        for (v, a) in zip(model.graph.outputs, list) { out[v.name] = a }
+        return out
+    }
+
+    /// Like ``run(_:)``, with the outputs in graph order.
+    public func runOrdered(_ inputs: [String: NDArray]) throws -> [NDArray] {
+        var feeds: [Int: NDArray] = [:]
+        var symbols: [String: (Int, String)] = [:]
+        let known = Set(mainPlan.inputs.map(\.value.name))
+        for name in inputs.keys.sorted() where !known.contains(name) {
+            throw RuntimeError.input("'\(name)' is not an input of the model (inputs: \(mainPlan.inputs.map(\.value.name).joined(separator: ", ")))")
+        }
+        for (v, slot) in mainPlan.inputs {
+            guard let a = inputs[v.name] else {
+                if v.initializer != nil { continue }
+                throw RuntimeError.input("missing input '\(v.name)'\(v.type.map { " (\($0))" } ?? "")")
+            }
+            try Interpreter.check(a, against: v, symbols: &symbols)
+            feeds[slot] = a
+        }
+        return try execute(mainPlan, feeds: feeds, parent: nil)
+    }
+
+    static func check(_ a: NDArray, against v: Value, symbols: inout [String: (Int, String)]) throws {
+        guard case .tensor(let dtype, let shape)? = v.type else { return }
+        if dtype != a.dtype {
+            throw RuntimeError.input("input '\(v.name)' has element type \(a.dtype), the model expects \(dtype)")
+        }
+        guard let shape else { return }
+        guard shape.rank == a.rank else {
+            throw RuntimeError.input("input '\(v.name)' has shape \(a.shape) (rank \(a.rank)), the model expects rank \(shape.rank): \(shape)")
+        }
+        for (i, d) in shape.dims.enumerated() {
+            switch d {
+            case .known(let n) where n != a.shape[i]:
+                throw RuntimeError.input("input '\(v.name)' has shape \(a.shape), the model expects \(shape) (dimension \(i) must be \(n))")
+            case .symbol(let s):
+                if let (size, other) = symbols[s], size != a.shape[i] {
+                    throw RuntimeError.input("input '\(v.name)' dimension \(i) ('\(s)') is \(a.shape[i]), but '\(other)' gave '\(s)' = \(size)")
+                }
+                symbols[s] = (a.shape[i], v.name)
+            default: break
+            }
+        }
+    }
+
+    func plan(for graph: Graph) throws -> ExecutionPlan {
+        planLock.lock()
+        defer { planLock.unlock() }
+        if let p = subgraphPlans[ObjectIdentifier(graph)] { return p }
+        var unsupported: [RuntimeError.UnsupportedNode] = []
+        let p = try ExecutionPlan(graph: graph, opsets: opsets, registry: registry, unsupported: &unsupported)
+        if !unsupported.isEmpty { throw RuntimeError.unsupportedNodes(unsupported) }
+        subgraphPlans[ObjectIdentifier(graph)] = p
+        return p
+    }
+
+    /// Runs one plan. `parent` resolves the plan's captures (values of enclosing graphs).
+    func execute(_ plan: ExecutionPlan, feeds: [Int: NDArray], parent: Frame?) throws -> [NDArray] {
+        let frame = Frame(plan: plan, parent: parent)
+        for c in plan.constants { frame.values[c.slot] = c.array }
+        for c in plan.captures {
+            guard let a = parent?.lookup(c.value) else {
+                throw RuntimeError.kernel(node: plan.graph.name, op: "subgraph", reason: "outer value '\(c.value.name)' is not available")
+            }
+            frame.values[c.slot] = a
+        }
+        for (s, a) in feeds { frame.values[s] = a }
+        let context = KernelContext(interpreter: self, frame: frame)
+        let profiling = options.profile
+        for (i, step) in plan.steps.enumerated() {
+            let t0 = profiling ? Profile.now() : 0
+            do {
+                let ins = step.inputs.map { $0 < 0 ? nil : frame.values[$0] }
+                let outs = try step.kernel.run(ins, context)
+                for (k, s) in step.outputs.enumerated() { frame.values[s] = k < outs.count ? outs[k] : nil }
+            } catch let e as KernelError {
+                throw RuntimeError.kernel(node: step.name, op: step.node.opType.description, reason: e.reason)
+            }
+            for s in step.release { frame.values[s] = nil }
+            if profiling { profile.record(plan: plan, step: i, op: step.op, name: step.name, seconds: Profile.now() - t0) }
+        }
+        return try plan.outputSlots.enumerated().map { k, s in
+            guard let a = frame.values[s] else {
+                throw RuntimeError.kernel(node: plan.graph.outputs[k].name, op: "output", reason: "graph output '\(plan.graph.outputs[k].name)' was not computed")
+            }
+            return a
+        }
+    }
+}
+
+/// The values of one running graph, linked to the frame of the graph that contains it.
+final class Frame {
+    let plan: ExecutionPlan
+    let parent: Frame?
+    var values: [NDArray?]
+
+    init(plan: ExecutionPlan, parent: Frame?) {
+        self.plan = plan
+        self.parent = parent
+        self.values = Array(repeating: nil, count: plan.slotCount)
+    }
+
+    func lookup(_ v: Value) -> NDArray? {
+        if let s = plan.slots[ObjectIdentifier(v)], let a = values[s] { return a }
+        return parent?.lookup(v)
+    }
+}
+
+/// What a running kernel can use: memory from the arena, the thread setting, parallel loops,
+/// and (for control flow) running a subgraph.
+public final class KernelContext {
+    let interpreter: Interpreter
+    let frame: Frame
+
+    init(interpreter: Interpreter, frame: Frame) {
+        self.interpreter = interpreter
+        self.frame = frame
+    }
+
+    /// Threads kernels may use.
+    public var threads: Int { interpreter.options.threads }
+
+    /// A new array from the arena, elements uninitialized.
+    public func allocate(_ dtype: DType, _ shape: [Int]) -> NDArray {
+        let n = shape.reduce(1, *)
+        return NDArray(dtype: dtype, shape: shape, storage: interpreter.pool.take(NDArray.byteCount(dtype, n)))
+    }
+
+    /// A new zero-filled array from the arena.
+    public func zeros(_ dtype: DType, _ shape: [Int]) -> NDArray {
+        let a = allocate(dtype, shape)
+        memset(a.rawPointer, 0, a.byteCount)
+        return a
+    }
+
+    /// Calls `body` on consecutive chunks of `0..<count`, on up to ``threads`` threads.
+    /// Chunks hold at least `grain` iterations, so small loops stay on one thread.
+    public func parallelFor(_ count: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
+        guard count > 0 else { return }
+        let chunks = min(threads, max(1, count / max(1, grain)))
+        if chunks <= 1 {
+            body(0..<count)
+            return
+        }
+        let per = (count + chunks - 1) / chunks
+        withoutActuallyEscaping(body) { body in
+            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                let lo = c * per
+                let hi = min(count, lo + per)
+                if lo < hi { body(lo..<hi) }
+            }
+        }
+    }
+
+    /// Runs `graph` (a subgraph of the node being run) with `inputs` bound to its inputs in order.
+    /// Values it reads from enclosing graphs are resolved automatically.
+    public func run(subgraph graph: Graph, inputs: [NDArray?]) throws -> [NDArray] {
+        let plan = try interpreter.plan(for: graph)
+        var feeds: [Int: NDArray] = [:]
+        for (i, (_, slot)) in plan.inputs.enumerated() where i < inputs.count {
+            if let a = inputs[i] { feeds[slot] = a }
+        }
+        return try interpreter.execute(plan, feeds: feeds, parent: frame)
+    }
+}
+
+/// Time per node and per op type.
+public final class Profile {
+    /// Accumulated time of one op type.
+    public struct Entry: Sendable {
+        /// Op type.
+        public var op: String
+        /// Number of node executions.
+        public var calls: Int
+        /// Total seconds.
+        public var seconds: Double
+    }
+
+    private var byOp: [String: Entry] = [:]
+    private var byNode: [String: Entry] = [:]
+    private let lock = NSLock()
+
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+
+    func record(plan: ExecutionPlan, step: Int, op: String, name: String, seconds: Double) {
+        lock.lock()
+        defer { lock.unlock() }
+        byOp[op, default: Entry(op: op, calls: 0, seconds: 0)].calls += 1
+        byOp[op]!.seconds += seconds
+        byNode[name, default: Entry(op: op, calls: 0, seconds: 0)].calls += 1
+        byNode[name]!.seconds += seconds
+    }
+
+    /// Per-op-type totals, slowest first. Time of nodes inside subgraphs is also counted in the
+    /// If/Loop node that ran them.
+    public var perOp: [Entry] { lock.lock(); defer { lock.unlock() }; return byOp.values.sorted { $0.seconds > $1.seconds } }
+
+    /// Per-node totals keyed by node name.
+    public var perNode: [String: Entry] { lock.lock(); defer { lock.unlock() }; return byNode }
+
+    /// Forgets everything recorded.
+    public func reset() { lock.lock(); defer { lock.unlock() }; byOp = [:]; byNode = [:] }
+}

@@ -1,0 +1,4 @@
+/// Every kernel family registers itself here; one line per family file in Kernels/.
+func registerStandardKernels(_ r: inout KernelRegistry) {
+    registerIdentityKernels(&r)
+}
