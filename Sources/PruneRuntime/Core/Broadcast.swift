@@ -21,10 +21,10 @@ public enum Broadcast {
     public static func strides(of shape: [Int], to target: [Int]) -> [Int] {
         let off = target.count - shape.count
         var out = [Int](repeating: 0, count: target.count)
-        var stride = 1
+        var step = 1
         for i in stride(from: shape.count - 1, through: 0, by: -1) {
-            out[off + i] = shape[i] == 1 && target[off + i] != 1 ? 0 : stride
-            stride *= shape[i]
+            out[off + i] = shape[i] == 1 && target[off + i] != 1 ? 0 : step
+            step *= shape[i]
         }
         return out
     }
