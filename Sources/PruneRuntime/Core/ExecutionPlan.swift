@@ -27,6 +27,9 @@ final class ExecutionPlan {
     /// Values defined outside this graph that it (or a nested subgraph) reads.
     private(set) var captures: [(slot: Int, value: Value)] = []
     private(set) var steps: [Step] = []
+    /// Profile counters per step (see ``Profile``).
+    var stepSeconds: [Double] = []
+    var stepCalls: [Int] = []
 
     /// Compiles `graph`. Collects every node it cannot run into `unsupported` instead of throwing,
     /// so the caller can report them all at once.
@@ -53,7 +56,7 @@ final class ExecutionPlan {
 
         // Slots in first-use order; liveness is the index of the last step reading a slot.
         var lastUse: [Int: Int] = [:]
-        var pending: [(node: Node, kernel: (any Kernel)?, ins: [Int], outs: [Int])] = []
+        var pending: [(index: Int, node: Node, kernel: (any Kernel)?, ins: [Int], outs: [Int])] = []
         for (index, node) in graph.nodes.enumerated() {
             let name = node.name.isEmpty ? "\(node.opType.name)#\(index)" : node.name
             let opset = opsets[KernelRegistry.normalize(node.opType.domain)] ?? 0
@@ -109,7 +112,7 @@ final class ExecutionPlan {
                     node: name, op: node.opType.description, opset: opset,
                     reason: known ? "no kernel for opset \(opset)" : "operator not implemented"))
             }
-            pending.append((node, kernel, ins, outs))
+            pending.append((index, node, kernel, ins, outs))
         }
 
         var keep = Set(graph.outputs.map { slot($0) })
@@ -119,9 +122,9 @@ final class ExecutionPlan {
 
         var releaseAt: [Int: [Int]] = [:]
         for (s, step) in lastUse where !keep.contains(s) { releaseAt[step, default: []].append(s) }
-        for (index, p) in pending.enumerated() {
+        for p in pending {
             guard let kernel = p.kernel else { continue }
-            let nodeIndex = graph.nodes.firstIndex { $0 === p.node } ?? index
+            let nodeIndex = p.index
             var release = releaseAt[nodeIndex] ?? []
             // Outputs nobody reads are dropped at once.
             for s in p.outs where lastUse[s] == nil && !keep.contains(s) { release.append(s) }
@@ -129,6 +132,8 @@ final class ExecutionPlan {
             steps.append(Step(node: p.node, name: name, op: p.node.opType.name, kernel: kernel,
                               inputs: p.ins, outputs: p.outs, release: release))
         }
+        stepSeconds = Array(repeating: 0, count: steps.count)
+        stepCalls = Array(repeating: 0, count: steps.count)
     }
 
     /// Values that `node`'s subgraphs (at any depth) read but do not define.

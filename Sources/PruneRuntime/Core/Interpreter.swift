@@ -58,6 +58,8 @@ public final class Interpreter {
             }
         }
         if !unsupported.isEmpty { throw RuntimeError.unsupportedNodes(unsupported) }
+        profile.track(mainPlan)
+        for p in subgraphPlans.values { profile.track(p) }
         BLAS.setThreads(options.threads)
     }
 
@@ -125,6 +127,7 @@ public final class Interpreter {
         let p = try ExecutionPlan(graph: graph, opsets: opsets, registry: registry, unsupported: &unsupported)
         if !unsupported.isEmpty { throw RuntimeError.unsupportedNodes(unsupported) }
         subgraphPlans[ObjectIdentifier(graph)] = p
+        profile.track(p)
         return p
     }
 
@@ -151,7 +154,10 @@ public final class Interpreter {
                 throw RuntimeError.kernel(node: step.name, op: step.node.opType.description, reason: e.reason)
             }
             for s in step.release { frame.values[s] = nil }
-            if profiling { profile.record(plan: plan, step: i, op: step.op, name: step.name, seconds: Profile.now() - t0) }
+            if profiling {
+                plan.stepSeconds[i] += Profile.now() - t0
+                plan.stepCalls[i] += 1
+            }
         }
         return try plan.outputSlots.enumerated().map { k, s in
             guard let a = frame.values[s] else {
@@ -238,20 +244,22 @@ public final class KernelContext {
     }
 }
 
-/// Time per node and per op type.
+/// Time per node and per op type, accumulated over runs.
+///
+/// Each plan keeps per-step counters in flat arrays (no hashing on the hot path); this class
+/// aggregates them on demand.
 public final class Profile {
-    /// Accumulated time of one op type.
+    /// Accumulated time of one op type or one node.
     public struct Entry: Sendable {
         /// Op type.
         public var op: String
-        /// Number of node executions.
+        /// Number of executions.
         public var calls: Int
         /// Total seconds.
         public var seconds: Double
     }
 
-    private var byOp: [String: Entry] = [:]
-    private var byNode: [String: Entry] = [:]
+    private var plans: [ExecutionPlan] = []
     private let lock = NSLock()
 
     static func now() -> Double {
@@ -260,22 +268,44 @@ public final class Profile {
         return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
     }
 
-    func record(plan: ExecutionPlan, step: Int, op: String, name: String, seconds: Double) {
+    func track(_ plan: ExecutionPlan) {
         lock.lock()
         defer { lock.unlock() }
-        byOp[op, default: Entry(op: op, calls: 0, seconds: 0)].calls += 1
-        byOp[op]!.seconds += seconds
-        byNode[name, default: Entry(op: op, calls: 0, seconds: 0)].calls += 1
-        byNode[name]!.seconds += seconds
+        plans.append(plan)
     }
 
     /// Per-op-type totals, slowest first. Time of nodes inside subgraphs is also counted in the
-    /// If/Loop node that ran them.
-    public var perOp: [Entry] { lock.lock(); defer { lock.unlock() }; return byOp.values.sorted { $0.seconds > $1.seconds } }
+    /// If/Loop/Scan node that ran them.
+    public var perOp: [Entry] {
+        var byOp: [String: Entry] = [:]
+        for (_, e) in perNode {
+            byOp[e.op, default: Entry(op: e.op, calls: 0, seconds: 0)].calls += e.calls
+            byOp[e.op]!.seconds += e.seconds
+        }
+        return byOp.values.sorted { $0.seconds > $1.seconds }
+    }
 
-    /// Per-node totals keyed by node name.
-    public var perNode: [String: Entry] { lock.lock(); defer { lock.unlock() }; return byNode }
+    /// Per-node totals keyed by node name (nodes that never ran are left out).
+    public var perNode: [String: Entry] {
+        lock.lock()
+        defer { lock.unlock() }
+        var out: [String: Entry] = [:]
+        for p in plans {
+            for (i, step) in p.steps.enumerated() where p.stepCalls[i] > 0 {
+                out[step.name, default: Entry(op: step.op, calls: 0, seconds: 0)].calls += p.stepCalls[i]
+                out[step.name]!.seconds += p.stepSeconds[i]
+            }
+        }
+        return out
+    }
 
     /// Forgets everything recorded.
-    public func reset() { lock.lock(); defer { lock.unlock() }; byOp = [:]; byNode = [:] }
+    public func reset() {
+        lock.lock()
+        defer { lock.unlock() }
+        for p in plans {
+            p.stepSeconds = Array(repeating: 0, count: p.steps.count)
+            p.stepCalls = Array(repeating: 0, count: p.steps.count)
+        }
+    }
 }
