@@ -26,8 +26,13 @@ enum CLI {
 
     /// Runs prunec with `arguments` in `directory` (default: the repository root).
     static func run(_ arguments: [String], in directory: URL? = nil) throws -> Result {
+        try exec(binary, arguments, in: directory)
+    }
+
+    /// Runs any executable (the oracle's Python, say) with `arguments` in `directory`.
+    static func exec(_ executable: URL, _ arguments: [String], in directory: URL? = nil) throws -> Result {
         let p = Process()
-        p.executableURL = binary
+        p.executableURL = executable
         p.arguments = arguments
         p.currentDirectoryURL = directory ?? repoRoot
         let out = Pipe()
