@@ -7,7 +7,7 @@ DEB_PACKAGES := libopenblas-dev libonnx-dev libprotobuf-dev zlib1g-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PRUNEC := .build/release/prunec
 
-.PHONY: deps venv build test demo bench-io clean
+.PHONY: deps venv build test demo bench-io bench clean
 
 # Debian packages the build links against; apt-get runs only when one is missing.
 deps:
@@ -41,6 +41,10 @@ demo: build
 # Model I/O speed vs Python's onnx (scripts/bench-io.sh; builds Benchmarks/ in its own .build).
 bench-io: deps venv
 	bash scripts/bench-io.sh
+
+# Interpreter speed vs onnxruntime on the example models, 1 and 2 threads, in one run.
+bench: build venv
+	.venv/bin/python scripts/bench_runtime.py --prunec $(PRUNEC) --json .cache/bench-runtime.json
 
 clean:
 	rm -rf .build .cache .venv
