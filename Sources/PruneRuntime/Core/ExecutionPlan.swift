@@ -136,6 +136,61 @@ final class ExecutionPlan {
         stepCalls = Array(repeating: 0, count: steps.count)
     }
 
+    /// Ops whose result is not a function of their inputs: never folded.
+    static let nondeterministic: Set<String> = [
+        "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Bernoulli", "Multinomial",
+    ]
+
+    /// Largest output a folded step may keep for the life of the plan.
+    static let maxFoldedBytes = 1 << 20
+
+    /// Runs, once, every step whose inputs are all constants (initializers, Constant outputs or
+    /// earlier folded results) and keeps its outputs as constants, so runs skip it: exported
+    /// models carry many such chains (shape arithmetic on constants, rotary tables, masks).
+    /// Steps with subgraphs, nondeterministic ops, steps that throw, and results over
+    /// ``maxFoldedBytes`` (unless no larger than their inputs) are left to run normally.
+    /// Returns the number of steps folded.
+    @discardableResult
+    func foldConstants(_ run: (Step, [NDArray?]) throws -> [NDArray?]) -> Int {
+        var known: [Int: NDArray] = [:]
+        // An initializer that is also a graph input is only a default: the caller may override it.
+        let overridable = Set(inputs.map(\.slot))
+        for c in constants where !overridable.contains(c.slot) { known[c.slot] = c.array }
+        var kept: [Step] = []
+        var keptSeconds: [Double] = []
+        var folded = 0
+        for step in steps {
+            let foldable = !ExecutionPlan.nondeterministic.contains(step.op) && step.node.subgraphs.isEmpty
+                && step.inputs.allSatisfy { $0 < 0 || known[$0] != nil }
+                && step.inputs.contains { $0 >= 0 }
+            if foldable, let outs = try? run(step, step.inputs.map { $0 < 0 ? nil : known[$0] }) {
+                let inBytes = step.inputs.reduce(0) { $0 + ($1 < 0 ? 0 : known[$1]!.byteCount) }
+                let outBytes = outs.reduce(0) { $0 + ($1?.byteCount ?? 0) }
+                if outs.count == step.outputs.count, outs.allSatisfy({ $0 != nil }),
+                    outBytes <= max(ExecutionPlan.maxFoldedBytes, inBytes)
+                {
+                    for (slot, a) in zip(step.outputs, outs) {
+                        // A private copy, so the arena gets its block back.
+                        let owned = a!.copy()
+                        known[slot] = owned
+                        constants.append((slot, owned))
+                    }
+                    folded += 1
+                    continue
+                }
+            }
+            kept.append(step)
+            keptSeconds.append(0)
+        }
+        if folded > 0 {
+            // Release lists of removed steps only named slots that are constants now or dead.
+            steps = kept
+            stepSeconds = keptSeconds
+            stepCalls = Array(repeating: 0, count: kept.count)
+        }
+        return folded
+    }
+
     /// Values that `node`'s subgraphs (at any depth) read but do not define.
     static func freeValues(ofSubgraphsOf node: Node) -> [Value] {
         var out: [Value] = []

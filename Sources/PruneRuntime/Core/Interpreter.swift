@@ -14,11 +14,14 @@ public final class Interpreter {
         public var threads: Int
         /// Record time per node (cheap; on by default).
         public var profile: Bool
+        /// Compute steps whose inputs are all constants once, when the interpreter is built.
+        public var foldConstants: Bool
 
         /// Settings with `threads` threads.
-        public init(threads: Int = 1, profile: Bool = true) {
+        public init(threads: Int = 1, profile: Bool = true, foldConstants: Bool = true) {
             self.threads = max(1, threads)
             self.profile = profile
+            self.foldConstants = foldConstants
         }
     }
 
@@ -28,6 +31,8 @@ public final class Interpreter {
     public let options: Options
     /// The arena: buffers for intermediate values.
     public let pool = MemoryPool()
+    /// Steps computed once at build time because all their inputs are constants.
+    public private(set) var foldedSteps = 0
     /// Time spent per node and per op type, accumulated over runs.
     public let profile = Profile()
 
@@ -58,9 +63,17 @@ public final class Interpreter {
             }
         }
         if !unsupported.isEmpty { throw RuntimeError.unsupportedNodes(unsupported) }
+        BLAS.setThreads(options.threads)
+        if options.foldConstants {
+            for plan in [mainPlan] + Array(subgraphPlans.values) { foldedSteps += fold(plan) }
+        }
         profile.track(mainPlan)
         for p in subgraphPlans.values { profile.track(p) }
-        BLAS.setThreads(options.threads)
+    }
+
+    private func fold(_ plan: ExecutionPlan) -> Int {
+        let context = KernelContext(interpreter: self, frame: Frame(plan: plan, parent: nil))
+        return plan.foldConstants { step, inputs in try step.kernel.run(inputs, context) }
     }
 
     /// The graph's inputs that a caller must provide (inputs with an initializer are optional).
