@@ -82,7 +82,9 @@ func registerShapeOpsKernels(_ r: inout KernelRegistry) {
                 // Floating ranges are computed in double (like the reference's arange) and rounded once.
                 let s = start.element(at: 0), l = limit.element(at: 0), d = delta.element(at: 0)
                 guard d != 0, s.isFinite, l.isFinite, d.isFinite else { throw KernelError("Range: invalid start/limit/delta \(s), \(l), \(d)") }
-                let n = max(Int(((l - s) / d).rounded(.up)), 0)
+                let steps = ((l - s) / d).rounded(.up)
+                guard steps < 1e15 else { throw KernelError("Range of \(steps) elements is too large") }
+                let n = max(Int(steps), 0)
                 let out = ctx.allocate(dtype, [n])
                 if dtype == .float {
                     let p = out.pointer(as: Float.self)
