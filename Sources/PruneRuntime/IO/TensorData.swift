@@ -124,7 +124,7 @@ public enum TensorData {
         }
         if !ignored.isEmpty {
             let shown = ignored.prefix(6).joined(separator: ", ") + (ignored.count > 6 ? ", ... (\(ignored.count - 6) more)" : "")
-            note("\(file): ignoring \(ignored.count) key\(ignored.count == 1 ? "" : "s") that name no input of the model: \(shown)")
+            note("\(file): ignoring \(ignored.count) key\(ignored.count == 1 ? " that names" : "s that name") no input of the model: \(shown)")
         }
         for v in graph.inputs where v.initializer == nil && bound[v.name] == nil {
             let keys = chosen.map(\.name)
