@@ -35,7 +35,7 @@ public enum NPZ {
             var decoder = StreamDecoder(file: file, member: member)
             let crc: CRC32
             do {
-                crc = try archive.extract(entry, skipCRC32: false) { chunk in try decoder.consume(chunk) }
+                crc = try archive.extract(entry, bufferSize: 1 << 20, skipCRC32: false) { chunk in try decoder.consume(chunk) }
             } catch let e as TensorDataError {
                 throw e
             } catch {

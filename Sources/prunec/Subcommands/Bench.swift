@@ -281,7 +281,7 @@ struct BenchReport: Encodable {
             out += "compute       MACs unknown (some MatMul/Conv/Gemm shapes could not be inferred)\n"
         }
         out += "memory        arena \(Format.bytes(arenaBytes)), all intermediates of one run \(Format.bytes(intermediateBytes))"
-        if intermediateBytes > 0 { out += String(format: " (reuse saves %.0f%%)", 100 * (1 - Double(arenaBytes) / Double(intermediateBytes))) }
+        if intermediateBytes > 0 { out += String(format: " (the arena is %.0f%% of that)", 100 * Double(arenaBytes) / Double(intermediateBytes)) }
         out += "\n"
         out += "              weights \(Format.bytes(weightBytes)), peak RSS \(Format.bytes(peakRSSBytes))\n"
         out += "\n"
