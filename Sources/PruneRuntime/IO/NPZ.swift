@@ -73,7 +73,7 @@ public enum NPZ {
                 let total = head.count + body.count
                 do {
                     try archive.addEntry(with: member, type: .file, uncompressedSize: Int64(total),
-                                         modificationDate: fixedDate, compressionMethod: .none) { position, size in
+                                         modificationDate: fixedDate, compressionMethod: .none, bufferSize: 1 << 20) { position, size in
                         let start = Int(position)
                         let end = min(total, start + size)
                         if end <= head.count { return head.subdata(in: start..<end) }

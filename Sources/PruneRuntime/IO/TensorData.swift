@@ -7,8 +7,9 @@ import PruneIR
 /// Binding contract:
 /// - A key names a graph input, optionally prefixed `in.` (`input` or `in.input`).
 /// - Keys that name no input (`out.logits`, `set3.input`, ...) are ignored, with a note on stderr.
-/// - `set: N` (N ≥ 1) uses the keys prefixed `setN.` instead of the plain ones (the calibration
-///   files in examples/models hold plain keys plus `set1.` … `set7.` copies).
+/// - `set: N` (N ≥ 1) uses the keys prefixed `setN.` (with the prefix removed) instead of the plain
+///   ones; the other keys are then skipped without a note (the calibration files in
+///   examples/models hold plain keys plus `set1.` … `set7.` copies). Set 0 means the plain keys.
 /// - A missing input is an error naming the input and the file; a wrong element type, rank or
 ///   fixed dimension is caught by ``Interpreter/run(_:)``, and ``run(_:on:file:)`` adds the file.
 public enum TensorData {
