@@ -34,33 +34,14 @@ extension Prunec {
         }
 
         func parsedShapes() throws -> [String: Shape] {
-            var out: [String: Shape] = [:]
-            for s in shapes {
-                let parts = s.split(separator: "=", maxSplits: 1)
-                guard parts.count == 2, !parts[0].isEmpty else {
-                    throw ValidationError("--shape expects name=DIMS such as input=1x3x224x224, got '\(s)'")
-                }
-                var dims: [Dim] = []
-                for d in parts[1].split(separator: "x", omittingEmptySubsequences: false) {
-                    if let v = Int(d), v >= 0 {
-                        dims.append(.known(v))
-                    } else {
-                        throw ValidationError("--shape \(s): '\(d)' is not a dimension (write numbers joined by 'x')")
-                    }
-                }
-                out[String(parts[0])] = Shape(dims)
-            }
-            return out
+            try InputShapes.parse(shapes)
         }
 
         func run() throws {
             try reportingErrors {
                 let model = try input.load()
                 let shapes = try parsedShapes()
-                let inputNames = Set(model.graph.inputs.map(\.name))
-                for name in shapes.keys where !inputNames.contains(name) {
-                    throw ValidationError("--shape names '\(name)', which is not an input of \(input.model) (inputs: \(model.graph.inputs.filter { $0.initializer == nil }.map(\.name).joined(separator: ", ")))")
-                }
+                try InputShapes.checkNames(shapes, in: model, file: input.model)
                 var check: LibONNXResult?
                 if !noCheck {
                     let opsets = Dictionary(model.opsetImports.map { ($0.domain, Int($0.version)) }, uniquingKeysWith: { a, _ in a })

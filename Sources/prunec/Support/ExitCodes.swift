@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PruneIR
+import PruneRuntime
 
 /// prunec's exit codes (sysexits.h where one fits).
 enum PrunecExit {
@@ -11,7 +12,7 @@ enum PrunecExit {
 /// Runs a command body, turning library errors into one-line messages on stderr and exit codes.
 ///
 /// Usage errors stay `ValidationError`s (argument-parser prints usage for them); bad models and
-/// data exit 65; anything unexpected exits 70.
+/// data (including tensor data files and inputs the interpreter rejects) exit 65; anything unexpected exits 70.
 func reportingErrors(_ body: () throws -> Void) throws {
     do {
         try body()
@@ -19,7 +20,7 @@ func reportingErrors(_ body: () throws -> Void) throws {
         throw e
     } catch let e as ValidationError {
         throw e
-    } catch let e where e is ONNXImportError || e is IRError || e is ONNXExportError {
+    } catch let e where e is ONNXImportError || e is IRError || e is ONNXExportError || e is RuntimeError || e is TensorDataError {
         Diagnostics.error("\(e)")
         throw ExitCode(PrunecExit.badInput)
     } catch {

@@ -1,0 +1,294 @@
+import ArgumentParser
+import Foundation
+import PruneIR
+import PruneRuntime
+
+extension Prunec {
+    /// `prunec bench MODEL`: latency, per-op time, throughput and memory of the interpreter.
+    struct Bench: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Benchmark a model on the reference interpreter.",
+            discussion: """
+                Without --inputs, inputs are synthesized from the model's input types with a fixed seed: \
+                floats are standard normal, integers are in [0, 100) (valid token ids for small \
+                vocabularies), booleans are random. Symbolic dimensions are 1 unless --shape binds them. \
+                The report gives median/min/p90 latency over --runs runs after --warmup runs, time per \
+                op type, GFLOP/s from the model's MACs (2 FLOPs per MAC), the arena size against the \
+                sum of all intermediate tensors of one run, weight bytes and peak RSS.
+                """)
+
+        @OptionGroup var input: ModelInputOptions
+        @OptionGroup var data: DataInputOptions
+        @OptionGroup var threading: ThreadOptions
+
+        @Option(help: ArgumentHelp("Measured runs.", valueName: "R"))
+        var runs = 10
+
+        @Option(help: ArgumentHelp("Unmeasured runs first (they also grow the arena to its final size).", valueName: "W"))
+        var warmup = 2
+
+        @Option(
+            name: .customLong("shape"),
+            help: ArgumentHelp("Shape of a synthesized input (repeatable); symbolic dims default to 1.", valueName: "name=1x16"))
+        var shapes: [String] = []
+
+        @Flag(help: "Print one JSON object (sorted keys) instead of tables.")
+        var json = false
+
+        func validate() throws {
+            if runs < 1 { throw ValidationError("--runs must be at least 1, got \(runs)") }
+            if warmup < 0 { throw ValidationError("--warmup must be 0 or more, got \(warmup)") }
+            if !shapes.isEmpty && data.inputs != nil {
+                throw ValidationError("--shape sets the shapes of synthesized inputs; with --inputs the data gives the shapes")
+            }
+            _ = try InputShapes.parse(shapes)
+        }
+
+        func run() throws {
+            try reportingErrors {
+                let model = try input.load()
+                let shapes = try InputShapes.parse(shapes)
+                try InputShapes.checkNames(shapes, in: model, file: input.model)
+                let feeds = try data.load(for: model) ?? InputSynthesis.inputs(for: model, shapes: shapes)
+                let dataName = data.inputs ?? "synthesized inputs"
+                let interpreter = try InterpreterSupport.make(model, file: input.model, threads: threading.threads)
+
+                for _ in 0..<warmup { _ = try TensorData.run(interpreter, on: feeds, file: dataName) }
+                interpreter.profile.reset()
+                interpreter.pool.resetCounters()
+                var seconds: [Double] = []
+                var intermediateBytes = 0
+                for r in 0..<runs {
+                    let t0 = Clock.now()
+                    _ = try TensorData.run(interpreter, on: feeds, file: dataName)
+                    seconds.append(Clock.now() - t0)
+                    if r == 0 { intermediateBytes = interpreter.pool.requestedBytes }
+                }
+
+                // Shapes come from the actual inputs, so MACs are known whenever the shape rules cover the model.
+                ShapeInference(overrides: feeds.mapValues { Shape($0.shape) }).run(on: model)
+                let macs = CostModel().totalMACs(model)
+                let report = BenchReport(
+                    model: input.model, inputs: data.inputs, seconds: seconds, warmup: warmup, threads: threading.threads,
+                    profile: interpreter.profile.perOp, macs: macs,
+                    arenaBytes: interpreter.pool.reservedBytes, intermediateBytes: intermediateBytes,
+                    weightBytes: CostModel.parameterBytes(model), peakRSSBytes: PeakMemory.bytes,
+                    feeds: model.graph.inputs.compactMap { v in feeds[v.name].map { (v.name, $0) } })
+                print(json ? try report.json() : report.text(), terminator: json ? "\n" : "")
+                PeakMemory.reportIfAsked(input.reportPeakRSS)
+            }
+        }
+    }
+}
+
+enum Clock {
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+}
+
+/// Deterministic inputs made from a model's input types.
+enum InputSynthesis {
+    /// One array per input without an initializer: standard normal floats, integers in [0, 100),
+    /// random booleans, from a fixed seed. Dims come from `shapes`, else the model (symbols → 1).
+    static func inputs(for model: Model, shapes: [String: Shape]) throws -> [String: NDArray] {
+        var rng = SplitMix64(seed: 0x5EED_2024)
+        var out: [String: NDArray] = [:]
+        for v in model.graph.inputs where v.initializer == nil {
+            guard case .tensor(let dtype, let declared)? = v.type else {
+                throw ValidationError("input '\(v.name)' is not a tensor with a known element type; give data with --inputs")
+            }
+            let dims: [Int]
+            if let s = shapes[v.name] {
+                if let declared, declared.rank != s.rank {
+                    throw ValidationError("--shape \(v.name) has rank \(s.rank), the model's input has rank \(declared.rank): \(declared)")
+                }
+                dims = s.dims.map { $0.value ?? 1 }
+            } else if let declared {
+                dims = declared.dims.map { $0.value ?? 1 }
+            } else {
+                throw ValidationError("input '\(v.name)' has no shape in the model; bind it with --shape \(v.name)=DIMS")
+            }
+            out[v.name] = try synthesize(dtype, dims, name: v.name, rng: &rng)
+        }
+        return out
+    }
+
+    static func synthesize(_ dtype: DType, _ shape: [Int], name: String, rng: inout SplitMix64) throws -> NDArray {
+        let a = NDArray(uninitialized: dtype, shape: shape)
+        let n = a.count
+        func fill<T>(_ type: T.Type, _ make: (inout SplitMix64) -> T) {
+            let p = a.pointer(as: T.self)
+            for i in 0..<n { p[i] = make(&rng) }
+        }
+        func token(_ r: inout SplitMix64) -> UInt64 { r.next() % 100 }
+        switch dtype {
+        case .float: fill(Float.self) { Float($0.normal()) }
+        case .double: fill(Double.self) { $0.normal() }
+        case .float16: fill(Float16.self) { Float16($0.normal()) }
+        case .bfloat16: fill(UInt16.self) { UInt16(truncatingIfNeeded: Float($0.normal()).bitPattern >> 16) }
+        case .int8: fill(Int8.self) { Int8(token(&$0)) }
+        case .int16: fill(Int16.self) { Int16(token(&$0)) }
+        case .int32: fill(Int32.self) { Int32(token(&$0)) }
+        case .int64: fill(Int64.self) { Int64(token(&$0)) }
+        case .uint8: fill(UInt8.self) { UInt8(token(&$0)) }
+        case .uint16: fill(UInt16.self) { UInt16(token(&$0)) }
+        case .uint32: fill(UInt32.self) { UInt32(token(&$0)) }
+        case .uint64: fill(UInt64.self) { token(&$0) }
+        case .bool: fill(Bool.self) { $0.next() & 1 == 1 }
+        default:
+            throw RuntimeError.unsupportedType(what: "input '\(name)'", dtype: dtype)
+        }
+        return a
+    }
+}
+
+/// A small, fast, seedable generator (SplitMix64), so synthesized inputs are the same every run.
+struct SplitMix64 {
+    private var state: UInt64
+    private var spare: Double?
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// Uniform in (0, 1].
+    mutating func uniform() -> Double { (Double(next() >> 11) + 1) * 0x1p-53 }
+
+    /// Standard normal (Box–Muller, both values used).
+    mutating func normal() -> Double {
+        if let s = spare { spare = nil; return s }
+        let r = (-2 * Foundation.log(uniform())).squareRoot()
+        let t = 2 * Double.pi * uniform()
+        spare = r * sin(t)
+        return r * cos(t)
+    }
+}
+
+/// What `prunec bench` measured.
+struct BenchReport: Encodable {
+    struct OpTime: Encodable {
+        var op: String
+        var calls: Int
+        var ms: Double
+        var percent: Double
+    }
+
+    var model: String
+    var inputs: String?
+    var runs: Int
+    var warmup: Int
+    var threads: Int
+    var blasCore: String
+    var medianMs: Double
+    var minMs: Double
+    var p90Ms: Double
+    var macs: Int?
+    var gflops: Double?
+    var arenaBytes: Int
+    var intermediateBytes: Int
+    var weightBytes: Int
+    var peakRSSBytes: Int
+    var perOp: [OpTime]
+    var inputShapes: [String: [Int]]
+    var feedList: [(String, NDArray)] = []
+
+    enum CodingKeys: String, CodingKey {
+        case model, inputs, runs, warmup, threads, macs, gflops
+        case blasCore = "blas_core", medianMs = "median_ms", minMs = "min_ms", p90Ms = "p90_ms"
+        case arenaBytes = "arena_bytes", intermediateBytes = "intermediate_bytes", weightBytes = "weight_bytes"
+        case peakRSSBytes = "peak_rss_bytes", perOp = "per_op", inputShapes = "input_shapes"
+    }
+
+    init(model: String, inputs: String?, seconds: [Double], warmup: Int, threads: Int, profile: [Profile.Entry], macs: Int?,
+         arenaBytes: Int, intermediateBytes: Int, weightBytes: Int, peakRSSBytes: Int, feeds: [(String, NDArray)]) {
+        let sorted = seconds.sorted()
+        let n = sorted.count
+        let median = n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2
+        // Nearest-rank percentile.
+        let p90 = sorted[max(0, Int((0.9 * Double(n)).rounded(.up)) - 1)]
+        self.model = model
+        self.inputs = inputs
+        self.runs = n
+        self.warmup = warmup
+        self.threads = threads
+        self.blasCore = BLAS.coreName
+        self.medianMs = median * 1000
+        self.minMs = sorted[0] * 1000
+        self.p90Ms = p90 * 1000
+        self.macs = macs
+        self.gflops = macs.map { median > 0 ? 2 * Double($0) / median / 1e9 : 0 }
+        self.arenaBytes = arenaBytes
+        self.intermediateBytes = intermediateBytes
+        self.weightBytes = weightBytes
+        self.peakRSSBytes = peakRSSBytes
+        let total = profile.reduce(0) { $0 + $1.seconds }
+        self.perOp = profile.map { e in
+            OpTime(op: e.op, calls: Int((Double(e.calls) / Double(n)).rounded()), ms: e.seconds * 1000 / Double(n),
+                   percent: total > 0 ? 100 * e.seconds / total : 0)
+        }
+        self.inputShapes = Dictionary(feeds.map { ($0.0, $0.1.shape) }, uniquingKeysWith: { a, _ in a })
+        self.feedList = feeds
+    }
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        // Optionals are encoded as null rather than left out, so every key is always present.
+        try c.encode(model, forKey: .model)
+        try c.encode(inputs, forKey: .inputs)
+        try c.encode(runs, forKey: .runs)
+        try c.encode(warmup, forKey: .warmup)
+        try c.encode(threads, forKey: .threads)
+        try c.encode(blasCore, forKey: .blasCore)
+        try c.encode(medianMs, forKey: .medianMs)
+        try c.encode(minMs, forKey: .minMs)
+        try c.encode(p90Ms, forKey: .p90Ms)
+        try c.encode(macs, forKey: .macs)
+        try c.encode(gflops, forKey: .gflops)
+        try c.encode(arenaBytes, forKey: .arenaBytes)
+        try c.encode(intermediateBytes, forKey: .intermediateBytes)
+        try c.encode(weightBytes, forKey: .weightBytes)
+        try c.encode(peakRSSBytes, forKey: .peakRSSBytes)
+        try c.encode(perOp, forKey: .perOp)
+        try c.encode(inputShapes, forKey: .inputShapes)
+    }
+
+    func json() throws -> String {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return String(decoding: try e.encode(self), as: UTF8.self)
+    }
+
+    func text() -> String {
+        func ms(_ x: Double) -> String { String(format: "%.3f ms", x) }
+        var out = ""
+        out += "model         \(model)\n"
+        let shapes = feedList.map { name, a in "\(name) \(a.dtype) [\(a.shape.map(String.init).joined(separator: ","))]" }
+        out += "inputs        \(shapes.joined(separator: ", "))\(inputs.map { " from \($0)" } ?? " (synthesized)")\n"
+        out += "threads       \(threads)    BLAS core: \(blasCore)\n"
+        out += "latency       median \(ms(medianMs))    min \(ms(minMs))    p90 \(ms(p90Ms))    (\(runs) runs after \(warmup) warmup)\n"
+        if let macs {
+            out += "compute       \(InspectTables.grouped(macs)) MACs (\(Format.si(macs)))    \(String(format: "%.2f", gflops ?? 0)) GFLOP/s\n"
+        } else {
+            out += "compute       MACs unknown (some MatMul/Conv/Gemm shapes could not be inferred)\n"
+        }
+        out += "memory        arena \(Format.bytes(arenaBytes)), all intermediates of one run \(Format.bytes(intermediateBytes))"
+        if intermediateBytes > 0 { out += String(format: " (the arena is %.0f%% of that)", 100 * Double(arenaBytes) / Double(intermediateBytes)) }
+        out += "\n"
+        out += "              weights \(Format.bytes(weightBytes)), peak RSS \(Format.bytes(peakRSSBytes))\n"
+        out += "\n"
+        out += InspectTables.table(
+            ["op", "calls", "ms/run", "%"],
+            perOp.map { [$0.op, String($0.calls), String(format: "%.3f", $0.ms), String(format: "%.1f", $0.percent)] },
+            rightAligned: [1, 2, 3])
+        return out
+    }
+}
