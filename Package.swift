@@ -79,7 +79,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PrunecTests",
-            dependencies: ["prunec", "PruneIR", "ONNXProto", "PruneTestSupport"]
+            dependencies: ["prunec", "PruneIR", "PruneRuntime", "ONNXProto", "PruneTestSupport"]
         ),
     ],
     cxxLanguageStandard: .cxx17

@@ -76,6 +76,16 @@ public final class Interpreter {
         return plan.foldConstants { step, inputs in try step.kernel.run(inputs, context) }
     }
 
+    /// Bytes of all constants the plans hold: initializers (borrowed from the model file where
+    /// aligned), Constant nodes and folded results.
+    public var constantBytes: Int {
+        planLock.lock()
+        defer { planLock.unlock() }
+        return ([mainPlan] + Array(subgraphPlans.values)).reduce(0) { sum, plan in
+            sum + plan.constants.reduce(0) { $0 + $1.array.byteCount }
+        }
+    }
+
     /// The graph's inputs that a caller must provide (inputs with an initializer are optional).
     public var requiredInputs: [Value] { mainPlan.inputs.map(\.value).filter { $0.initializer == nil } }
 

@@ -35,12 +35,23 @@ extension Prunec {
                 let model = try input.load()
                 guard let feeds = try data.load(for: model), let dataFile = data.inputs else { return }
                 let interpreter = try InterpreterSupport.make(model, file: input.model, threads: threading.threads)
+                interpreter.pool.resetCounters()
                 let results = try TensorData.run(interpreter, on: feeds, file: dataFile)
                 let outputs = model.graph.outputs.compactMap { v in results[v.name].map { (name: v.name, array: $0) } }
                 if let output {
                     try NPZ.write(outputs.map { (name: "out." + $0.name, array: $0.array) }, to: URL(fileURLWithPath: output), displayName: output)
                 } else {
                     print(OutputSummary.render(outputs), terminator: "")
+                }
+                if input.reportPeakRSS {
+                    // For memory tests: what the run should cost, next to what it did.
+                    let pool = interpreter.pool
+                    FileHandle.standardError.write(Data("""
+                        weight-bytes: \(interpreter.constantBytes)
+                        arena-bytes: \(pool.reservedBytes)
+                        intermediate-bytes: \(pool.requestedBytes)
+
+                        """.utf8))
                 }
                 PeakMemory.reportIfAsked(input.reportPeakRSS)
             }
