@@ -43,6 +43,19 @@ private func floatValues(_ a: NDArray) -> [Float] {
     }
 }
 
+/// `x` rounded to the nearest bfloat16 (ties to even), as a float.
+@inline(__always)
+private func bfloat16Rounded(_ x: Float) -> Float {
+    if x.isNaN { return x }
+    let u = x.bitPattern
+    return Float(bitPattern: (u &+ 0x7FFF &+ ((u >> 16) & 1)) & 0xFFFF_0000)
+}
+
+/// Rounds `n` floats at `p` to bfloat16 precision, in place.
+private func roundToBFloat16(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
+    for i in 0..<n { p[i] = bfloat16Rounded(p[i]) }
+}
+
 /// A new `dtype` array of `shape` holding `values` (float32) converted.
 private func array(_ values: UnsafePointer<Float>, _ dtype: DType, _ shape: [Int], _ context: KernelContext) -> NDArray {
     let out = context.allocate(dtype, shape)
@@ -180,7 +193,17 @@ final class AttentionKernel: Kernel {
             maskStrides = Broadcast.strides(of: shape4, to: full)
         }
 
-        let scaleValue = scale ?? 1 / Float(Dh).squareRoot()
+        var scaleValue = scale ?? 1 / Float(Dh).squareRoot()
+        // bfloat16 keeps so few bits that the result depends on where intermediates are rounded:
+        // round where the ONNX reference (numpy in bfloat16) does, so results match it.
+        let bf16 = qIn.dtype == .bfloat16
+        var qValues = q.values, kValues = keys
+        if bf16 {
+            let root = bfloat16Rounded(scaleValue.squareRoot())
+            for i in qValues.indices { qValues[i] = bfloat16Rounded(qValues[i] * root) }
+            for i in kValues.indices { kValues[i] = bfloat16Rounded(kValues[i] * root) }
+            scaleValue = 1
+        }
         let reps = Hq / Hkv
         var y = [Float](repeating: 0, count: batch * Hq * Sq * Dv)
         let wantQK = outputCount > 3
@@ -188,8 +211,8 @@ final class AttentionKernel: Kernel {
         let softcapValue = softcap, mode = qkMode, causal = isCausal, left = leftWindow, right = rightWindow
         let hasMask = maskIn != nil
 
-        q.values.withUnsafeBufferPointer { qp in
-        keys.withUnsafeBufferPointer { kp in
+        qValues.withUnsafeBufferPointer { qp in
+        kValues.withUnsafeBufferPointer { kp in
         values.withUnsafeBufferPointer { vp in
         maskValues.withUnsafeBufferPointer { mp in
         y.withUnsafeMutableBufferPointer { yp in
@@ -227,12 +250,20 @@ final class AttentionKernel: Kernel {
                         BLAS.sgemm(transA: false, transB: true, m: Sq, n: L, k: Dh, alpha: scaleValue,
                                    a: qBase + bh * Sq * Dh, lda: Dh, b: kBase + (b * Hkv + kvh) * L * Dh, ldb: Dh,
                                    c: s, ldc: L)
+                        if bf16 { roundToBFloat16(s, Sq * L) }
                         if softcapValue > 0 {
-                            for i in 0..<(Sq * L) { s[i] = softcapValue * Foundation.tanh(s[i] / softcapValue) }
+                            if bf16 {
+                                for i in 0..<(Sq * L) {
+                                    s[i] = bfloat16Rounded(softcapValue * bfloat16Rounded(Foundation.tanh(bfloat16Rounded(s[i] / softcapValue))))
+                                }
+                            } else {
+                                for i in 0..<(Sq * L) { s[i] = softcapValue * Foundation.tanh(s[i] / softcapValue) }
+                            }
                         }
                         let qk = wantQK ? qkp.baseAddress! + bh * Sq * L : nil
                         if let qk, mode <= 1 { qk.update(from: s, count: Sq * L) }
                         for i in 0..<(Sq * L) { s[i] += bs[i] }
+                        if bf16 { roundToBFloat16(s, Sq * L) }
                         if let qk, mode == 2 { qk.update(from: s, count: Sq * L) }
                         // Softmax per row; a row whose bias masks every key attends to nothing (zeros).
                         for i in 0..<Sq {
@@ -247,6 +278,16 @@ final class AttentionKernel: Kernel {
                             for j in 0..<L { mx = max(mx, row[j]) }
                             if mx == -Float.infinity { mx = 0 }
                             var sum: Float = 0
+                            if bf16 {
+                                for j in 0..<L {
+                                    let e = bfloat16Rounded(Foundation.exp(bfloat16Rounded(row[j] - mx)))
+                                    row[j] = e
+                                    sum = bfloat16Rounded(sum + e)
+                                }
+                                let d = sum == 0 ? 1 : sum
+                                for j in 0..<L { row[j] = bfloat16Rounded(row[j] / d) }
+                                continue
+                            }
                             for j in 0..<L { let e = Foundation.exp(row[j] - mx); row[j] = e; sum += e }
                             let inv = sum == 0 ? 1 : 1 / sum
                             for j in 0..<L { row[j] *= inv }
