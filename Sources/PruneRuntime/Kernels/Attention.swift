@@ -21,7 +21,7 @@ private func attentionTypeSupported(_ t: DType) -> Bool {
 }
 
 /// The elements of `a` as float32.
-private func floatValues(_ a: NDArray) -> [Float] {
+private func attentionFloats(_ a: NDArray) -> [Float] {
     let n = a.count
     switch a.dtype {
     case .float:
@@ -57,7 +57,7 @@ private func roundToBFloat16(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
 }
 
 /// A new `dtype` array of `shape` holding `values` (float32) converted.
-private func array(_ values: UnsafePointer<Float>, _ dtype: DType, _ shape: [Int], _ context: KernelContext) -> NDArray {
+private func attentionArray(_ values: UnsafePointer<Float>, _ dtype: DType, _ shape: [Int], _ context: KernelContext) -> NDArray {
     let out = context.allocate(dtype, shape)
     let n = out.count
     switch dtype {
@@ -111,13 +111,13 @@ final class AttentionKernel: Kernel {
 
     /// Q, K or V as float32 in [batch, heads, seq, headSize] order (3-D inputs are split into heads).
     private func heads(_ a: NDArray, _ count: Int?, _ name: String) throws -> (values: [Float], heads: Int, seq: Int, size: Int) {
-        if a.rank == 4 { return (floatValues(a), a.shape[1], a.shape[2], a.shape[3]) }
+        if a.rank == 4 { return (attentionFloats(a), a.shape[1], a.shape[2], a.shape[3]) }
         guard a.rank == 3 else { throw KernelError("\(name) must have rank 3 or 4, got \(a.shape)") }
         guard let h = count, h > 0, a.shape[2] % h == 0 else {
             throw KernelError("\(name) is 3-D (\(a.shape)); q_num_heads/kv_num_heads must divide its hidden size")
         }
         let (b, s, d) = (a.shape[0], a.shape[1], a.shape[2] / h)
-        let src = floatValues(a)
+        let src = attentionFloats(a)
         var out = [Float](repeating: 0, count: src.count)
         for bi in 0..<b { for si in 0..<s { for hi in 0..<h {
             let from = ((bi * s + si) * h + hi) * d, to = ((bi * h + hi) * s + si) * d
@@ -153,7 +153,7 @@ final class AttentionKernel: Kernel {
         let L = P + k.seq
         func present(_ new: [Float], _ past: NDArray?, _ d: Int) -> [Float] {
             guard let past else { return new }
-            let old = floatValues(past)
+            let old = attentionFloats(past)
             var out = [Float](repeating: 0, count: batch * Hkv * L * d)
             for bh in 0..<(batch * Hkv) {
                 for i in 0..<(P * d) { out[bh * L * d + i] = old[bh * P * d + i] }
@@ -181,7 +181,7 @@ final class AttentionKernel: Kernel {
                 maskValues = (0..<m.count).map { p[$0] != 0 ? 0 : -Float.infinity }
             } else {
                 guard attentionTypeSupported(m.dtype) else { throw KernelError("attn_mask element type \(m.dtype) is not supported") }
-                maskValues = floatValues(m)
+                maskValues = attentionFloats(m)
             }
             let shape4 = [Int](repeating: 1, count: 4 - m.rank) + m.shape
             maskLast = shape4[3]
@@ -317,18 +317,18 @@ final class AttentionKernel: Kernel {
                 let from = ((b * Hq + h) * Sq + i) * Dv, to = ((b * Sq + i) * Hq + h) * Dv
                 for d in 0..<Dv { t[to + d] = y[from + d] }
             } } }
-            outs.append(t.withUnsafeBufferPointer { array($0.baseAddress!, dtype, [batch, Sq, Hq * Dv], context) })
+            outs.append(t.withUnsafeBufferPointer { attentionArray($0.baseAddress!, dtype, [batch, Sq, Hq * Dv], context) })
         } else {
-            outs.append(y.withUnsafeBufferPointer { array($0.baseAddress!, dtype, [batch, Hq, Sq, Dv], context) })
+            outs.append(y.withUnsafeBufferPointer { attentionArray($0.baseAddress!, dtype, [batch, Hq, Sq, Dv], context) })
         }
         if outputCount > 1 {
-            outs.append(keys.withUnsafeBufferPointer { array($0.baseAddress!, kIn.dtype, [batch, Hkv, L, Dh], context) })
+            outs.append(keys.withUnsafeBufferPointer { attentionArray($0.baseAddress!, kIn.dtype, [batch, Hkv, L, Dh], context) })
         }
         if outputCount > 2 {
-            outs.append(values.withUnsafeBufferPointer { array($0.baseAddress!, vIn.dtype, [batch, Hkv, L, Dv], context) })
+            outs.append(values.withUnsafeBufferPointer { attentionArray($0.baseAddress!, vIn.dtype, [batch, Hkv, L, Dv], context) })
         }
         if wantQK {
-            outs.append(qkOut.withUnsafeBufferPointer { array($0.baseAddress!, dtype, [batch, Hq, Sq, L], context) })
+            outs.append(qkOut.withUnsafeBufferPointer { attentionArray($0.baseAddress!, dtype, [batch, Hq, Sq, L], context) })
         }
         return outs
     }
@@ -381,7 +381,7 @@ final class RotaryEmbeddingKernel: Kernel {
             guard cosIn.count == B * S * half else { throw KernelError("cos_cache \(cosIn.shape) must be [\(B), \(S), \(half)] without position_ids") }
             pos = nil
         }
-        let xs = floatValues(x), cs = floatValues(cosIn), sn = floatValues(sinIn)
+        let xs = attentionFloats(x), cs = attentionFloats(cosIn), sn = attentionFloats(sinIn)
         var out = xs
         let inter = interleaved
         for b in 0..<B {
@@ -398,6 +398,6 @@ final class RotaryEmbeddingKernel: Kernel {
                 }
             }
         }
-        return [out.withUnsafeBufferPointer { array($0.baseAddress!, x.dtype, x.shape, context) }]
+        return [out.withUnsafeBufferPointer { attentionArray($0.baseAddress!, x.dtype, x.shape, context) }]
     }
 }

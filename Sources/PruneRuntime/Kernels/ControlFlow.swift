@@ -99,7 +99,7 @@ final class LoopKernel: Kernel {
             if scanParts[k].isEmpty {
                 results.append(emptyScanOutput(body.outputs[1 + carried + k], context))
             } else {
-                results.append(try stack(scanParts[k], axis: 0, reverse: false, context))
+                results.append(try scanStack(scanParts[k], axis: 0, reverse: false, context))
             }
         }
         return results
@@ -115,14 +115,14 @@ private func emptyScanOutput(_ v: Value, _ context: KernelContext) -> NDArray {
 
 /// Bytes per element (booleans are one byte).
 @inline(__always)
-private func elementSize(_ dtype: DType) -> Int { NDArray.byteCount(dtype, 1) }
+private func scanElementSize(_ dtype: DType) -> Int { NDArray.byteCount(dtype, 1) }
 
 /// Slice `index` of `a` along `axis`, without that axis. Along axis 0 this is a view.
-private func slice(_ a: NDArray, axis: Int, index: Int, _ context: KernelContext) -> NDArray {
+private func scanSlice(_ a: NDArray, axis: Int, index: Int, _ context: KernelContext) -> NDArray {
     var shape = a.shape
     let n = shape.remove(at: axis)
     let inner = shape[axis...].reduce(1, *)
-    let es = elementSize(a.dtype)
+    let es = scanElementSize(a.dtype)
     let outer = a.shape[..<axis].reduce(1, *)
     if outer == 1 {
         return NDArray(dtype: a.dtype, shape: shape, storage: a.storage, byteOffset: a.byteOffset + index * inner * es)
@@ -137,7 +137,7 @@ private func slice(_ a: NDArray, axis: Int, index: Int, _ context: KernelContext
 }
 
 /// Stacks same-shaped `parts` along a new `axis` (in reverse order when `reverse`).
-private func stack(_ parts: [NDArray], axis: Int, reverse: Bool, _ context: KernelContext) throws -> NDArray {
+private func scanStack(_ parts: [NDArray], axis: Int, reverse: Bool, _ context: KernelContext) throws -> NDArray {
     let first = parts[0]
     for p in parts where p.shape != first.shape || p.dtype != first.dtype {
         throw KernelError("scan outputs differ between iterations: \(first.dtype)\(first.shape) and \(p.dtype)\(p.shape)")
@@ -146,7 +146,7 @@ private func stack(_ parts: [NDArray], axis: Int, reverse: Bool, _ context: Kern
     var shape = first.shape
     shape.insert(n, at: axis)
     let out = context.allocate(first.dtype, shape)
-    let es = elementSize(first.dtype)
+    let es = scanElementSize(first.dtype)
     let rowBytes = first.shape[axis...].reduce(1, *) * es
     let outer = first.shape[..<axis].reduce(1, *)
     let dst = out.rawPointer
@@ -216,10 +216,10 @@ final class ScanKernel: Kernel {
         }
         var perBatch: [[NDArray]] = []
         for b in 0..<batch {
-            perBatch.append(try scan(values.map { slice($0, axis: 0, index: b, context) }, context))
+            perBatch.append(try scan(values.map { scanSlice($0, axis: 0, index: b, context) }, context))
         }
         guard let count = perBatch.first?.count else { return [] }
-        return try (0..<count).map { k in try stack(perBatch.map { $0[k] }, axis: 0, reverse: false, context) }
+        return try (0..<count).map { k in try scanStack(perBatch.map { $0[k] }, axis: 0, reverse: false, context) }
     }
 
     /// The Scan-9 semantics on `values` (states, then scan inputs).
@@ -248,7 +248,7 @@ final class ScanKernel: Kernel {
             for j in 0..<scanInputs {
                 let a = values[states + j]
                 let index = inputReverse[j] ? a.shape[axes[j]] - 1 - t : t
-                feeds.append(slice(a, axis: axes[j], index: index, context))
+                feeds.append(scanSlice(a, axis: axes[j], index: index, context))
             }
             let outs = try context.run(subgraph: body, inputs: feeds)
             guard outs.count == states + k else { throw KernelError("Scan body returned \(outs.count) values, expected \(states + k)") }
@@ -264,7 +264,7 @@ final class ScanKernel: Kernel {
             let rank = parts[i][0].rank + 1
             let axis = outputAxes[i] < 0 ? outputAxes[i] + rank : outputAxes[i]
             guard axis >= 0, axis < rank else { throw KernelError("scan_output_axes[\(i)] = \(outputAxes[i]) is out of range for rank \(rank)") }
-            results.append(try stack(parts[i], axis: axis, reverse: outputReverse[i], context))
+            results.append(try scanStack(parts[i], axis: axis, reverse: outputReverse[i], context))
         }
         return results
     }

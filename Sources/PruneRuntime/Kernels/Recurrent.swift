@@ -172,7 +172,7 @@ final class RecurrentKernel: Kernel {
         func floats(_ a: NDArray?, _ shape: [Int], _ name: String) throws -> UnsafeMutablePointer<Float>? {
             guard let a else { return nil }
             guard a.count == shape.reduce(1, *) else { throw KernelError("\(name) has shape \(a.shape), expected \(shape)") }
-            let f = toFloat(a, context)
+            let f = recurrentFloats(a, context)
             keep.append(f)
             return f.pointer(as: Float.self)
         }
@@ -220,7 +220,7 @@ final class RecurrentKernel: Kernel {
         }
         var outs: [NDArray?] = [y, yh]
         if cell == .lstm { outs.append(yc) }
-        return outs.enumerated().map { i, a in wants[i] ? a.map { fromFloat($0, dtype, context) } : nil }
+        return outs.enumerated().map { i, a in wants[i] ? a.map { recurrentConverted($0, dtype, context) } : nil }
     }
 
     /// One direction over the whole sequence.
@@ -361,7 +361,7 @@ final class RecurrentKernel: Kernel {
 }
 
 /// `a` as float32: itself when it already is, otherwise a converted copy.
-private func toFloat(_ a: NDArray, _ context: KernelContext) -> NDArray {
+private func recurrentFloats(_ a: NDArray, _ context: KernelContext) -> NDArray {
     if a.dtype == .float { return a }
     let out = context.allocate(.float, a.shape)
     let dst = out.pointer(as: Float.self)
@@ -379,7 +379,7 @@ private func toFloat(_ a: NDArray, _ context: KernelContext) -> NDArray {
 }
 
 /// A float32 array converted to `dtype` (float, double or float16).
-private func fromFloat(_ a: NDArray, _ dtype: DType, _ context: KernelContext) -> NDArray {
+private func recurrentConverted(_ a: NDArray, _ dtype: DType, _ context: KernelContext) -> NDArray {
     if dtype == .float { return a }
     let out = context.allocate(dtype, a.shape)
     let src = a.pointer(as: Float.self)
