@@ -115,6 +115,12 @@ final class ExecutionPlan {
             pending.append((index, node, kernel, ins, outs))
         }
 
+        // A subgraph may return an enclosing graph's value directly (no node reads it here).
+        for v in graph.outputs where !defined.contains(ObjectIdentifier(v)) {
+            captures.append((slot(v), v))
+            defined.insert(ObjectIdentifier(v))
+        }
+
         var keep = Set(graph.outputs.map { slot($0) })
         for c in constants { keep.insert(c.slot) }
         for c in captures { keep.insert(c.slot) }

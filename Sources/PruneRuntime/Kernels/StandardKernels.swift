@@ -13,4 +13,7 @@ func registerStandardKernels(_ r: inout KernelRegistry) {
     registerCumSumKernels(&r)
     registerOneHotKernels(&r)
     registerCompressKernels(&r)
+    registerControlFlowKernels(&r)
+    registerRecurrentKernels(&r)
+    registerAttentionKernels(&r)
 }
