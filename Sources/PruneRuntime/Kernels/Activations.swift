@@ -7,105 +7,108 @@ import PruneIR
 // The elementwise ones reuse the specialized map loops of Unary.swift; attributes are read once
 // in the factory and kept (as Float) in the op struct.
 
-private struct ReluOp: NumericUnaryOp {
-    // `x < 0 ? 0 : x` keeps NaN (as NumPy's maximum does) and vectorizes to a compare and blend.
-    @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { x < 0 ? 0 : x }
-    @inline(__always) func applyInt<T: FixedWidthInteger>(_ x: T) -> T { x < 0 ? 0 : x }
-}
-
-private struct LeakyReluOp: FloatUnaryOp {
-    let alpha: Float
-    @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { x < 0 ? T(alpha) * x : x }
-}
-
-private struct EluOp: FloatUnaryOp {
-    let alpha: Float
-    @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { x > 0 ? x : T(alpha) * T.mExpm1(x) }
-}
-
-private struct SeluOp: FloatUnaryOp {
-    let alpha: Float, gamma: Float
-    @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T {
-        T(gamma) * (x > 0 ? x : T(alpha) * T.mExpm1(x))
+/// The elementwise activation functions, in a namespace so that their names cannot clash with other kernel files.
+private enum ActivationFn {
+    struct ReluOp: NumericUnaryOp {
+        // `x < 0 ? 0 : x` keeps NaN (as NumPy's maximum does) and vectorizes to a compare and blend.
+        @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { x < 0 ? 0 : x }
+        @inline(__always) func applyInt<T: FixedWidthInteger>(_ x: T) -> T { x < 0 ? 0 : x }
     }
-}
 
-private struct CeluOp: FloatUnaryOp {
-    let alpha: Float
-    @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T {
-        let a = T(alpha)
-        return x > 0 ? x : a * T.mExpm1(x / a)
+    struct LeakyReluOp: FloatUnaryOp {
+        let alpha: Float
+        @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { x < 0 ? T(alpha) * x : x }
     }
-}
 
-private struct SigmoidOp: FloatUnaryOp {
-    // exp(-x) overflows to +inf for very negative x, giving 0 (not NaN).
-    @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { 1 / (1 + T.mExp(-x)) }
-}
-
-private struct HardSigmoidOp: FloatUnaryOp {
-    let alpha: Float, beta: Float
-    @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T {
-        let y = T(alpha) * x + T(beta)
-        return y < 0 ? 0 : (y > 1 ? 1 : y)
+    struct EluOp: FloatUnaryOp {
+        let alpha: Float
+        @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { x > 0 ? x : T(alpha) * T.mExpm1(x) }
     }
-}
 
-private struct HardSwishOp: FloatUnaryOp {
-    @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T {
-        let y = x * T(1.0 / 6.0) + T(0.5)
-        return x * (y < 0 ? 0 : (y > 1 ? 1 : y))
+    struct SeluOp: FloatUnaryOp {
+        let alpha: Float, gamma: Float
+        @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T {
+            T(gamma) * (x > 0 ? x : T(alpha) * T.mExpm1(x))
+        }
     }
-}
 
-private struct SoftplusOp: FloatUnaryOp {
-    // log(1 + e^x) written so that it neither overflows for large x nor loses small values.
-    @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T {
-        (x > 0 ? x : 0) + T.mLog1p(T.mExp(-Swift.abs(x)))
+    struct CeluOp: FloatUnaryOp {
+        let alpha: Float
+        @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T {
+            let a = T(alpha)
+            return x > 0 ? x : a * T.mExpm1(x / a)
+        }
     }
-}
 
-private struct SoftsignOp: FloatUnaryOp {
-    @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { x / (1 + Swift.abs(x)) }
-}
-
-private struct TanhOp: FloatUnaryOp {
-    @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mTanh(x) }
-}
-
-private struct GeluOp: FloatUnaryOp {
-    @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T {
-        T(0.5) * x * (1 + T.mErf(x * T(0.70710678118654752440)))
+    struct SigmoidOp: FloatUnaryOp {
+        // exp(-x) overflows to +inf for very negative x, giving 0 (not NaN).
+        @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { 1 / (1 + T.mExp(-x)) }
     }
-}
 
-private struct GeluTanhOp: FloatUnaryOp {
-    @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T {
-        let inner = T(0.79788456080286535588) * (x + T(0.044715) * x * x * x)
-        return T(0.5) * x * (1 + T.mTanh(inner))
+    struct HardSigmoidOp: FloatUnaryOp {
+        let alpha: Float, beta: Float
+        @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T {
+            let y = T(alpha) * x + T(beta)
+            return y < 0 ? 0 : (y > 1 ? 1 : y)
+        }
     }
-}
 
-private struct MishOp: FloatUnaryOp {
-    @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T {
-        x * T.mTanh((x > 0 ? x : 0) + T.mLog1p(T.mExp(-Swift.abs(x))))
+    struct HardSwishOp: FloatUnaryOp {
+        @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T {
+            let y = x * T(1.0 / 6.0) + T(0.5)
+            return x * (y < 0 ? 0 : (y > 1 ? 1 : y))
+        }
     }
-}
 
-private struct SwishOp: FloatUnaryOp {
-    let alpha: Float
-    @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { x / (1 + T.mExp(-T(alpha) * x)) }
-}
+    struct SoftplusOp: FloatUnaryOp {
+        // log(1 + e^x) written so that it neither overflows for large x nor loses small values.
+        @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T {
+            (x > 0 ? x : 0) + T.mLog1p(T.mExp(-Swift.abs(x)))
+        }
+    }
 
-private struct ThresholdedReluOp: FloatUnaryOp {
-    let alpha: Float
-    @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { x > T(alpha) ? x : 0 }
-}
+    struct SoftsignOp: FloatUnaryOp {
+        @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { x / (1 + Swift.abs(x)) }
+    }
 
-private struct ShrinkOp: FloatUnaryOp {
-    let lambd: Float, bias: Float
-    @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T {
-        x < -T(lambd) ? x + T(bias) : (x > T(lambd) ? x - T(bias) : 0)
+    struct TanhOp: FloatUnaryOp {
+        @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mTanh(x) }
+    }
+
+    struct GeluOp: FloatUnaryOp {
+        @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T {
+            T(0.5) * x * (1 + T.mErf(x * T(0.70710678118654752440)))
+        }
+    }
+
+    struct GeluTanhOp: FloatUnaryOp {
+        @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T {
+            let inner = T(0.79788456080286535588) * (x + T(0.044715) * x * x * x)
+            return T(0.5) * x * (1 + T.mTanh(inner))
+        }
+    }
+
+    struct MishOp: FloatUnaryOp {
+        @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T {
+            x * T.mTanh((x > 0 ? x : 0) + T.mLog1p(T.mExp(-Swift.abs(x))))
+        }
+    }
+
+    struct SwishOp: FloatUnaryOp {
+        let alpha: Float
+        @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { x / (1 + T.mExp(-T(alpha) * x)) }
+    }
+
+    struct ThresholdedReluOp: FloatUnaryOp {
+        let alpha: Float
+        @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { x > T(alpha) ? x : 0 }
+    }
+
+    struct ShrinkOp: FloatUnaryOp {
+        let lambd: Float, bias: Float
+        @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T {
+            x < -T(lambd) ? x + T(bias) : (x > T(lambd) ? x - T(bias) : 0)
+        }
     }
 }
 
@@ -125,7 +128,7 @@ private func clipLoop<T: Comparable>(_ x: NDArray, _ out: NDArray, _ lo: T, _ hi
 }
 
 /// Clip: bounds from attributes (opset < 11, `attrMin`/`attrMax`) or from optional inputs 1, 2.
-private final class ClipKernel: Kernel {
+private final class ActivationClipKernel: Kernel {
     let attrMin: Float?
     let attrMax: Float?
     let boundsFromInputs: Bool
@@ -216,7 +219,7 @@ private func prelu<T: Numeric & Comparable>(_ x: NDArray, _ slope: NDArray, _ ou
     }
 }
 
-private final class PReluKernel: Kernel {
+private final class ActivationPReluKernel: Kernel {
     func run(_ inputs: [NDArray?], _ ctx: KernelContext) throws -> [NDArray?] {
         let x = try inputs.required(0), slope = try inputs.required(1)
         guard slope.dtype == x.dtype else { throw KernelError("PRelu slope has type \(slope.dtype), input has \(x.dtype)") }
@@ -246,50 +249,50 @@ private final class PReluKernel: Kernel {
 // MARK: - Registration
 
 func registerActivationKernels(_ r: inout KernelRegistry) {
-    r.registerNumericUnary("Relu", since: 1, integers: unarySignedTypes) { _ in ReluOp() }
-    r.registerFloatUnary("LeakyRelu", since: 1) { LeakyReluOp(alpha: try $0.attribute("alpha", default: Float(0.01))) }
-    r.registerFloatUnary("Elu", since: 1) { EluOp(alpha: try $0.attribute("alpha", default: Float(1))) }
+    r.registerNumericUnary("Relu", since: 1, integers: unarySignedTypes) { _ in ActivationFn.ReluOp() }
+    r.registerFloatUnary("LeakyRelu", since: 1) { ActivationFn.LeakyReluOp(alpha: try $0.attribute("alpha", default: Float(0.01))) }
+    r.registerFloatUnary("Elu", since: 1) { ActivationFn.EluOp(alpha: try $0.attribute("alpha", default: Float(1))) }
     r.registerFloatUnary("Selu", since: 1) {
-        SeluOp(alpha: try $0.attribute("alpha", default: Float(1.67326319217681884765625)),
+        ActivationFn.SeluOp(alpha: try $0.attribute("alpha", default: Float(1.67326319217681884765625)),
                gamma: try $0.attribute("gamma", default: Float(1.05070102214813232421875)))
     }
-    r.registerFloatUnary("Celu", since: 12) { CeluOp(alpha: try $0.attribute("alpha", default: Float(1))) }
-    r.registerFloatUnary("Sigmoid", since: 1) { _ in SigmoidOp() }
+    r.registerFloatUnary("Celu", since: 12) { ActivationFn.CeluOp(alpha: try $0.attribute("alpha", default: Float(1))) }
+    r.registerFloatUnary("Sigmoid", since: 1) { _ in ActivationFn.SigmoidOp() }
     r.registerFloatUnary("HardSigmoid", since: 1) {
-        HardSigmoidOp(alpha: try $0.attribute("alpha", default: Float(0.2)), beta: try $0.attribute("beta", default: Float(0.5)))
+        ActivationFn.HardSigmoidOp(alpha: try $0.attribute("alpha", default: Float(0.2)), beta: try $0.attribute("beta", default: Float(0.5)))
     }
-    r.registerFloatUnary("HardSwish", since: 14) { _ in HardSwishOp() }
-    r.registerFloatUnary("Softplus", since: 1) { _ in SoftplusOp() }
-    r.registerFloatUnary("Softsign", since: 1) { _ in SoftsignOp() }
-    r.registerFloatUnary("Tanh", since: 1) { _ in TanhOp() }
+    r.registerFloatUnary("HardSwish", since: 14) { _ in ActivationFn.HardSwishOp() }
+    r.registerFloatUnary("Softplus", since: 1) { _ in ActivationFn.SoftplusOp() }
+    r.registerFloatUnary("Softsign", since: 1) { _ in ActivationFn.SoftsignOp() }
+    r.registerFloatUnary("Tanh", since: 1) { _ in ActivationFn.TanhOp() }
     r.register("Gelu", since: 20) { info in
         try unaryRequireType(info, 0, unaryFloatTypes)
         switch try info.attribute("approximate", default: "none") {
-        case "none": return FloatUnaryKernel(GeluOp())
-        case "tanh": return FloatUnaryKernel(GeluTanhOp())
+        case "none": return floatUnaryKernel(ActivationFn.GeluOp())
+        case "tanh": return floatUnaryKernel(ActivationFn.GeluTanhOp())
         case let other: throw KernelError.unsupported("Gelu approximate='\(other)'")
         }
     }
-    r.registerFloatUnary("Mish", since: 18) { _ in MishOp() }
-    r.registerFloatUnary("Swish", since: 24) { SwishOp(alpha: try $0.attribute("alpha", default: Float(1))) }
-    r.registerFloatUnary("ThresholdedRelu", since: 10) { ThresholdedReluOp(alpha: try $0.attribute("alpha", default: Float(1))) }
+    r.registerFloatUnary("Mish", since: 18) { _ in ActivationFn.MishOp() }
+    r.registerFloatUnary("Swish", since: 24) { ActivationFn.SwishOp(alpha: try $0.attribute("alpha", default: Float(1))) }
+    r.registerFloatUnary("ThresholdedRelu", since: 10) { ActivationFn.ThresholdedReluOp(alpha: try $0.attribute("alpha", default: Float(1))) }
     r.registerFloatUnary("Shrink", since: 9) {
-        ShrinkOp(lambd: try $0.attribute("lambd", default: Float(0.5)), bias: try $0.attribute("bias", default: Float(0)))
+        ActivationFn.ShrinkOp(lambd: try $0.attribute("lambd", default: Float(0.5)), bias: try $0.attribute("bias", default: Float(0)))
     }
 
     r.register("PRelu", since: 1) { info in
         try unaryRequireType(info, 0, unaryFloatTypes.union(unarySignedTypes).union(unaryUnsignedTypes).subtracting([.bfloat16]))
-        return PReluKernel()
+        return ActivationPReluKernel()
     }
 
     // Before opset 11 the bounds are float attributes; from 11 on they are optional scalar inputs.
     r.register("Clip", since: 1) { info in
         try unaryRequireType(info, 0, unaryFloatTypes)
-        return ClipKernel(attrMin: try info.attribute("min", as: Float.self),
+        return ActivationClipKernel(attrMin: try info.attribute("min", as: Float.self),
                           attrMax: try info.attribute("max", as: Float.self), boundsFromInputs: false)
     }
     r.register("Clip", since: 11) { info in
         try unaryRequireType(info, 0, unaryFloatTypes.union(unarySignedTypes).union(unaryUnsignedTypes))
-        return ClipKernel(attrMin: nil, attrMax: nil, boundsFromInputs: true)
+        return ActivationClipKernel(attrMin: nil, attrMax: nil, boundsFromInputs: true)
     }
 }

@@ -157,6 +157,17 @@ func castArray(_ x: NDArray, to: DType, _ ctx: KernelContext) throws -> NDArray 
     if x.dtype == to { return x }
     guard castSupportedTypes.contains(to) else { throw KernelError.unsupported("Cast to \(to)") }
     let out = ctx.allocate(to, x.shape)
+    // float32 <-> float16 directly (the generic path goes through Double).
+    if x.dtype == .float && to == .float16 {
+        let s = x.pointer(as: Float.self), d = out.pointer(as: Float16.self)
+        ctx.parallelFor(x.count, grain: unaryGrain) { r in for i in r { d[i] = Float16(s[i]) } }
+        return out
+    }
+    if x.dtype == .float16 && to == .float {
+        let s = x.pointer(as: Float16.self), d = out.pointer(as: Float.self)
+        ctx.parallelFor(x.count, grain: unaryGrain) { r in for i in r { d[i] = Float(s[i]) } }
+        return out
+    }
     switch x.dtype {
     case .float: try castFrom(x, out, Float.self, ctx)
     case .double: try castFrom(x, out, Double.self, ctx)

@@ -166,21 +166,16 @@ func unaryMapNumeric<Op: NumericUnaryOp>(_ op: Op, _ x: NDArray, _ ctx: KernelCo
 }
 
 /// A kernel applying a floating-point elementwise op.
-final class FloatUnaryKernel<Op: FloatUnaryOp>: Kernel {
-    let op: Op
-    init(_ op: Op) { self.op = op }
-    func run(_ inputs: [NDArray?], _ context: KernelContext) throws -> [NDArray?] {
-        [try unaryMapFloat(op, try inputs.required(0), context)]
-    }
+///
+/// A closure made in a function specialized for `Op` (not a generic class, whose `run` would be
+/// called through the unspecialized vtable entry and do every element through witness tables).
+func floatUnaryKernel<Op: FloatUnaryOp>(_ op: Op) -> any Kernel {
+    ClosureKernel { inputs, ctx in [try unaryMapFloat(op, try inputs.required(0), ctx)] }
 }
 
-/// A kernel applying a numeric elementwise op.
-final class NumericUnaryKernel<Op: NumericUnaryOp>: Kernel {
-    let op: Op
-    init(_ op: Op) { self.op = op }
-    func run(_ inputs: [NDArray?], _ context: KernelContext) throws -> [NDArray?] {
-        [try unaryMapNumeric(op, try inputs.required(0), context)]
-    }
+/// A kernel applying a numeric elementwise op (specialized as ``floatUnaryKernel(_:)``).
+func numericUnaryKernel<Op: NumericUnaryOp>(_ op: Op) -> any Kernel {
+    ClosureKernel { inputs, ctx in [try unaryMapNumeric(op, try inputs.required(0), ctx)] }
 }
 
 extension KernelRegistry {
@@ -188,7 +183,7 @@ extension KernelRegistry {
     mutating func registerFloatUnary<Op: FloatUnaryOp>(_ name: String, since: Int, _ make: @escaping (KernelBuildInfo) throws -> Op) {
         register(name, since: since) { info in
             try unaryRequireType(info, 0, unaryFloatTypes)
-            return FloatUnaryKernel(try make(info))
+            return floatUnaryKernel(try make(info))
         }
     }
 
@@ -198,53 +193,56 @@ extension KernelRegistry {
     ) {
         register(name, since: since) { info in
             try unaryRequireType(info, 0, unaryFloatTypes.union(integers))
-            return NumericUnaryKernel(try make(info))
+            return numericUnaryKernel(try make(info))
         }
     }
 }
 
 // MARK: - Ops
 
-private struct AbsOp: NumericUnaryOp {
-    @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { Swift.abs(x) }
-    // Wrapping, like NumPy: abs(Int8.min) is Int8.min.
-    @inline(__always) func applyInt<T: FixedWidthInteger>(_ x: T) -> T { x < 0 ? 0 &- x : x }
-}
+/// The elementwise math functions, in a namespace so that their names cannot clash with other kernel files.
+private enum UnaryFn {
+    struct AbsOp: NumericUnaryOp {
+        @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { Swift.abs(x) }
+        // Wrapping, like NumPy: abs(Int8.min) is Int8.min.
+        @inline(__always) func applyInt<T: FixedWidthInteger>(_ x: T) -> T { x < 0 ? 0 &- x : x }
+    }
 
-private struct NegOp: NumericUnaryOp {
-    @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { -x }
-    @inline(__always) func applyInt<T: FixedWidthInteger>(_ x: T) -> T { 0 &- x }
-}
+    struct NegOp: NumericUnaryOp {
+        @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { -x }
+        @inline(__always) func applyInt<T: FixedWidthInteger>(_ x: T) -> T { 0 &- x }
+    }
 
-private struct SignOp: NumericUnaryOp {
-    @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { x > 0 ? 1 : (x < 0 ? -1 : (x == 0 ? 0 : x)) }
-    @inline(__always) func applyInt<T: FixedWidthInteger>(_ x: T) -> T { x > 0 ? 1 : (x < 0 ? 0 &- 1 : 0) }
-}
+    struct SignOp: NumericUnaryOp {
+        @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { x > 0 ? 1 : (x < 0 ? -1 : (x == 0 ? 0 : x)) }
+        @inline(__always) func applyInt<T: FixedWidthInteger>(_ x: T) -> T { x > 0 ? 1 : (x < 0 ? 0 &- 1 : 0) }
+    }
 
-// One struct per libm function, so that each gets its own specialized loop.
-private struct ExpOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mExp(x) } }
-private struct LogOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mLog(x) } }
-private struct SqrtOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { x.squareRoot() } }
-private struct ReciprocalOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { 1 / x } }
-private struct SinOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mSin(x) } }
-private struct CosOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mCos(x) } }
-private struct TanOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mTan(x) } }
-private struct AsinOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mAsin(x) } }
-private struct AcosOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mAcos(x) } }
-private struct AtanOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mAtan(x) } }
-private struct SinhOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mSinh(x) } }
-private struct CoshOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mCosh(x) } }
-private struct AsinhOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mAsinh(x) } }
-private struct AcoshOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mAcosh(x) } }
-private struct AtanhOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mAtanh(x) } }
-private struct FloorOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { x.rounded(.down) } }
-private struct CeilOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { x.rounded(.up) } }
-/// Round: halves go to the even neighbour.
-private struct RoundOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { x.rounded(.toNearestOrEven) } }
-private struct ErfOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mErf(x) } }
+    // One struct per libm function, so that each gets its own specialized loop.
+    struct ExpOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mExp(x) } }
+    struct LogOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mLog(x) } }
+    struct SqrtOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { x.squareRoot() } }
+    struct ReciprocalOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { 1 / x } }
+    struct SinOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mSin(x) } }
+    struct CosOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mCos(x) } }
+    struct TanOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mTan(x) } }
+    struct AsinOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mAsin(x) } }
+    struct AcosOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mAcos(x) } }
+    struct AtanOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mAtan(x) } }
+    struct SinhOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mSinh(x) } }
+    struct CoshOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mCosh(x) } }
+    struct AsinhOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mAsinh(x) } }
+    struct AcoshOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mAcosh(x) } }
+    struct AtanhOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mAtanh(x) } }
+    struct FloorOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { x.rounded(.down) } }
+    struct CeilOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { x.rounded(.up) } }
+    /// Round: halves go to the even neighbour.
+    struct RoundOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { x.rounded(.toNearestOrEven) } }
+    struct ErfOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mErf(x) } }
+}
 
 /// IsNaN / IsInf: floating point in, bool out.
-private final class FloatPredicateKernel: Kernel {
+private final class UnaryFloatPredicateKernel: Kernel {
     let predicate: (Double) -> Bool
     let floatPredicate: (Float) -> Bool
     init(_ f: @escaping (Float) -> Bool, _ d: @escaping (Double) -> Bool) {
@@ -287,39 +285,39 @@ private func bitwiseNot<T: FixedWidthInteger>(_ x: NDArray, _ out: NDArray, _ ty
 
 func registerUnaryKernels(_ r: inout KernelRegistry) {
     let allInts = unarySignedTypes.union(unaryUnsignedTypes)
-    r.registerNumericUnary("Abs", since: 1, integers: allInts) { _ in AbsOp() }
-    r.registerNumericUnary("Neg", since: 1, integers: unarySignedTypes) { _ in NegOp() }
-    r.registerNumericUnary("Sign", since: 9, integers: allInts) { _ in SignOp() }
+    r.registerNumericUnary("Abs", since: 1, integers: allInts) { _ in UnaryFn.AbsOp() }
+    r.registerNumericUnary("Neg", since: 1, integers: unarySignedTypes) { _ in UnaryFn.NegOp() }
+    r.registerNumericUnary("Sign", since: 9, integers: allInts) { _ in UnaryFn.SignOp() }
 
-    r.registerFloatUnary("Exp", since: 1) { _ in ExpOp() }
-    r.registerFloatUnary("Log", since: 1) { _ in LogOp() }
-    r.registerFloatUnary("Sqrt", since: 1) { _ in SqrtOp() }
-    r.registerFloatUnary("Reciprocal", since: 1) { _ in ReciprocalOp() }
-    r.registerFloatUnary("Sin", since: 7) { _ in SinOp() }
-    r.registerFloatUnary("Cos", since: 7) { _ in CosOp() }
-    r.registerFloatUnary("Tan", since: 7) { _ in TanOp() }
-    r.registerFloatUnary("Asin", since: 7) { _ in AsinOp() }
-    r.registerFloatUnary("Acos", since: 7) { _ in AcosOp() }
-    r.registerFloatUnary("Atan", since: 7) { _ in AtanOp() }
-    r.registerFloatUnary("Sinh", since: 9) { _ in SinhOp() }
-    r.registerFloatUnary("Cosh", since: 9) { _ in CoshOp() }
-    r.registerFloatUnary("Asinh", since: 9) { _ in AsinhOp() }
-    r.registerFloatUnary("Acosh", since: 9) { _ in AcoshOp() }
-    r.registerFloatUnary("Atanh", since: 9) { _ in AtanhOp() }
-    r.registerFloatUnary("Floor", since: 1) { _ in FloorOp() }
-    r.registerFloatUnary("Ceil", since: 1) { _ in CeilOp() }
-    r.registerFloatUnary("Round", since: 11) { _ in RoundOp() }
-    r.registerFloatUnary("Erf", since: 9) { _ in ErfOp() }
+    r.registerFloatUnary("Exp", since: 1) { _ in UnaryFn.ExpOp() }
+    r.registerFloatUnary("Log", since: 1) { _ in UnaryFn.LogOp() }
+    r.registerFloatUnary("Sqrt", since: 1) { _ in UnaryFn.SqrtOp() }
+    r.registerFloatUnary("Reciprocal", since: 1) { _ in UnaryFn.ReciprocalOp() }
+    r.registerFloatUnary("Sin", since: 7) { _ in UnaryFn.SinOp() }
+    r.registerFloatUnary("Cos", since: 7) { _ in UnaryFn.CosOp() }
+    r.registerFloatUnary("Tan", since: 7) { _ in UnaryFn.TanOp() }
+    r.registerFloatUnary("Asin", since: 7) { _ in UnaryFn.AsinOp() }
+    r.registerFloatUnary("Acos", since: 7) { _ in UnaryFn.AcosOp() }
+    r.registerFloatUnary("Atan", since: 7) { _ in UnaryFn.AtanOp() }
+    r.registerFloatUnary("Sinh", since: 9) { _ in UnaryFn.SinhOp() }
+    r.registerFloatUnary("Cosh", since: 9) { _ in UnaryFn.CoshOp() }
+    r.registerFloatUnary("Asinh", since: 9) { _ in UnaryFn.AsinhOp() }
+    r.registerFloatUnary("Acosh", since: 9) { _ in UnaryFn.AcoshOp() }
+    r.registerFloatUnary("Atanh", since: 9) { _ in UnaryFn.AtanhOp() }
+    r.registerFloatUnary("Floor", since: 1) { _ in UnaryFn.FloorOp() }
+    r.registerFloatUnary("Ceil", since: 1) { _ in UnaryFn.CeilOp() }
+    r.registerFloatUnary("Round", since: 11) { _ in UnaryFn.RoundOp() }
+    r.registerFloatUnary("Erf", since: 9) { _ in UnaryFn.ErfOp() }
 
     r.register("IsNaN", since: 9) { info in
         try unaryRequireType(info, 0, unaryFloatTypes)
-        return FloatPredicateKernel({ $0.isNaN }, { $0.isNaN })
+        return UnaryFloatPredicateKernel({ $0.isNaN }, { $0.isNaN })
     }
     r.register("IsInf", since: 10) { info in
         try unaryRequireType(info, 0, unaryFloatTypes)
         let neg = try info.attribute("detect_negative", default: 1) != 0
         let pos = try info.attribute("detect_positive", default: 1) != 0
-        return FloatPredicateKernel(
+        return UnaryFloatPredicateKernel(
             { $0.isInfinite && ($0 > 0 ? pos : neg) },
             { $0.isInfinite && ($0 > 0 ? pos : neg) })
     }
