@@ -16,4 +16,7 @@ func registerStandardKernels(_ r: inout KernelRegistry) {
     registerControlFlowKernels(&r)
     registerRecurrentKernels(&r)
     registerAttentionKernels(&r)
+    registerUnaryKernels(&r)
+    registerActivationKernels(&r)
+    registerCastKernels(&r)
 }
