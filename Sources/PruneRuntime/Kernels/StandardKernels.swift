@@ -1,4 +1,8 @@
 /// Every kernel family registers itself here; one line per family file in Kernels/.
 func registerStandardKernels(_ r: inout KernelRegistry) {
     registerIdentityKernels(&r)
+    registerBinaryKernels(&r)
+    registerCompareKernels(&r)
+    registerVariadicKernels(&r)
+    registerWhereKernels(&r)
 }
