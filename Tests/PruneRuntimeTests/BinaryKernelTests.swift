@@ -1,6 +1,7 @@
 import PruneIR
 @testable import PruneRuntime
 import Testing
+import Foundation
 
 /// Checks the broadcasting fast paths and general path against a naive reference, plus the
 /// integer edge cases Swift would trap on.
@@ -87,5 +88,29 @@ struct BinaryKernelTests {
         #expect(try run("Min", [a, b, c]).scalars(as: Float.self) == [0, 0, -2, 1, 4, -2])
         #expect(try run("Sum", [a, b, c]).scalars(as: Float.self) == [5, 9, 2, 14, 18, 11])
         #expect(try run("Mean", [a, b]).scalars(as: Float.self) == [2.5, 4.5, 1])
+    }
+}
+
+/// Timings of the float32 fast paths; runs only with `PRUNEC_BENCH=1` (meaningful in release builds).
+struct BinaryKernelBenchmarks {
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["PRUNEC_BENCH"] == "1"))
+    func float32Add() throws {
+        for (sa, sb) in [([1024, 1024], [1024, 1024]), ([1024, 1024], []), ([4096, 256], [256]),
+                         ([8, 64, 56, 56], [1, 64, 1, 1]), ([512, 512], [512, 1]), ([256, 64, 64], [1, 64, 64]), ([256, 64, 64], [256, 1, 64])] as [([Int], [Int])] {
+            for threads in [1, 2] {
+                let b = GraphBuilder(name: "t")
+                let x = b.input("a", .float, sa), y = b.input("b", .float, sb)
+                b.output(b.add(OpType("Add"), [x, y]))
+                let interp = try Interpreter(model: b.model(opset: 18), options: .init(threads: threads, profile: false))
+                let feeds = ["a": NDArray(zeros: .float, shape: sa), "b": NDArray(zeros: .float, shape: sb)]
+                _ = try interp.run(feeds)
+                let reps = 50
+                let t0 = Date()
+                for _ in 0..<reps { _ = try interp.run(feeds) }
+                let dt = Date().timeIntervalSince(t0) / Double(reps)
+                let n = sa.reduce(1, *)
+                print("Add \(sa) + \(sb) threads \(threads): \(String(format: "%.3f", dt * 1e3)) ms, \(String(format: "%.2f", Double(n) / dt / 1e9)) Gelem/s")
+            }
+        }
     }
 }

@@ -15,18 +15,28 @@ struct WhereVisitor: IntegerVisitor {
         let px = UnsafePointer(x.pointer(as: T.self)), py = UnsafePointer(y.pointer(as: T.self))
         let po = out.pointer(as: T.self)
         let plan = BroadcastPlan(output: shape, operands: [cond.shape, x.shape, y.shape])
-        let inner = plan.inner
         let sc = plan.innerStride(0), sx = plan.innerStride(1), sy = plan.innerStride(2)
+        // `n` outputs from the given operand positions.
+        func run(_ o: UnsafeMutablePointer<T>, _ c: UnsafePointer<UInt8>, _ a: UnsafePointer<T>, _ b: UnsafePointer<T>, _ n: Int) {
+            if sc == 1 && sx == 1 && sy == 1 {
+                for i in 0..<n { o[i] = c[i] != 0 ? a[i] : b[i] }
+            } else {
+                for i in 0..<n { o[i] = c[i &* sc] != 0 ? a[i &* sx] : b[i &* sy] }
+            }
+        }
+        if plan.shape.count == 1 {
+            // One flat run (e.g. equal shapes): split it across threads.
+            ctx.parallelFor(out.count, grain: elementwiseGrain) { r in
+                let s = r.lowerBound
+                run(po + s, pc + s * sc, px + s * sx, py + s * sy, r.count)
+            }
+            return out
+        }
+        let inner = plan.inner
         ctx.parallelFor(plan.rows, grain: max(1, elementwiseGrain / inner)) { rows in
             var w = RowWalker(plan, row: rows.lowerBound)
             for row in rows {
-                let o = po + row * inner
-                let c = pc + w.offsets[0], a = px + w.offsets[1], b = py + w.offsets[2]
-                if sc == 1 && sx == 1 && sy == 1 {
-                    for i in 0..<inner { o[i] = c[i] != 0 ? a[i] : b[i] }
-                } else {
-                    for i in 0..<inner { o[i] = c[i &* sc] != 0 ? a[i &* sx] : b[i &* sy] }
-                }
+                run(po + row * inner, pc + w.offsets[0], px + w.offsets[1], py + w.offsets[2], inner)
                 w.next()
             }
         }
