@@ -19,4 +19,8 @@ func registerStandardKernels(_ r: inout KernelRegistry) {
     registerUnaryKernels(&r)
     registerActivationKernels(&r)
     registerCastKernels(&r)
+    registerBinaryKernels(&r)
+    registerCompareKernels(&r)
+    registerVariadicKernels(&r)
+    registerWhereKernels(&r)
 }
