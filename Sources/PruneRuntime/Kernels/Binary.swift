@@ -377,12 +377,17 @@ struct ArithVisitor<K: ArithKind>: NumericVisitor {
 /// `K` applied to two same-typed arrays with broadcasting.
 func arith<K: ArithKind>(_: K.Type, _ a: NDArray, _ b: NDArray, _ ctx: KernelContext) throws -> NDArray {
     guard a.dtype == b.dtype else { throw KernelError("input types \(a.dtype) and \(b.dtype) differ") }
+    if a.dtype == .bfloat16 {
+        // No Swift bfloat16 type: compute in Float and round once, as onnx's reference does.
+        let y = try visitNumeric(.float, ArithVisitor<K>(a: castArray(a, to: .float, ctx), b: castArray(b, to: .float, ctx), ctx: ctx))
+        return try castArray(y, to: .bfloat16, ctx)
+    }
     return try visitNumeric(a.dtype, ArithVisitor<K>(a: a, b: b, ctx: ctx))
 }
 
 /// A kernel for a same-typed two-input arithmetic op.
 func arithKernel<K: ArithKind>(_ kind: K.Type, _ info: KernelBuildInfo) throws -> any Kernel {
-    try requireInputType(info, 0, in: numericTypes)
+    try requireInputType(info, 0, in: numericTypes.union([.bfloat16]))
     return ClosureKernel { inputs, ctx in [try arith(K.self, inputs.required(0), inputs.required(1), ctx)] }
 }
 
