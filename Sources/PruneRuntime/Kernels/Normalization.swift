@@ -278,7 +278,7 @@ final class LayerNormKernel: Kernel {
                     let sp = sb.baseAddress!
                     let bb = b ?? []
                     bb.withUnsafeBufferPointer { bbuf in
-                        let bp = bbuf.baseAddress
+                        let bp = b == nil ? nil : bbuf.baseAddress
                         means.withUnsafeMutableBufferPointer { mb in
                             invs.withUnsafeMutableBufferPointer { ib in
                                 ctx.parallelFor(rows, grain: max(1, 8192 / max(1, cols))) { range in
