@@ -131,6 +131,23 @@ final class ReduceKernel: Kernel {
             ctx.parallelFor(outer, grain: grain) { range in
                 for o in range { yp[o] = E.reduce(op, xp + o * n, n, 1) }
             }
+        } else if E.columnwise && inner >= 8 {
+            // Reduce whole blocks of columns at once: rows of the block are contiguous.
+            let width = 256
+            let blocks = (inner + width - 1) / width
+            ctx.parallelFor(outer * blocks, grain: max(1, 65536 / max(1, n * width))) { range in
+                var acc = [Double](repeating: 0, count: width), aux = acc
+                for t in range {
+                    let o = t / blocks, j0 = (t - o * blocks) * width
+                    let w = Swift.min(width, inner - j0)
+                    acc.withUnsafeMutableBufferPointer { a in
+                        aux.withUnsafeMutableBufferPointer { m in
+                            E.reduceColumns(op, xp + o * n * inner + j0, yp + o * inner + j0, n, inner, w,
+                                            a.baseAddress!, m.baseAddress!)
+                        }
+                    }
+                }
+            }
         } else {
             ctx.parallelFor(outer * inner, grain: grain) { range in
                 for k in range {
@@ -207,9 +224,81 @@ enum ReduceTranspose {
 protocol ReduceElement {
     /// Reduces `n` elements at `p`, `p + s`, ... with `op`.
     static func reduce(_ op: ReduceOp, _ p: UnsafePointer<Self>, _ n: Int, _ s: Int) -> Self
+    /// Whether ``reduceColumns(_:_:_:_:_:_:_:_:)`` is implemented.
+    static var columnwise: Bool { get }
+    /// Reduces `w` adjacent columns of `n` rows `stride` apart into `y[0..<w]`, using `acc` and
+    /// `aux` (at least `w` each) as scratch.
+    static func reduceColumns(
+        _ op: ReduceOp, _ x: UnsafePointer<Self>, _ y: UnsafeMutablePointer<Self>, _ n: Int, _ stride: Int, _ w: Int,
+        _ acc: UnsafeMutablePointer<Double>, _ aux: UnsafeMutablePointer<Double>
+    )
+}
+
+extension ReduceElement {
+    static var columnwise: Bool { false }
+    static func reduceColumns(
+        _ op: ReduceOp, _ x: UnsafePointer<Self>, _ y: UnsafeMutablePointer<Self>, _ n: Int, _ stride: Int, _ w: Int,
+        _ acc: UnsafeMutablePointer<Double>, _ aux: UnsafeMutablePointer<Double>
+    ) {
+        for j in 0..<w { y[j] = reduce(op, x + j, n, stride) }
+    }
+}
+
+/// Column-block reduction for floating types, accumulating in Double with loops over contiguous
+/// row segments (which vectorize).
+@inline(__always)
+func floatingColumns<F: BinaryFloatingPoint>(
+    _ op: ReduceOp, _ x: UnsafePointer<F>, _ y: UnsafeMutablePointer<F>, _ n: Int, _ stride: Int, _ w: Int,
+    _ acc: UnsafeMutablePointer<Double>, _ aux: UnsafeMutablePointer<Double>
+) {
+    let initial: Double
+    switch op {
+    case .prod: initial = 1
+    case .max, .logSumExp: initial = -.infinity
+    case .min: initial = .infinity
+    default: initial = 0
+    }
+    for j in 0..<w { acc[j] = initial }
+    switch op {
+    case .sum, .mean, .logSum:
+        for r in 0..<n { let row = x + r * stride; for j in 0..<w { acc[j] += Double(row[j]) } }
+    case .sumSquare, .l2:
+        for r in 0..<n { let row = x + r * stride; for j in 0..<w { let v = Double(row[j]); acc[j] += v * v } }
+    case .l1:
+        for r in 0..<n { let row = x + r * stride; for j in 0..<w { acc[j] += abs(Double(row[j])) } }
+    case .prod:
+        for r in 0..<n { let row = x + r * stride; for j in 0..<w { acc[j] *= Double(row[j]) } }
+    case .max:
+        for r in 0..<n { let row = x + r * stride; for j in 0..<w { let v = Double(row[j]); acc[j] = v > acc[j] || v.isNaN ? v : acc[j] } }
+    case .min:
+        for r in 0..<n { let row = x + r * stride; for j in 0..<w { let v = Double(row[j]); acc[j] = v < acc[j] || v.isNaN ? v : acc[j] } }
+    case .logSumExp:
+        // Largest finite value per column first, then the shifted sum of exponentials.
+        for r in 0..<n {
+            let row = x + r * stride
+            for j in 0..<w { let v = Double(row[j]); if v.isFinite && v > acc[j] { acc[j] = v } }
+        }
+        for j in 0..<w { aux[j] = acc[j].isFinite ? acc[j] : 0; acc[j] = 0 }
+        for r in 0..<n { let row = x + r * stride; for j in 0..<w { acc[j] += Foundation.exp(Double(row[j]) - aux[j]) } }
+    }
+    switch op {
+    case .mean: for j in 0..<w { y[j] = F(acc[j] / Double(n)) }
+    case .l2: for j in 0..<w { y[j] = F(acc[j].squareRoot()) }
+    case .logSum: for j in 0..<w { y[j] = F(Foundation.log(acc[j])) }
+    case .logSumExp: for j in 0..<w { y[j] = F(Foundation.log(acc[j]) + aux[j]) }
+    default: for j in 0..<w { y[j] = F(acc[j]) }
+    }
 }
 
 extension Float: ReduceElement {
+    static var columnwise: Bool { true }
+    static func reduceColumns(
+        _ op: ReduceOp, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int, _ stride: Int, _ w: Int,
+        _ acc: UnsafeMutablePointer<Double>, _ aux: UnsafeMutablePointer<Double>
+    ) {
+        floatingColumns(op, x, y, n, stride, w, acc, aux)
+    }
+
     static func reduce(_ op: ReduceOp, _ p: UnsafePointer<Float>, _ n: Int, _ s: Int) -> Float {
         if s != 1 { return floatingReduce(op, p, n, s) }
         switch op {
@@ -227,6 +316,14 @@ extension Float: ReduceElement {
 }
 
 extension Double: ReduceElement {
+    static var columnwise: Bool { true }
+    static func reduceColumns(
+        _ op: ReduceOp, _ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, _ n: Int, _ stride: Int, _ w: Int,
+        _ acc: UnsafeMutablePointer<Double>, _ aux: UnsafeMutablePointer<Double>
+    ) {
+        floatingColumns(op, x, y, n, stride, w, acc, aux)
+    }
+
     static func reduce(_ op: ReduceOp, _ p: UnsafePointer<Double>, _ n: Int, _ s: Int) -> Double {
         floatingReduce(op, p, n, s)
     }
