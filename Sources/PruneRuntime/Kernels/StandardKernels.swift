@@ -23,4 +23,9 @@ func registerStandardKernels(_ r: inout KernelRegistry) {
     registerCompareKernels(&r)
     registerVariadicKernels(&r)
     registerWhereKernels(&r)
+    registerReduceKernels(&r)
+    registerSoftmaxKernels(&r)
+    registerArgTopKKernels(&r)
+    registerNormalizationKernels(&r)
+    registerDropoutKernels(&r)
 }

@@ -1,0 +1,538 @@
+import Foundation
+import PruneIR
+
+// Normalizations: BatchNormalization, LayerNormalization, InstanceNormalization,
+// GroupNormalization, RMSNormalization, LpNormalization, MeanVarianceNormalization, LRN.
+//
+// Statistics use two passes (mean, then squared deviations) for accuracy. Float32 work runs on
+// contiguous blocks with vectorized loops; double runs the same code generically; float16 and
+// bfloat16 are widened to float32 and narrowed back.
+
+func registerNormalizationKernels(_ r: inout KernelRegistry) {
+    r.register("BatchNormalization", since: 1) { info in try BatchNormKernel(info) }
+    r.register("LayerNormalization", since: 17) { info in try LayerNormKernel(info, rms: false) }
+    r.register("RMSNormalization", since: 23) { info in try LayerNormKernel(info, rms: true) }
+    r.register("InstanceNormalization", since: 1) { info in try GroupNormKernel(info, instance: true) }
+    r.register("GroupNormalization", since: 18) { info in try GroupNormKernel(info, instance: false) }
+    r.register("LpNormalization", since: 1) { info in try LpNormKernel(info) }
+    r.register("MeanVarianceNormalization", since: 9) { info in try MVNKernel(info) }
+    r.register("LRN", since: 1) { info in try LRNKernel(info) }
+}
+
+private let floatTypes: [DType] = [.float, .double, .float16, .bfloat16]
+
+private func checkFloat(_ info: KernelBuildInfo, _ inputs: [Int]) throws {
+    for i in inputs {
+        if let t = info.inputType(i), !floatTypes.contains(t) { throw KernelError.unsupported("element type \(t)") }
+    }
+}
+
+/// Runs `body` on `x` widened to float32 (for 16-bit floats) or as is (float, double), and
+/// narrows the result back to `x`'s type.
+private func withWorkingType(
+    _ x: NDArray, _ ctx: KernelContext, _ body: (NDArray) throws -> NDArray
+) throws -> NDArray {
+    switch x.dtype {
+    case .float, .double: return try body(x)
+    case .float16, .bfloat16: return WideFloat.fromFloat(try body(WideFloat.toFloat(x, ctx)), to: x.dtype, ctx)
+    default: throw KernelError("element type \(x.dtype) is not supported")
+    }
+}
+
+/// Shared inner loops.
+enum NormMath {
+    @inline(__always)
+    static func asFloat<F>(_ p: UnsafePointer<F>) -> UnsafePointer<Float> {
+        UnsafeRawPointer(p).assumingMemoryBound(to: Float.self)
+    }
+
+    @inline(__always)
+    static func asFloat<F>(_ p: UnsafeMutablePointer<F>) -> UnsafeMutablePointer<Float> {
+        UnsafeMutableRawPointer(p).assumingMemoryBound(to: Float.self)
+    }
+
+    /// Mean and population variance of `n` contiguous elements.
+    @inline(__always)
+    static func meanVariance<F: BinaryFloatingPoint>(_ p: UnsafePointer<F>, _ n: Int) -> (mean: Double, variance: Double) {
+        if n == 0 { return (.nan, .nan) }
+        if F.self == Float.self {
+            let pf = asFloat(p)
+            let m = ReduceVec.sum(pf, n) / Float(n)
+            return (Double(m), Double(ReduceVec.sumSquaredDiff(pf, n, m)) / Double(n))
+        }
+        var s = 0.0
+        for i in 0..<n { s += Double(p[i]) }
+        let m = s / Double(n)
+        var v = 0.0
+        for i in 0..<n { let d = Double(p[i]) - m; v += d * d }
+        return (m, v / Double(n))
+    }
+
+    /// Mean of squares of `n` contiguous elements.
+    @inline(__always)
+    static func meanSquare<F: BinaryFloatingPoint>(_ p: UnsafePointer<F>, _ n: Int) -> Double {
+        if F.self == Float.self { return Double(ReduceVec.sumSquares(asFloat(p), n)) / Double(n) }
+        var s = 0.0
+        for i in 0..<n { let v = Double(p[i]); s += v * v }
+        return s / Double(n)
+    }
+
+    /// `y[i] = x[i] * a + b` over `n` contiguous elements.
+    @inline(__always)
+    static func affine<F: BinaryFloatingPoint>(_ x: UnsafePointer<F>, _ y: UnsafeMutablePointer<F>, _ n: Int, _ a: Double, _ b: Double) {
+        if F.self == Float.self {
+            let xf = asFloat(x), yf = asFloat(y)
+            let af = Float(a), bf = Float(b)
+            for i in 0..<n { yf[i] = xf[i] * af + bf }
+            return
+        }
+        let af = F(a), bf = F(b)
+        for i in 0..<n { y[i] = x[i] * af + bf }
+    }
+
+    /// Elements of a small parameter array converted to `F`.
+    static func params<F: BinaryFloatingPoint>(_ a: NDArray, _: F.Type) -> [F] {
+        if a.dtype == .float { return a.buffer(as: Float.self).map { F($0) } }
+        if a.dtype == .double { return a.buffer(as: Double.self).map { F($0) } }
+        return a.doubles().map { F($0) }
+    }
+
+    /// `p` broadcast to `shape` (a trailing block of the input) and flattened.
+    static func expand<F: BinaryFloatingPoint>(_ p: NDArray, to shape: [Int], _: F.Type, what: String) throws -> [F] {
+        let count = shape.reduce(1, *)
+        let values: [F] = params(p, F.self)
+        if p.count == count && (p.shape == shape || p.shape.filter { $0 != 1 } == shape.filter { $0 != 1 }) {
+            return values
+        }
+        var ps = p.shape
+        while ps.count > shape.count, ps.first == 1 { ps.removeFirst() }
+        guard ps.count <= shape.count, (try? Broadcast.shape([ps, shape])) == shape else {
+            throw KernelError("\(what) of shape \(p.shape) does not broadcast to \(shape)")
+        }
+        let strides = Broadcast.strides(of: ps, to: shape)
+        var out = [F](repeating: 0, count: count)
+        Broadcast.forEachRun(shape: shape, strides: [strides]) { start, offsets, len, inner in
+            for i in 0..<len { out[start + i] = values[offsets[0] + i * inner[0]] }
+        }
+        return out
+    }
+
+    /// An array of `dtype` (a float type) holding `values`.
+    static func array(_ values: [Double], shape: [Int], dtype: DType, _ ctx: KernelContext) -> NDArray {
+        let out = ctx.allocate(dtype, shape)
+        let n = values.count
+        switch dtype {
+        case .double: let d = out.pointer(as: Double.self); for i in 0..<n { d[i] = values[i] }
+        case .float16: let d = out.pointer(as: Float16.self); for i in 0..<n { d[i] = Float16(values[i]) }
+        case .bfloat16: let d = out.pointer(as: UInt16.self); for i in 0..<n { d[i] = WideFloat.bfloat16Bits(Float(values[i])) }
+        default: let d = out.pointer(as: Float.self); for i in 0..<n { d[i] = Float(values[i]) }
+        }
+        return out
+    }
+}
+
+// MARK: - BatchNormalization
+
+/// BatchNormalization: inference mode (running statistics), and training mode from opset 14
+/// (batch statistics, with updated running mean and variance as extra outputs).
+final class BatchNormKernel: Kernel {
+    let epsilon: Double
+    let momentum: Double
+    let training: Bool
+    let outputCount: Int
+
+    init(_ info: KernelBuildInfo) throws {
+        epsilon = Double(try info.attribute("epsilon", default: Float(1e-5)))
+        momentum = Double(try info.attribute("momentum", default: Float(0.9)))
+        let mode = try info.attribute("training_mode", default: 0)
+        training = info.opset >= 14 && mode != 0
+        outputCount = info.node.outputs.filter { !$0.isOmitted }.count
+        let spatial = try info.attribute("spatial", default: 1)
+        if info.opset < 9 && spatial == 0 {
+            throw KernelError.unsupported("spatial = 0")
+        }
+        if !training && outputCount > 1 {
+            throw KernelError.unsupported("training-mode outputs (mean and variance)")
+        }
+        try checkFloat(info, [0, 1, 2, 3, 4])
+    }
+
+    func run(_ inputs: [NDArray?], _ ctx: KernelContext) throws -> [NDArray?] {
+        let x = try inputs.required(0)
+        let scale = try inputs.required(1), bias = try inputs.required(2)
+        let mean = try inputs.required(3), variance = try inputs.required(4)
+        guard x.rank >= 2 else { throw KernelError("input must have rank >= 2, has shape \(x.shape)") }
+        let n = x.shape[0], c = x.shape[1]
+        let spatial = x.shape.dropFirst(2).reduce(1, *)
+        for (name, p) in [("scale", scale), ("B", bias), ("mean", mean), ("var", variance)] where p.count != c {
+            throw KernelError("\(name) has \(p.count) elements, expected \(c)")
+        }
+        var m = mean.doubles(), v = variance.doubles()
+        let s = scale.doubles(), b = bias.doubles()
+        var extra: [NDArray?] = []
+        if training {
+            let (bm, bv) = try batchStatistics(x, n: n, c: c, spatial: spatial, ctx)
+            let runMean = zip(m, bm).map { $0 * momentum + $1 * (1 - momentum) }
+            let runVar = zip(v, bv).map { $0 * momentum + $1 * (1 - momentum) }
+            extra = [NormMath.array(runMean, shape: mean.shape, dtype: mean.dtype, ctx),
+                     NormMath.array(runVar, shape: variance.shape, dtype: variance.dtype, ctx)]
+            m = bm
+            v = bv
+        }
+        var a = [Double](repeating: 0, count: c), sh = a
+        for i in 0..<c {
+            a[i] = s[i] / (v[i] + epsilon).squareRoot()
+            sh[i] = b[i] - m[i] * a[i]
+        }
+        let y = try withWorkingType(x, ctx) { w in
+            func go<F: BinaryFloatingPoint>(_: F.Type) -> NDArray {
+                let out = ctx.allocate(w.dtype, w.shape)
+                let xp = UnsafePointer(w.pointer(as: F.self)), yp = out.pointer(as: F.self)
+                ctx.parallelFor(n * c, grain: max(1, 16384 / max(1, spatial))) { range in
+                    for plane in range {
+                        let ch = plane % c
+                        NormMath.affine(xp + plane * spatial, yp + plane * spatial, spatial, a[ch], sh[ch])
+                    }
+                }
+                return out
+            }
+            return w.dtype == .double ? go(Double.self) : go(Float.self)
+        }
+        return [y] + extra.prefix(max(0, outputCount - 1))
+    }
+
+    /// Per-channel mean and population variance over the batch and spatial dimensions.
+    func batchStatistics(_ x: NDArray, n: Int, c: Int, spatial: Int, _ ctx: KernelContext) throws -> ([Double], [Double]) {
+        var means = [Double](repeating: 0, count: c), vars = means
+        let w = x.dtype == .double ? x : WideFloat.toFloat(x, ctx)
+        let count = Double(n * spatial)
+        func go<F: BinaryFloatingPoint>(_: F.Type) {
+            let xp = UnsafePointer(w.pointer(as: F.self))
+            for ch in 0..<c {
+                var s = 0.0
+                for b in 0..<n { s += NormMath.meanVariance(xp + (b * c + ch) * spatial, spatial).mean * Double(spatial) }
+                let mu = s / count
+                var q = 0.0
+                for b in 0..<n {
+                    // Per-plane variance plus the spread of plane means (parallel-axis theorem).
+                    let (pm, pv) = NormMath.meanVariance(xp + (b * c + ch) * spatial, spatial)
+                    q += (pv + (pm - mu) * (pm - mu)) * Double(spatial)
+                }
+                means[ch] = mu
+                vars[ch] = q / count
+            }
+        }
+        if w.dtype == .double { go(Double.self) } else { go(Float.self) }
+        return (means, vars)
+    }
+}
+
+// MARK: - LayerNormalization, RMSNormalization
+
+/// LayerNormalization (17) and RMSNormalization (23): normalize each row of the trailing block
+/// that starts at `axis`, then scale (and, for LayerNormalization, shift).
+final class LayerNormKernel: Kernel {
+    let rms: Bool
+    let axis: Int
+    let epsilon: Double
+    /// Element types of the optional Mean / InvStdDev outputs (nil when not requested).
+    let statTypes: [DType?]
+
+    init(_ info: KernelBuildInfo, rms: Bool) throws {
+        self.rms = rms
+        axis = try info.attribute("axis", default: -1)
+        epsilon = Double(try info.attribute("epsilon", default: Float(1e-5)))
+        var types: [DType?] = []
+        if !rms {
+            for i in 1..<3 {
+                if i < info.node.outputs.count, !info.node.outputs[i].isOmitted {
+                    types.append(info.node.outputs[i].type?.elementType ?? .float)
+                } else {
+                    types.append(nil)
+                }
+            }
+        }
+        statTypes = types
+        try checkFloat(info, [0, 1, 2])
+    }
+
+    func run(_ inputs: [NDArray?], _ ctx: KernelContext) throws -> [NDArray?] {
+        let x = try inputs.required(0)
+        let scale = try inputs.required(1)
+        let bias = rms ? nil : inputs.optional(2)
+        let rank = x.rank
+        let a = axis < 0 ? axis + rank : axis
+        guard a >= 0 && a < max(rank, 1) else { throw KernelError("axis \(axis) out of range for rank \(rank)") }
+        let rows = x.shape.prefix(a).reduce(1, *)
+        let tail = Array(x.shape.dropFirst(a))
+        let cols = tail.reduce(1, *)
+        var means = [Double](repeating: 0, count: rows), invs = means
+        let rms = self.rms, eps = epsilon
+        let y = try withWorkingType(x, ctx) { w in
+            func go<F: BinaryFloatingPoint>(_: F.Type) throws -> NDArray {
+                let s: [F] = try NormMath.expand(scale, to: tail, F.self, what: "scale")
+                let b: [F]? = try bias.map { try NormMath.expand($0, to: tail, F.self, what: "bias") }
+                let out = ctx.allocate(w.dtype, w.shape)
+                let xp = UnsafePointer(w.pointer(as: F.self)), yp = out.pointer(as: F.self)
+                s.withUnsafeBufferPointer { sb in
+                    let sp = sb.baseAddress!
+                    let bb = b ?? []
+                    bb.withUnsafeBufferPointer { bbuf in
+                        let bp = b == nil ? nil : bbuf.baseAddress
+                        means.withUnsafeMutableBufferPointer { mb in
+                            invs.withUnsafeMutableBufferPointer { ib in
+                                ctx.parallelFor(rows, grain: max(1, 8192 / max(1, cols))) { range in
+                                    for r in range {
+                                        let xr = xp + r * cols, yr = yp + r * cols
+                                        let mean: Double, inv: Double
+                                        if rms {
+                                            mean = 0
+                                            inv = 1 / (NormMath.meanSquare(xr, cols) + eps).squareRoot()
+                                        } else {
+                                            let (m, v) = NormMath.meanVariance(xr, cols)
+                                            mean = m
+                                            inv = 1 / (v + eps).squareRoot()
+                                        }
+                                        mb[r] = mean
+                                        ib[r] = inv
+                                        LayerNormKernel.row(xr, yr, cols, F(mean), F(inv), sp, bp)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                return out
+            }
+            return w.dtype == .double ? try go(Double.self) : try go(Float.self)
+        }
+        var outs: [NDArray?] = [y]
+        let statShape = Array(x.shape.prefix(a)) + [Int](repeating: 1, count: rank - a)
+        for (i, t) in statTypes.enumerated() {
+            outs.append(t.map { NormMath.array(i == 0 ? means : invs, shape: statShape, dtype: $0, ctx) })
+        }
+        return outs
+    }
+
+    /// `y = (x - mean) * inv * s + b` over one row (`b` may be absent).
+    @inline(__always)
+    static func row<F: BinaryFloatingPoint>(
+        _ x: UnsafePointer<F>, _ y: UnsafeMutablePointer<F>, _ n: Int, _ mean: F, _ inv: F,
+        _ s: UnsafePointer<F>, _ b: UnsafePointer<F>?
+    ) {
+        if let b {
+            for i in 0..<n { y[i] = (x[i] - mean) * inv * s[i] + b[i] }
+        } else {
+            for i in 0..<n { y[i] = (x[i] - mean) * inv * s[i] }
+        }
+    }
+}
+
+// MARK: - InstanceNormalization, GroupNormalization
+
+/// InstanceNormalization and GroupNormalization: statistics per (sample, group of channels), then
+/// a per-channel (or, for GroupNormalization-18 with per-group parameters, per-group) affine map.
+final class GroupNormKernel: Kernel {
+    let instance: Bool
+    let groups: Int
+    let epsilon: Double
+    /// GroupNormalization before 21 specifies scale and bias per group.
+    let perGroupParams: Bool
+
+    init(_ info: KernelBuildInfo, instance: Bool) throws {
+        self.instance = instance
+        epsilon = Double(try info.attribute("epsilon", default: Float(1e-5)))
+        if instance {
+            groups = 0
+            perGroupParams = false
+        } else {
+            guard let g = try info.attribute("num_groups", as: Int.self), g > 0 else {
+                throw KernelError("num_groups must be a positive integer")
+            }
+            groups = g
+            perGroupParams = info.opset < 21
+        }
+        try checkFloat(info, [0, 1, 2])
+    }
+
+    func run(_ inputs: [NDArray?], _ ctx: KernelContext) throws -> [NDArray?] {
+        let x = try inputs.required(0)
+        let scale = try inputs.required(1), bias = try inputs.required(2)
+        guard x.rank >= 2 else { throw KernelError("input must have rank >= 2, has shape \(x.shape)") }
+        let n = x.shape[0], c = x.shape[1]
+        let spatial = x.shape.dropFirst(2).reduce(1, *)
+        let g = instance ? c : groups
+        guard g > 0, c % g == 0 else { throw KernelError("\(c) channels do not split into \(g) groups") }
+        let cpg = c / g
+        // Per-group parameters (opset 18) when sized by groups; per-channel otherwise.
+        var s = scale.doubles(), b = bias.doubles()
+        if perGroupParams && s.count == g && b.count == g && g != c {
+            s = (0..<c).map { s[$0 / cpg] }
+            b = (0..<c).map { b[$0 / cpg] }
+        }
+        guard s.count == c, b.count == c else {
+            throw KernelError("scale and bias must have \(c) elements, have \(s.count) and \(b.count)")
+        }
+        let eps = epsilon
+        let block = cpg * spatial
+        let y = try withWorkingType(x, ctx) { w in
+            func go<F: BinaryFloatingPoint>(_: F.Type) -> NDArray {
+                let out = ctx.allocate(w.dtype, w.shape)
+                let xp = UnsafePointer(w.pointer(as: F.self)), yp = out.pointer(as: F.self)
+                ctx.parallelFor(n * g, grain: max(1, 16384 / max(1, block))) { range in
+                    for blk in range {
+                        let base = blk * block
+                        let (mean, v) = NormMath.meanVariance(xp + base, block)
+                        let inv = 1 / (v + eps).squareRoot()
+                        let c0 = (blk % g) * cpg
+                        for k in 0..<cpg {
+                            let a = inv * s[c0 + k]
+                            NormMath.affine(xp + base + k * spatial, yp + base + k * spatial, spatial, a, b[c0 + k] - mean * a)
+                        }
+                    }
+                }
+                return out
+            }
+            return w.dtype == .double ? go(Double.self) : go(Float.self)
+        }
+        return [y]
+    }
+}
+
+// MARK: - LpNormalization
+
+/// LpNormalization: divide by the L1 or L2 norm along `axis` (zero norms give zeros).
+final class LpNormKernel: Kernel {
+    let axis: Int
+    let p: Int
+
+    init(_ info: KernelBuildInfo) throws {
+        axis = try info.attribute("axis", default: -1)
+        p = try info.attribute("p", default: 2)
+        guard p == 1 || p == 2 else { throw KernelError.unsupported("p = \(p) (only 1 and 2 are defined)") }
+        try checkFloat(info, [0])
+    }
+
+    func run(_ inputs: [NDArray?], _ ctx: KernelContext) throws -> [NDArray?] {
+        let x = try inputs.required(0)
+        let rank = x.rank
+        let a = axis < 0 ? axis + rank : axis
+        guard a >= 0 && a < rank else { throw KernelError("axis \(axis) out of range for rank \(rank)") }
+        let outer = x.shape.prefix(a).reduce(1, *), n = x.shape[a], inner = x.shape.dropFirst(a + 1).reduce(1, *)
+        let p = self.p
+        let y = try withWorkingType(x, ctx) { w in
+            func go<F: BinaryFloatingPoint>(_: F.Type) -> NDArray {
+                let out = ctx.allocate(w.dtype, w.shape)
+                let xp = UnsafePointer(w.pointer(as: F.self)), yp = out.pointer(as: F.self)
+                ctx.parallelFor(outer * inner, grain: max(1, 8192 / max(1, n))) { range in
+                    for k in range {
+                        let o = k / inner, j = k - o * inner
+                        let base = o * n * inner + j
+                        var acc = 0.0
+                        for i in 0..<n {
+                            let v = Double(xp[base + i * inner])
+                            acc += p == 1 ? abs(v) : v * v
+                        }
+                        let norm = p == 1 ? acc : acc.squareRoot()
+                        let r = norm == 0 ? 0 : 1 / norm
+                        for i in 0..<n { yp[base + i * inner] = F(Double(xp[base + i * inner]) * r) }
+                    }
+                }
+                return out
+            }
+            return w.dtype == .double ? go(Double.self) : go(Float.self)
+        }
+        return [y]
+    }
+}
+
+// MARK: - MeanVarianceNormalization
+
+/// MeanVarianceNormalization: `(x - mean) / (sqrt(variance) + 1e-9)` over `axes`.
+final class MVNKernel: Kernel {
+    let axes: [Int]
+
+    init(_ info: KernelBuildInfo) throws {
+        axes = try info.attribute("axes", default: [0, 2, 3])
+        try checkFloat(info, [0])
+    }
+
+    func run(_ inputs: [NDArray?], _ ctx: KernelContext) throws -> [NDArray?] {
+        let x = try inputs.required(0)
+        let mask = try ReduceKernel.axisMask(axes, rank: x.rank)
+        // Work in double: this op is rare and the statistics then need no care.
+        let xd = ctx.allocate(.double, x.shape)
+        let dp = xd.pointer(as: Double.self)
+        for i in 0..<x.count { dp[i] = x.element(at: i) }
+        let mean = try ReduceKernel.reduce(xd, op: .mean, mask: mask, keepdims: true, ctx)
+        let mp = mean.pointer(as: Double.self)
+        let strides = [Broadcast.contiguousStrides(x.shape), Broadcast.strides(of: mean.shape, to: x.shape)]
+        let sq = ctx.allocate(.double, x.shape)
+        let sp = sq.pointer(as: Double.self)
+        Broadcast.forEachRun(shape: x.shape, strides: strides) { start, offsets, len, inner in
+            for i in 0..<len {
+                let d = dp[offsets[0] + i * inner[0]] - mp[offsets[1] + i * inner[1]]
+                sp[start + i] = d * d
+            }
+        }
+        let variance = try ReduceKernel.reduce(sq, op: .mean, mask: mask, keepdims: true, ctx)
+        let vp = variance.pointer(as: Double.self)
+        var y = [Double](repeating: 0, count: x.count)
+        Broadcast.forEachRun(shape: x.shape, strides: strides) { start, offsets, len, inner in
+            for i in 0..<len {
+                let k = offsets[1] + i * inner[1]
+                y[start + i] = (dp[offsets[0] + i * inner[0]] - mp[k]) / (vp[k].squareRoot() + 1e-9)
+            }
+        }
+        return [NormMath.array(y, shape: x.shape, dtype: x.dtype, ctx)]
+    }
+}
+
+// MARK: - LRN
+
+/// LRN: `x / (bias + alpha / size * sum of squares over a window of channels) ^ beta`.
+final class LRNKernel: Kernel {
+    let alpha: Double, beta: Double, bias: Double
+    let size: Int
+
+    init(_ info: KernelBuildInfo) throws {
+        alpha = Double(try info.attribute("alpha", default: Float(0.0001)))
+        beta = Double(try info.attribute("beta", default: Float(0.75)))
+        bias = Double(try info.attribute("bias", default: Float(1)))
+        guard let s = try info.attribute("size", as: Int.self), s > 0 else { throw KernelError("size must be positive") }
+        size = s
+        try checkFloat(info, [0])
+    }
+
+    func run(_ inputs: [NDArray?], _ ctx: KernelContext) throws -> [NDArray?] {
+        let x = try inputs.required(0)
+        guard x.rank >= 2 else { throw KernelError("input must have rank >= 2, has shape \(x.shape)") }
+        let n = x.shape[0], c = x.shape[1], spatial = x.shape.dropFirst(2).reduce(1, *)
+        let before = (size - 1) / 2, after = size - 1 - before  // floor and ceil of (size - 1) / 2
+        let k = alpha / Double(size), beta = self.beta, bias = self.bias
+        let y = try withWorkingType(x, ctx) { w in
+            func go<F: BinaryFloatingPoint>(_: F.Type) -> NDArray {
+                let out = ctx.allocate(w.dtype, w.shape)
+                let xp = UnsafePointer(w.pointer(as: F.self)), yp = out.pointer(as: F.self)
+                ctx.parallelFor(n * c, grain: max(1, 4096 / max(1, spatial * size))) { range in
+                    var sq = [Double](repeating: 0, count: spatial)
+                    for plane in range {
+                        let b = plane / c, ch = plane % c
+                        for j in 0..<spatial { sq[j] = 0 }
+                        for cc in max(0, ch - before)...min(c - 1, ch + after) {
+                            let p = xp + (b * c + cc) * spatial
+                            for j in 0..<spatial { let v = Double(p[j]); sq[j] += v * v }
+                        }
+                        let src = xp + plane * spatial, dst = yp + plane * spatial
+                        for j in 0..<spatial {
+                            dst[j] = F(Double(src[j]) / Foundation.pow(bias + k * sq[j], beta))
+                        }
+                    }
+                }
+                return out
+            }
+            return w.dtype == .double ? go(Double.self) : go(Float.self)
+        }
+        return [y]
+    }
+}
