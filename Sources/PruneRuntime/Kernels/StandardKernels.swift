@@ -4,4 +4,7 @@ func registerStandardKernels(_ r: inout KernelRegistry) {
     registerMatMulKernels(&r)
     registerGemmKernels(&r)
     registerConvKernels(&r)
+    registerConvTransposeKernels(&r)
+    registerPoolKernels(&r)
+    registerResizeKernels(&r)
 }
