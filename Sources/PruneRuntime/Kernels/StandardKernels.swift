@@ -7,4 +7,5 @@ func registerStandardKernels(_ r: inout KernelRegistry) {
     registerConvTransposeKernels(&r)
     registerPoolKernels(&r)
     registerResizeKernels(&r)
+    registerEinsumKernels(&r)
 }
