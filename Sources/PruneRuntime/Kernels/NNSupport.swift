@@ -79,6 +79,15 @@ struct WindowAttributes {
     /// `pads` as [begin..., end...] (empty: all 0).
     var pads: [Int]
 
+    /// No padding, unit strides and dilations (global pools).
+    init() {
+        autoPad = "NOTSET"
+        kernelShape = nil
+        strides = []
+        dilations = []
+        pads = []
+    }
+
     init(_ info: KernelBuildInfo) throws {
         autoPad = try info.attribute("auto_pad", default: "NOTSET")
         kernelShape = try info.attribute("kernel_shape", as: [Int].self)
@@ -87,6 +96,11 @@ struct WindowAttributes {
         pads = try info.attribute("pads", default: [Int]())
         guard ["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"].contains(autoPad) else {
             throw KernelError.unsupported("auto_pad \(autoPad)")
+        }
+        // The loops handle up to three spatial dimensions.
+        let rank = kernelShape?.count ?? info.node.inputs.first??.type?.shape.map { $0.rank - 2 }
+        if let rank, rank > 3 {
+            throw KernelError.unsupported("\(rank) spatial dimensions (at most 3 are supported)")
         }
     }
 
@@ -158,6 +172,21 @@ extension Float: BLASElement {
                      alpha: Float, a: UnsafePointer<Float>, lda: Int,
                      b: UnsafePointer<Float>, ldb: Int,
                      beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        // A single row or column is a matrix-vector product: GEMM would pack the whole matrix.
+        if m == 1 && k > 0 {
+            // c[1, n] = op(B)ᵀ-as-matrix · a-row
+            if transB {
+                BLAS.sgemv(trans: false, m: n, n: k, alpha: alpha, a: b, lda: ldb, x: a, incx: transA ? lda : 1, beta: beta, y: c)
+            } else {
+                BLAS.sgemv(trans: true, m: k, n: n, alpha: alpha, a: b, lda: ldb, x: a, incx: transA ? lda : 1, beta: beta, y: c)
+            }
+            return
+        }
+        if n == 1 && k > 0 {
+            BLAS.sgemv(trans: transA, m: transA ? k : m, n: transA ? m : k, alpha: alpha, a: a, lda: lda,
+                       x: b, incx: transB ? 1 : ldb, beta: beta, y: c, incy: ldc)
+            return
+        }
         BLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
                    b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
     }
@@ -169,6 +198,19 @@ extension Double: BLASElement {
                      alpha: Double, a: UnsafePointer<Double>, lda: Int,
                      b: UnsafePointer<Double>, ldb: Int,
                      beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int) {
+        if m == 1 && k > 0 {
+            if transB {
+                BLAS.dgemv(trans: false, m: n, n: k, alpha: alpha, a: b, lda: ldb, x: a, incx: transA ? lda : 1, beta: beta, y: c)
+            } else {
+                BLAS.dgemv(trans: true, m: k, n: n, alpha: alpha, a: b, lda: ldb, x: a, incx: transA ? lda : 1, beta: beta, y: c)
+            }
+            return
+        }
+        if n == 1 && k > 0 {
+            BLAS.dgemv(trans: transA, m: transA ? k : m, n: transA ? m : k, alpha: alpha, a: a, lda: lda,
+                       x: b, incx: transB ? 1 : ldb, beta: beta, y: c, incy: ldc)
+            return
+        }
         BLAS.dgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
                    b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
     }

@@ -43,7 +43,7 @@ final class PoolKernel: Kernel {
     init(_ info: KernelBuildInfo, kind: Kind, global: Bool = false) throws {
         self.kind = kind
         self.global = global
-        window = try WindowAttributes(info)
+        window = global ? WindowAttributes() : try WindowAttributes(info)
         ceilMode = try info.attribute("ceil_mode", default: 0) != 0
         countIncludePad = try info.attribute("count_include_pad", default: 0) != 0
         columnMajorIndices = try info.attribute("storage_order", default: 0) != 0
@@ -66,7 +66,8 @@ final class PoolKernel: Kernel {
     func run(_ inputs: [NDArray?], _ ctx: KernelContext) throws -> [NDArray?] {
         let x = try inputs.required(0)
         guard x.rank >= 3 else { throw KernelError("pool input \(x.shape) needs a batch, a channel and spatial dimensions") }
-        let spatial = Array(x.shape.dropFirst(2))
+        // Global pools see the spatial dimensions as one (any rank works).
+        let spatial = global ? [x.shape.dropFirst(2).reduce(1, *)] : Array(x.shape.dropFirst(2))
         let channels = x.shape[0] * x.shape[1]
         let kernel = global ? spatial : window.kernelShape!
         let geo: (output: [Int], strides: [Int], dilations: [Int], pads: [Int])
@@ -79,9 +80,10 @@ final class PoolKernel: Kernel {
         let r = spatial.count
         let g = try Window3D(input: spatial, output: geo.output, kernel: kernel, strides: geo.strides,
                              dilations: geo.dilations, padsBegin: Array(geo.pads.prefix(r)))
-        let outShape = Array(x.shape.prefix(2)) + geo.output
+        let outShape = Array(x.shape.prefix(2)) + (global ? [Int](repeating: 1, count: x.rank - 2) : geo.output)
         let padsEnd = Array(geo.pads.suffix(r))
         let ranges = PoolRanges(g, padsEnd: padsEnd)
+        if global { return [try globalPool(x, outShape, ctx)] }
         if kind == .max {
             let y = ctx.allocate(x.dtype, outShape)
             let indices = wantIndices ? ctx.allocate(.int64, outShape) : nil
@@ -131,6 +133,16 @@ final class PoolKernel: Kernel {
 
     private func maxPool<T: Comparable>(_ px: UnsafeMutablePointer<T>, _ py: UnsafeMutablePointer<T>, _ pi: UnsafeMutablePointer<Int64>?,
                                         _ channels: Int, _ g: Window3D, _ ranges: PoolRanges, _ lowest: T, _ ctx: KernelContext) {
+        if pi == nil {
+            poolRows(px, py, channels, g, ranges, initial: lowest, ctx, accumulate: { row, src, lo, hi, sw in
+                if sw == 1 {
+                    for x in lo..<hi { let v = src[x]; if v > row[x] { row[x] = v } }
+                } else {
+                    for x in lo..<hi { let v = src[x * sw]; if v > row[x] { row[x] = v } }
+                }
+            }, finish: { _, _, _ in })
+            return
+        }
         let inSize = g.inSize, outSize = g.outSize
         let columnMajor = columnMajorIndices
         ranges.d.withUnsafeBufferPointer { rd in
@@ -184,56 +196,134 @@ final class PoolKernel: Kernel {
         }}}
     }
 
-    private func averageOrLp(_ px: UnsafeMutablePointer<Float>, _ py: UnsafeMutablePointer<Float>,
-                             _ channels: Int, _ g: Window3D, _ ranges: PoolRanges, _ ctx: KernelContext) {
+    /// The window loops of the pools without indices, one output row at a time: each kernel
+    /// column adds a shifted input row into the output row (`accumulate(row, src, lo, hi, sw)`
+    /// over output columns `lo..<hi`, reading `src[x * sw]`), so the inner loops are long and
+    /// branch-free. `finish(row, od, oh)` then turns the row into its final values.
+    @inline(__always)
+    private func poolRows<T>(_ px: UnsafeMutablePointer<T>, _ py: UnsafeMutablePointer<T>, _ channels: Int, _ g: Window3D,
+                             _ ranges: PoolRanges, initial: T, _ ctx: KernelContext,
+                             accumulate: (UnsafeMutablePointer<T>, UnsafeMutablePointer<T>, Int, Int, Int) -> Void,
+                             finish: (UnsafeMutablePointer<T>, Int, Int) -> Void) {
         let inSize = g.inSize, outSize = g.outSize
-        let includePad = countIncludePad
-        var p = 0
-        if case .lp(let pv) = kind { p = pv }
-        let pf = Float(p)
+        let cols = (0..<g.kw).map { kw -> (off: Int, lo: Int, hi: Int) in
+            let off = kw * g.dw - g.pw
+            let (lo, hi) = g.columnRange(offset: off)
+            return (off, lo, hi)
+        }
+        cols.withUnsafeBufferPointer { cb in
         ranges.d.withUnsafeBufferPointer { rd in
         ranges.h.withUnsafeBufferPointer { rh in
-        ranges.w.withUnsafeBufferPointer { rw in
             ctx.parallelFor(channels, grain: max(1, 8192 / max(1, outSize * g.kernelSize))) { range in
                 for ch in range {
                     let s = px + ch * inSize
-                    var q = py + ch * outSize
                     for od in 0..<g.od {
                         let z0 = od * g.sd - g.pd
-                        let (dlo, dhi, dpad) = rd[od]
+                        let (dlo, dhi, _) = rd[od]
                         for oh in 0..<g.oh {
                             let y0 = oh * g.sh - g.ph
-                            let (hlo, hhi, hpad) = rh[oh]
-                            for ow in 0..<g.ow {
-                                let x0 = ow * g.sw - g.pw
-                                let (wlo, whi, wpad) = rw[ow]
-                                var sum: Float = 0
-                                for kd in dlo..<dhi {
-                                    let z = z0 + kd * g.dd
-                                    for kh in hlo..<hhi {
-                                        let row = s + (z * g.ih + y0 + kh * g.dh) * g.iw + x0
-                                        switch p {
-                                        case 0: for kw in wlo..<whi { sum += row[kw * g.dw] }
-                                        case 1: for kw in wlo..<whi { sum += abs(row[kw * g.dw]) }
-                                        case 2: for kw in wlo..<whi { let v = row[kw * g.dw]; sum += v * v }
-                                        default: for kw in wlo..<whi { sum += powf(abs(row[kw * g.dw]), pf) }
-                                        }
-                                    }
+                            let (hlo, hhi, _) = rh[oh]
+                            let row = py + ch * outSize + (od * g.oh + oh) * g.ow
+                            row.update(repeating: initial, count: g.ow)
+                            for kd in dlo..<dhi {
+                                let z = z0 + kd * g.dd
+                                for kh in hlo..<hhi {
+                                    let r = s + (z * g.ih + y0 + kh * g.dh) * g.iw
+                                    for c in cb where c.lo < c.hi { accumulate(row, r + c.off, c.lo, c.hi, g.sw) }
                                 }
-                                switch p {
-                                case 0:
-                                    let count = includePad ? dpad * hpad * wpad : (dhi - dlo) * (hhi - hlo) * (whi - wlo)
-                                    q.pointee = count > 0 ? sum / Float(count) : 0
-                                case 1: q.pointee = sum
-                                case 2: q.pointee = sum.squareRoot()
-                                default: q.pointee = powf(sum, 1 / pf)
-                                }
-                                q += 1
                             }
+                            finish(row, od, oh)
                         }
                     }
                 }
             }
         }}}
+    }
+
+    private func averageOrLp(_ px: UnsafeMutablePointer<Float>, _ py: UnsafeMutablePointer<Float>,
+                             _ channels: Int, _ g: Window3D, _ ranges: PoolRanges, _ ctx: KernelContext) {
+        var p = 0
+        if case .lp(let pv) = kind { p = pv }
+        let pf = Float(p)
+        let includePad = countIncludePad
+        // Divisors: per output column, and per (od, oh) row.
+        let colCount = ranges.w.map { includePad ? $0.padded : $0.hi - $0.lo }
+        let rowCountD = ranges.d.map { includePad ? $0.padded : $0.hi - $0.lo }
+        let rowCountH = ranges.h.map { includePad ? $0.padded : $0.hi - $0.lo }
+        let accumulate: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, Int, Int, Int) -> Void
+        switch p {
+        case 0:
+            accumulate = { row, src, lo, hi, sw in
+                if sw == 1 { for x in lo..<hi { row[x] += src[x] } } else { for x in lo..<hi { row[x] += src[x * sw] } }
+            }
+        case 1:
+            accumulate = { row, src, lo, hi, sw in for x in lo..<hi { row[x] += abs(src[x * sw]) } }
+        case 2:
+            accumulate = { row, src, lo, hi, sw in for x in lo..<hi { let v = src[x * sw]; row[x] += v * v } }
+        default:
+            accumulate = { row, src, lo, hi, sw in for x in lo..<hi { row[x] += powf(abs(src[x * sw]), pf) } }
+        }
+        colCount.withUnsafeBufferPointer { cc in
+            poolRows(px, py, channels, g, ranges, initial: Float(0), ctx, accumulate: accumulate, finish: { row, od, oh in
+                switch p {
+                case 0:
+                    let rc = rowCountD[od] * rowCountH[oh]
+                    for x in 0..<g.ow {
+                        let n = rc * cc[x]
+                        row[x] = n > 0 ? row[x] / Float(n) : 0
+                    }
+                case 1: break
+                case 2: for x in 0..<g.ow { row[x] = row[x].squareRoot() }
+                default: for x in 0..<g.ow { row[x] = powf(row[x], 1 / pf) }
+                }
+            })
+        }
+    }
+
+    /// GlobalMaxPool / GlobalAveragePool / GlobalLpPool: one reduction per channel.
+    private func globalPool(_ x: NDArray, _ outShape: [Int], _ ctx: KernelContext) throws -> NDArray {
+        let channels = x.shape[0] * x.shape[1]
+        let size = x.shape.dropFirst(2).reduce(1, *)
+        if kind == .max {
+            let y = ctx.allocate(x.dtype, outShape)
+            func reduce<T: Comparable>(_: T.Type, _ lowest: T) {
+                let s = x.pointer(as: T.self), d = y.pointer(as: T.self)
+                for c in 0..<channels {
+                    var m = lowest
+                    let r = s + c * size
+                    for i in 0..<size where r[i] > m { m = r[i] }
+                    d[c] = m
+                }
+            }
+            switch x.dtype {
+            case .float: reduce(Float.self, -.infinity)
+            case .double: reduce(Double.self, -.infinity)
+            case .float16: reduce(Float16.self, -.infinity)
+            case .int8: reduce(Int8.self, .min)
+            case .uint8: reduce(UInt8.self, .min)
+            default: throw KernelError("GlobalMaxPool does not support \(x.dtype)")
+            }
+            return y
+        }
+        let xf = try FloatBridge.toFloat(x, ctx)
+        let y = ctx.allocate(.float, outShape)
+        let s = xf.pointer(as: Float.self), d = y.pointer(as: Float.self)
+        var p = 0
+        if case .lp(let pv) = kind { p = pv }
+        let pf = Float(p)
+        ctx.parallelFor(channels, grain: max(1, 16384 / max(1, size))) { range in
+            for c in range {
+                let r = s + c * size
+                var acc: Float = 0
+                switch p {
+                case 0: for i in 0..<size { acc += r[i] }; acc /= Float(max(size, 1))
+                case 1: for i in 0..<size { acc += abs(r[i]) }
+                case 2: for i in 0..<size { acc += r[i] * r[i] }; acc = acc.squareRoot()
+                default: for i in 0..<size { acc += powf(abs(r[i]), pf) }; acc = powf(acc, 1 / pf)
+                }
+                d[c] = acc
+            }
+        }
+        return try FloatBridge.fromFloat(y, to: x.dtype, ctx)
     }
 }
