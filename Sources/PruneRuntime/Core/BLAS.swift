@@ -46,4 +46,35 @@ public enum BLAS {
         cblas_dgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
+
+    /// Row-major single-precision matrix-vector product: `y = alpha * op(A) * x + beta * y`,
+    /// with `A` of shape m×n (`op(A)` is n×m when `trans`).
+    @inline(__always)
+    public static func sgemv(
+        trans: Bool, m: Int, n: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+        x: UnsafePointer<Float>, incx: Int = 1, beta: Float = 0, y: UnsafeMutablePointer<Float>, incy: Int = 1
+    ) {
+        guard m > 0, n > 0 else {
+            let len = trans ? n : m
+            for i in 0..<len { y[i * incy] = beta == 0 ? 0 : beta * y[i * incy] }
+            return
+        }
+        cblas_sgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, Int32(m), Int32(n), alpha, a, Int32(lda),
+                    x, Int32(incx), beta, y, Int32(incy))
+    }
+
+    /// Double-precision matrix-vector product, same conventions as ``sgemv(trans:m:n:alpha:a:lda:x:incx:beta:y:incy:)``.
+    @inline(__always)
+    public static func dgemv(
+        trans: Bool, m: Int, n: Int, alpha: Double = 1, a: UnsafePointer<Double>, lda: Int,
+        x: UnsafePointer<Double>, incx: Int = 1, beta: Double = 0, y: UnsafeMutablePointer<Double>, incy: Int = 1
+    ) {
+        guard m > 0, n > 0 else {
+            let len = trans ? n : m
+            for i in 0..<len { y[i * incy] = beta == 0 ? 0 : beta * y[i * incy] }
+            return
+        }
+        cblas_dgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, Int32(m), Int32(n), alpha, a, Int32(lda),
+                    x, Int32(incx), beta, y, Int32(incy))
+    }
 }

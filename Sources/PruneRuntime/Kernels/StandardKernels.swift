@@ -28,4 +28,11 @@ func registerStandardKernels(_ r: inout KernelRegistry) {
     registerArgTopKKernels(&r)
     registerNormalizationKernels(&r)
     registerDropoutKernels(&r)
+    registerMatMulKernels(&r)
+    registerGemmKernels(&r)
+    registerConvKernels(&r)
+    registerConvTransposeKernels(&r)
+    registerPoolKernels(&r)
+    registerResizeKernels(&r)
+    registerEinsumKernels(&r)
 }

@@ -1,0 +1,170 @@
+import PruneIR
+
+// Conv over 1 to 3 spatial dimensions: groups, strides, dilations, pads and auto_pad, bias.
+// float32 is computed as im2col + one sgemm per (image, group); a 1x1 stride-1 unpadded
+// convolution is a plain GEMM on the input; depthwise convolutions (one input channel per group)
+// use a direct loop. float16/float64 are computed in float32.
+func registerConvKernels(_ r: inout KernelRegistry) {
+    for since in [1, 11, 22] {
+        r.register("Conv", since: since) { info in
+            if let t = info.inputType(0), !FloatBridge.supports(t) {
+                throw KernelError.unsupported("Conv on \(t)")
+            }
+            return ConvKernel(window: try WindowAttributes(info), group: try info.attribute("group", default: 1))
+        }
+    }
+}
+
+/// A convolution with its attributes parsed.
+final class ConvKernel: Kernel {
+    let window: WindowAttributes
+    let group: Int
+
+    init(window: WindowAttributes, group: Int) {
+        self.window = window
+        self.group = group
+    }
+
+    func run(_ inputs: [NDArray?], _ ctx: KernelContext) throws -> [NDArray?] {
+        let x = try inputs.required(0), w = try inputs.required(1)
+        let b = inputs.optional(2)
+        guard x.rank >= 3, w.rank == x.rank else { throw KernelError("Conv input \(x.shape) and weights \(w.shape) do not fit") }
+        let y = try conv(try FloatBridge.toFloat(x, ctx), try FloatBridge.toFloat(w, ctx),
+                         try b.map { try FloatBridge.toFloat($0, ctx) }, ctx)
+        return [try FloatBridge.fromFloat(y, to: x.dtype, ctx)]
+    }
+
+    private func conv(_ x: NDArray, _ w: NDArray, _ b: NDArray?, _ ctx: KernelContext) throws -> NDArray {
+        let n = x.shape[0], c = x.shape[1], m = w.shape[0]
+        let spatial = Array(x.shape.dropFirst(2))
+        let kernel = window.kernelShape ?? Array(w.shape.dropFirst(2))
+        guard group > 0, c % group == 0, m % group == 0, w.shape[1] == c / group else {
+            throw KernelError("Conv input \(x.shape), weights \(w.shape) and group \(group) do not fit")
+        }
+        guard kernel == Array(w.shape.dropFirst(2)) else { throw KernelError("kernel_shape \(kernel) differs from weights \(w.shape)") }
+        if let b, b.count != m { throw KernelError("Conv bias \(b.shape) does not have \(m) elements") }
+        let geo = try window.outputGeometry(input: spatial, kernel: kernel)
+        let g = try Window3D(input: spatial, output: geo.output, kernel: kernel, strides: geo.strides,
+                             dilations: geo.dilations, padsBegin: Array(geo.pads.prefix(spatial.count)))
+        let y = ctx.allocate(.float, [n, m] + geo.output)
+        if y.count == 0 { return y }
+        let px = x.pointer(as: Float.self), pw = w.pointer(as: Float.self), py = y.pointer(as: Float.self)
+        let pb = b?.pointer(as: Float.self)
+        let cg = c / group, mg = m / group
+        let inSize = g.inSize, outSize = g.outSize, kSize = g.kernelSize
+
+        if cg == 1 {
+            depthwise(px, pw, pb, py, n: n, c: c, m: m, g: g, ctx)
+            return y
+        }
+        let pointwise = kSize == 1 && g.sd == 1 && g.sh == 1 && g.sw == 1 && g.pd == 0 && g.ph == 0 && g.pw == 0
+            && geo.pads.allSatisfy { $0 == 0 }
+        let rows = cg * kSize
+        let col = pointwise ? nil : ctx.allocate(.float, [rows, outSize])
+        for i in 0..<n {
+            for gi in 0..<group {
+                let src = px + (i * c + gi * cg) * inSize
+                let dst = py + (i * m + gi * mg) * outSize
+                var bmat = UnsafePointer(src)
+                if let col {
+                    let pc = col.pointer(as: Float.self)
+                    ctx.parallelFor(rows, grain: max(1, 32768 / max(1, outSize))) { range in
+                        ConvKernel.im2col(src, pc, g, rows: range)
+                    }
+                    bmat = UnsafePointer(pc)
+                }
+                BLAS.sgemm(transA: false, transB: false, m: mg, n: outSize, k: rows,
+                           a: pw + gi * mg * rows, lda: rows, b: bmat, ldb: outSize,
+                           beta: 0, c: dst, ldc: outSize)
+            }
+            if let pb {
+                let base = py + i * m * outSize
+                ctx.parallelFor(m, grain: max(1, 65536 / max(1, outSize))) { range in
+                    for oc in range {
+                        let row = base + oc * outSize
+                        let v = pb[oc]
+                        for j in 0..<outSize { row[j] += v }
+                    }
+                }
+            }
+        }
+        return y
+    }
+
+    /// Unfolds the input patches of rows `rows` (row = channel * kernelSize + kernel offset) into
+    /// `col` ([channels * kernelSize, outSize]), zero where a patch reaches into the padding.
+    static func im2col(_ src: UnsafeMutablePointer<Float>, _ col: UnsafeMutablePointer<Float>, _ g: Window3D, rows: Range<Int>) {
+        let kSize = g.kernelSize, inSize = g.inSize, outSize = g.outSize
+        for row in rows {
+            let ch = row / kSize
+            let kr = row % kSize
+            let kd = kr / (g.kh * g.kw), kh = (kr / g.kw) % g.kh, kw = kr % g.kw
+            let s = src + ch * inSize
+            var q = col + row * outSize
+            let off = kw * g.dw - g.pw
+            let (lo, hi) = g.columnRange(offset: off)
+            for od in 0..<g.od {
+                let zi = od * g.sd - g.pd + kd * g.dd
+                for oh in 0..<g.oh {
+                    let yi = oh * g.sh - g.ph + kh * g.dh
+                    if zi < 0 || zi >= g.id || yi < 0 || yi >= g.ih {
+                        q.update(repeating: 0, count: g.ow)
+                    } else {
+                        let r = s + (zi * g.ih + yi) * g.iw + off
+                        if lo > 0 { q.update(repeating: 0, count: lo) }
+                        if g.sw == 1 {
+                            (q + lo).update(from: r + lo, count: hi - lo)
+                        } else {
+                            let sw = g.sw
+                            for x in lo..<hi { q[x] = r[x * sw] }
+                        }
+                        if hi < g.ow { (q + hi).update(repeating: 0, count: g.ow - hi) }
+                    }
+                    q += g.ow
+                }
+            }
+        }
+    }
+
+    /// Direct convolution when every group has one input channel (depthwise convolution).
+    private func depthwise(_ px: UnsafeMutablePointer<Float>, _ pw: UnsafeMutablePointer<Float>, _ pb: UnsafeMutablePointer<Float>?,
+                           _ py: UnsafeMutablePointer<Float>, n: Int, c: Int, m: Int, g: Window3D, _ ctx: KernelContext) {
+        let mult = m / c
+        let inSize = g.inSize, outSize = g.outSize, kSize = g.kernelSize
+        ctx.parallelFor(n * m, grain: max(1, 16384 / max(1, outSize * kSize))) { range in
+            for nm in range {
+                let i = nm / m, oc = nm % m
+                let s = px + (i * c + oc / mult) * inSize
+                let out = py + nm * outSize
+                out.update(repeating: pb?[oc] ?? 0, count: outSize)
+                let wk = pw + oc * kSize
+                for kd in 0..<g.kd {
+                    for kh in 0..<g.kh {
+                        for kw in 0..<g.kw {
+                            let wv = wk[(kd * g.kh + kh) * g.kw + kw]
+                            let off = kw * g.dw - g.pw
+                            let (lo, hi) = g.columnRange(offset: off)
+                            if lo >= hi { continue }
+                            for od in 0..<g.od {
+                                let zi = od * g.sd - g.pd + kd * g.dd
+                                if zi < 0 || zi >= g.id { continue }
+                                for oh in 0..<g.oh {
+                                    let yi = oh * g.sh - g.ph + kh * g.dh
+                                    if yi < 0 || yi >= g.ih { continue }
+                                    let r = s + (zi * g.ih + yi) * g.iw + off
+                                    let q = out + (od * g.oh + oh) * g.ow
+                                    if g.sw == 1 {
+                                        for x in lo..<hi { q[x] += wv * r[x] }
+                                    } else {
+                                        let sw = g.sw
+                                        for x in lo..<hi { q[x] += wv * r[x * sw] }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

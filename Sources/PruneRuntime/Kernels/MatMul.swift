@@ -1,0 +1,125 @@
+import PruneIR
+
+// MatMul: numpy.matmul semantics (1-D operands, batch dimensions that broadcast).
+// float32/float64 go to BLAS; the integer types use a plain loop; float16/bfloat16 are computed
+// in float32.
+func registerMatMulKernels(_ r: inout KernelRegistry) {
+    for since in [1, 9, 13] {
+        r.register("MatMul", since: since) { info in
+            if let t = info.inputType(0), !MatMulKernel.supports(t) {
+                throw KernelError.unsupported("MatMul on \(t)")
+            }
+            return MatMulKernel()
+        }
+    }
+}
+
+/// numpy-style matrix product of two arrays.
+final class MatMulKernel: Kernel {
+    static func supports(_ t: DType) -> Bool {
+        switch t {
+        case .float, .double, .float16, .bfloat16, .int32, .int64, .uint32, .uint64: return true
+        default: return false
+        }
+    }
+
+    func run(_ inputs: [NDArray?], _ ctx: KernelContext) throws -> [NDArray?] {
+        [try MatMulKernel.matmul(try inputs.required(0), try inputs.required(1), ctx)]
+    }
+
+    /// The shapes of a matrix product: batch shape, M, K, N, output shape, and each operand's
+    /// batch offsets (in matrices) for every output batch index.
+    struct Plan {
+        var m: Int, k: Int, n: Int
+        var outShape: [Int]
+        var batch: Int
+        var aOffsets: [Int]
+        var bOffsets: [Int]
+        /// `a` has the full batch and `b` a single matrix: the batch folds into M.
+        var foldIntoM: Bool
+    }
+
+    static func plan(_ aShape: [Int], _ bShape: [Int]) throws -> Plan {
+        guard !aShape.isEmpty, !bShape.isEmpty else { throw KernelError("MatMul operands must have rank >= 1, got \(aShape) and \(bShape)") }
+        let aS = aShape.count == 1 ? [1, aShape[0]] : aShape
+        let bS = bShape.count == 1 ? [bShape[0], 1] : bShape
+        let m = aS[aS.count - 2], k = aS[aS.count - 1]
+        let k2 = bS[bS.count - 2], n = bS[bS.count - 1]
+        guard k == k2 else { throw KernelError("MatMul inner dimensions differ: \(aShape) × \(bShape)") }
+        let aBatch = Array(aS.dropLast(2)), bBatch = Array(bS.dropLast(2))
+        let batchShape = try Broadcast.shape([aBatch, bBatch])
+        var outShape = batchShape + [m, n]
+        if bShape.count == 1 { outShape.removeLast() }
+        if aShape.count == 1 { outShape.remove(at: outShape.count - (bShape.count == 1 ? 1 : 2)) }
+        let batch = batchShape.reduce(1, *)
+        let aCount = aBatch.reduce(1, *), bCount = bBatch.reduce(1, *)
+        var aOff = [Int](repeating: 0, count: batch)
+        var bOff = [Int](repeating: 0, count: batch)
+        if batch > 0 {
+            let aStr = Broadcast.strides(of: aBatch, to: batchShape)
+            let bStr = Broadcast.strides(of: bBatch, to: batchShape)
+            var idx = [Int](repeating: 0, count: batchShape.count)
+            for i in 0..<batch {
+                var ao = 0, bo = 0
+                for d in 0..<idx.count { ao += idx[d] * aStr[d]; bo += idx[d] * bStr[d] }
+                aOff[i] = ao
+                bOff[i] = bo
+                var d = idx.count - 1
+                while d >= 0 {
+                    idx[d] += 1
+                    if idx[d] < batchShape[d] { break }
+                    idx[d] = 0
+                    d -= 1
+                }
+            }
+        }
+        return Plan(m: m, k: k, n: n, outShape: outShape, batch: batch, aOffsets: aOff, bOffsets: bOff,
+                    foldIntoM: bCount == 1 && aCount == batch)
+    }
+
+    /// `a @ b` as numpy.matmul computes it.
+    static func matmul(_ a: NDArray, _ b: NDArray, _ ctx: KernelContext) throws -> NDArray {
+        guard a.dtype == b.dtype else { throw KernelError("MatMul operands have types \(a.dtype) and \(b.dtype)") }
+        let p = try plan(a.shape, b.shape)
+        switch a.dtype {
+        case .float: return blas(Float.self, a, b, p, ctx)
+        case .double: return blas(Double.self, a, b, p, ctx)
+        case .float16, .bfloat16:
+            let r = blas(Float.self, try FloatBridge.toFloat(a, ctx), try FloatBridge.toFloat(b, ctx), p, ctx)
+            return try FloatBridge.fromFloat(r, to: a.dtype, ctx)
+        case .int32: return integer(Int32.self, a, b, p, ctx)
+        case .int64: return integer(Int64.self, a, b, p, ctx)
+        case .uint32: return integer(UInt32.self, a, b, p, ctx)
+        case .uint64: return integer(UInt64.self, a, b, p, ctx)
+        default: throw KernelError("MatMul does not support \(a.dtype)")
+        }
+    }
+
+    private static func blas<T: BLASElement>(_: T.Type, _ a: NDArray, _ b: NDArray, _ p: Plan, _ ctx: KernelContext) -> NDArray {
+        let out = ctx.allocate(T.dtype, p.outShape)
+        let pa = a.pointer(as: T.self), pb = b.pointer(as: T.self), pc = out.pointer(as: T.self)
+        let (m, n, k) = (p.m, p.n, p.k)
+        if p.foldIntoM {
+            // One large GEMM: the batch of A stacks into its rows.
+            T.gemm(transA: false, transB: false, m: p.batch * m, n: n, k: k, alpha: 1, a: pa, lda: k,
+                   b: pb, ldb: n, beta: 0, c: pc, ldc: n)
+            return out
+        }
+        for i in 0..<p.batch {
+            T.gemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: pa + p.aOffsets[i] * m * k, lda: k,
+                   b: pb + p.bOffsets[i] * k * n, ldb: n, beta: 0, c: pc + i * m * n, ldc: n)
+        }
+        return out
+    }
+
+    private static func integer<T: FixedWidthInteger & TensorElement>(_: T.Type, _ a: NDArray, _ b: NDArray, _ p: Plan, _ ctx: KernelContext) -> NDArray {
+        let out = ctx.allocate(T.dtype, p.outShape)
+        let pa = a.pointer(as: T.self), pb = b.pointer(as: T.self), pc = out.pointer(as: T.self)
+        let (m, n, k) = (p.m, p.n, p.k)
+        for i in 0..<p.batch {
+            integerGemm(transA: false, transB: false, m: m, n: n, k: k, a: pa + p.aOffsets[i] * m * k, lda: k,
+                        b: pb + p.bOffsets[i] * k * n, ldb: n, c: pc + i * m * n, ldc: n)
+        }
+        return out
+    }
+}

@@ -1,0 +1,329 @@
+import Foundation
+import PruneIR
+
+// Pooling over 1 to 3 spatial dimensions: MaxPool (with Indices, storage_order, ceil_mode,
+// dilations), AveragePool (count_include_pad), LpPool, and their Global variants.
+// MaxPool works on every element type it accepts directly; the averaging pools compute in
+// float32 (float16/float64 are converted). Channels run in parallel.
+func registerPoolKernels(_ r: inout KernelRegistry) {
+    for since in [1, 8, 10, 11, 12, 22] {
+        r.register("MaxPool", since: since) { info in try PoolKernel(info, kind: .max) }
+    }
+    for since in [1, 7, 10, 11, 19, 22] {
+        r.register("AveragePool", since: since) { info in try PoolKernel(info, kind: .average) }
+    }
+    for since in [1, 2, 11, 18, 22] {
+        r.register("LpPool", since: since) { info in try PoolKernel(info, kind: .lp(try PoolKernel.pAttribute(info))) }
+    }
+    for since in [1, 22] {
+        r.register("GlobalMaxPool", since: since) { info in try PoolKernel(info, kind: .max, global: true) }
+        r.register("GlobalAveragePool", since: since) { info in try PoolKernel(info, kind: .average, global: true) }
+    }
+    for since in [1, 2, 22] {
+        r.register("GlobalLpPool", since: since) { info in try PoolKernel(info, kind: .lp(try PoolKernel.pAttribute(info)), global: true) }
+    }
+}
+
+/// One pooling node with its attributes parsed.
+final class PoolKernel: Kernel {
+    enum Kind: Equatable {
+        case max
+        case average
+        case lp(Int)
+    }
+
+    let kind: Kind
+    let global: Bool
+    let window: WindowAttributes
+    let ceilMode: Bool
+    let countIncludePad: Bool
+    let columnMajorIndices: Bool
+    let wantIndices: Bool
+
+    init(_ info: KernelBuildInfo, kind: Kind, global: Bool = false) throws {
+        self.kind = kind
+        self.global = global
+        window = global ? WindowAttributes() : try WindowAttributes(info)
+        ceilMode = try info.attribute("ceil_mode", default: 0) != 0
+        countIncludePad = try info.attribute("count_include_pad", default: 0) != 0
+        columnMajorIndices = try info.attribute("storage_order", default: 0) != 0
+        wantIndices = info.node.outputs.count > 1 && !info.node.outputs[1].name.isEmpty
+        if !global && window.kernelShape == nil { throw KernelError("\(info.node.opType.name) needs kernel_shape") }
+        if let t = info.inputType(0) {
+            let ok = kind == .max ? [DType.float, .double, .float16, .int8, .uint8].contains(t) : FloatBridge.supports(t) && t != .bfloat16
+            if !ok { throw KernelError.unsupported("\(info.node.opType.name) on \(t)") }
+        }
+    }
+
+    /// LpPool's `p`: a float in opset 1, an int from opset 2.
+    static func pAttribute(_ info: KernelBuildInfo) throws -> Int {
+        var p = 2
+        if let v = try? info.attribute("p", as: Int.self) { p = v } else if let v = try? info.attribute("p", as: Float.self) { p = Int(v) }
+        guard p > 0 else { throw KernelError("LpPool p must be positive, got \(p)") }
+        return p
+    }
+
+    func run(_ inputs: [NDArray?], _ ctx: KernelContext) throws -> [NDArray?] {
+        let x = try inputs.required(0)
+        guard x.rank >= 3 else { throw KernelError("pool input \(x.shape) needs a batch, a channel and spatial dimensions") }
+        // Global pools see the spatial dimensions as one (any rank works).
+        let spatial = global ? [x.shape.dropFirst(2).reduce(1, *)] : Array(x.shape.dropFirst(2))
+        let channels = x.shape[0] * x.shape[1]
+        let kernel = global ? spatial : window.kernelShape!
+        let geo: (output: [Int], strides: [Int], dilations: [Int], pads: [Int])
+        if global {
+            let r = spatial.count
+            geo = ([Int](repeating: 1, count: r), [Int](repeating: 1, count: r), [Int](repeating: 1, count: r), [Int](repeating: 0, count: 2 * r))
+        } else {
+            geo = try window.outputGeometry(input: spatial, kernel: kernel, ceilMode: ceilMode)
+        }
+        let r = spatial.count
+        let g = try Window3D(input: spatial, output: geo.output, kernel: kernel, strides: geo.strides,
+                             dilations: geo.dilations, padsBegin: Array(geo.pads.prefix(r)))
+        let outShape = Array(x.shape.prefix(2)) + (global ? [Int](repeating: 1, count: x.rank - 2) : geo.output)
+        let padsEnd = Array(geo.pads.suffix(r))
+        let ranges = PoolRanges(g, padsEnd: padsEnd)
+        if global { return [try globalPool(x, outShape, ctx)] }
+        if kind == .max {
+            let y = ctx.allocate(x.dtype, outShape)
+            let indices = wantIndices ? ctx.allocate(.int64, outShape) : nil
+            let pi = indices?.pointer(as: Int64.self)
+            switch x.dtype {
+            case .float: maxPool(x.pointer(as: Float.self), y.pointer(as: Float.self), pi, channels, g, ranges, -.infinity, ctx)
+            case .double: maxPool(x.pointer(as: Double.self), y.pointer(as: Double.self), pi, channels, g, ranges, -.infinity, ctx)
+            case .float16: maxPool(x.pointer(as: Float16.self), y.pointer(as: Float16.self), pi, channels, g, ranges, -.infinity, ctx)
+            case .int8: maxPool(x.pointer(as: Int8.self), y.pointer(as: Int8.self), pi, channels, g, ranges, .min, ctx)
+            case .uint8: maxPool(x.pointer(as: UInt8.self), y.pointer(as: UInt8.self), pi, channels, g, ranges, .min, ctx)
+            default: throw KernelError("MaxPool does not support \(x.dtype)")
+            }
+            return wantIndices ? [y, indices] : [y]
+        }
+        guard FloatBridge.supports(x.dtype) else { throw KernelError("pooling does not support \(x.dtype)") }
+        let xf = try FloatBridge.toFloat(x, ctx)
+        let y = ctx.allocate(.float, outShape)
+        averageOrLp(xf.pointer(as: Float.self), y.pointer(as: Float.self), channels, g, ranges, ctx)
+        return [try FloatBridge.fromFloat(y, to: x.dtype, ctx)]
+    }
+
+    /// Per output position along each dimension: the kernel offsets whose input lies inside the
+    /// input (`lo..<hi`), and how many lie inside the padded input (for count_include_pad).
+    struct PoolRanges {
+        var d: [(lo: Int, hi: Int, padded: Int)]
+        var h: [(lo: Int, hi: Int, padded: Int)]
+        var w: [(lo: Int, hi: Int, padded: Int)]
+
+        init(_ g: Window3D, padsEnd: [Int]) {
+            func dim(_ out: Int, _ inp: Int, _ k: Int, _ s: Int, _ dl: Int, _ pb: Int, _ pe: Int) -> [(lo: Int, hi: Int, padded: Int)] {
+                (0..<out).map { o in
+                    let start = o * s - pb
+                    let lo = min(k, max(0, ceilDiv(-start, dl)))
+                    let hi = max(lo, min(k, ceilDiv(inp - start, dl)))
+                    let plo = min(k, max(0, ceilDiv(-pb - start, dl)))
+                    let phi = max(plo, min(k, ceilDiv(inp + pe - start, dl)))
+                    return (lo, hi, phi - plo)
+                }
+            }
+            let r = padsEnd.count
+            func pe(_ i: Int) -> Int { i - (3 - r) >= 0 ? padsEnd[i - (3 - r)] : 0 }
+            d = dim(g.od, g.id, g.kd, g.sd, g.dd, g.pd, pe(0))
+            h = dim(g.oh, g.ih, g.kh, g.sh, g.dh, g.ph, pe(1))
+            w = dim(g.ow, g.iw, g.kw, g.sw, g.dw, g.pw, pe(2))
+        }
+    }
+
+    private func maxPool<T: Comparable>(_ px: UnsafeMutablePointer<T>, _ py: UnsafeMutablePointer<T>, _ pi: UnsafeMutablePointer<Int64>?,
+                                        _ channels: Int, _ g: Window3D, _ ranges: PoolRanges, _ lowest: T, _ ctx: KernelContext) {
+        if pi == nil {
+            poolRows(px, py, channels, g, ranges, initial: lowest, ctx, accumulate: { row, src, lo, hi, sw in
+                if sw == 1 {
+                    for x in lo..<hi { let v = src[x]; if v > row[x] { row[x] = v } }
+                } else {
+                    for x in lo..<hi { let v = src[x * sw]; if v > row[x] { row[x] = v } }
+                }
+            }, finish: { _, _, _ in })
+            return
+        }
+        let inSize = g.inSize, outSize = g.outSize
+        let columnMajor = columnMajorIndices
+        ranges.d.withUnsafeBufferPointer { rd in
+        ranges.h.withUnsafeBufferPointer { rh in
+        ranges.w.withUnsafeBufferPointer { rw in
+            ctx.parallelFor(channels, grain: max(1, 8192 / max(1, outSize * g.kernelSize))) { range in
+                for ch in range {
+                    let s = px + ch * inSize
+                    var q = py + ch * outSize
+                    var qi = pi.map { $0 + ch * outSize }
+                    for od in 0..<g.od {
+                        let z0 = od * g.sd - g.pd
+                        let (dlo, dhi, _) = rd[od]
+                        for oh in 0..<g.oh {
+                            let y0 = oh * g.sh - g.ph
+                            let (hlo, hhi, _) = rh[oh]
+                            for ow in 0..<g.ow {
+                                let x0 = ow * g.sw - g.pw
+                                let (wlo, whi, _) = rw[ow]
+                                var best = lowest
+                                var bi = -1
+                                for kd in dlo..<dhi {
+                                    let z = z0 + kd * g.dd
+                                    for kh in hlo..<hhi {
+                                        let row = (z * g.ih + y0 + kh * g.dh) * g.iw + x0
+                                        for kw in wlo..<whi {
+                                            let v = s[row + kw * g.dw]
+                                            if bi < 0 || v > best {
+                                                best = v
+                                                bi = row + kw * g.dw
+                                            }
+                                        }
+                                    }
+                                }
+                                q.pointee = best
+                                q += 1
+                                if let p = qi {
+                                    var idx = max(bi, 0)
+                                    if columnMajor {
+                                        let z = idx / (g.ih * g.iw), yy = (idx / g.iw) % g.ih, xx = idx % g.iw
+                                        idx = (xx * g.ih + yy) * g.id + z
+                                    }
+                                    p.pointee = Int64(ch * inSize + idx)
+                                    qi = p + 1
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }}}
+    }
+
+    /// The window loops of the pools without indices, one output row at a time: each kernel
+    /// column adds a shifted input row into the output row (`accumulate(row, src, lo, hi, sw)`
+    /// over output columns `lo..<hi`, reading `src[x * sw]`), so the inner loops are long and
+    /// branch-free. `finish(row, od, oh)` then turns the row into its final values.
+    @inline(__always)
+    private func poolRows<T>(_ px: UnsafeMutablePointer<T>, _ py: UnsafeMutablePointer<T>, _ channels: Int, _ g: Window3D,
+                             _ ranges: PoolRanges, initial: T, _ ctx: KernelContext,
+                             accumulate: (UnsafeMutablePointer<T>, UnsafeMutablePointer<T>, Int, Int, Int) -> Void,
+                             finish: (UnsafeMutablePointer<T>, Int, Int) -> Void) {
+        let inSize = g.inSize, outSize = g.outSize
+        let cols = (0..<g.kw).map { kw -> (off: Int, lo: Int, hi: Int) in
+            let off = kw * g.dw - g.pw
+            let (lo, hi) = g.columnRange(offset: off)
+            return (off, lo, hi)
+        }
+        cols.withUnsafeBufferPointer { cb in
+        ranges.d.withUnsafeBufferPointer { rd in
+        ranges.h.withUnsafeBufferPointer { rh in
+            ctx.parallelFor(channels, grain: max(1, 8192 / max(1, outSize * g.kernelSize))) { range in
+                for ch in range {
+                    let s = px + ch * inSize
+                    for od in 0..<g.od {
+                        let z0 = od * g.sd - g.pd
+                        let (dlo, dhi, _) = rd[od]
+                        for oh in 0..<g.oh {
+                            let y0 = oh * g.sh - g.ph
+                            let (hlo, hhi, _) = rh[oh]
+                            let row = py + ch * outSize + (od * g.oh + oh) * g.ow
+                            row.update(repeating: initial, count: g.ow)
+                            for kd in dlo..<dhi {
+                                let z = z0 + kd * g.dd
+                                for kh in hlo..<hhi {
+                                    let r = s + (z * g.ih + y0 + kh * g.dh) * g.iw
+                                    for c in cb where c.lo < c.hi { accumulate(row, r + c.off, c.lo, c.hi, g.sw) }
+                                }
+                            }
+                            finish(row, od, oh)
+                        }
+                    }
+                }
+            }
+        }}}
+    }
+
+    private func averageOrLp(_ px: UnsafeMutablePointer<Float>, _ py: UnsafeMutablePointer<Float>,
+                             _ channels: Int, _ g: Window3D, _ ranges: PoolRanges, _ ctx: KernelContext) {
+        var p = 0
+        if case .lp(let pv) = kind { p = pv }
+        let pf = Float(p)
+        let includePad = countIncludePad
+        // Divisors: per output column, and per (od, oh) row.
+        let colCount = ranges.w.map { includePad ? $0.padded : $0.hi - $0.lo }
+        let rowCountD = ranges.d.map { includePad ? $0.padded : $0.hi - $0.lo }
+        let rowCountH = ranges.h.map { includePad ? $0.padded : $0.hi - $0.lo }
+        let accumulate: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, Int, Int, Int) -> Void
+        switch p {
+        case 0:
+            accumulate = { row, src, lo, hi, sw in
+                if sw == 1 { for x in lo..<hi { row[x] += src[x] } } else { for x in lo..<hi { row[x] += src[x * sw] } }
+            }
+        case 1:
+            accumulate = { row, src, lo, hi, sw in for x in lo..<hi { row[x] += abs(src[x * sw]) } }
+        case 2:
+            accumulate = { row, src, lo, hi, sw in for x in lo..<hi { let v = src[x * sw]; row[x] += v * v } }
+        default:
+            accumulate = { row, src, lo, hi, sw in for x in lo..<hi { row[x] += powf(abs(src[x * sw]), pf) } }
+        }
+        colCount.withUnsafeBufferPointer { cc in
+            poolRows(px, py, channels, g, ranges, initial: Float(0), ctx, accumulate: accumulate, finish: { row, od, oh in
+                switch p {
+                case 0:
+                    let rc = rowCountD[od] * rowCountH[oh]
+                    for x in 0..<g.ow {
+                        let n = rc * cc[x]
+                        row[x] = n > 0 ? row[x] / Float(n) : 0
+                    }
+                case 1: break
+                case 2: for x in 0..<g.ow { row[x] = row[x].squareRoot() }
+                default: for x in 0..<g.ow { row[x] = powf(row[x], 1 / pf) }
+                }
+            })
+        }
+    }
+
+    /// GlobalMaxPool / GlobalAveragePool / GlobalLpPool: one reduction per channel.
+    private func globalPool(_ x: NDArray, _ outShape: [Int], _ ctx: KernelContext) throws -> NDArray {
+        let channels = x.shape[0] * x.shape[1]
+        let size = x.shape.dropFirst(2).reduce(1, *)
+        if kind == .max {
+            let y = ctx.allocate(x.dtype, outShape)
+            func reduce<T: Comparable>(_: T.Type, _ lowest: T) {
+                let s = x.pointer(as: T.self), d = y.pointer(as: T.self)
+                for c in 0..<channels {
+                    var m = lowest
+                    let r = s + c * size
+                    for i in 0..<size where r[i] > m { m = r[i] }
+                    d[c] = m
+                }
+            }
+            switch x.dtype {
+            case .float: reduce(Float.self, -.infinity)
+            case .double: reduce(Double.self, -.infinity)
+            case .float16: reduce(Float16.self, -.infinity)
+            case .int8: reduce(Int8.self, .min)
+            case .uint8: reduce(UInt8.self, .min)
+            default: throw KernelError("GlobalMaxPool does not support \(x.dtype)")
+            }
+            return y
+        }
+        let xf = try FloatBridge.toFloat(x, ctx)
+        let y = ctx.allocate(.float, outShape)
+        let s = xf.pointer(as: Float.self), d = y.pointer(as: Float.self)
+        var p = 0
+        if case .lp(let pv) = kind { p = pv }
+        let pf = Float(p)
+        ctx.parallelFor(channels, grain: max(1, 16384 / max(1, size))) { range in
+            for c in range {
+                let r = s + c * size
+                var acc: Float = 0
+                switch p {
+                case 0: for i in 0..<size { acc += r[i] }; acc /= Float(max(size, 1))
+                case 1: for i in 0..<size { acc += abs(r[i]) }
+                case 2: for i in 0..<size { acc += r[i] * r[i] }; acc = acc.squareRoot()
+                default: for i in 0..<size { acc += powf(abs(r[i]), pf) }; acc = powf(acc, 1 / pf)
+                }
+                d[c] = acc
+            }
+        }
+        return try FloatBridge.fromFloat(y, to: x.dtype, ctx)
+    }
+}

@@ -1,0 +1,150 @@
+import Foundation
+import PruneIR
+import PruneRuntime
+import Testing
+
+/// Focused checks of the BLAS-backed and spatial kernels' internal paths (batch folding,
+/// pointwise / depthwise / grouped convolutions, Einsum planning) against naive loops.
+@Suite struct NNKernelTests {
+    /// Deterministic pseudo-random values in [-1, 1).
+    static func values(_ n: Int, seed: UInt64) -> [Float] {
+        var s = seed &* 6364136223846793005 &+ 1442695040888963407
+        return (0..<n).map { _ in
+            s = s &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(bitPattern: s >> 11) % 2000) / 1000 - 1
+        }
+    }
+
+    /// Runs a one-node model with float inputs and returns its first output.
+    static func run(_ op: String, _ inputs: [(shape: [Int], values: [Float])], attributes: [(String, Attribute)] = [], opset: Int64 = 21) throws -> NDArray {
+        let b = GraphBuilder(name: "t")
+        var feeds: [String: NDArray] = [:]
+        var vs: [Value] = []
+        for (i, x) in inputs.enumerated() {
+            let v = b.input("x\(i)", .float, x.shape)
+            feeds[v.name] = NDArray(x.values, shape: x.shape)
+            vs.append(v)
+        }
+        b.output(b.add(OpType(op), vs, attributes: attributes))
+        return try Interpreter(model: b.model(opset: opset)).runOrdered(feeds)[0]
+    }
+
+    static func expectClose(_ got: NDArray, _ want: [Float], shape: [Int]) {
+        #expect(got.shape == shape)
+        let g = got.scalars(as: Float.self)
+        #expect(g.count == want.count)
+        var worst: Float = 0
+        for (a, b) in zip(g, want) { worst = max(worst, abs(a - b) / max(1, abs(b))) }
+        #expect(worst < 1e-4, "largest relative difference \(worst)")
+    }
+
+    static func naiveMatMul(_ a: [Float], _ b: [Float], m: Int, k: Int, n: Int) -> [Float] {
+        var c = [Float](repeating: 0, count: m * n)
+        for i in 0..<m { for j in 0..<n { for p in 0..<k { c[i * n + j] += a[i * k + p] * b[p * n + j] } } }
+        return c
+    }
+
+    @Test func matMulFoldsAndBroadcastsBatches() throws {
+        let a = Self.values(3 * 4 * 5, seed: 1), b = Self.values(5 * 6, seed: 2)
+        // A batched, B single: one folded GEMM.
+        var want: [Float] = []
+        for i in 0..<3 { want += Self.naiveMatMul(Array(a[(i * 20)..<(i * 20 + 20)]), b, m: 4, k: 5, n: 6) }
+        Self.expectClose(try Self.run("MatMul", [([3, 4, 5], a), ([5, 6], b)]), want, shape: [3, 4, 6])
+        // A single, B batched (broadcast over a 2-D batch).
+        let bb = Self.values(2 * 3 * 5 * 6, seed: 3), a1 = Array(a.prefix(20))
+        want = []
+        for i in 0..<6 { want += Self.naiveMatMul(a1, Array(bb[(i * 30)..<(i * 30 + 30)]), m: 4, k: 5, n: 6) }
+        Self.expectClose(try Self.run("MatMul", [([1, 4, 5], a1), ([2, 3, 5, 6], bb)]), want, shape: [2, 3, 4, 6])
+        // 1-D operands.
+        Self.expectClose(try Self.run("MatMul", [([5], Array(b.prefix(5))), ([5, 6], b)]),
+                         Self.naiveMatMul(Array(b.prefix(5)), b, m: 1, k: 5, n: 6), shape: [6])
+    }
+
+    /// Direct 2-D convolution.
+    static func naiveConv(_ x: [Float], _ w: [Float], _ bias: [Float], n: Int, c: Int, h: Int, wd: Int, m: Int, k: Int,
+                          stride: Int, pad: Int, dil: Int, group: Int) -> (values: [Float], oh: Int, ow: Int) {
+        let oh = (h + 2 * pad - (k - 1) * dil - 1) / stride + 1, ow = (wd + 2 * pad - (k - 1) * dil - 1) / stride + 1
+        let cg = c / group, mg = m / group
+        var y = [Float](repeating: 0, count: n * m * oh * ow)
+        for i in 0..<n { for oc in 0..<m { for yy in 0..<oh { for xx in 0..<ow {
+            var s = bias[oc]
+            let g = oc / mg
+            for ic in 0..<cg { for ky in 0..<k { for kx in 0..<k {
+                let iy = yy * stride - pad + ky * dil, ix = xx * stride - pad + kx * dil
+                if iy < 0 || iy >= h || ix < 0 || ix >= wd { continue }
+                s += x[((i * c + g * cg + ic) * h + iy) * wd + ix] * w[((oc * cg + ic) * k + ky) * k + kx]
+            } } }
+            y[((i * m + oc) * oh + yy) * ow + xx] = s
+        } } } }
+        return (y, oh, ow)
+    }
+
+    @Test(arguments: [
+        // (c, m, k, stride, pad, dil, group)
+        (8, 6, 1, 1, 0, 1, 1),   // pointwise: plain GEMM
+        (4, 6, 3, 2, 1, 2, 2),   // grouped im2col with stride and dilation
+        (4, 8, 3, 1, 1, 1, 4),   // depthwise with channel multiplier 2
+        (3, 5, 3, 2, 0, 1, 1),   // strided, unpadded
+    ])
+    func convMatchesDirectLoop(_ p: (Int, Int, Int, Int, Int, Int, Int)) throws {
+        let (c, m, k, s, pad, dil, g) = p
+        let n = 2, h = 9, wd = 7
+        let x = Self.values(n * c * h * wd, seed: 4), w = Self.values(m * (c / g) * k * k, seed: 5), b = Self.values(m, seed: 6)
+        let want = Self.naiveConv(x, w, b, n: n, c: c, h: h, wd: wd, m: m, k: k, stride: s, pad: pad, dil: dil, group: g)
+        let got = try Self.run("Conv", [([n, c, h, wd], x), ([m, c / g, k, k], w), ([m], b)], attributes: [
+            ("strides", .ints([Int64(s), Int64(s)])), ("pads", .ints([Int64](repeating: Int64(pad), count: 4))),
+            ("dilations", .ints([Int64(dil), Int64(dil)])), ("group", .int(Int64(g))),
+        ])
+        Self.expectClose(got, want.values, shape: [n, m, want.oh, want.ow])
+    }
+
+    @Test func einsumGeneralEquations() throws {
+        let a = Self.values(2 * 3 * 4, seed: 7), b = Self.values(4 * 5, seed: 8), c = Self.values(5 * 2, seed: 9)
+        // Implicit output with a broadcast ellipsis: "...ij,jk" -> "...ik".
+        var want: [Float] = []
+        for i in 0..<2 { want += Self.naiveMatMul(Array(a[(i * 12)..<(i * 12 + 12)]), b, m: 3, k: 4, n: 5) }
+        Self.expectClose(try Self.run("Einsum", [([2, 3, 4], a), ([4, 5], b)], attributes: [("equation", .string("...ij,jk"))]),
+                         want, shape: [2, 3, 5])
+        // Three operands.
+        let ab = Self.naiveMatMul(Array(a.prefix(12)), b, m: 3, k: 4, n: 5)
+        Self.expectClose(try Self.run("Einsum", [([3, 4], Array(a.prefix(12))), ([4, 5], b), ([5, 2], c)],
+                                      attributes: [("equation", .string("ij,jk,kl->il"))]),
+                         Self.naiveMatMul(ab, c, m: 3, k: 5, n: 2), shape: [3, 2])
+        // Trace and a transposed contraction with a summed private label.
+        let sq = Self.values(16, seed: 10)
+        Self.expectClose(try Self.run("Einsum", [([4, 4], sq)], attributes: [("equation", .string("ii"))]),
+                         [sq[0] + sq[5] + sq[10] + sq[15]], shape: [])
+        var t = [Float](repeating: 0, count: 5 * 3)
+        for i in 0..<3 { for k in 0..<5 { for j in 0..<4 { for z in 0..<2 { t[k * 3 + i] += a[(z * 3 + i) * 4 + j] * b[j * 5 + k] } } } }
+        Self.expectClose(try Self.run("Einsum", [([2, 3, 4], a), ([4, 5], b)], attributes: [("equation", .string("zij,jk->ki"))]),
+                         t, shape: [5, 3])
+    }
+
+    /// Times every model in `PRUNEC_NN_BENCH` (a folder of .onnx files) on random inputs.
+    @Test func benchmark() throws {
+        guard let dir = ProcessInfo.processInfo.environment["PRUNEC_NN_BENCH"], !dir.isEmpty else { return }
+        let threads = Int(ProcessInfo.processInfo.environment["PRUNEC_NN_THREADS"] ?? "1") ?? 1
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".onnx") }.sorted()
+        var report = ""
+        for f in files {
+            let model = try ModelImporter.load(contentsOf: URL(fileURLWithPath: dir).appendingPathComponent(f))
+            let interp = try Interpreter(model: model, options: .init(threads: threads, profile: false))
+            var feeds: [String: NDArray] = [:]
+            for v in interp.requiredInputs {
+                guard case .tensor(_, let shape?)? = v.type else { continue }
+                let dims = shape.dims.map { d -> Int in if case .known(let n) = d { return n }; return 1 }
+                feeds[v.name] = NDArray(Self.values(dims.reduce(1, *), seed: 11), shape: dims)
+            }
+            for _ in 0..<3 { _ = try interp.runOrdered(feeds) }
+            var times: [Double] = []
+            for _ in 0..<20 {
+                let t0 = Date()
+                _ = try interp.runOrdered(feeds)
+                times.append(Date().timeIntervalSince(t0))
+            }
+            times.sort()
+            report += String(format: "%-24@ prunec %8.3f ms\n", f.replacingOccurrences(of: ".onnx", with: "") as NSString, times[times.count / 2] * 1e3)
+        }
+        print(report)
+    }
+}
