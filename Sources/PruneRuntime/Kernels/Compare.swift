@@ -29,10 +29,15 @@ struct CompareVisitor<K: CompareKind>: NumericVisitor {
 
 /// A kernel for comparison `K`; `bools` says whether bool inputs are allowed (Equal only).
 func compareKernel<K: CompareKind>(_: K.Type, _ info: KernelBuildInfo, bools: Bool) throws -> any Kernel {
-    try requireInputType(info, 0, in: bools ? numericTypes.union([.bool]) : numericTypes)
+    try requireInputType(info, 0, in: (bools ? numericTypes.union([.bool]) : numericTypes).union([.bfloat16]))
     return ClosureKernel { inputs, ctx in
-        let a = try inputs.required(0), b = try inputs.required(1)
+        var a = try inputs.required(0), b = try inputs.required(1)
         guard a.dtype == b.dtype else { throw KernelError("input types \(a.dtype) and \(b.dtype) differ") }
+        if a.dtype == .bfloat16 {
+            // Widening to Float is exact, so comparisons are unchanged.
+            a = try castArray(a, to: .float, ctx)
+            b = try castArray(b, to: .float, ctx)
+        }
         // Bools are bytes holding 0 or 1, so they compare as UInt8.
         let t: DType = a.dtype == .bool && bools ? .uint8 : a.dtype
         return [try visitNumeric(t, CompareVisitor<K>(a: a, b: b, ctx: ctx))]

@@ -19,7 +19,11 @@ final class DropoutKernel: Kernel {
         } else {
             maskType = nil
         }
-        // A constant training_mode of true with a non-zero ratio would need random dropping.
+        // Training mode with a non-zero ratio drops at random, which a reference interpreter
+        // cannot reproduce; a training_mode fed at run time might be true, so it is refused too.
+        if info.opset >= 12 && info.hasInput(2) && info.constantInput(2) == nil {
+            throw KernelError.unsupported("training_mode given at run time (random dropout in training mode)")
+        }
         if info.opset >= 12, let t = info.constantInput(2), let mode = try? NDArray(tensor: t), mode.count == 1,
            mode.element(at: 0) != 0 {
             // The ratio defaults to 0.5; an unknown ratio may not be 0.
