@@ -57,12 +57,41 @@ final class SoftmaxKernel: Kernel {
             return [compute(x, Float.self, outer, n, inner, ctx)]
         case .double:
             return [compute(x, Double.self, outer, n, inner, ctx)]
+        case .float16 where kind != .hardmax:
+            return [half(x, outer, n, inner, ctx)]
         case .float16, .bfloat16:
             let f = WideFloat.toFloat(x, ctx)
             return [WideFloat.fromFloat(compute(f, Float.self, outer, n, inner, ctx), to: x.dtype, ctx)]
         default:
             throw KernelError("element type \(x.dtype) is not supported")
         }
+    }
+
+    /// float16 rounded after every step, as onnx's reference (numpy in float16) computes it:
+    /// `t = x - max`, `e = exp(t)`, `s = sum(e)` (accumulated in Float), then `e / s` or
+    /// `t - log(s)`. Rounding once at the end instead differs by an ulp, beyond rtol 1e-3.
+    func half(_ x: NDArray, _ outer: Int, _ n: Int, _ inner: Int, _ ctx: KernelContext) -> NDArray {
+        let out = ctx.allocate(.float16, x.shape)
+        let xp = x.pointer(as: Float16.self), yp = out.pointer(as: Float16.self)
+        let log = kind == .logSoftmax
+        for k in 0..<(outer * inner) {
+            let o = k / inner, j = k - o * inner
+            let base = o * n * inner + j
+            var m = -Float.infinity
+            for i in 0..<n { m = max(m, Float(xp[base + i * inner])) }
+            var sum: Float = 0
+            for i in 0..<n {
+                let t = Float(Float16(Float(xp[base + i * inner]) - m))
+                sum += Float(Float16(expf(t)))
+            }
+            let s = Float(Float16(sum))
+            let ls = Float(Float16(logf(s)))
+            for i in 0..<n {
+                let t = Float(Float16(Float(xp[base + i * inner]) - m))
+                yp[base + i * inner] = log ? Float16(t - ls) : Float16(Float(Float16(expf(t))) / s)
+            }
+        }
+        return out
     }
 
     func compute<F: BinaryFloatingPoint>(
