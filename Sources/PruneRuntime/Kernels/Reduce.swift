@@ -555,10 +555,11 @@ enum ReduceVec {
         var m0 = SIMD8<Float>(repeating: -.infinity), m1 = m0
         var i = 0
         while i + 16 <= n {
-            m0 = pointwiseMax(m0, load(p, i)); m1 = pointwiseMax(m1, load(p, i + 8))
+            let v0 = load(p, i), v1 = load(p, i + 8)
+            m0 = m0.replacing(with: v0, where: v0 .> m0); m1 = m1.replacing(with: v1, where: v1 .> m1)
             i += 16
         }
-        var m = pointwiseMax(m0, m1).max()
+        var m = m0.replacing(with: m1, where: m1 .> m0).max()
         while i < n { let v = p[i]; if v > m { m = v }; i += 1 }
         return m
     }
@@ -569,10 +570,11 @@ enum ReduceVec {
         var m0 = SIMD8<Float>(repeating: .infinity), m1 = m0
         var i = 0
         while i + 16 <= n {
-            m0 = pointwiseMin(m0, load(p, i)); m1 = pointwiseMin(m1, load(p, i + 8))
+            let v0 = load(p, i), v1 = load(p, i + 8)
+            m0 = m0.replacing(with: v0, where: v0 .< m0); m1 = m1.replacing(with: v1, where: v1 .< m1)
             i += 16
         }
-        var m = pointwiseMin(m0, m1).min()
+        var m = m0.replacing(with: m1, where: m1 .< m0).min()
         while i < n { let v = p[i]; if v < m { m = v }; i += 1 }
         return m
     }

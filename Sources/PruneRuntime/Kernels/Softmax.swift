@@ -187,11 +187,11 @@ enum SoftmaxMath {
     }
 
     /// exp of 8 floats (Cephes-style range reduction and polynomial; about 1 ulp). Inputs below
-    /// the float range give 0, above it +inf.
+    /// -86.6 give 0 (instead of values under 2e-38), above the float range +inf.
     @inline(__always)
     static func exp8(_ v: SIMD8<Float>) -> SIMD8<Float> {
-        let lo = SIMD8<Float>(repeating: -87.33654), hi = SIMD8<Float>(repeating: 88.72283)
-        var x = v.clamped(lowerBound: lo, upperBound: hi)
+        let lo = SIMD8<Float>(repeating: -86.6), hi = SIMD8<Float>(repeating: 88.72283)
+        var x = v.replacing(with: lo, where: v .< lo).replacing(with: hi, where: v .> hi)
         // n = round(x / ln 2) via the 1.5 * 2^23 trick, which also leaves n in the low bits.
         let magic = SIMD8<Float>(repeating: 12582912)
         let t = x * SIMD8<Float>(repeating: 1.44269504088896341) + magic
@@ -205,15 +205,9 @@ enum SoftmaxMath {
         y = y * x + SIMD8<Float>(repeating: 1.6666665459e-1)
         y = y * x + SIMD8<Float>(repeating: 5.0000001201e-1)
         y = y * (x * x) + x + SIMD8<Float>(repeating: 1)
-        // 2^n built from its exponent bits; n is in [-126, 128], so split n = 128 in two steps.
+        // 2 * 2^(n-1) from exponent bits: n is in [-125, 128], so 2^(n-1) is a normal float.
         let n = unsafeBitCast(t, to: SIMD8<Int32>.self) &- SIMD8<Int32>(repeating: 0x4B40_0000)
-        let half = n &>> 1
-        let rest = n &- half
-        let p1 = unsafeBitCast((half &+ 127) &<< 23, to: SIMD8<Float>.self)
-        let p2 = unsafeBitCast((rest &+ 127) &<< 23, to: SIMD8<Float>.self)
-        var r = y * p1 * p2
-        r.replace(with: 0, where: v .< lo)
-        r.replace(with: Float.infinity, where: v .> hi)
-        return r
+        let p = unsafeBitCast((n &+ 126) &<< 23, to: SIMD8<Float>.self)
+        return ((y + y) * p).replacing(with: 0, where: v .< lo).replacing(with: .infinity, where: v .> hi)
     }
 }
