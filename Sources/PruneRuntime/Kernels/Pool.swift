@@ -135,10 +135,14 @@ final class PoolKernel: Kernel {
                                         _ channels: Int, _ g: Window3D, _ ranges: PoolRanges, _ lowest: T, _ ctx: KernelContext) {
         if pi == nil {
             poolRows(px, py, channels, g, ranges, initial: lowest, ctx, accumulate: { row, src, lo, hi, sw in
+                // Branch-free max (a select, vectorizable); stride 2 is spelled out so the
+                // compiler sees a constant stride.
                 if sw == 1 {
-                    for x in lo..<hi { let v = src[x]; if v > row[x] { row[x] = v } }
+                    for x in lo..<hi { row[x] = Swift.max(row[x], src[x]) }
+                } else if sw == 2 {
+                    for x in lo..<hi { row[x] = Swift.max(row[x], src[2 * x]) }
                 } else {
-                    for x in lo..<hi { let v = src[x * sw]; if v > row[x] { row[x] = v } }
+                    for x in lo..<hi { row[x] = Swift.max(row[x], src[x * sw]) }
                 }
             }, finish: { _, _, _ in })
             return
@@ -254,7 +258,13 @@ final class PoolKernel: Kernel {
         switch p {
         case 0:
             accumulate = { row, src, lo, hi, sw in
-                if sw == 1 { for x in lo..<hi { row[x] += src[x] } } else { for x in lo..<hi { row[x] += src[x * sw] } }
+                if sw == 1 {
+                    for x in lo..<hi { row[x] += src[x] }
+                } else if sw == 2 {
+                    for x in lo..<hi { row[x] += src[2 * x] }
+                } else {
+                    for x in lo..<hi { row[x] += src[x * sw] }
+                }
             }
         case 1:
             accumulate = { row, src, lo, hi, sw in for x in lo..<hi { row[x] += abs(src[x * sw]) } }
