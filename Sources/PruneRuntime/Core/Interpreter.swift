@@ -31,6 +31,9 @@ public final class Interpreter {
     public let options: Options
     /// The arena: buffers for intermediate values.
     public let pool = MemoryPool()
+    /// Whether runs record time per node (starts as ``Options/profile``). Timing costs two clock
+    /// reads per node, which shows on small models: benchmarks time with it off.
+    public var profiling: Bool
     /// Steps computed once at build time because all their inputs are constants.
     public private(set) var foldedSteps = 0
     /// Time spent per node and per op type, accumulated over runs.
@@ -47,6 +50,7 @@ public final class Interpreter {
     public init(model: Model, options: Options = Options(), registry: KernelRegistry = .standard) throws {
         self.model = model
         self.options = options
+        self.profiling = options.profile
         self.registry = registry
         var opsets: [String: Int] = [:]
         for o in model.opsetImports { opsets[KernelRegistry.normalize(o.domain)] = Int(o.version) }
@@ -157,33 +161,52 @@ public final class Interpreter {
     /// Runs one plan. `parent` resolves the plan's captures (values of enclosing graphs).
     func execute(_ plan: ExecutionPlan, feeds: [Int: NDArray], parent: Frame?) throws -> [NDArray] {
         let frame = Frame(plan: plan, parent: parent)
-        for c in plan.constants { frame.values[c.slot] = c.array }
+        // `values` is the frame's memory: the frame must outlive every use of it below.
+        return try withExtendedLifetime(frame) { try run(plan, in: frame, feeds: feeds, parent: parent) }
+    }
+
+    private func run(_ plan: ExecutionPlan, in frame: Frame, feeds: [Int: NDArray], parent: Frame?) throws -> [NDArray] {
+        let values = frame.values
+        for c in plan.constants { values[c.slot] = c.array }
         for c in plan.captures {
             guard let a = parent?.lookup(c.value) else {
                 throw RuntimeError.kernel(node: plan.graph.name, op: "subgraph", reason: "outer value '\(c.value.name)' is not available")
             }
-            frame.values[c.slot] = a
+            values[c.slot] = a
         }
-        for (s, a) in feeds { frame.values[s] = a }
+        for (s, a) in feeds { values[s] = a }
         let context = KernelContext(interpreter: self, frame: frame)
-        let profiling = options.profile
-        for (i, step) in plan.steps.enumerated() {
-            let t0 = profiling ? Profile.now() : 0
-            do {
-                let ins = step.inputs.map { $0 < 0 ? nil : frame.values[$0] }
-                let outs = try step.kernel.run(ins, context)
-                for (k, s) in step.outputs.enumerated() { frame.values[s] = k < outs.count ? outs[k] : nil }
-            } catch let e as KernelError {
-                throw RuntimeError.kernel(node: step.name, op: step.node.opType.description, reason: e.reason)
-            }
-            for s in step.release { frame.values[s] = nil }
-            if profiling {
-                plan.stepSeconds[i] += Profile.now() - t0
-                plan.stepCalls[i] += 1
+        let profiling = self.profiling
+        // The loop below is the interpreter's per-node overhead: no allocation of its own (the
+        // input list is reused), unchecked slot access, counters written through raw buffers.
+        var ins: [NDArray?] = []
+        ins.reserveCapacity(8)
+        try plan.steps.withUnsafeBufferPointer { steps in
+            try plan.stepSeconds.withUnsafeMutableBufferPointer { seconds in
+                try plan.stepCalls.withUnsafeMutableBufferPointer { calls in
+                    for i in 0..<steps.count {
+                        let t0 = profiling ? Profile.now() : 0
+                        do {
+                            ins.removeAll(keepingCapacity: true)
+                            for s in steps[i].inputs { ins.append(s < 0 ? nil : values[s]) }
+                            let outs = try steps[i].kernel.run(ins, context)
+                            let outSlots = steps[i].outputs
+                            for k in 0..<outSlots.count { values[outSlots[k]] = k < outs.count ? outs[k] : nil }
+                        } catch let e as KernelError {
+                            throw RuntimeError.kernel(node: steps[i].name, op: steps[i].node.opType.description, reason: e.reason)
+                        }
+                        for s in steps[i].release { values[s] = nil }
+                        if profiling {
+                            seconds[i] += Profile.now() - t0
+                            calls[i] += 1
+                        }
+                    }
+                }
             }
         }
+        ins.removeAll()
         return try plan.outputSlots.enumerated().map { k, s in
-            guard let a = frame.values[s] else {
+            guard let a = values[s] else {
                 throw RuntimeError.kernel(node: plan.graph.outputs[k].name, op: "output", reason: "graph output '\(plan.graph.outputs[k].name)' was not computed")
             }
             return a
@@ -195,12 +218,19 @@ public final class Interpreter {
 final class Frame {
     let plan: ExecutionPlan
     let parent: Frame?
-    var values: [NDArray?]
+    /// One slot per value of the plan; raw so the step loop pays no exclusivity or CoW checks.
+    let values: UnsafeMutableBufferPointer<NDArray?>
 
     init(plan: ExecutionPlan, parent: Frame?) {
         self.plan = plan
         self.parent = parent
-        self.values = Array(repeating: nil, count: plan.slotCount)
+        self.values = .allocate(capacity: max(1, plan.slotCount))
+        values.initialize(repeating: nil)
+    }
+
+    deinit {
+        _ = values.deinitialize()
+        values.deallocate()
     }
 
     func lookup(_ v: Value) -> NDArray? {

@@ -54,8 +54,10 @@ extension Prunec {
                 let interpreter = try InterpreterSupport.make(model, file: input.model, threads: threading.threads)
 
                 for _ in 0..<warmup { _ = try TensorData.run(interpreter, on: feeds, file: dataName) }
-                interpreter.profile.reset()
                 interpreter.pool.resetCounters()
+                // Latency is timed without per-node timing (two clock reads per node would
+                // inflate small models); the per-op table comes from as many runs afterwards.
+                interpreter.profiling = false
                 var seconds: [Double] = []
                 var intermediateBytes = 0
                 for r in 0..<runs {
@@ -64,6 +66,9 @@ extension Prunec {
                     seconds.append(Clock.now() - t0)
                     if r == 0 { intermediateBytes = interpreter.pool.requestedBytes }
                 }
+                interpreter.profiling = true
+                interpreter.profile.reset()
+                for _ in 0..<runs { _ = try TensorData.run(interpreter, on: feeds, file: dataName) }
 
                 // Shapes come from the actual inputs, so MACs are known whenever the shape rules cover the model.
                 ShapeInference(overrides: feeds.mapValues { Shape($0.shape) }).run(on: model)

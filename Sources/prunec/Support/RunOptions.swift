@@ -46,7 +46,7 @@ enum InterpreterSupport {
     /// that names the model file and lists the nodes.
     static func make(_ model: Model, file: String, threads: Int) throws -> Interpreter {
         do {
-            return try Interpreter(model: model, options: Interpreter.Options(threads: threads, profile: true))
+            return try Interpreter(model: model, options: Interpreter.Options(threads: threads, profile: false))
         } catch let e as RuntimeError {
             Diagnostics.error("\(file): \(e)")
             throw ExitCode(PrunecExit.badInput)
