@@ -14,6 +14,15 @@ import Testing
     static func registry(counter: Counter = Counter()) -> KernelRegistry {
         var r = KernelRegistry()
         r.register("Identity", since: 1) { _ in ClosureKernel { ins, _ in [try ins.required(0)] } }
+        r.register("Shape", since: 1) { _ in
+            ClosureKernel { ins, _ in [NDArray(try ins.required(0).shape.map { Int64($0) }, shape: [try ins.required(0).rank])] }
+        }
+        r.register("SumInts", domain: "test", since: 1) { _ in
+            ClosureKernel { ins, _ in
+                counter.calls += 1
+                return [NDArray(scalar: Int64(try ins.required(0).ints().reduce(0, +)))]
+            }
+        }
         r.register("AddOne", domain: "test", since: 1) { _ in
             ClosureKernel { ins, ctx in
                 counter.calls += 1
@@ -128,6 +137,23 @@ import Testing
 
         let unfolded = try Interpreter(model: model(b), options: .init(foldConstants: false), registry: InterpreterTests.registry())
         #expect(unfolded.foldedSteps == 0)
+    }
+
+    @Test func shapeArithmeticIsReusedWhileShapesStayTheSame() throws {
+        let counter = Counter()
+        let b = GraphBuilder()
+        let x = b.input("x", .float, [.symbol("n")])
+        let total = b.add(OpType("SumInts", domain: "test"), [b.add(OpType("Shape"), [x])])
+        b.output(total)
+        let interp = try Interpreter(model: model(b), registry: InterpreterTests.registry(counter: counter))
+        func run(_ n: Int) throws -> Int {
+            try interp.run(["x": NDArray([Float](repeating: 0, count: n), shape: [n])])[total.name]!.ints()[0]
+        }
+        #expect(try run(3) == 3)
+        #expect(try run(3) == 3)
+        #expect(counter.calls == 1)
+        #expect(try run(5) == 5)
+        #expect(counter.calls == 2)
     }
 
     @Test func anInitializerThatIsAlsoAnInputIsNotFolded() throws {

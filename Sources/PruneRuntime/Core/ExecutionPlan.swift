@@ -14,6 +14,42 @@ final class ExecutionPlan {
         let outputs: [Int]
         /// Slots to drop after this step.
         let release: [Int]
+        /// Set for steps that only compute on shapes (see ``memoizeShapeArithmetic()``).
+        var memo: Memo? = nil
+    }
+
+    /// The last inputs and outputs of a step whose inputs are small and derived only from
+    /// shapes and constants: when a run feeds it equal inputs, the outputs are reused.
+    final class Memo {
+        static let maxBytes = 4096
+        private var inputs: [NDArray?] = []
+        private var outputs: [NDArray?] = []
+        private var valid = false
+
+        /// The remembered outputs if `current` equals the remembered inputs.
+        func lookup(_ current: [NDArray?]) -> [NDArray?]? {
+            guard valid, current.count == inputs.count else { return nil }
+            for (a, b) in zip(current, inputs) {
+                switch (a, b) {
+                case (nil, nil): continue
+                case let (a?, b?):
+                    guard a.dtype == b.dtype, a.shape == b.shape,
+                        memcmp(a.rawPointer, b.rawPointer, a.byteCount) == 0
+                    else { return nil }
+                default: return nil
+                }
+            }
+            return outputs
+        }
+
+        /// Remembers a run (private copies, so no arena block stays held); too large: forget.
+        func store(_ ins: [NDArray?], _ outs: [NDArray?]) {
+            let bytes = ins.reduce(0) { $0 + ($1?.byteCount ?? 0) } + outs.reduce(0) { $0 + ($1?.byteCount ?? 0) }
+            guard bytes <= Memo.maxBytes else { valid = false; return }
+            inputs = ins.map { $0?.copy() }
+            outputs = outs.map { $0?.copy() }
+            valid = true
+        }
     }
 
     let graph: Graph
@@ -195,6 +231,30 @@ final class ExecutionPlan {
             stepCalls = Array(repeating: 0, count: kept.count)
         }
         return folded
+    }
+
+    /// Ops whose outputs depend only on their input's shape.
+    static let shapeOps: Set<String> = ["Shape", "Size"]
+
+    /// Marks the steps that compute only on shapes and constants (Shape → Gather → Unsqueeze →
+    /// Concat chains, position ranges, ...) so that a run with the same input shapes reuses
+    /// their previous outputs instead of running them. Exported models with symbolic dims carry
+    /// dozens of such nodes, each costing more in overhead than in arithmetic.
+    func memoizeShapeArithmetic() {
+        var derived = Set(constants.map(\.slot)).subtracting(inputs.map(\.slot))
+        for i in steps.indices {
+            let step = steps[i]
+            if ExecutionPlan.shapeOps.contains(step.op) && step.node.opType.domain.isEmpty {
+                derived.formUnion(step.outputs)
+                continue
+            }
+            guard !ExecutionPlan.nondeterministic.contains(step.op), step.node.subgraphs.isEmpty,
+                step.inputs.contains(where: { $0 >= 0 }),
+                step.inputs.allSatisfy({ $0 < 0 || derived.contains($0) })
+            else { continue }
+            steps[i].memo = Memo()
+            derived.formUnion(step.outputs)
+        }
     }
 
     /// Values that `node`'s subgraphs (at any depth) read but do not define.

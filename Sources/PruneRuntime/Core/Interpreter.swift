@@ -71,6 +71,7 @@ public final class Interpreter {
         if options.foldConstants {
             for plan in [mainPlan] + Array(subgraphPlans.values) { foldedSteps += fold(plan) }
         }
+        for plan in [mainPlan] + Array(subgraphPlans.values) { plan.memoizeShapeArithmetic() }
         profile.track(mainPlan)
         for p in subgraphPlans.values { profile.track(p) }
     }
@@ -153,6 +154,7 @@ public final class Interpreter {
         var unsupported: [RuntimeError.UnsupportedNode] = []
         let p = try ExecutionPlan(graph: graph, opsets: opsets, registry: registry, unsupported: &unsupported)
         if !unsupported.isEmpty { throw RuntimeError.unsupportedNodes(unsupported) }
+        p.memoizeShapeArithmetic()
         subgraphPlans[ObjectIdentifier(graph)] = p
         profile.track(p)
         return p
@@ -189,7 +191,17 @@ public final class Interpreter {
                         do {
                             ins.removeAll(keepingCapacity: true)
                             for s in steps[i].inputs { ins.append(s < 0 ? nil : values[s]) }
-                            let outs = try steps[i].kernel.run(ins, context)
+                            let outs: [NDArray?]
+                            if let memo = steps[i].memo {
+                                if let known = memo.lookup(ins) {
+                                    outs = known
+                                } else {
+                                    outs = try steps[i].kernel.run(ins, context)
+                                    memo.store(ins, outs)
+                                }
+                            } else {
+                                outs = try steps[i].kernel.run(ins, context)
+                            }
                             let outSlots = steps[i].outputs
                             for k in 0..<outSlots.count { values[outSlots[k]] = k < outs.count ? outs[k] : nil }
                         } catch let e as KernelError {
