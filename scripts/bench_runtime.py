@@ -85,6 +85,7 @@ def main():
                 "prunec_ms": best["median_ms"], "ort_ms": min(theirs),
                 "ratio": best["median_ms"] / min(theirs),
                 "gflops": best.get("gflops"), "blas_core": best.get("blas_core"),
+                "gemm_gflops": best.get("gemm_gflops"), "blas_peak_gflops": best.get("blas_peak_gflops"),
                 "arena_bytes": best.get("arena_bytes"), "intermediate_bytes": best.get("intermediate_bytes"),
                 "per_op": best.get("per_op", []),
             }
@@ -94,13 +95,15 @@ def main():
 
     core = rows[0]["blas_core"] if rows else "?"
     print(f"\nprunec interpreter vs onnxruntime {ort.__version__} (OpenBLAS core: {core}); ratio = prunec / onnxruntime\n")
-    print("| model | threads | prunec ms | onnxruntime ms | ratio | GFLOP/s | arena / all intermediates |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| model | threads | prunec ms | onnxruntime ms | ratio | GFLOP/s | GEMM ops / sgemm peak GFLOP/s | arena / all intermediates |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         arena = (f"{r['arena_bytes'] / 1024:.0f} / {r['intermediate_bytes'] / 1024:.0f} KiB"
                  if r.get("arena_bytes") is not None and r.get("intermediate_bytes") else "")
         g = f"{r['gflops']:.1f}" if r.get("gflops") is not None else ""
-        print(f"| {r['model']} | {r['threads']} | {r['prunec_ms']:.3f} | {r['ort_ms']:.3f} | {r['ratio']:.2f} | {g} | {arena} |")
+        gemm = (f"{r['gemm_gflops']:.0f} / {r['blas_peak_gflops']:.0f}"
+                if r.get("gemm_gflops") is not None and r.get("blas_peak_gflops") else "")
+        print(f"| {r['model']} | {r['threads']} | {r['prunec_ms']:.3f} | {r['ort_ms']:.3f} | {r['ratio']:.2f} | {g} | {gemm} | {arena} |")
     print("\nWhere prunec's time goes (1 thread, top ops, % of the run):\n")
     for r in rows:
         if r["threads"] != 1:

@@ -72,13 +72,16 @@ extension Prunec {
 
                 // Shapes come from the actual inputs, so MACs are known whenever the shape rules cover the model.
                 ShapeInference(overrides: feeds.mapValues { Shape($0.shape) }).run(on: model)
-                let macs = CostModel().totalMACs(model)
+                let costs = CostModel().costs(model)
+                let macs = CostModel.totalMACs(of: costs)
+                let gemm = GemmEfficiency.measure(costs: costs, model: model, profile: interpreter.profile, runs: runs, threads: threading.threads)
                 let report = BenchReport(
                     model: input.model, inputs: data.inputs, seconds: seconds, warmup: warmup, threads: threading.threads,
                     profile: interpreter.profile.perOp, macs: macs,
                     arenaBytes: interpreter.pool.reservedBytes, intermediateBytes: intermediateBytes,
                     weightBytes: CostModel.parameterBytes(model), peakRSSBytes: PeakMemory.bytes,
-                    feeds: model.graph.inputs.compactMap { v in feeds[v.name].map { (v.name, $0) } })
+                    feeds: model.graph.inputs.compactMap { v in feeds[v.name].map { (v.name, $0) } },
+                    gemmGflops: gemm.achieved, blasPeakGflops: gemm.peak)
                 print(json ? try report.json() : report.text(), terminator: json ? "\n" : "")
                 PeakMemory.reportIfAsked(input.reportPeakRSS)
             }
@@ -205,16 +208,24 @@ struct BenchReport: Encodable {
     var perOp: [OpTime]
     var inputShapes: [String: [Int]]
     var feedList: [(String, NDArray)] = []
+    /// GFLOP/s inside the GEMM-shaped ops (Conv, ConvTranspose, MatMul, Gemm, Einsum).
+    var gemmGflops: Double?
+    /// GFLOP/s of one large sgemm at the same thread count: what the BLAS kernel reaches.
+    var blasPeakGflops: Double
 
     enum CodingKeys: String, CodingKey {
         case model, inputs, runs, warmup, threads, macs, gflops
         case blasCore = "blas_core", medianMs = "median_ms", minMs = "min_ms", p90Ms = "p90_ms"
         case arenaBytes = "arena_bytes", intermediateBytes = "intermediate_bytes", weightBytes = "weight_bytes"
         case peakRSSBytes = "peak_rss_bytes", perOp = "per_op", inputShapes = "input_shapes"
+        case gemmGflops = "gemm_gflops", blasPeakGflops = "blas_peak_gflops"
     }
 
     init(model: String, inputs: String?, seconds: [Double], warmup: Int, threads: Int, profile: [Profile.Entry], macs: Int?,
-         arenaBytes: Int, intermediateBytes: Int, weightBytes: Int, peakRSSBytes: Int, feeds: [(String, NDArray)]) {
+         arenaBytes: Int, intermediateBytes: Int, weightBytes: Int, peakRSSBytes: Int, feeds: [(String, NDArray)],
+         gemmGflops: Double?, blasPeakGflops: Double) {
+        self.gemmGflops = gemmGflops
+        self.blasPeakGflops = blasPeakGflops
         let sorted = seconds.sorted()
         let n = sorted.count
         let median = n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2
@@ -264,6 +275,8 @@ struct BenchReport: Encodable {
         try c.encode(peakRSSBytes, forKey: .peakRSSBytes)
         try c.encode(perOp, forKey: .perOp)
         try c.encode(inputShapes, forKey: .inputShapes)
+        try c.encode(gemmGflops, forKey: .gemmGflops)
+        try c.encode(blasPeakGflops, forKey: .blasPeakGflops)
     }
 
     func json() throws -> String {
@@ -285,6 +298,8 @@ struct BenchReport: Encodable {
         } else {
             out += "compute       MACs unknown (some MatMul/Conv/Gemm shapes could not be inferred)\n"
         }
+        out += "BLAS          GEMM-shaped ops at \(gemmGflops.map { String(format: "%.1f", $0) } ?? "?") GFLOP/s; "
+            + String(format: "one 512³ sgemm reaches %.1f GFLOP/s here", blasPeakGflops) + "\n"
         out += "memory        arena \(Format.bytes(arenaBytes)), all intermediates of one run \(Format.bytes(intermediateBytes))"
         if intermediateBytes > 0 { out += String(format: " (the arena is %.0f%% of that)", 100 * Double(arenaBytes) / Double(intermediateBytes)) }
         out += "\n"
@@ -295,5 +310,39 @@ struct BenchReport: Encodable {
             perOp.map { [$0.op, String($0.calls), String(format: "%.3f", $0.ms), String(format: "%.1f", $0.percent)] },
             rightAligned: [1, 2, 3])
         return out
+    }
+}
+
+/// How close the GEMM-shaped ops come to what OpenBLAS can do on this machine.
+enum GemmEfficiency {
+    static func measure(costs: [NodeCost], model: Model, profile: Profile, runs: Int, threads: Int) -> (achieved: Double?, peak: Double) {
+        // Step names follow the interpreter's: the node's name, or "Op#index" when unnamed.
+        var names: [ObjectIdentifier: String] = [:]
+        for (i, n) in model.graph.nodes.enumerated() { names[ObjectIdentifier(n)] = n.name.isEmpty ? "\(n.opType.name)#\(i)" : n.name }
+        let perNode = profile.perNode
+        var macs = 0, seconds = 0.0
+        for c in costs where CostModel.macBearingOps.contains(c.node.opType) {
+            guard let m = c.macs, let name = names[ObjectIdentifier(c.node)], let t = perNode[name] else { continue }
+            macs += m
+            seconds += t.seconds
+        }
+        let achieved = seconds > 0 && runs > 0 ? 2 * Double(macs) * Double(runs) / seconds / 1e9 : nil
+        return (achieved, sgemmPeak(threads: threads))
+    }
+
+    /// Best of a few 512×512×512 sgemm calls, in GFLOP/s.
+    static func sgemmPeak(threads: Int) -> Double {
+        let n = 512
+        let a = [Float](repeating: 0.5, count: n * n), b = [Float](repeating: 0.25, count: n * n)
+        var c = [Float](repeating: 0, count: n * n)
+        var best = Double.infinity
+        for _ in 0..<5 {
+            let t0 = Clock.now()
+            c.withUnsafeMutableBufferPointer { cp in
+                BLAS.sgemm(transA: false, transB: false, m: n, n: n, k: n, a: a, lda: n, b: b, ldb: n, c: cp.baseAddress!, ldc: n)
+            }
+            best = min(best, Clock.now() - t0)
+        }
+        return 2 * Double(n * n * n) / best / 1e9
     }
 }
