@@ -1,3 +1,4 @@
+import Foundation
 import CBLAS
 
 /// The runtime's door to OpenBLAS: the only file that imports the `CBLAS` shim.
@@ -9,7 +10,35 @@ public enum BLAS {
     public static var config: String { String(cString: prunec_cblas_config()) }
 
     /// Sets the number of threads OpenBLAS uses (process-wide).
-    public static func setThreads(_ n: Int) { prunec_cblas_set_threads(Int32(max(1, n))) }
+    public static func setThreads(_ n: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        configuredThreads = max(1, n)
+        activeThreads = configuredThreads
+        prunec_cblas_set_threads(Int32(configuredThreads))
+    }
+
+    private static var configuredThreads = 1
+    private static var activeThreads = 1
+    private static let lock = NSLock()
+
+    /// Below this many multiply-adds a product runs on one thread: OpenBLAS would split even
+    /// tiny products across threads (its threshold is a few thousand), and waking a second
+    /// thread costs more than such a product (measured: small ResNet convs got slower with 2).
+    static let multithreadMACs = 1 << 22
+
+    /// Sets OpenBLAS's thread count for a product of `macs` multiply-adds (only when it changes).
+    @inline(__always)
+    static func threads(forMACs macs: Int) {
+        guard configuredThreads > 1 else { return }
+        let want = macs < multithreadMACs ? 1 : configuredThreads
+        if want != activeThreads {
+            lock.lock()
+            activeThreads = want
+            prunec_cblas_set_threads(Int32(want))
+            lock.unlock()
+        }
+    }
 
     /// Row-major single-precision GEMM: `C = alpha * op(A) * op(B) + beta * C`,
     /// with `op(A)` of shape m×k and `op(B)` of shape k×n.
@@ -26,6 +55,7 @@ public enum BLAS {
             for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
             return
         }
+        threads(forMACs: m * n * k)
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
@@ -59,6 +89,7 @@ public enum BLAS {
             for i in 0..<len { y[i * incy] = beta == 0 ? 0 : beta * y[i * incy] }
             return
         }
+        threads(forMACs: m * n)
         cblas_sgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, Int32(m), Int32(n), alpha, a, Int32(lda),
                     x, Int32(incx), beta, y, Int32(incy))
     }
