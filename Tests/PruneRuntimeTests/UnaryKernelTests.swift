@@ -112,7 +112,10 @@ struct UnaryKernelTests {
         let n = 100_003
         let x = (0..<n).map { Float($0 % 1000) / 100 - 5 }
         let y = try run("Tanh", [NDArray(x, shape: [n])], threads: 2).scalars(as: Float.self)
-        #expect(y == x.map { tanhf($0) })
+        // The float32 Tanh is a vectorized approximation: within 1e-6 of libm, and the same
+        // whichever thread computes a chunk.
+        #expect(zip(y, x).allSatisfy { abs($0 - tanhf($1)) <= 1e-6 })
+        #expect(y == (try run("Tanh", [NDArray(x, shape: [n])], threads: 1).scalars(as: Float.self)))
         let g = try run("Gelu", [NDArray(x, shape: [n])], attributes: [("approximate", .string("tanh"))], opset: 20, threads: 2)
         #expect(g.count == n)
     }

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import PruneIR
 
@@ -5,7 +6,8 @@ import PruneIR
 // HardSwish, Softplus, Softsign, Tanh, Gelu, Mish, Swish, ThresholdedRelu, Shrink, Clip.
 //
 // The elementwise ones reuse the specialized map loops of Unary.swift; attributes are read once
-// in the factory and kept (as Float) in the op struct.
+// in the factory and kept (as Float) in the op struct. Sigmoid, Tanh, Gelu and Swish on float32
+// run vectorized approximations from CKernels (a few ulp); other types use libm per element.
 
 /// The elementwise activation functions, in a namespace so that their names cannot clash with other kernel files.
 private enum ActivationFn {
@@ -43,6 +45,10 @@ private enum ActivationFn {
     struct SigmoidOp: FloatUnaryOp {
         // exp(-x) overflows to +inf for very negative x, giving 0 (not NaN).
         @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { 1 / (1 + T.mExp(-x)) }
+        @inline(__always) func mapFloat32(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) -> Bool {
+            ck_sigmoid_f32(s, d, n)
+            return true
+        }
     }
 
     struct HardSigmoidOp: FloatUnaryOp {
@@ -73,11 +79,19 @@ private enum ActivationFn {
 
     struct TanhOp: FloatUnaryOp {
         @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mTanh(x) }
+        @inline(__always) func mapFloat32(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) -> Bool {
+            ck_tanh_f32(s, d, n)
+            return true
+        }
     }
 
     struct GeluOp: FloatUnaryOp {
         @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T {
             T(0.5) * x * (1 + T.mErf(x * T(0.70710678118654752440)))
+        }
+        @inline(__always) func mapFloat32(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) -> Bool {
+            ck_gelu_f32(s, d, n)
+            return true
         }
     }
 
@@ -85,6 +99,10 @@ private enum ActivationFn {
         @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T {
             let inner = T(0.79788456080286535588) * (x + T(0.044715) * x * x * x)
             return T(0.5) * x * (1 + T.mTanh(inner))
+        }
+        @inline(__always) func mapFloat32(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) -> Bool {
+            ck_gelu_tanh_f32(s, d, n)
+            return true
         }
     }
 
@@ -97,6 +115,10 @@ private enum ActivationFn {
     struct SwishOp: FloatUnaryOp {
         let alpha: Float
         @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { x / (1 + T.mExp(-T(alpha) * x)) }
+        @inline(__always) func mapFloat32(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) -> Bool {
+            ck_swish_f32(s, d, n, alpha)
+            return true
+        }
     }
 
     struct ThresholdedReluOp: FloatUnaryOp {

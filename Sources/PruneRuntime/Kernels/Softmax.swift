@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import PruneIR
 
@@ -5,8 +6,8 @@ import PruneIR
 //
 // Before opset 13 the input is coerced to 2-D at `axis` (default 1) and each row of the trailing
 // block is normalized as a whole; from 13 on the op works along the single axis (default -1).
-// Float32 rows that are contiguous take a vectorized path (SIMD exp); anything else loops per
-// (possibly strided) row.
+// Float32 rows that are contiguous take a vectorized path (CKernels' softmax rows: AVX2+FMA exp
+// where the CPU has it); anything else loops per (possibly strided) row.
 
 func registerSoftmaxKernels(_ r: inout KernelRegistry) {
     for (name, kind) in [("Softmax", SoftmaxKind.softmax), ("LogSoftmax", .logSoftmax), ("Hardmax", .hardmax)] {
@@ -105,9 +106,17 @@ final class SoftmaxKernel: Kernel {
         let grain = max(1, 8192 / max(1, n))
         if F.self == Float.self && inner == 1 && kind != .hardmax {
             let xf = UnsafePointer<Float>(OpaquePointer(xp)), yf = UnsafeMutablePointer<Float>(OpaquePointer(yp))
+            let log: Int32 = kind == .logSoftmax ? 1 : 0
             ctx.parallelFor(outer, grain: grain) { range in
-                for o in range {
-                    SoftmaxMath.floatRow(xf + o * n, yf + o * n, n, log: kind == .logSoftmax)
+                var o = range.lowerBound
+                while o < range.upperBound {
+                    o += ck_softmax_rows_f32(xf + o * n, yf + o * n, range.upperBound - o, n, log)
+                    // A row whose maximum is not finite (inf, NaN, all -inf): the exact path gives
+                    // the reference's NaNs / values.
+                    if o < range.upperBound {
+                        SoftmaxMath.genericRow(kind, xf + o * n, yf + o * n, n, 1)
+                        o += 1
+                    }
                 }
             }
             return out
@@ -125,41 +134,6 @@ final class SoftmaxKernel: Kernel {
 
 /// Row kernels of the softmax family.
 enum SoftmaxMath {
-    /// Softmax (or log-softmax) of `n` contiguous floats.
-    @inline(__always)
-    static func floatRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int, log: Bool) {
-        let m = ReduceVec.max(x, n)
-        if !m.isFinite {
-            // All -inf (or inf / NaN present): the scalar path gives the reference's NaNs.
-            genericRow(log ? .logSoftmax : .softmax, x, y, n, 1)
-            return
-        }
-        let mv = SIMD8<Float>(repeating: m)
-        var acc = SIMD8<Float>()
-        var i = 0
-        if log {
-            while i + 8 <= n {
-                acc += exp8(ReduceVec.load(x, i) - mv)
-                i += 8
-            }
-            var s = acc.sum()
-            while i < n { s += expf(x[i] - m); i += 1 }
-            let shift = m + logf(s)
-            for i in 0..<n { y[i] = x[i] - shift }
-        } else {
-            while i + 8 <= n {
-                let e = exp8(ReduceVec.load(x, i) - mv)
-                UnsafeMutableRawPointer(y + i).storeBytes(of: e, as: SIMD8<Float>.self)
-                acc += e
-                i += 8
-            }
-            var s = acc.sum()
-            while i < n { let e = expf(x[i] - m); y[i] = e; s += e; i += 1 }
-            let r = 1 / s
-            for i in 0..<n { y[i] *= r }
-        }
-    }
-
     /// Any family member over a strided row, accumulating in Double.
     @inline(__always)
     static func genericRow<F: BinaryFloatingPoint>(
@@ -184,30 +158,5 @@ enum SoftmaxMath {
                 for i in 0..<n { y[i * s] = F(Double(x[i * s]) - shift) }
             }
         }
-    }
-
-    /// exp of 8 floats (Cephes-style range reduction and polynomial; about 1 ulp). Inputs below
-    /// -86.6 give 0 (instead of values under 2e-38), above the float range +inf.
-    @inline(__always)
-    static func exp8(_ v: SIMD8<Float>) -> SIMD8<Float> {
-        let lo = SIMD8<Float>(repeating: -86.6), hi = SIMD8<Float>(repeating: 88.72283)
-        var x = v.replacing(with: lo, where: v .< lo).replacing(with: hi, where: v .> hi)
-        // n = round(x / ln 2) via the 1.5 * 2^23 trick, which also leaves n in the low bits.
-        let magic = SIMD8<Float>(repeating: 12582912)
-        let t = x * SIMD8<Float>(repeating: 1.44269504088896341) + magic
-        let fx = t - magic
-        x = x - fx * SIMD8<Float>(repeating: 0.693359375)
-        x = x - fx * SIMD8<Float>(repeating: -2.12194440e-4)
-        var y = SIMD8<Float>(repeating: 1.9875691500e-4)
-        y = y * x + SIMD8<Float>(repeating: 1.3981999507e-3)
-        y = y * x + SIMD8<Float>(repeating: 8.3334519073e-3)
-        y = y * x + SIMD8<Float>(repeating: 4.1665795894e-2)
-        y = y * x + SIMD8<Float>(repeating: 1.6666665459e-1)
-        y = y * x + SIMD8<Float>(repeating: 5.0000001201e-1)
-        y = y * (x * x) + x + SIMD8<Float>(repeating: 1)
-        // 2 * 2^(n-1) from exponent bits: n is in [-125, 128], so 2^(n-1) is a normal float.
-        let n = unsafeBitCast(t, to: SIMD8<Int32>.self) &- SIMD8<Int32>(repeating: 0x4B40_0000)
-        let p = unsafeBitCast((n &+ 126) &<< 23, to: SIMD8<Float>.self)
-        return ((y + y) * p).replacing(with: 0, where: v .< lo).replacing(with: .infinity, where: v .> hi)
     }
 }

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import PruneIR
 
@@ -107,6 +108,14 @@ func unaryRequireType(_ info: KernelBuildInfo, _ i: Int, _ allowed: Set<DType>) 
 /// A floating-point elementwise function (computed in Float for float16/bfloat16).
 protocol FloatUnaryOp {
     func apply<T: UnaryMathFloat>(_ x: T) -> T
+    /// `d[i] = op(s[i])` for `n` contiguous floats by a vectorized routine; false when the op
+    /// has none (then `apply` runs per element).
+    func mapFloat32(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) -> Bool
+}
+
+extension FloatUnaryOp {
+    @inline(__always)
+    func mapFloat32(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) -> Bool { false }
 }
 
 /// A function that is also defined on integers (Abs, Neg, Sign, Relu, ...).
@@ -121,7 +130,10 @@ func unaryMapFloat<Op: FloatUnaryOp>(_ op: Op, _ x: NDArray, _ ctx: KernelContex
     switch x.dtype {
     case .float:
         let s = x.pointer(as: Float.self), d = out.pointer(as: Float.self)
-        ctx.parallelFor(n, grain: unaryGrain) { r in for i in r { d[i] = op.apply(s[i]) } }
+        ctx.parallelFor(n, grain: unaryGrain) { r in
+            if op.mapFloat32(s + r.lowerBound, d + r.lowerBound, r.count) { return }
+            for i in r { d[i] = op.apply(s[i]) }
+        }
     case .double:
         let s = x.pointer(as: Double.self), d = out.pointer(as: Double.self)
         ctx.parallelFor(n, grain: unaryGrain) { r in for i in r { d[i] = op.apply(s[i]) } }
@@ -219,7 +231,14 @@ private enum UnaryFn {
     }
 
     // One struct per libm function, so that each gets its own specialized loop.
-    struct ExpOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mExp(x) } }
+    struct ExpOp: FloatUnaryOp {
+        @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mExp(x) }
+        // About 1 ulp; results under 2.5e-38 (x < -86.6) flush to 0.
+        @inline(__always) func mapFloat32(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) -> Bool {
+            ck_exp_f32(s, d, n)
+            return true
+        }
+    }
     struct LogOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mLog(x) } }
     struct SqrtOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { x.squareRoot() } }
     struct ReciprocalOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { 1 / x } }
@@ -238,7 +257,14 @@ private enum UnaryFn {
     struct CeilOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { x.rounded(.up) } }
     /// Round: halves go to the even neighbour.
     struct RoundOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { x.rounded(.toNearestOrEven) } }
-    struct ErfOp: FloatUnaryOp { @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mErf(x) } }
+    struct ErfOp: FloatUnaryOp {
+        @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mErf(x) }
+        // Rational approximation, within about 7 ulp (4.5e-7 absolute).
+        @inline(__always) func mapFloat32(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) -> Bool {
+            ck_erf_f32(s, d, n)
+            return true
+        }
+    }
 }
 
 /// IsNaN / IsInf: floating point in, bool out.
