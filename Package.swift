@@ -27,6 +27,7 @@ let package = Package(
             name: "CBLAS",
             linkerSettings: [.linkedLibrary("openblas")]
         ),
+        .target(name: "CKernels"),
         .target(
             name: "CONNX",
             cxxSettings: onnxCXXSettings,
@@ -50,7 +51,7 @@ let package = Package(
         ),
         .target(
             name: "PruneRuntime",
-            dependencies: ["PruneIR", "CBLAS", .product(name: "ZIPFoundation", package: "ZIPFoundation")],
+            dependencies: ["PruneIR", "CBLAS", "CKernels", .product(name: "ZIPFoundation", package: "ZIPFoundation")],
             // Kernels hand raw pointers to parallel loops; Swift 6's Sendable checking would
             // reject every such capture, so this target stays in the Swift 5 language mode.
             swiftSettings: [.swiftLanguageMode(.v5)]
