@@ -11,7 +11,11 @@ func registerConvKernels(_ r: inout KernelRegistry) {
             if let t = info.inputType(0), !FloatBridge.supports(t) {
                 throw KernelError.unsupported("Conv on \(t)")
             }
-            return ConvKernel(window: try WindowAttributes(info), group: try info.attribute("group", default: 1))
+            let kernel = ConvKernel(window: try WindowAttributes(info), group: try info.attribute("group", default: 1))
+            if ConvKernel.vectorGemm, let t = info.constantInput(1), t.dtype == .float, let w = try? NDArray(tensor: t) {
+                kernel.prepack(w)
+            }
+            return kernel
         }
     }
 }
@@ -21,9 +25,32 @@ final class ConvKernel: Kernel {
     let window: WindowAttributes
     let group: Int
 
+    /// Constant float32 weights packed for `ck_gemm_rows` at build time (all groups, each
+    /// `prepackedCount` floats), with the weights' shape they were packed from.
+    private var prepacked: UnsafeMutablePointer<Float>?
+    private var prepackedCount = 0
+    private var prepackedShape: [Int] = []
+
     init(window: WindowAttributes, group: Int) {
         self.window = window
         self.group = group
+    }
+
+    deinit { prepacked?.deallocate() }
+
+    /// Packs constant weights `w` ([m, c/group, kernel...]) once, for the vector GEMM path.
+    func prepack(_ w: NDArray) {
+        guard w.dtype == .float, w.rank >= 3, group > 0, w.shape[0] % group == 0, w.count > 0 else { return }
+        let mg = w.shape[0] / group, kRows = w.count / w.shape[0]
+        let count = ck_packed_weights_count(Int32(mg), Int32(kRows))
+        let buf = UnsafeMutablePointer<Float>.allocate(capacity: group * count)
+        let pw = w.pointer(as: Float.self)
+        for gi in 0..<group {
+            ck_pack_weights(Int32(mg), Int32(kRows), pw + gi * mg * kRows, Int32(kRows), buf + gi * count)
+        }
+        prepacked = buf
+        prepackedCount = count
+        prepackedShape = w.shape
     }
 
     func run(_ inputs: [NDArray?], _ ctx: KernelContext) throws -> [NDArray?] {
@@ -59,7 +86,8 @@ final class ConvKernel: Kernel {
             return y
         }
         if ConvKernel.vectorGemm {
-            convRows(px, pw, pb, py, n: n, c: c, m: m, g: g, padsEnd: Array(geo.pads.suffix(spatial.count)), ctx)
+            convRows(px, pw, pb, py, n: n, c: c, m: m, g: g, padsEnd: Array(geo.pads.suffix(spatial.count)),
+                     prepacked: w.shape == prepackedShape ? prepacked : nil, ctx)
             return y
         }
         let pointwise = kSize == 1 && g.sd == 1 && g.sh == 1 && g.sw == 1 && g.pd == 0 && g.ph == 0 && g.pw == 0
@@ -111,17 +139,19 @@ final class ConvKernel: Kernel {
     /// The bias is folded into the GEMM's initial accumulators.
     private func convRows(_ px: UnsafeMutablePointer<Float>, _ pw: UnsafeMutablePointer<Float>, _ pb: UnsafeMutablePointer<Float>?,
                           _ py: UnsafeMutablePointer<Float>, n: Int, c: Int, m: Int, g: Window3D, padsEnd: [Int],
-                          _ ctx: KernelContext) {
+                          prepacked: UnsafeMutablePointer<Float>?, _ ctx: KernelContext) {
         let cg = c / group, mg = m / group
         let inSize = g.inSize, outSize = g.outSize, kSize = g.kernelSize
         let kRows = cg * kSize
         let packCount = ck_packed_weights_count(Int32(mg), Int32(kRows))
         // The scratch arrays stay referenced until the end: their storage returns to the pool
         // when they are released.
-        let packedArray = ctx.allocate(.float, [group * packCount])
-        let packed = packedArray.pointer(as: Float.self)
-        for gi in 0..<group {
-            ck_pack_weights(Int32(mg), Int32(kRows), pw + gi * mg * kRows, Int32(kRows), packed + gi * packCount)
+        let packedArray = prepacked == nil ? ctx.allocate(.float, [group * packCount]) : nil
+        let packed = prepacked ?? packedArray!.pointer(as: Float.self)
+        if prepacked == nil {
+            for gi in 0..<group {
+                ck_pack_weights(Int32(mg), Int32(kRows), pw + gi * mg * kRows, Int32(kRows), packed + gi * packCount)
+            }
         }
         let r = padsEnd.count
         let padEndH = r >= 2 ? padsEnd[r - 2] : 0, padEndW = padsEnd[r - 1]
