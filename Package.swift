@@ -27,7 +27,7 @@ let package = Package(
             name: "CBLAS",
             linkerSettings: [.linkedLibrary("openblas")]
         ),
-        // Vectorized float32 math (AVX2+FMA copies picked at run time, portable fallbacks).
+        // Hand-vectorized float32 kernels (AVX2/AVX-512 copies picked at run time, portable fallbacks).
         .target(name: "CKernels"),
         .target(
             name: "CONNX",

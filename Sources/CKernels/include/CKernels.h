@@ -1,9 +1,14 @@
 #ifndef CKERNELS_H
 #define CKERNELS_H
 
-// Vectorized float32 math for PruneRuntime's kernels. Every function picks an AVX2+FMA build at
-// run time when the CPU has it and a portable build otherwise; both compute the same formulas.
-// Arrays may be unaligned; `x` and `y` may be the same array.
+// CKernels: hand-vectorized float32 kernels for PruneRuntime, in two files:
+// Transcendental.c (exp, sigmoid, tanh, erf, gelu, swish, softmax rows) and ConvGEMM.c (the
+// row-pointer GEMM behind stride-1 convolutions). Vector code sits in functions marked
+// `__attribute__((target(...)))` and is picked at run time from the CPU's features, so the
+// package needs no compiler flags; portable builds of the same formulas run elsewhere.
+// Arrays may be unaligned; for the elementwise functions `x` and `y` may be the same array.
+
+#include <stddef.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -31,6 +36,26 @@ long ck_softmax_rows_f32(const float *x, float *y, long rows, long n, int log);
 
 /// 1 when the AVX2+FMA builds are in use.
 int ck_uses_avx2(void);
+
+// Convolution GEMM (ConvGEMM.c). Callers must check `ck_conv_gemm_available()` first; where it
+// returns 0 they use their portable path.
+
+/// 1 when the CPU has AVX2 and FMA (the "row-pointer GEMM" below can run), else 0.
+int ck_conv_gemm_available(void);
+
+/// Floats `ck_pack_weights` writes for an M x K weight matrix.
+size_t ck_packed_weights_count(int m, int k);
+
+/// Packs the row-major M x K matrix `w` (row stride `ldw`) into the panel layout
+/// `ck_gemm_rows` reads (`ck_packed_weights_count(m, k)` floats at `packed`).
+void ck_pack_weights(int m, int k, const float *w, int ldw, float *packed);
+
+/// Y[i][p] = bias[i] + sum_k W[i][k] * rows[k][p] for i in 0..<m and p in p0..<p1, where W was
+/// packed by `ck_pack_weights` and `rows` holds k pointers (the implicit K x N right-hand
+/// matrix, one pointer per row). `bias` may be NULL (zero). Y has row stride `ldy`.
+/// Elements rows[k][p] are read only for p in p0..<p1.
+void ck_gemm_rows(int m, int k, const float *packed, const float *const *rows, int p0, int p1,
+                  float *y, int ldy, const float *bias);
 
 #ifdef __cplusplus
 }

@@ -1,3 +1,4 @@
+import CKernels
 import PruneIR
 
 // Conv over 1 to 3 spatial dimensions: groups, strides, dilations, pads and auto_pad, bias.
@@ -10,7 +11,11 @@ func registerConvKernels(_ r: inout KernelRegistry) {
             if let t = info.inputType(0), !FloatBridge.supports(t) {
                 throw KernelError.unsupported("Conv on \(t)")
             }
-            return ConvKernel(window: try WindowAttributes(info), group: try info.attribute("group", default: 1))
+            let kernel = ConvKernel(window: try WindowAttributes(info), group: try info.attribute("group", default: 1))
+            if ConvKernel.vectorGemm, let t = info.constantInput(1), t.dtype == .float, let w = try? NDArray(tensor: t) {
+                kernel.prepack(w)
+            }
+            return kernel
         }
     }
 }
@@ -20,9 +25,32 @@ final class ConvKernel: Kernel {
     let window: WindowAttributes
     let group: Int
 
+    /// Constant float32 weights packed for `ck_gemm_rows` at build time (all groups, each
+    /// `prepackedCount` floats), with the weights' shape they were packed from.
+    private var prepacked: UnsafeMutablePointer<Float>?
+    private var prepackedCount = 0
+    private var prepackedShape: [Int] = []
+
     init(window: WindowAttributes, group: Int) {
         self.window = window
         self.group = group
+    }
+
+    deinit { prepacked?.deallocate() }
+
+    /// Packs constant weights `w` ([m, c/group, kernel...]) once, for the vector GEMM path.
+    func prepack(_ w: NDArray) {
+        guard w.dtype == .float, w.rank >= 3, group > 0, w.shape[0] % group == 0, w.count > 0 else { return }
+        let mg = w.shape[0] / group, kRows = w.count / w.shape[0]
+        let count = ck_packed_weights_count(Int32(mg), Int32(kRows))
+        let buf = UnsafeMutablePointer<Float>.allocate(capacity: group * count)
+        let pw = w.pointer(as: Float.self)
+        for gi in 0..<group {
+            ck_pack_weights(Int32(mg), Int32(kRows), pw + gi * mg * kRows, Int32(kRows), buf + gi * count)
+        }
+        prepacked = buf
+        prepackedCount = count
+        prepackedShape = w.shape
     }
 
     func run(_ inputs: [NDArray?], _ ctx: KernelContext) throws -> [NDArray?] {
@@ -57,6 +85,11 @@ final class ConvKernel: Kernel {
             depthwise(px, pw, pb, py, n: n, c: c, m: m, g: g, ctx)
             return y
         }
+        if ConvKernel.vectorGemm {
+            convRows(px, pw, pb, py, n: n, c: c, m: m, g: g, padsEnd: Array(geo.pads.suffix(spatial.count)),
+                     prepacked: w.shape == prepackedShape ? prepacked : nil, ctx)
+            return y
+        }
         let pointwise = kSize == 1 && g.sd == 1 && g.sh == 1 && g.sw == 1 && g.pd == 0 && g.ph == 0 && g.pw == 0
             && geo.pads.allSatisfy { $0 == 0 }
         let rows = cg * kSize
@@ -89,6 +122,117 @@ final class ConvKernel: Kernel {
             }
         }
         return y
+    }
+
+    /// Whether the AVX2/AVX-512 row-pointer GEMM of CKernels can run on this CPU.
+    static let vectorGemm = ck_conv_gemm_available() != 0
+
+    /// Convolution as a GEMM whose right-hand matrix is given by one pointer per row (CKernels):
+    ///
+    /// - stride 1 over one or two spatial dimensions: no im2col. The (zero-padded) input is
+    ///   viewed with the padded row width `pw`; row (channel, kh, kw) of the virtual im2col
+    ///   matrix starts at `channel * plane + kh * dh * pw + kw * dw`, and the output is computed
+    ///   on a grid `oh x pw` (the last `pw - ow` columns of each row are discarded). A 1x1
+    ///   unpadded convolution reads the input itself.
+    /// - otherwise: im2col, then the same GEMM on the columns.
+    ///
+    /// The bias is folded into the GEMM's initial accumulators.
+    private func convRows(_ px: UnsafeMutablePointer<Float>, _ pw: UnsafeMutablePointer<Float>, _ pb: UnsafeMutablePointer<Float>?,
+                          _ py: UnsafeMutablePointer<Float>, n: Int, c: Int, m: Int, g: Window3D, padsEnd: [Int],
+                          prepacked: UnsafeMutablePointer<Float>?, _ ctx: KernelContext) {
+        let cg = c / group, mg = m / group
+        let inSize = g.inSize, outSize = g.outSize, kSize = g.kernelSize
+        let kRows = cg * kSize
+        let packCount = ck_packed_weights_count(Int32(mg), Int32(kRows))
+        // The scratch arrays stay referenced until the end: their storage returns to the pool
+        // when they are released.
+        let packedArray = prepacked == nil ? ctx.allocate(.float, [group * packCount]) : nil
+        let packed = prepacked ?? packedArray!.pointer(as: Float.self)
+        if prepacked == nil {
+            for gi in 0..<group {
+                ck_pack_weights(Int32(mg), Int32(kRows), pw + gi * mg * kRows, Int32(kRows), packed + gi * packCount)
+            }
+        }
+        let r = padsEnd.count
+        let padEndH = r >= 2 ? padsEnd[r - 2] : 0, padEndW = padsEnd[r - 1]
+        let direct = g.sh == 1 && g.sw == 1 && g.id == 1 && g.kd == 1 && g.pd == 0 && g.od == 1
+        // The padded input plane (direct path): rows ph, row width pwid.
+        let ph = g.ih + g.ph + padEndH, pwid = g.iw + g.pw + padEndW
+        let padded = direct && (g.ph != 0 || g.pw != 0 || padEndH != 0 || padEndW != 0)
+        let grid = direct && pwid != g.ow
+        let nCols = direct ? (g.oh - 1) * pwid + g.ow : outSize
+        let padArray = padded ? ctx.allocate(.float, [cg * ph * pwid]) : nil
+        let colArray = direct ? nil : ctx.allocate(.float, [kRows, outSize])
+        let tmpArray = grid ? ctx.allocate(.float, [mg, g.oh * pwid]) : nil
+        let pad = padArray?.pointer(as: Float.self)
+        let col = colArray?.pointer(as: Float.self)
+        let tmp = tmpArray?.pointer(as: Float.self)
+        defer { withExtendedLifetime((packedArray, padArray, colArray, tmpArray)) {} }
+        withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: kRows) { rows in
+            for i in 0..<n {
+                for gi in 0..<group {
+                    let src = px + (i * c + gi * cg) * inSize
+                    let dst = py + (i * m + gi * mg) * outSize
+                    if direct {
+                        var base = UnsafePointer(src), plane = inSize
+                        if let pad {
+                            ConvKernel.padInput(src, pad, channels: cg, g: g, ph: ph, pw: pwid, ctx)
+                            base = UnsafePointer(pad)
+                            plane = ph * pwid
+                        }
+                        for ch in 0..<cg {
+                            for kh in 0..<g.kh {
+                                for kw in 0..<g.kw {
+                                    rows[(ch * g.kh + kh) * g.kw + kw] = base + ch * plane + kh * g.dh * pwid + kw * g.dw
+                                }
+                            }
+                        }
+                    } else if let col {
+                        ctx.parallelFor(kRows, grain: max(1, 32768 / max(1, outSize))) { range in
+                            ConvKernel.im2col(src, col, g, rows: range)
+                        }
+                        for k in 0..<kRows { rows[k] = UnsafePointer(col + k * outSize) }
+                    }
+                    let out = tmp ?? dst
+                    let ldy = grid ? g.oh * pwid : outSize
+                    let w = UnsafePointer(packed + gi * packCount)
+                    let bias = pb.map { UnsafePointer($0 + gi * mg) }
+                    let rowsBase = UnsafePointer(rows.baseAddress!)
+                    let panels = (nCols + 31) / 32
+                    ctx.parallelFor(panels, grain: max(1, 4096 / max(1, mg * kRows))) { range in
+                        ck_gemm_rows(Int32(mg), Int32(kRows), w, rowsBase, Int32(range.lowerBound * 32),
+                                     Int32(min(nCols, range.upperBound * 32)), out, Int32(ldy), bias)
+                    }
+                    if let tmp {
+                        for oc in 0..<mg {
+                            for oh in 0..<g.oh {
+                                (dst + oc * outSize + oh * g.ow).update(from: tmp + oc * ldy + oh * pwid, count: g.ow)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Copies `channels` planes of `src` (ih x iw) into `dst` (ph x pw) with the begin pads of
+    /// `g`, zeros elsewhere.
+    static func padInput(_ src: UnsafeMutablePointer<Float>, _ dst: UnsafeMutablePointer<Float>, channels: Int, g: Window3D,
+                         ph: Int, pw: Int, _ ctx: KernelContext) {
+        let inSize = g.inSize, plane = ph * pw
+        ctx.parallelFor(channels, grain: max(1, 16384 / max(1, plane))) { range in
+            for ch in range {
+                let s = src + ch * inSize, d = dst + ch * plane
+                d.update(repeating: 0, count: g.ph * pw)
+                for y in 0..<g.ih {
+                    let row = d + (g.ph + y) * pw
+                    row.update(repeating: 0, count: g.pw)
+                    (row + g.pw).update(from: s + y * g.iw, count: g.iw)
+                    (row + g.pw + g.iw).update(repeating: 0, count: pw - g.pw - g.iw)
+                }
+                (d + (g.ph + g.ih) * pw).update(repeating: 0, count: (ph - g.ph - g.ih) * pw)
+            }
+        }
     }
 
     /// Unfolds the input patches of rows `rows` (row = channel * kernelSize + kernel offset) into
