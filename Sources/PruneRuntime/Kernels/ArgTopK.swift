@@ -60,7 +60,7 @@ final class ArgKernel: Kernel {
 
     func run(_ inputs: [NDArray?], _ ctx: KernelContext) throws -> [NDArray?] {
         var x = try inputs.required(0)
-        if x.dtype == .bfloat16 { x = WideFloat.toFloat(x, ctx) }
+        if x.dtype == .bfloat16 { x = FloatBridge.toFloat(x, ctx) }
         let rank = x.rank
         let a = axis < 0 ? axis + rank : axis
         guard a >= 0 && a < rank else { throw KernelError("axis \(axis) out of range for rank \(rank)") }
@@ -114,7 +114,7 @@ final class TopKKernel: Kernel {
 
     func run(_ inputs: [NDArray?], _ ctx: KernelContext) throws -> [NDArray?] {
         let x0 = try inputs.required(0)
-        let x = x0.dtype == .bfloat16 ? WideFloat.toFloat(x0, ctx) : x0
+        let x = x0.dtype == .bfloat16 ? FloatBridge.toFloat(x0, ctx) : x0
         let k: Int
         if let ka = kAttribute { k = ka } else {
             let kt = try inputs.required(1)
@@ -139,7 +139,7 @@ final class TopKKernel: Kernel {
                 go(t)
             }
         }
-        let v = x0.dtype == .bfloat16 ? WideFloat.fromFloat(values, to: .bfloat16, ctx) : values
+        let v = x0.dtype == .bfloat16 ? FloatBridge.fromFloat(values, to: .bfloat16, ctx) : values
         return [v, indices]
     }
 

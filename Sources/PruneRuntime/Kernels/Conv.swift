@@ -57,9 +57,9 @@ final class ConvKernel: Kernel {
         let x = try inputs.required(0), w = try inputs.required(1)
         let b = inputs.optional(2)
         guard x.rank >= 3, w.rank == x.rank else { throw KernelError("Conv input \(x.shape) and weights \(w.shape) do not fit") }
-        let y = try conv(try FloatBridge.toFloat(x, ctx), try FloatBridge.toFloat(w, ctx),
-                         try b.map { try FloatBridge.toFloat($0, ctx) }, ctx)
-        return [try FloatBridge.fromFloat(y, to: x.dtype, ctx)]
+        let y = try conv(FloatBridge.toFloat(x, ctx), FloatBridge.toFloat(w, ctx),
+                         b.map { FloatBridge.toFloat($0, ctx) }, ctx)
+        return [FloatBridge.fromFloat(y, to: x.dtype, ctx)]
     }
 
     private func conv(_ x: NDArray, _ w: NDArray, _ b: NDArray?, _ ctx: KernelContext) throws -> NDArray {

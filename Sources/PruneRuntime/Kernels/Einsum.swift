@@ -67,8 +67,8 @@ final class EinsumKernel: Kernel {
         case .float:
             return [try compute(Float.self, xs, ctx)]
         case .float16, .bfloat16:
-            let r = try compute(Float.self, try xs.map { try FloatBridge.toFloat($0, ctx) }, ctx)
-            return [try FloatBridge.fromFloat(r, to: dtype, ctx)]
+            let r = try compute(Float.self, xs.map { FloatBridge.toFloat($0, ctx) }, ctx)
+            return [FloatBridge.fromFloat(r, to: dtype, ctx)]
         case .double:
             return [try compute(Double.self, xs, ctx)]
         default:

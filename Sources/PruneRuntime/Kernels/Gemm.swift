@@ -54,9 +54,9 @@ final class GemmKernel: Kernel {
         case .float: return [blas(Float.self, a, b, c, m, n, k, ctx)]
         case .double: return [blas(Double.self, a, b, c, m, n, k, ctx)]
         case .float16, .bfloat16:
-            let y = blas(Float.self, try FloatBridge.toFloat(a, ctx), try FloatBridge.toFloat(b, ctx),
-                         try c.map { try FloatBridge.toFloat($0, ctx) }, m, n, k, ctx)
-            return [try FloatBridge.fromFloat(y, to: a.dtype, ctx)]
+            let y = blas(Float.self, FloatBridge.toFloat(a, ctx), FloatBridge.toFloat(b, ctx),
+                         c.map { FloatBridge.toFloat($0, ctx) }, m, n, k, ctx)
+            return [FloatBridge.fromFloat(y, to: a.dtype, ctx)]
         case .int32: return [integer(Int32.self, a, b, c, m, n, k, ctx)]
         case .int64: return [integer(Int64.self, a, b, c, m, n, k, ctx)]
         case .uint32: return [integer(UInt32.self, a, b, c, m, n, k, ctx)]

@@ -267,7 +267,7 @@ enum ElementValue {
         case .float: p.assumingMemoryBound(to: Float.self)[i] = Float(v)
         case .double: p.assumingMemoryBound(to: Double.self)[i] = v
         case .float16: p.assumingMemoryBound(to: Float16.self)[i] = Float16(v)
-        case .bfloat16: p.assumingMemoryBound(to: UInt16.self)[i] = bfloat16Bits(Float(v))
+        case .bfloat16: p.assumingMemoryBound(to: UInt16.self)[i] = FloatBridge.bfloat16Bits(Float(v))
         case .int8: p.assumingMemoryBound(to: Int8.self)[i] = Int8(truncatingIfNeeded: Int64(v))
         case .int16: p.assumingMemoryBound(to: Int16.self)[i] = Int16(truncatingIfNeeded: Int64(v))
         case .int32: p.assumingMemoryBound(to: Int32.self)[i] = Int32(truncatingIfNeeded: Int64(v))
@@ -279,13 +279,5 @@ enum ElementValue {
         case .bool: p.assumingMemoryBound(to: UInt8.self)[i] = v != 0 ? 1 : 0
         default: throw KernelError.unsupported("element type \(dtype)")
         }
-    }
-
-    /// The bfloat16 bit pattern nearest to `f` (round to nearest even).
-    static func bfloat16Bits(_ f: Float) -> UInt16 {
-        if f.isNaN { return 0x7FC0 }
-        let bits = f.bitPattern
-        let rounded = bits &+ 0x7FFF &+ ((bits >> 16) & 1)
-        return UInt16(truncatingIfNeeded: rounded >> 16)
     }
 }

@@ -85,8 +85,8 @@ final class MatMulKernel: Kernel {
         case .float: return blas(Float.self, a, b, p, ctx)
         case .double: return blas(Double.self, a, b, p, ctx)
         case .float16, .bfloat16:
-            let r = blas(Float.self, try FloatBridge.toFloat(a, ctx), try FloatBridge.toFloat(b, ctx), p, ctx)
-            return try FloatBridge.fromFloat(r, to: a.dtype, ctx)
+            let r = blas(Float.self, FloatBridge.toFloat(a, ctx), FloatBridge.toFloat(b, ctx), p, ctx)
+            return FloatBridge.fromFloat(r, to: a.dtype, ctx)
         case .int32: return integer(Int32.self, a, b, p, ctx)
         case .int64: return integer(Int64.self, a, b, p, ctx)
         case .uint32: return integer(UInt32.self, a, b, p, ctx)

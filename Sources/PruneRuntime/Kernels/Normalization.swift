@@ -34,7 +34,7 @@ private func withWorkingType(
 ) throws -> NDArray {
     switch x.dtype {
     case .float, .double: return try body(x)
-    case .float16, .bfloat16: return WideFloat.fromFloat(try body(WideFloat.toFloat(x, ctx)), to: x.dtype, ctx)
+    case .float16, .bfloat16: return FloatBridge.fromFloat(try body(FloatBridge.toFloat(x, ctx)), to: x.dtype, ctx)
     default: throw KernelError("element type \(x.dtype) is not supported")
     }
 }
@@ -124,7 +124,7 @@ enum NormMath {
         switch dtype {
         case .double: let d = out.pointer(as: Double.self); for i in 0..<n { d[i] = values[i] }
         case .float16: let d = out.pointer(as: Float16.self); for i in 0..<n { d[i] = Float16(values[i]) }
-        case .bfloat16: let d = out.pointer(as: UInt16.self); for i in 0..<n { d[i] = WideFloat.bfloat16Bits(Float(values[i])) }
+        case .bfloat16: let d = out.pointer(as: UInt16.self); for i in 0..<n { d[i] = FloatBridge.bfloat16Bits(Float(values[i])) }
         default: let d = out.pointer(as: Float.self); for i in 0..<n { d[i] = Float(values[i]) }
         }
         return out
@@ -204,7 +204,7 @@ final class BatchNormKernel: Kernel {
     /// Per-channel mean and population variance over the batch and spatial dimensions.
     func batchStatistics(_ x: NDArray, n: Int, c: Int, spatial: Int, _ ctx: KernelContext) throws -> ([Double], [Double]) {
         var means = [Double](repeating: 0, count: c), vars = means
-        let w = x.dtype == .double ? x : WideFloat.toFloat(x, ctx)
+        let w = x.dtype == .double ? x : FloatBridge.toFloat(x, ctx)
         let count = Double(n * spatial)
         func go<F: BinaryFloatingPoint>(_: F.Type) {
             let xp = UnsafePointer(w.pointer(as: F.self))

@@ -99,10 +99,10 @@ final class PoolKernel: Kernel {
             return wantIndices ? [y, indices] : [y]
         }
         guard FloatBridge.supports(x.dtype) else { throw KernelError("pooling does not support \(x.dtype)") }
-        let xf = try FloatBridge.toFloat(x, ctx)
+        let xf = FloatBridge.toFloat(x, ctx)
         let y = ctx.allocate(.float, outShape)
         averageOrLp(xf.pointer(as: Float.self), y.pointer(as: Float.self), channels, g, ranges, ctx)
-        return [try FloatBridge.fromFloat(y, to: x.dtype, ctx)]
+        return [FloatBridge.fromFloat(y, to: x.dtype, ctx)]
     }
 
     /// Per output position along each dimension: the kernel offsets whose input lies inside the
@@ -315,7 +315,7 @@ final class PoolKernel: Kernel {
             }
             return y
         }
-        let xf = try FloatBridge.toFloat(x, ctx)
+        let xf = FloatBridge.toFloat(x, ctx)
         let y = ctx.allocate(.float, outShape)
         let s = xf.pointer(as: Float.self), d = y.pointer(as: Float.self)
         var p = 0
@@ -334,6 +334,6 @@ final class PoolKernel: Kernel {
                 d[c] = acc
             }
         }
-        return try FloatBridge.fromFloat(y, to: x.dtype, ctx)
+        return FloatBridge.fromFloat(y, to: x.dtype, ctx)
     }
 }

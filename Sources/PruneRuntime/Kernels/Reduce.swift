@@ -93,8 +93,8 @@ final class ReduceKernel: Kernel {
         case .float: return reduceTyped(x, Float.self, op, mask, outShape, ctx)
         case .double: return reduceTyped(x, Double.self, op, mask, outShape, ctx)
         case .float16, .bfloat16:
-            let f = WideFloat.toFloat(x, ctx)
-            return WideFloat.fromFloat(reduceTyped(f, Float.self, op, mask, outShape, ctx), to: x.dtype, ctx)
+            let f = FloatBridge.toFloat(x, ctx)
+            return FloatBridge.fromFloat(reduceTyped(f, Float.self, op, mask, outShape, ctx), to: x.dtype, ctx)
         case .int8: return reduceTyped(x, Int8.self, op, mask, outShape, ctx)
         case .int16: return reduceTyped(x, Int16.self, op, mask, outShape, ctx)
         case .int32: return reduceTyped(x, Int32.self, op, mask, outShape, ctx)
@@ -580,58 +580,3 @@ enum ReduceVec {
     }
 }
 
-/// Conversions between 16-bit floats and float32, so 16-bit inputs reuse the float32 kernels.
-enum WideFloat {
-    /// `x` as float32 (`x` itself when it already is).
-    static func toFloat(_ x: NDArray, _ ctx: KernelContext) -> NDArray {
-        if x.dtype == .float { return x }
-        let out = ctx.allocate(.float, x.shape)
-        let d = out.pointer(as: Float.self)
-        let n = x.count
-        switch x.dtype {
-        case .float16:
-            let s = x.pointer(as: Float16.self)
-            for i in 0..<n { d[i] = Float(s[i]) }
-        case .bfloat16:
-            let s = x.pointer(as: UInt16.self)
-            for i in 0..<n { d[i] = Float(bitPattern: UInt32(s[i]) << 16) }
-        case .double:
-            let s = x.pointer(as: Double.self)
-            for i in 0..<n { d[i] = Float(s[i]) }
-        default:
-            for i in 0..<n { d[i] = Float(x.element(at: i)) }
-        }
-        return out
-    }
-
-    /// Float32 `x` converted to `dtype` (float16, bfloat16, double or float).
-    static func fromFloat(_ x: NDArray, to dtype: DType, _ ctx: KernelContext) -> NDArray {
-        if dtype == .float { return x }
-        let out = ctx.allocate(dtype, x.shape)
-        let s = x.pointer(as: Float.self)
-        let n = x.count
-        switch dtype {
-        case .float16:
-            let d = out.pointer(as: Float16.self)
-            for i in 0..<n { d[i] = Float16(s[i]) }
-        case .bfloat16:
-            let d = out.pointer(as: UInt16.self)
-            for i in 0..<n { d[i] = bfloat16Bits(s[i]) }
-        case .double:
-            let d = out.pointer(as: Double.self)
-            for i in 0..<n { d[i] = Double(s[i]) }
-        default:
-            preconditionFailure("fromFloat to \(dtype)")
-        }
-        return out
-    }
-
-    /// Round-to-nearest-even bfloat16 bits of `f` (NaN stays NaN).
-    @inline(__always)
-    static func bfloat16Bits(_ f: Float) -> UInt16 {
-        if f.isNaN { return 0x7fc0 }
-        let b = f.bitPattern
-        let rounded = b &+ 0x7fff &+ ((b >> 16) & 1)
-        return UInt16(truncatingIfNeeded: rounded >> 16)
-    }
-}

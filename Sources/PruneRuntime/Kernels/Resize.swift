@@ -140,7 +140,7 @@ final class ResizeKernel: Kernel {
         if outShape.contains(0) { return [ctx.zeros(x.dtype, outShape)] }
         if x.count == 0 { throw KernelError("cannot resize an empty input to \(outShape)") }
         if mode == .nearest { return [try gatherAll(x, plans, ctx)] }
-        var cur = try FloatBridge.toFloat(x, ctx)
+        var cur = FloatBridge.toFloat(x, ctx)
         let fill = Float(extrapolationValue)
         for (a, t) in plans {
             var shape = cur.shape
@@ -152,7 +152,7 @@ final class ResizeKernel: Kernel {
                                      input: cur.shape[a], inner: inner, table: t, fill: fill, ctx)
             cur = next
         }
-        return [try FloatBridge.fromFloat(cur, to: x.dtype, ctx)]
+        return [FloatBridge.fromFloat(cur, to: x.dtype, ctx)]
     }
 
     /// Taps of one axis: output position `o` reads input `index[o*taps + t]` with `weight[...]`,

@@ -61,8 +61,8 @@ final class SoftmaxKernel: Kernel {
         case .float16 where kind != .hardmax:
             return [half(x, outer, n, inner, ctx)]
         case .float16, .bfloat16:
-            let f = WideFloat.toFloat(x, ctx)
-            return [WideFloat.fromFloat(compute(f, Float.self, outer, n, inner, ctx), to: x.dtype, ctx)]
+            let f = FloatBridge.toFloat(x, ctx)
+            return [FloatBridge.fromFloat(compute(f, Float.self, outer, n, inner, ctx), to: x.dtype, ctx)]
         default:
             throw KernelError("element type \(x.dtype) is not supported")
         }
