@@ -37,6 +37,8 @@ test: deps venv
 demo: build
 	$(PRUNEC) inspect examples/models/resnet.onnx
 	$(PRUNEC) inspect examples/models/bert.onnx --shape input_ids=1x16 --shape attention_mask=1x16
+	$(PRUNEC) run examples/models/resnet.onnx --inputs examples/models/resnet.calib.npz
+	$(PRUNEC) bench examples/models/bert.onnx --inputs examples/models/bert.calib.npz --threads 1 --runs 100
 
 # Model I/O speed vs Python's onnx (scripts/bench-io.sh; builds Benchmarks/ in its own .build).
 bench-io: deps venv
