@@ -313,6 +313,18 @@ func binaryRun<Op: BinaryElementOp>(
 /// Same-shape and scalar operands run as one flat loop; everything else goes through a
 /// simplified ``BroadcastPlan`` whose rows each run a tight inner loop. Large outputs are split
 /// across threads.
+/// Whether `small`, without its leading 1s, is the trailing part of `shape`: then an array of
+/// `small` shape is one block that repeats over the rows of an array of `shape`.
+@inline(__always)
+func isTrailingBlock(_ small: [Int], of shape: [Int]) -> Bool {
+    var lead = 0
+    while lead < small.count && small[lead] == 1 { lead += 1 }
+    let k = small.count - lead
+    guard k <= shape.count else { return false }
+    for i in 0..<k where small[lead + i] != shape[shape.count - k + i] { return false }
+    return true
+}
+
 func broadcastBinary<Op: BinaryElementOp>(
     _ op: Op.Type, _ a: NDArray, _ b: NDArray, outType: DType, _ ctx: KernelContext
 ) throws -> NDArray {
@@ -328,6 +340,23 @@ func broadcastBinary<Op: BinaryElementOp>(
         let sa = a.count == n ? 1 : 0, sb = b.count == n ? 1 : 0
         ctx.parallelFor(n, grain: elementwiseGrain) { r in
             binaryRun(Op.self, po + r.lowerBound, pa + r.lowerBound * sa, sa, pb + r.lowerBound * sb, sb, r.count)
+        }
+        return out
+    }
+    // One operand repeats over the other's rows (a bias, a scale): plain row loops, no walker.
+    // This is the common broadcast in transformers, and the walker's setup costs more than
+    // the arithmetic on their small tensors.
+    if a.count == n, b.count > 0, isTrailingBlock(b.shape, of: shape) {
+        let inner = b.count
+        ctx.parallelFor(n / inner, grain: max(1, elementwiseGrain / inner)) { rows in
+            for row in rows { binaryRun(Op.self, po + row * inner, pa + row * inner, 1, pb, 1, inner) }
+        }
+        return out
+    }
+    if b.count == n, a.count > 0, isTrailingBlock(a.shape, of: shape) {
+        let inner = a.count
+        ctx.parallelFor(n / inner, grain: max(1, elementwiseGrain / inner)) { rows in
+            for row in rows { binaryRun(Op.self, po + row * inner, pa, 1, pb + row * inner, 1, inner) }
         }
         return out
     }
