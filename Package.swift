@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "prunec", targets: ["prunec"]),
         .library(name: "PruneIR", targets: ["PruneIR"]),
         .library(name: "PruneRuntime", targets: ["PruneRuntime"]),
+        .library(name: "PruneKit", targets: ["PruneKit"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
@@ -57,6 +58,10 @@ let package = Package(
             // reject every such capture, so this target stays in the Swift 5 language mode.
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
+        .target(
+            name: "PruneKit",
+            dependencies: ["PruneIR", "PruneRuntime", .product(name: "Logging", package: "swift-log")]
+        ),
         .executableTarget(
             name: "prunec",
             dependencies: [
@@ -78,6 +83,10 @@ let package = Package(
         .testTarget(
             name: "PruneRuntimeTests",
             dependencies: ["PruneRuntime", "PruneIR", "ONNXProto", "PruneTestSupport"]
+        ),
+        .testTarget(
+            name: "PruneKitTests",
+            dependencies: ["PruneKit", "PruneIR", "PruneRuntime"]
         ),
         .testTarget(
             name: "PrunecTests",

@@ -1,0 +1,58 @@
+import Foundation
+import Logging
+import PruneIR
+import PruneRuntime
+
+/// A graph-to-graph transformation: a pruning method, a mask fold, a cleanup.
+///
+/// Passes are structs: all state lives in ``Options`` (parsed from pipeline text) or in locals of
+/// ``run(on:context:)``. The ``name`` is the pipeline spelling (kebab-case).
+public protocol Pass: Sendable {
+    /// The pass's options, declared once (see ``PassOptions``).
+    associatedtype Options: PassOptions
+    /// The pipeline spelling, e.g. `magnitude` or `fold-masks`.
+    static var name: String { get }
+    /// One line for `prunec passes`.
+    static var summary: String { get }
+    /// Makes the pass with parsed options.
+    init(options: Options) throws
+    /// Transforms `model` in place.
+    func run(on model: Model, context: PassContext) throws -> PassResult
+}
+
+/// What a pass reports: whether it changed the model, and named statistics.
+public struct PassResult: Sendable, Equatable {
+    /// Whether the model changed.
+    public var changed: Bool
+    /// Named counts for the log and the report (`heads-removed`, `groups`, ...).
+    public var statistics: [String: Double]
+
+    /// A result.
+    public init(changed: Bool, statistics: [String: Double] = [:]) {
+        self.changed = changed
+        self.statistics = statistics
+    }
+
+    /// Nothing changed.
+    public static let unchanged = PassResult(changed: false)
+}
+
+/// What a running pass may use.
+public struct PassContext: @unchecked Sendable {
+    /// Diagnostics go here (stderr in the CLI).
+    public var logger: Logger
+    /// Seed for anything random; a pipeline with the same seed gives the same model.
+    public var seed: UInt64
+    /// Threads for the interpreter and BLAS.
+    public var threads: Int
+    /// Calibration inputs keyed by input name (several sets when the data file has them).
+    public var calibration: [[String: NDArray]]
+
+    /// A context.
+    public init(logger: Logger = Logger(label: "prunec"), seed: UInt64 = 0, threads: Int = 1, calibration: [[String: NDArray]] = []) {
+        self.logger = logger
+        self.seed = seed
+        self.threads = threads
+        self.calibration = calibration
+    }
+}
