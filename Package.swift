@@ -62,11 +62,18 @@ let package = Package(
             name: "PruneKit",
             dependencies: ["PruneIR", "PruneRuntime", .product(name: "Logging", package: "swift-log")]
         ),
+        .target(
+            name: "CleanupPasses",
+            dependencies: ["PruneKit", "PruneIR"],
+            path: "Passes/Cleanup"
+        ),
         .executableTarget(
             name: "prunec",
             dependencies: [
                 "PruneIR",
                 "PruneRuntime",
+                "PruneKit",
+                "CleanupPasses",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -86,7 +93,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PruneKitTests",
-            dependencies: ["PruneKit", "PruneIR", "PruneRuntime"]
+            dependencies: ["PruneKit", "PruneIR", "PruneRuntime", "CleanupPasses"]
         ),
         .testTarget(
             name: "PrunecTests",

@@ -1,0 +1,11 @@
+import CleanupPasses
+import PruneKit
+
+/// The passes that ship with prunec (one line per pass family target).
+enum BuiltinPasses {
+    static var registry: PassRegistry {
+        var r = PassRegistry()
+        r.register(DeadCodeEliminationPass.self)
+        return r
+    }
+}
