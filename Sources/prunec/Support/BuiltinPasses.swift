@@ -6,6 +6,7 @@ enum BuiltinPasses {
     static var registry: PassRegistry {
         var r = PassRegistry()
         r.register(DeadCodeEliminationPass.self)
+        r.register(FoldConstantsPass.self)
         return r
     }
 }
