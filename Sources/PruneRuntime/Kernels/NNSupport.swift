@@ -96,60 +96,70 @@ struct WindowAttributes {
 
 /// Element types with a BLAS GEMM (float32 and float64), so kernels can be written once.
 protocol BLASElement: TensorElement, BinaryFloatingPoint {
-    /// Row-major GEMM: `C = alpha * op(A) * op(B) + beta * C`.
+    /// The BLAS GEMM of this type (`BLAS.sgemm` or `BLAS.dgemm`).
+    static func blasGemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+                         alpha: Self, a: UnsafePointer<Self>, lda: Int,
+                         b: UnsafePointer<Self>, ldb: Int,
+                         beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
+    /// The BLAS GEMV of this type (`BLAS.sgemv` or `BLAS.dgemv`).
+    static func blasGemv(trans: Bool, m: Int, n: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int,
+                         x: UnsafePointer<Self>, incx: Int, beta: Self, y: UnsafeMutablePointer<Self>, incy: Int)
+}
+
+extension BLASElement {
+    /// Row-major GEMM: `C = alpha * op(A) * op(B) + beta * C`. A single row or column goes to
+    /// GEMV: GEMM would pack the whole other matrix on every call.
+    @inline(__always)
     static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
                      alpha: Self, a: UnsafePointer<Self>, lda: Int,
                      b: UnsafePointer<Self>, ldb: Int,
-                     beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
-}
-
-extension Float: BLASElement {
-    @inline(__always)
-    static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
-                     alpha: Float, a: UnsafePointer<Float>, lda: Int,
-                     b: UnsafePointer<Float>, ldb: Int,
-                     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
-        // A single row or column is a matrix-vector product: GEMM would pack the whole matrix.
+                     beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int) {
         if m == 1 && k > 0 {
-            // c[1, n] = op(B)ᵀ-as-matrix · a-row
+            // c[1, n] = op(B)ᵀ · the row of a
             if transB {
-                BLAS.sgemv(trans: false, m: n, n: k, alpha: alpha, a: b, lda: ldb, x: a, incx: transA ? lda : 1, beta: beta, y: c)
+                blasGemv(trans: false, m: n, n: k, alpha: alpha, a: b, lda: ldb, x: a, incx: transA ? lda : 1, beta: beta, y: c, incy: 1)
             } else {
-                BLAS.sgemv(trans: true, m: k, n: n, alpha: alpha, a: b, lda: ldb, x: a, incx: transA ? lda : 1, beta: beta, y: c)
+                blasGemv(trans: true, m: k, n: n, alpha: alpha, a: b, lda: ldb, x: a, incx: transA ? lda : 1, beta: beta, y: c, incy: 1)
             }
             return
         }
         if n == 1 && k > 0 {
-            BLAS.sgemv(trans: transA, m: transA ? k : m, n: transA ? m : k, alpha: alpha, a: a, lda: lda,
-                       x: b, incx: transB ? 1 : ldb, beta: beta, y: c, incy: ldc)
+            blasGemv(trans: transA, m: transA ? k : m, n: transA ? m : k, alpha: alpha, a: a, lda: lda,
+                     x: b, incx: transB ? 1 : ldb, beta: beta, y: c, incy: ldc)
             return
         }
-        BLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                   b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        blasGemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                 b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+    }
+}
+
+extension Float: BLASElement {
+    @inline(__always)
+    static func blasGemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+                         alpha: Float, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                         beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        BLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+    }
+
+    @inline(__always)
+    static func blasGemv(trans: Bool, m: Int, n: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+                         x: UnsafePointer<Float>, incx: Int, beta: Float, y: UnsafeMutablePointer<Float>, incy: Int) {
+        BLAS.sgemv(trans: trans, m: m, n: n, alpha: alpha, a: a, lda: lda, x: x, incx: incx, beta: beta, y: y, incy: incy)
     }
 }
 
 extension Double: BLASElement {
     @inline(__always)
-    static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
-                     alpha: Double, a: UnsafePointer<Double>, lda: Int,
-                     b: UnsafePointer<Double>, ldb: Int,
-                     beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int) {
-        if m == 1 && k > 0 {
-            if transB {
-                BLAS.dgemv(trans: false, m: n, n: k, alpha: alpha, a: b, lda: ldb, x: a, incx: transA ? lda : 1, beta: beta, y: c)
-            } else {
-                BLAS.dgemv(trans: true, m: k, n: n, alpha: alpha, a: b, lda: ldb, x: a, incx: transA ? lda : 1, beta: beta, y: c)
-            }
-            return
-        }
-        if n == 1 && k > 0 {
-            BLAS.dgemv(trans: transA, m: transA ? k : m, n: transA ? m : k, alpha: alpha, a: a, lda: lda,
-                       x: b, incx: transB ? 1 : ldb, beta: beta, y: c, incy: ldc)
-            return
-        }
-        BLAS.dgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                   b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+    static func blasGemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+                         alpha: Double, a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int,
+                         beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int) {
+        BLAS.dgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+    }
+
+    @inline(__always)
+    static func blasGemv(trans: Bool, m: Int, n: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int,
+                         x: UnsafePointer<Double>, incx: Int, beta: Double, y: UnsafeMutablePointer<Double>, incy: Int) {
+        BLAS.dgemv(trans: trans, m: m, n: n, alpha: alpha, a: a, lda: lda, x: x, incx: incx, beta: beta, y: y, incy: incy)
     }
 }
 
