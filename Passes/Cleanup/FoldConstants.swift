@@ -19,9 +19,8 @@ public struct FoldConstantsPass: Pass {
     public static let name = "fold-constants"
     public static let summary = "compute nodes whose inputs are all constants and store their results as initializers"
 
-    static let nondeterministic: Set<String> = [
-        "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Bernoulli", "Multinomial", "Constant",
-    ]
+    /// Random ops stay; Constant nodes already are constants.
+    static let skipped = Interpreter.nondeterministicOps.union(["Constant"])
 
     public let options: Options
     public init(options: Options) { self.options = options }
@@ -32,7 +31,7 @@ public struct FoldConstantsPass: Pass {
         let inputs = Set(graph.inputs.map(ObjectIdentifier.init))
         var folded = 0
         for node in graph.nodes {
-            guard !FoldConstantsPass.nondeterministic.contains(node.opType.name), node.subgraphs.isEmpty,
+            guard !FoldConstantsPass.skipped.contains(node.opType.name), node.subgraphs.isEmpty,
                 node.inputs.contains(where: { $0 != nil }),
                 node.outputs.allSatisfy({ !outputs.contains(ObjectIdentifier($0)) }),
                 // An initializer that is also a graph input is a default the caller may override.

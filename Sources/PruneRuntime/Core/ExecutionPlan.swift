@@ -178,11 +178,6 @@ final class ExecutionPlan {
         stepCalls = Array(repeating: 0, count: steps.count)
     }
 
-    /// Ops whose result is not a function of their inputs: never folded.
-    static let nondeterministic: Set<String> = [
-        "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Bernoulli", "Multinomial",
-    ]
-
     /// Largest output a folded step may keep for the life of the plan.
     static let maxFoldedBytes = 1 << 20
 
@@ -202,7 +197,7 @@ final class ExecutionPlan {
         var keptSeconds: [Double] = []
         var folded = 0
         for step in steps {
-            let foldable = !ExecutionPlan.nondeterministic.contains(step.op) && step.node.subgraphs.isEmpty
+            let foldable = !Interpreter.nondeterministicOps.contains(step.op) && step.node.subgraphs.isEmpty
                 && step.inputs.allSatisfy { $0 < 0 || known[$0] != nil }
                 && step.inputs.contains { $0 >= 0 }
             if foldable, let outs = try? run(step, step.inputs.map { $0 < 0 ? nil : known[$0] }) {
@@ -248,7 +243,7 @@ final class ExecutionPlan {
                 derived.formUnion(step.outputs)
                 continue
             }
-            guard !ExecutionPlan.nondeterministic.contains(step.op), step.node.subgraphs.isEmpty,
+            guard !Interpreter.nondeterministicOps.contains(step.op), step.node.subgraphs.isEmpty,
                 step.inputs.contains(where: { $0 >= 0 }),
                 step.inputs.allSatisfy({ $0 < 0 || derived.contains($0) })
             else { continue }

@@ -25,6 +25,12 @@ public final class Interpreter {
         }
     }
 
+    /// Ops whose result is not a function of their inputs: never folded or memoized, here or
+    /// by passes that evaluate constant nodes.
+    public static let nondeterministicOps: Set<String> = [
+        "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Bernoulli", "Multinomial",
+    ]
+
     /// The model being run.
     public let model: Model
     /// The settings it was built with.
