@@ -67,6 +67,11 @@ let package = Package(
             dependencies: ["PruneKit", "PruneIR"],
             path: "Passes/Cleanup"
         ),
+        .target(
+            name: "MagnitudePasses",
+            dependencies: ["PruneKit", "PruneIR"],
+            path: "Passes/Magnitude"
+        ),
         .executableTarget(
             name: "prunec",
             dependencies: [
@@ -74,6 +79,7 @@ let package = Package(
                 "PruneRuntime",
                 "PruneKit",
                 "CleanupPasses",
+                "MagnitudePasses",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -93,7 +99,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PruneKitTests",
-            dependencies: ["PruneKit", "PruneIR", "PruneRuntime", "CleanupPasses"]
+            dependencies: ["PruneKit", "PruneIR", "PruneRuntime", "CleanupPasses", "MagnitudePasses", "PruneTestSupport"]
         ),
         .testTarget(
             name: "PrunecTests",

@@ -48,12 +48,37 @@ public struct ShapeInference: Sendable {
     ///   with a fully static shape, which ops had no rule.
     @discardableResult
     public func run(on model: Model) -> ShapeInferenceReport {
+        runCollectingConstants(on: model).report
+    }
+
+    /// Infers types like ``run(on:)`` and also returns the small integer tensors inference could
+    /// evaluate (shape arithmetic such as `Shape → Gather → Div → Mul`), for analyses that need
+    /// the value of a `Slice` bound or a `Reshape` target that is computed rather than stored.
+    public func runCollectingConstants(on model: Model) -> (report: ShapeInferenceReport, constants: KnownIntegers) {
         let state = InferenceState(model: model)
         state.applyOverrides(overrides, to: model.graph)
         if !state.bindings.isEmpty { state.substituteBoundSymbols(in: model.graph) }
         state.infer(model.graph)
         state.collectStatistics(model.graph)
-        return state.report
+        var table: [ObjectIdentifier: [Int]] = [:]
+        for (id, k) in state.known where KnownTensor.isInteger(k.dtype) {
+            if let v = k.ints { table[id] = v }
+        }
+        return (state.report, KnownIntegers(table: table))
+    }
+}
+
+/// Integer tensors whose every element shape inference could compute, by value.
+public struct KnownIntegers: Sendable {
+    let table: [ObjectIdentifier: [Int]]
+
+    /// The elements of `value` (row-major), when all are known numbers; constants always are.
+    public func ints(of value: Value) -> [Int]? {
+        if let v = table[ObjectIdentifier(value)] { return v }
+        guard let t = value.constantValue, KnownTensor.isInteger(t.dtype), t.elementCount <= InferenceState.maxKnownElements,
+            let v = try? t.int64s()
+        else { return nil }
+        return v.map { Int($0) }
     }
 }
 
@@ -117,7 +142,7 @@ final class InferenceState {
     let opsets: [String: Int]
     var bindings: [String: Int] = [:]
     var report = ShapeInferenceReport()
-    private var known: [ObjectIdentifier: KnownTensor] = [:]
+    private(set) var known: [ObjectIdentifier: KnownTensor] = [:]
     private var notKnown: Set<ObjectIdentifier> = []
 
     init(model: Model) {

@@ -12,6 +12,8 @@ public enum IRError: Error, Equatable, CustomStringConvertible {
     case unsupportedConversion(tensor: String, from: DType, to: DType)
     /// The verifier found problems; each string is one finding.
     case verificationFailed([String])
+    /// An operation the IR does not support on this data (named in the message).
+    case unsupported(String)
 
     public var description: String {
         switch self {
@@ -23,6 +25,8 @@ public enum IRError: Error, Equatable, CustomStringConvertible {
             return "node \(n) is not in this graph"
         case .unsupportedConversion(let t, let from, let to):
             return "tensor '\(t)': cannot convert \(from) elements to \(to)"
+        case .unsupported(let what):
+            return "unsupported: \(what)"
         case .verificationFailed(let findings):
             let shown = findings.prefix(5).joined(separator: "; ")
             return "invalid graph: \(shown)\(findings.count > 5 ? " (and \(findings.count - 5) more)" : "")"

@@ -108,6 +108,12 @@ public struct OptionError: Error, Equatable, CustomStringConvertible {
     public let key: String
     /// What is wrong.
     public let message: String
+    /// An error about option `key`; `message` continues "option 'key' ...".
+    public init(key: String, message: String) {
+        self.key = key
+        self.message = message
+    }
+
     public var description: String { "option '\(key)' \(message)" }
 }
 

@@ -43,7 +43,13 @@ public struct PassRegistry: Sendable {
                 throw PipelineError(text: source, column: max(1, element.column),
                                     message: "unknown pass '\(element.name)'" + (known.isEmpty ? "" : " (passes: \(known))"))
             }
-            return try entry.make(values(for: element, of: entry, source: source))
+            do {
+                return try entry.make(values(for: element, of: entry, source: source))
+            } catch let e as OptionError {
+                // Checks across options (in the pass's Options init) point at the option they name.
+                let column = element.options.first { $0.key == e.key }?.valueColumn ?? element.column
+                throw PipelineError(text: source, column: max(1, column), message: "pass '\(entry.name)': \(e)")
+            }
         }
     }
 

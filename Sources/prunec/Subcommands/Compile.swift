@@ -1,28 +1,122 @@
 import ArgumentParser
 import Foundation
+import Logging
 import PruneIR
+import PruneKit
+import PruneRuntime
 
 extension Prunec {
-    /// `prunec MODEL -o OUT`: import, run the pipeline, verify, export.
+    /// `prunec MODEL --pass P ... -o OUT`: import, run the pipeline, validate, export.
     struct Compile: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Compile a model: import, verify and write it (the default command).",
-            discussion: "With no pass this is a round trip: an unchanged model is written back byte-identical where its writer was a conforming protobuf serializer.")
+            abstract: "Prune a model: run a pass pipeline, validate the result against the original, write it (the default command).",
+            discussion: """
+                Passes run in the order given; each --pass may hold one pass or a whole pipeline \
+                (magnitude{sparsity=0.3},fold-masks). `prunec passes --options` lists them.
+
+                After the pipeline, prunec runs the original and the result on the calibration data \
+                (--calib, every sample set in it) or on deterministic sample inputs, and reports the \
+                drift per output (max abs, relative L2, cosine), parameters, MACs and interpreter \
+                latency before and after. With --max-drift, a result whose relative L2 drift on any \
+                output exceeds the limit is not written (exit 1).
+
+                With no pass this is a round trip: an unchanged model is written back byte-identical \
+                where its writer was a conforming protobuf serializer.
+
+                Example:
+                  prunec model.onnx --pass 'magnitude{sparsity=0.3}' --pass fold-masks -o small.onnx --report report.json
+                """)
 
         @OptionGroup var input: ModelInputOptions
         @OptionGroup var outputOptions: ModelOutputOptions
 
+        @Option(name: .customLong("pass"), help: ArgumentHelp("A pass or pipeline to run (repeatable), e.g. 'magnitude{sparsity=0.3}'.", valueName: "pipeline"))
+        var passes: [String] = []
+
+        @Option(name: .customLong("calib"), help: ArgumentHelp("Calibration data (.npz keyed by input name, with optional set1., set2. ... samples, or a test_data_set folder) for the passes and the validation.", valueName: "data"))
+        var calib: String?
+
+        @Option(name: .customLong("report"), help: ArgumentHelp("Write the report (before/after, drift, passes) as JSON here.", valueName: "file.json"))
+        var report: String?
+
+        @Option(name: .customLong("max-drift"), help: ArgumentHelp("Refuse to write the result when any output's relative L2 drift exceeds this (e.g. 0.05).", valueName: "x"))
+        var maxDrift: Double?
+
+        @Option(help: ArgumentHelp("Seed for passes and sample inputs.", valueName: "n"))
+        var seed: UInt64 = 0
+
+        @OptionGroup var threadOptions: ThreadOptions
+
+        @Option(name: .customLong("shape"), help: ArgumentHelp("Shape of a synthesized sample input when there is no --calib (repeatable).", valueName: "name=1x16"))
+        var shapes: [String] = []
+
+        @Flag(name: .customLong("verify-each"), help: "Verify the IR after every pass (always on in debug builds).")
+        var verifyEach = false
+
+        @Option(name: .customLong("print-ir-after"), help: ArgumentHelp("Print the IR to stderr after the named pass (repeatable).", valueName: "pass"))
+        var printIRAfter: [String] = []
+
+        @Flag(name: .customLong("no-validate"), help: "Skip running the original and the result (no drift, no latency).")
+        var noValidate = false
+
+        @Option(help: ArgumentHelp("Timed interpreter runs per model for the latency figures.", valueName: "n"))
+        var runs: Int = 5
+
+        @Flag(name: [.customShort("v"), .long], help: "Log every pass's details.")
+        var verbose = false
+
         func validate() throws {
-            guard outputOptions.output != nil else {
+            guard outputOptions.output != nil || !passes.isEmpty && report != nil else {
                 throw ValidationError("missing -o/--output: where should the compiled model go?")
             }
+            if let maxDrift, !(maxDrift >= 0) { throw ValidationError("--max-drift must be 0 or more, got \(maxDrift)") }
+            if runs < 1 { throw ValidationError("--runs must be at least 1, got \(runs)") }
+            if maxDrift != nil && noValidate { throw ValidationError("--max-drift needs the validation that --no-validate skips") }
+            _ = try InputShapes.parse(shapes)
+            _ = try pipeline()
+        }
+
+        /// Every --pass joined into one pipeline; a syntax error points at its column.
+        func pipeline() throws -> Pipeline {
+            var p = Pipeline([])
+            for text in passes {
+                do {
+                    p = p + (try Pipeline.parse(text))
+                } catch let e as PipelineError {
+                    throw ValidationError("--pass: \(e)")
+                }
+            }
+            return p
         }
 
         func run() throws {
             try reportingErrors {
                 let model = try input.load()
-                guard let output = outputOptions.output else { return }
-                try ModelExporter.write(model, to: URL(fileURLWithPath: output), options: outputOptions.exportOptions)
+                let pipeline = try pipeline()
+                let manager: PassManager
+                do {
+                    manager = try PassManager(pipeline: pipeline, registry: BuiltinPasses.registry, text: passes.joined(separator: ","))
+                } catch let e as PipelineError {
+                    throw ValidationError("--pass: \(e)")
+                }
+                if verifyEach { manager.verifyEach = true }
+                if !printIRAfter.isEmpty {
+                    manager.instrumentations.append(PrintIRAfter(Set(printIRAfter)) { FileHandle.standardError.write(Data($0.utf8)) })
+                }
+                var logger = Logger(label: "prunec")
+                logger.logLevel = verbose ? .debug : .info
+                let context = PassContext(logger: logger, seed: seed, threads: threadOptions.threads, calibration: [])
+                let records: [PassRecord]
+                do {
+                    records = try manager.run(on: model, context: context)
+                } catch let f as PassFailure {
+                    Diagnostics.error("\(input.model): \(f)")
+                    throw ExitCode(PrunecExit.badInput)
+                }
+                _ = records
+                if let output = outputOptions.output {
+                    try ModelExporter.write(model, to: URL(fileURLWithPath: output), options: outputOptions.exportOptions)
+                }
                 PeakMemory.reportIfAsked(input.reportPeakRSS)
             }
         }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PruneIR
+import PruneKit
 
 extension Prunec {
     /// `prunec inspect MODEL`: what a model holds.
@@ -29,6 +30,9 @@ extension Prunec {
         @Flag(name: .customLong("no-check"), help: "Skip libonnx's checker.")
         var noCheck = false
 
+        @Flag(help: "List the pruning groups (channels, heads, neurons, residual blocks) with their size and cost, and why some are blocked.")
+        var groups = false
+
         func validate() throws {
             _ = try parsedShapes()
         }
@@ -48,10 +52,19 @@ extension Prunec {
                     check = LibONNX.check(modelAt: input.url, irVersion: Int(model.irVersion), opsets: opsets, fullCheck: false)
                 }
                 let summary = ModelSummary(model: model, file: input.model, shapes: shapes, check: check)
+                let analysis = groups ? PruningGroups.analyze(model) : nil
                 if json {
-                    print(try summary.json())
+                    var text = try summary.json()
+                    if let analysis,
+                        var object = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+                    {
+                        object["groups"] = GroupTables.rows(analysis)
+                        text = String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
+                    }
+                    print(text)
                 } else {
                     print(InspectTables.render(summary, allNodes: allNodes), terminator: "")
+                    if let analysis { print("\n" + GroupTables.render(analysis), terminator: "") }
                 }
                 PeakMemory.reportIfAsked(input.reportPeakRSS)
             }

@@ -1,4 +1,5 @@
 import CleanupPasses
+import MagnitudePasses
 import PruneKit
 
 /// The passes that ship with prunec (one line per pass family target).
@@ -7,6 +8,8 @@ enum BuiltinPasses {
         var r = PassRegistry()
         r.register(DeadCodeEliminationPass.self)
         r.register(FoldConstantsPass.self)
+        r.register(FoldMasksPass.self)
+        r.register(MagnitudePass.self)
         return r
     }
 }

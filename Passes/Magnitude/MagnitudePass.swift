@@ -1,0 +1,99 @@
+import Foundation
+import PruneIR
+import PruneKit
+
+/// `magnitude`: the classic baseline. Scores every unit of every pruning group by the norm of its
+/// weights (L1 or L2 over all the slices the unit owns: the producing layer's rows, biases, norm
+/// parameters and the consuming layer's columns), then gates the lowest-scoring units to zero.
+/// Residual blocks (`kinds=blocks`) are scored by the norm of their branch's weights per parameter.
+/// Run `fold-masks` afterwards to make the model smaller.
+public struct MagnitudePass: Pass {
+    public struct Options: PassOptions {
+        public static let declarations = PruningTarget.declarations + [
+            OptionSpec("norm", .choice(["l1", "l2"]), default: .string("l2"), help: "weight norm that scores a unit"),
+        ]
+        public var target: PruningTarget
+        public var norm: String
+        public init(_ v: OptionValues) throws {
+            target = try PruningTarget(v)
+            norm = v.string("norm")
+        }
+    }
+
+    public static let name = "magnitude"
+    public static let summary = "gate the units (channels, heads, neurons, blocks) with the smallest weight norm"
+
+    public let options: Options
+    public init(options: Options) { self.options = options }
+
+    public func run(on model: Model, context: PassContext) throws -> PassResult {
+        let analysis = PruningGroups.analyze(model)
+        let groups = analysis.groups(of: options.target.kinds)
+        let blocks = options.target.kinds.contains(.blocks) ? analysis.blocks : []
+        guard !groups.isEmpty || !blocks.isEmpty else {
+            throw PruningError.nothingToPrune(kinds: options.target.kinds, blocked: analysis.blocked.map { ($0.name, $0.blockedReason ?? "") })
+        }
+        var stats: [String: Double] = ["groups": Double(groups.count)]
+        if !groups.isEmpty {
+            var candidates: [UnitSelection.Candidate] = []
+            for (gi, g) in groups.enumerated() {
+                let scores = try unitScores(g)
+                for u in 0 ..< g.unitCount {
+                    candidates.append(.init(group: gi, unit: u, score: scores[u], params: Double(g.paramsPerUnit[u]), macs: g.macsPerUnit[u]))
+                }
+            }
+            let keep = try UnitSelection.select(
+                unitCounts: groups.map(\.unitCount), names: groups.map(\.name), candidates: candidates, target: options.target,
+                totalParams: CostModel.parameterCount(model), totalMACs: CostModel().totalMACs(model) ?? 0)
+            for (g, k) in zip(groups, keep) {
+                let removed = k.filter { !$0 }.count
+                stats["\(g.kind)-removed", default: 0] += Double(removed)
+                guard removed > 0 else { continue }
+                try Masks.set(k.map { $0 ? 1 : 0 }, for: g, in: model)
+                context.logger.debug("\(g.kind) group '\(g.name)': \(removed) of \(g.unitCount) units gated")
+            }
+        }
+        if !blocks.isEmpty {
+            let scores = try blocks.map { b in try blockScore(b) }
+            let k = Int((options.target.amount * Double(blocks.count)).rounded(.toNearestOrEven))
+            guard k < blocks.count else {
+                throw SelectionError.emptied(group: "residual blocks", units: blocks.count, amount: options.target.amount)
+            }
+            let order = scores.indices.sorted { (scores[$0], $0) < (scores[$1], $1) }
+            for i in order.prefix(k) { try Masks.set(0, for: blocks[i], in: model) }
+            stats["blocks-removed"] = Double(k)
+        }
+        return PassResult(changed: true, statistics: stats)
+    }
+
+    /// Norm of each unit's weights, summed over the group's parameter slices.
+    func unitScores(_ g: PruningGroup) throws -> [Double] {
+        var acc = [Double](repeating: 0, count: g.unitCount)
+        for sl in g.parameters {
+            guard let t = sl.value.constantValue, t.dtype.isFloatingPoint else { continue }
+            let w = try t.floats()
+            let shape = t.shape
+            let inner = shape[(sl.axis + 1)...].reduce(1, *)
+            let n = sl.size
+            for (i, x) in w.enumerated() {
+                let u = sl.units[(i / inner) % n]
+                acc[u] += options.norm == "l1" ? Double(abs(x)) : Double(x) * Double(x)
+            }
+        }
+        return options.norm == "l1" ? acc : acc.map { $0.squareRoot() }
+    }
+
+    /// A block's weight norm per parameter (so large and small blocks compare).
+    func blockScore(_ b: ResidualBlock) throws -> Double {
+        var sum = 0.0, count = 0
+        var seen: Set<ObjectIdentifier> = []
+        for n in b.branch {
+            for case let v? in n.inputs where v.initializer != nil && seen.insert(ObjectIdentifier(v)).inserted {
+                guard let t = v.initializer, t.dtype.isFloatingPoint, t.elementCount > 1 else { continue }
+                for x in try t.floats() { sum += options.norm == "l1" ? Double(abs(x)) : Double(x) * Double(x) }
+                count += t.elementCount
+            }
+        }
+        return count == 0 ? 0 : (options.norm == "l1" ? sum : sum.squareRoot()) / Double(count)
+    }
+}

@@ -1,0 +1,292 @@
+import PruneIR
+
+/// The pruning groups of a model (after Torch-Pruning's DepGraph, on the ONNX graph).
+///
+/// The analysis starts at every MAC-bearing node with a constant weight (Conv, ConvTranspose,
+/// MatMul, Gemm) and follows the output channel axis through the graph, forward and backward,
+/// one rule per op (``GroupBuilder``). Every index of every axis it reaches is an element of a
+/// union-find; ops unite elements that must go together (a bias with its channel, a residual `Add`
+/// with both operands, a Q row with its head). The classes are the units, the connected axes
+/// are a group. Ops without a rule close a group off (it is reported, blocked, never pruned).
+///
+/// ```swift
+/// let analysis = PruningGroups.analyze(model)
+/// for g in analysis.groups { print(g.kind, g.name, g.unitCount, g.params) }
+/// ```
+public struct PruningGroups {
+    /// Groups that may be pruned, in model order.
+    public let groups: [PruningGroup]
+    /// Groups the analysis had to close off, with the reason.
+    public let blocked: [PruningGroup]
+    /// Residual blocks that can be skipped as a whole.
+    public let blocks: [ResidualBlock]
+
+    /// Analyses `model` (main graph). Shape inference runs first, so value types get filled in.
+    public static func analyze(_ model: Model) -> PruningGroups {
+        let (_, constants) = ShapeInference().runCollectingConstants(on: model)
+        let builder = GroupBuilder(model: model, constants: constants)
+        builder.build()
+        let all = builder.extractGroups()
+        return PruningGroups(
+            groups: all.filter(\.isPrunable), blocked: all.filter { !$0.isPrunable },
+            blocks: ResidualBlock.find(in: model))
+    }
+
+    /// Prunable groups of the given kinds.
+    public func groups(of kinds: Set<GroupKind>) -> [PruningGroup] {
+        groups.filter { kinds.contains($0.kind) }
+    }
+}
+
+/// The closure engine behind ``PruningGroups``: sites (tensor axes), a union-find over their
+/// indices, and a union-find over the sites themselves (the groups).
+final class GroupBuilder {
+    enum SiteKey: Hashable {
+        case activation(ObjectIdentifier, Int)
+        case parameter(ObjectIdentifier, Int, Int)
+    }
+
+    struct Site {
+        let value: Value
+        /// For parameters: the node reading the constant, and which input.
+        let node: Node?
+        let input: Int
+        let axis: Int
+        let size: Int
+        /// First element id.
+        let base: Int
+    }
+
+    enum Port: Hashable {
+        case input(Int)
+        case output(Int)
+    }
+
+    struct Visit: Hashable {
+        let node: ObjectIdentifier
+        let site: Int
+    }
+
+    let model: Model
+    let graph: Graph
+    let constants: KnownIntegers
+    let opset: Int
+    let graphOutputs: Set<ObjectIdentifier>
+
+    var sites: [Site] = []
+    var siteIndex: [SiteKey: Int] = [:]
+    var elementParent: [Int32] = []
+    var siteParent: [Int] = []
+    /// Why a group is closed, by site (read at the component's root after merging).
+    var blockReason: [Int: String] = [:]
+    /// Sites reached through a Reshape that split or merged the axis (an attention head layout).
+    var regrouped: Set<Int> = []
+    /// Contractions that consume a site (the next layer's input channels): gates go there.
+    var absorbing: [(site: Int, node: Node)] = []
+    var visited: Set<Visit> = []
+    var queue: [Int] = []
+
+    init(model: Model, constants: KnownIntegers) {
+        self.model = model
+        self.graph = model.graph
+        self.constants = constants
+        self.opset = Int(model.opsetVersion() ?? 21)
+        self.graphOutputs = Set(model.graph.outputs.map(ObjectIdentifier.init))
+    }
+
+    // MARK: Building
+
+    /// Seeds every weight-bearing layer's output channel axis and runs the closure.
+    func build() {
+        for node in graph.nodes {
+            guard let (value, axis) = seed(of: node) else { continue }
+            if siteIndex[.activation(ObjectIdentifier(value), axis)] != nil { continue }
+            guard let s = activationSite(value, axis) else { continue }
+            drain()
+            _ = s
+        }
+    }
+
+    /// The output axis a MAC-bearing node with a constant weight produces channels on.
+    func seed(of node: Node) -> (Value, Int)? {
+        guard let out = node.outputs.first, let rank = rankOf(out) else { return nil }
+        func constant(_ i: Int) -> Bool { node.inputs.count > i && node.inputs[i]?.constantValue != nil }
+        guard node.opType.canonicalDomain.isEmpty else { return nil }
+        switch node.opType.name {
+        case "Conv", "ConvTranspose":
+            return constant(1) && rank >= 3 ? (out, 1) : nil
+        case "MatMul":
+            guard constant(1), let b = node.inputs[1], rankOf(b) == 2 else { return nil }
+            return (out, rank - 1)
+        case "Gemm":
+            return constant(1) && rank == 2 ? (out, 1) : nil
+        default:
+            return nil
+        }
+    }
+
+    func drain() {
+        while let s = queue.popLast() { process(s) }
+    }
+
+    /// Follows an activation axis to its producer and its consumers.
+    func process(_ s: Int) {
+        let v = sites[s].value
+        let id = ObjectIdentifier(v)
+        if graphOutputs.contains(id) { block(s, "it reaches the graph output '\(v.name)'") }
+        if let p = v.producer {
+            visit(p, s, .output(v.outputIndex))
+        } else {
+            block(s, "it reaches the graph input '\(v.name)'")
+        }
+        for use in v.uses {
+            if use.node.graph !== graph {
+                block(s, "'\(v.name)' is read inside a subgraph")
+                continue
+            }
+            visit(use.node, s, .input(use.inputIndex))
+        }
+    }
+
+    func visit(_ node: Node, _ s: Int, _ port: Port) {
+        guard visited.insert(Visit(node: ObjectIdentifier(node), site: s)).inserted else { return }
+        applyRule(node, s, port)
+    }
+
+    // MARK: Sites
+
+    func rankOf(_ v: Value) -> Int? { v.type?.shape?.rank ?? v.constantValue?.shape.count }
+
+    func dims(_ v: Value) -> [Dim]? {
+        if let t = v.constantValue { return t.shape.map { .known($0) } }
+        return v.type?.shape?.dims
+    }
+
+    func dim(_ v: Value, _ axis: Int) -> Int? {
+        guard let d = dims(v), axis >= 0, axis < d.count else { return nil }
+        return d[axis].value
+    }
+
+    /// Whether input `i` of `node` is a constant that this use may slice (not a graph input).
+    func isConstantOperand(_ node: Node, _ i: Int) -> Bool {
+        guard i < node.inputs.count, let v = node.inputs[i] else { return false }
+        return v.constantValue != nil && !graph.inputs.contains { $0 === v }
+    }
+
+    /// The site of an activation axis, made (and queued) on first use; `nil` when the size is unknown.
+    func activationSite(_ v: Value, _ axis: Int) -> Int? {
+        let key = SiteKey.activation(ObjectIdentifier(v), axis)
+        if let s = siteIndex[key] { return s }
+        guard let n = dim(v, axis), n > 0 else { return nil }
+        let s = addSite(key, Site(value: v, node: nil, input: 0, axis: axis, size: n, base: elementParent.count))
+        queue.append(s)
+        return s
+    }
+
+    /// The site of one use of a constant, on `axis`.
+    func parameterSite(_ node: Node, _ input: Int, _ axis: Int) -> Int? {
+        let key = SiteKey.parameter(ObjectIdentifier(node), input, axis)
+        if let s = siteIndex[key] { return s }
+        guard let v = node.inputs[input], let n = dim(v, axis), n > 0 else { return nil }
+        return addSite(key, Site(value: v, node: node, input: input, axis: axis, size: n, base: elementParent.count))
+    }
+
+    func addSite(_ key: SiteKey, _ site: Site) -> Int {
+        let s = sites.count
+        sites.append(site)
+        siteIndex[key] = s
+        siteParent.append(s)
+        let start = Int32(elementParent.count)
+        elementParent.append(contentsOf: (0 ..< Int32(site.size)).map { start + $0 })
+        return s
+    }
+
+    /// The site of input `i` of `node` on `axis`: a parameter site for constants.
+    func operand(_ node: Node, _ i: Int, _ axis: Int) -> Int? {
+        guard i < node.inputs.count, let v = node.inputs[i] else { return nil }
+        return isConstantOperand(node, i) ? parameterSite(node, i, axis) : activationSite(v, axis)
+    }
+
+    // MARK: Union-find
+
+    func findElement(_ e: Int) -> Int {
+        var x = Int32(e)
+        while elementParent[Int(x)] != x {
+            elementParent[Int(x)] = elementParent[Int(elementParent[Int(x)])]
+            x = elementParent[Int(x)]
+        }
+        return Int(x)
+    }
+
+    func unionElements(_ a: Int, _ b: Int) {
+        let ra = findElement(a), rb = findElement(b)
+        if ra != rb { elementParent[max(ra, rb)] = Int32(min(ra, rb)) }
+    }
+
+    func findSite(_ s: Int) -> Int {
+        var x = s
+        while siteParent[x] != x {
+            siteParent[x] = siteParent[siteParent[x]]
+            x = siteParent[x]
+        }
+        return x
+    }
+
+    func unionSites(_ a: Int, _ b: Int) {
+        let ra = findSite(a), rb = findSite(b)
+        guard ra != rb else { return }
+        let (root, child) = (min(ra, rb), max(ra, rb))
+        siteParent[child] = root
+        if blockReason[root] == nil, let r = blockReason[child] { blockReason[root] = r }
+        if regrouped.contains(child) { regrouped.insert(root) }
+    }
+
+    // MARK: Links
+
+    /// Ties `count` indices one to one: `a[offsetA + i]` with `b[offsetB + i]`.
+    func linkIdentity(_ a: Int, _ b: Int, offsetA: Int = 0, offsetB: Int = 0, count: Int? = nil) {
+        let n = count ?? min(sites[a].size - offsetA, sites[b].size - offsetB)
+        guard offsetA + n <= sites[a].size, offsetB + n <= sites[b].size else {
+            block(a, "sizes do not match between '\(sites[a].value.name)' and '\(sites[b].value.name)'")
+            unionSites(a, b)
+            return
+        }
+        unionSites(a, b)
+        let ba = sites[a].base + offsetA, bb = sites[b].base + offsetB
+        for i in 0 ..< n { unionElements(ba + i, bb + i) }
+    }
+
+    /// Ties every index `j` of `fine` to index `j / factor` of `coarse` (a head's rows to its head).
+    func linkCoarse(fine: Int, coarse: Int, factor: Int) {
+        guard factor > 0, sites[fine].size == sites[coarse].size * factor else {
+            block(fine, "a reshape of '\(sites[fine].value.name)' does not split evenly")
+            unionSites(fine, coarse)
+            return
+        }
+        unionSites(fine, coarse)
+        regrouped.insert(findSite(fine))
+        let bf = sites[fine].base, bc = sites[coarse].base
+        for j in 0 ..< sites[fine].size { unionElements(bf + j, bc + j / factor) }
+    }
+
+    /// Links `s` to input `i` (or an output) of `node` on `axis`, one to one; closes the group when
+    /// that axis has an unknown size.
+    func link(_ s: Int, _ node: Node, input i: Int, axis: Int, offsetA: Int = 0, offsetB: Int = 0, count: Int? = nil) {
+        guard let t = operand(node, i, axis) else {
+            return block(s, "the size of axis \(axis) of '\(node.inputs[i]?.name ?? "?")' (input of \(node.displayName)) is unknown")
+        }
+        linkIdentity(s, t, offsetA: offsetA, offsetB: offsetB, count: count)
+    }
+
+    func link(_ s: Int, _ node: Node, output k: Int, axis: Int, offsetA: Int = 0, offsetB: Int = 0, count: Int? = nil) {
+        guard k < node.outputs.count, let t = activationSite(node.outputs[k], axis) else {
+            return block(s, "the size of axis \(axis) of the output of \(node.displayName) is unknown")
+        }
+        linkIdentity(s, t, offsetA: offsetA, offsetB: offsetB, count: count)
+    }
+
+    func block(_ s: Int, _ reason: String) {
+        let r = findSite(s)
+        if blockReason[r] == nil { blockReason[r] = reason }
+    }
+}

@@ -1,0 +1,146 @@
+import PruneIR
+
+/// Turns the closure's connected sites into ``PruningGroup``s: units, slices, gate sites, costs.
+extension GroupBuilder {
+    func extractGroups() -> [PruningGroup] {
+        var members: [Int: [Int]] = [:]
+        var roots: [Int] = []
+        for s in sites.indices {
+            let r = findSite(s)
+            if members[r] == nil { roots.append(r) }
+            members[r, default: []].append(s)
+        }
+        var position: [ObjectIdentifier: Int] = [:]
+        for (i, n) in graph.nodes.enumerated() { position[ObjectIdentifier(n)] = i }
+        let costs = CostModel().costs(model)
+        var absorbedBy: [Int: [Int]] = [:]
+        for (s, _) in absorbing { absorbedBy[findSite(s), default: []].append(s) }
+
+        var groups: [PruningGroup] = []
+        for r in roots {
+            guard let ss = members[r] else { continue }
+            groups.append(makeGroup(id: groups.count, root: r, members: ss, absorbed: absorbedBy[r] ?? [], position: position, costs: costs))
+        }
+        return groups
+    }
+
+    private func makeGroup(id: Int, root r: Int, members ss: [Int], absorbed: [Int], position: [ObjectIdentifier: Int], costs: [NodeCost]) -> PruningGroup {
+        // Units are numbered in the order the first site (the seed layer's outputs) meets them.
+        var unitOf: [Int: Int] = [:]
+        var unitsBySite: [Int: [Int]] = [:]
+        for s in ss {
+            let site = sites[s]
+            var units: [Int] = []
+            units.reserveCapacity(site.size)
+            for e in 0 ..< site.size {
+                let root = findElement(site.base + e)
+                if let u = unitOf[root] {
+                    units.append(u)
+                } else {
+                    unitOf[root] = unitOf.count
+                    units.append(unitOf.count - 1)
+                }
+            }
+            unitsBySite[s] = units
+        }
+        let unitCount = unitOf.count
+        var slices: [GroupSlice] = []
+        for s in ss {
+            let site = sites[s]
+            let target: GroupSlice.Target = site.node.map { .parameter(node: $0, input: site.input) } ?? .activation(site.value)
+            let isMask = site.node != nil && Masks.isMask(site.value)
+            slices.append(GroupSlice(target: target, axis: site.axis, size: site.size, units: unitsBySite[s] ?? [], isMask: isMask))
+        }
+
+        var params = [Int](repeating: 0, count: unitCount)
+        var masks: [Float]?
+        for sl in slices where sl.isParameter {
+            guard let t = sl.value.constantValue else { continue }
+            if sl.isMask {
+                guard let v = try? t.floats() else { continue }
+                var m = masks ?? [Float](repeating: .infinity, count: unitCount)
+                // A mask is shaped [units, 1, ...]: element i of the axis is element i of the data.
+                for (i, u) in sl.units.enumerated() where i < v.count { m[u] = min(m[u], v[i]) }
+                masks = m
+                continue
+            }
+            let per = t.elementCount / max(sl.size, 1)
+            for u in sl.units { params[u] += per }
+        }
+
+        var macs = [Double](repeating: 0, count: unitCount)
+        var paramSiteOf: [ObjectIdentifier: GroupSlice] = [:]
+        var activationSiteOf: [ObjectIdentifier: GroupSlice] = [:]
+        for sl in slices {
+            if let n = sl.node, !sl.isMask {
+                if case .parameter(_, 1) = sl.target { paramSiteOf[ObjectIdentifier(n)] = sl }
+            } else if !sl.isParameter {
+                activationSiteOf[ObjectIdentifier(sl.value)] = sl
+            }
+        }
+        var layers: [Node] = []
+        for c in costs {
+            let n = c.node
+            if paramSiteOf[ObjectIdentifier(n)] != nil, CostModel.macBearingOps.contains(n.opType) { layers.append(n) }
+            guard let m = c.macs, m > 0 else { continue }
+            let sl = paramSiteOf[ObjectIdentifier(n)]
+                ?? n.outputs.first.flatMap { activationSiteOf[ObjectIdentifier($0)] }
+                ?? n.inputs.first.flatMap { $0.flatMap { activationSiteOf[ObjectIdentifier($0)] } }
+            guard let sl else { continue }
+            let share = Double(m) / Double(sl.size)
+            for u in sl.units { macs[u] += share }
+        }
+
+        var reason = blockReason[r]
+        let gates = reason == nil ? gateSites(absorbed, unitsBySite: unitsBySite) : []
+        if reason == nil {
+            if unitCount < 2 {
+                reason = "it has a single unit"
+            } else if !slices.contains(where: { $0.isParameter && !$0.isMask }) {
+                reason = "it holds no parameters"
+            } else if gates.isEmpty {
+                reason = "no layer consumes its channels where a gate could sit"
+            }
+        }
+
+        let kind: GroupKind
+        if regrouped.contains(r) {
+            kind = .heads
+        } else if slices.contains(where: { ["Conv", "ConvTranspose"].contains($0.node?.opType.name ?? "") }) {
+            kind = .channels
+        } else {
+            kind = .neurons
+        }
+        let first = layers.min { (position[ObjectIdentifier($0)] ?? .max) < (position[ObjectIdentifier($1)] ?? .max) }
+        let name = first.map { $0.name.isEmpty ? ($0.inputs[1]?.name ?? $0.displayName) : $0.name } ?? sites[r].value.name
+        return PruningGroup(id: id, kind: kind, name: name, unitCount: unitCount, slices: slices, gateSites: gates,
+                            blockedReason: reason, paramsPerUnit: params, macsPerUnit: macs, maskValues: masks)
+    }
+
+    /// One gate per layer input that contracts the group's axis, placed on the nearest value
+    /// (that input, or upstream through reshapes, transposes and unary ops) holding each unit at
+    /// most once: a `[b, s, H*D]` input of an output projection is gated at `[b, s, H, D]`.
+    private func gateSites(_ absorbed: [Int], unitsBySite: [Int: [Int]]) -> [GateSite] {
+        var out: [GateSite] = []
+        var seen: Set<Int> = []
+        outer: for start in absorbed {
+            var s = start
+            for _ in 0 ..< 8 {
+                let units = unitsBySite[s] ?? []
+                if Set(units).count == units.count {
+                    if seen.insert(s).inserted { out.append(GateSite(value: sites[s].value, axis: sites[s].axis, units: units)) }
+                    continue outer
+                }
+                guard let p = sites[s].value.producer, p.opType.canonicalDomain.isEmpty,
+                    GroupBuilder.reshapeLike.contains(p.opType.name) || p.opType.name == "Transpose"
+                        || GroupBuilder.elementwiseUnary.contains(p.opType.name),
+                    let x = p.inputs.first ?? nil, let rank = rankOf(x),
+                    let up = (0 ..< rank).compactMap({ siteIndex[.activation(ObjectIdentifier(x), $0)] }).first(where: { findSite($0) == findSite(s) })
+                else { return [] }
+                s = up
+            }
+            return []
+        }
+        return out
+    }
+}

@@ -1,0 +1,445 @@
+import PruneIR
+
+/// One rule per op: how an axis entering a node (through an input or an output) relates to the
+/// node's other inputs and outputs. A rule either links axes, records the node as the consumer
+/// that contracts the axis, or closes the group with a reason.
+extension GroupBuilder {
+    static let elementwiseUnary: Set<String> = [
+        "Relu", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Erf", "Gelu", "Elu", "Selu", "Celu",
+        "Softplus", "Softsign", "Mish", "Abs", "Neg", "Sqrt", "Exp", "Log", "Reciprocal", "Sin", "Cos", "Floor",
+        "Ceil", "Round", "Sign", "Cast", "CastLike", "Identity", "Dropout", "Clip", "Not", "IsNaN", "IsInf",
+        "ThresholdedRelu", "Swish",
+    ]
+    static let elementwiseBroadcast: Set<String> = [
+        "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Mean", "Sum", "Where", "PRelu", "Equal", "Less", "Greater",
+        "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor", "Mod", "BitShift",
+    ]
+    static let reshapeLike: Set<String> = ["Reshape", "Flatten", "Squeeze", "Unsqueeze"]
+    static let pools: Set<String> = ["MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool", "GlobalLpPool"]
+    static let reductions: Set<String> = [
+        "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
+        "ReduceLogSumExp", "ReduceSumSquare",
+    ]
+
+    func applyRule(_ node: Node, _ s: Int, _ port: Port) {
+        let axis = sites[s].axis
+        let op = node.opType.canonicalDomain.isEmpty ? node.opType.name : node.opType.description
+        // A value that only feeds shape arithmetic does not constrain the channels.
+        if op == "Shape" || op == "Size" { return }
+        if case .input(let i) = port, i > 0, !["Concat", "Sum", "Mean", "Max", "Min", "Where"].contains(op),
+            !GroupBuilder.elementwiseBroadcast.contains(op), !["MatMul", "Gemm"].contains(op)
+        {
+            return block(s, "'\(sites[s].value.name)' is input \(i) of \(node.displayName) (\(op))")
+        }
+        switch op {
+        case _ where GroupBuilder.elementwiseUnary.contains(op):
+            for k in 1 ..< node.outputs.count where node.outputs[k].hasUses || graphOutputs.contains(ObjectIdentifier(node.outputs[k])) {
+                return block(s, "the second output of \(node.displayName) is used")
+            }
+            switch port {
+            case .input: link(s, node, output: 0, axis: axis)
+            case .output: link(s, node, input: 0, axis: axis)
+            }
+        case _ where GroupBuilder.elementwiseBroadcast.contains(op):
+            broadcastRule(node, s, port)
+        case "MatMul":
+            matMulRule(node, s, port)
+        case "Gemm":
+            gemmRule(node, s, port)
+        case "Conv", "ConvTranspose":
+            convRule(node, s, port, transposed: op == "ConvTranspose")
+        case "BatchNormalization", "InstanceNormalization":
+            guard axis <= 1 else { return block(s, "\(node.displayName) normalizes over axis \(axis)") }
+            if node.outputs.dropFirst().contains(where: \.hasUses) { return block(s, "\(node.displayName) is in training mode") }
+            switch port {
+            case .input: link(s, node, output: 0, axis: axis)
+            case .output: link(s, node, input: 0, axis: axis)
+            }
+            if axis == 1 {
+                for i in 1 ..< node.inputs.count where node.inputs[i] != nil { link(s, node, input: i, axis: 0) }
+            }
+        case "LayerNormalization", "RMSNormalization":
+            guard let rank = rankOf(sites[s].value) else { return block(s, "rank unknown at \(node.displayName)") }
+            var first = (try? node.attribute("axis", as: Int.self)) ?? -1
+            if first < 0 { first += rank }
+            guard axis < first else { return block(s, "\(node.displayName) normalizes over the channels") }
+            if node.outputs.dropFirst().contains(where: \.hasUses) { return block(s, "\(node.displayName) has used statistics outputs") }
+            passThrough(node, s, port)
+        case "GroupNormalization":
+            guard axis == 0 else { return block(s, "\(node.displayName) normalizes groups of channels") }
+            passThrough(node, s, port)
+        case "Softmax", "LogSoftmax", "Hardmax":
+            guard let rank = rankOf(sites[s].value) else { return block(s, "rank unknown at \(node.displayName)") }
+            var a = (try? node.attribute("axis", as: Int.self)) ?? (opset >= 13 ? -1 : 1)
+            if a < 0 { a += rank }
+            let covered = opset >= 13 ? axis == a : axis >= a
+            guard !covered else { return block(s, "\(node.displayName) normalizes over the channels") }
+            passThrough(node, s, port)
+        case "Transpose":
+            guard let rank = rankOf(sites[s].value) else { return block(s, "rank unknown at \(node.displayName)") }
+            let perm = ((try? node.attribute("perm", as: [Int].self)) ?? nil) ?? Array((0 ..< rank).reversed())
+            switch port {
+            case .input:
+                guard let j = perm.firstIndex(of: axis) else { return block(s, "bad perm at \(node.displayName)") }
+                link(s, node, output: 0, axis: j)
+            case .output:
+                guard axis < perm.count else { return block(s, "bad perm at \(node.displayName)") }
+                link(s, node, input: 0, axis: perm[axis])
+            }
+        case _ where GroupBuilder.reshapeLike.contains(op):
+            reshapeRule(node, s, port)
+        case "Split":
+            splitRule(node, s, port)
+        case "Slice":
+            sliceRule(node, s, port)
+        case "Concat":
+            concatRule(node, s, port)
+        case "Gather":
+            gatherRule(node, s, port)
+        case _ where GroupBuilder.pools.contains(op):
+            guard axis <= 1 else { return block(s, "\(node.displayName) pools over axis \(axis)") }
+            if node.outputs.dropFirst().contains(where: \.hasUses) { return block(s, "\(node.displayName) has a used indices output") }
+            passThrough(node, s, port)
+        case "Resize", "Upsample":
+            guard axis <= 1 else { return block(s, "\(node.displayName) resizes axis \(axis)") }
+            passThrough(node, s, port)
+        case _ where GroupBuilder.reductions.contains(op):
+            reduceRule(node, s, port)
+        case "Pad":
+            padRule(node, s, port)
+        case "Expand":
+            expandRule(node, s, port)
+        default:
+            block(s, "\(node.displayName) (\(op)) is not understood by the group analysis")
+        }
+    }
+
+    /// Same axis on input 0 and output 0.
+    func passThrough(_ node: Node, _ s: Int, _ port: Port) {
+        let axis = sites[s].axis
+        switch port {
+        case .input: link(s, node, output: 0, axis: axis)
+        case .output: link(s, node, input: 0, axis: axis)
+        }
+    }
+
+    /// Numpy broadcasting: operands with the full axis are tied; size-1 or missing axes are not.
+    func broadcastRule(_ node: Node, _ s: Int, _ port: Port) {
+        guard let out = node.outputs.first, let r = rankOf(out) else { return block(s, "rank unknown at \(node.displayName)") }
+        let a: Int
+        switch port {
+        case .output: a = sites[s].axis
+        case .input(let i):
+            guard let v = node.inputs[i], let ri = rankOf(v) else { return block(s, "rank unknown at \(node.displayName)") }
+            a = sites[s].axis + (r - ri)
+        }
+        for (j, v) in node.inputs.enumerated() {
+            guard let v, let rj = rankOf(v) else { continue }
+            let aj = a - (r - rj)
+            guard aj >= 0 else { continue }
+            guard let d = dim(v, aj) else { return block(s, "axis \(aj) of '\(v.name)' at \(node.displayName) has an unknown size") }
+            if d == 1 { continue }
+            link(s, node, input: j, axis: aj)
+        }
+        link(s, node, output: 0, axis: a)
+    }
+
+    func matMulRule(_ node: Node, _ s: Int, _ port: Port) {
+        guard node.inputs.count == 2, let a = node.inputs[0], let b = node.inputs[1], let ra = rankOf(a), let rb = rankOf(b),
+            let out = node.outputs.first, let r = rankOf(out), ra >= 2, rb >= 2
+        else { return block(s, "\(node.displayName) has operands of unknown or vector rank") }
+        let axis = sites[s].axis
+        // Batch axes are broadcast like elementwise ops.
+        func batch(_ outAxis: Int) {
+            for (j, rj) in [(0, ra), (1, rb)] {
+                let aj = outAxis - (r - rj)
+                guard aj >= 0, aj < rj - 2, let v = node.inputs[j] else { continue }
+                guard let d = dim(v, aj) else { return block(s, "a batch axis of \(node.displayName) has an unknown size") }
+                if d != 1 { link(s, node, input: j, axis: aj) }
+            }
+            link(s, node, output: 0, axis: outAxis)
+        }
+        switch port {
+        case .input(0):
+            if axis == ra - 1 {
+                absorbing.append((s, node))
+                link(s, node, input: 1, axis: rb - 2)
+            } else if axis == ra - 2 {
+                link(s, node, output: 0, axis: r - 2)
+            } else {
+                batch(axis + (r - ra))
+            }
+        case .input:
+            if axis == rb - 2 {
+                link(s, node, input: 0, axis: ra - 1)
+            } else if axis == rb - 1 {
+                link(s, node, output: 0, axis: r - 1)
+            } else {
+                batch(axis + (r - rb))
+            }
+        case .output:
+            if axis == r - 1 {
+                link(s, node, input: 1, axis: rb - 1)
+            } else if axis == r - 2 {
+                link(s, node, input: 0, axis: ra - 2)
+            } else {
+                batch(axis)
+            }
+        }
+    }
+
+    func gemmRule(_ node: Node, _ s: Int, _ port: Port) {
+        let transA = ((try? node.attribute("transA", as: Int.self)) ?? nil) ?? 0
+        let transB = ((try? node.attribute("transB", as: Int.self)) ?? nil) ?? 0
+        let axis = sites[s].axis
+        let aK = transA != 0 ? 0 : 1, aM = 1 - aK
+        let bK = transB != 0 ? 1 : 0, bN = 1 - bK
+        func bias(_ outAxis: Int) {
+            guard node.inputs.count > 2, let c = node.inputs[2], let rc = rankOf(c) else { return }
+            let ac = outAxis - (2 - rc)
+            guard ac >= 0, let d = dim(c, ac), d != 1 else { return }
+            link(s, node, input: 2, axis: ac)
+        }
+        switch port {
+        case .input(0):
+            if axis == aK {
+                absorbing.append((s, node))
+                link(s, node, input: 1, axis: bK)
+            } else {
+                link(s, node, output: 0, axis: 0)
+                bias(0)
+            }
+        case .input(1):
+            if axis == bK {
+                link(s, node, input: 0, axis: aK)
+            } else {
+                link(s, node, output: 0, axis: 1)
+                bias(1)
+            }
+        case .input:
+            block(s, "'\(sites[s].value.name)' is the bias of \(node.displayName) and is computed")
+        case .output:
+            if axis == 1 { link(s, node, input: 1, axis: bN) } else { link(s, node, input: 0, axis: aM) }
+            bias(axis)
+        }
+    }
+
+    func convRule(_ node: Node, _ s: Int, _ port: Port, transposed: Bool) {
+        let axis = sites[s].axis
+        guard axis == 1 else {
+            if axis == 0 { return passThrough(node, s, port) }
+            return block(s, "\(node.displayName) mixes spatial axis \(axis)")
+        }
+        guard node.inputs.count >= 2, let x = node.inputs[0], let w = node.inputs[1], let cin = dim(x, 1), let wShape = dims(w),
+            wShape.count >= 3, let w0 = wShape[0].value, let w1 = wShape[1].value
+        else { return block(s, "\(node.displayName) has unknown channel counts") }
+        let group = ((try? node.attribute("group", as: Int.self)) ?? nil) ?? 1
+        let hasBias = node.inputs.count > 2 && node.inputs[2] != nil
+        if group == 1 {
+            switch port {
+            case .input(0):
+                absorbing.append((s, node))
+                link(s, node, input: 1, axis: transposed ? 0 : 1)
+            case .input:
+                block(s, "the weight of \(node.displayName) is computed")
+            case .output:
+                link(s, node, input: 1, axis: transposed ? 1 : 0)
+                if hasBias { link(s, node, input: 2, axis: 0) }
+            }
+            return
+        }
+        // Depthwise: one filter per channel, so input channel c, filter c and output channel c go together.
+        let depthwise = !transposed && group == cin && w1 == 1 && w0 == cin
+        guard depthwise, port == .input(0) || port == .output(0) else {
+            return block(s, "\(node.displayName) is a grouped convolution (group \(group))")
+        }
+        link(s, node, input: 0, axis: 1)
+        link(s, node, output: 0, axis: 1)
+        link(s, node, input: 1, axis: 0)
+        if hasBias { link(s, node, input: 2, axis: 0) }
+    }
+
+    /// Reshape, Flatten, Squeeze, Unsqueeze: matched by the input and output shapes.
+    func reshapeRule(_ node: Node, _ s: Int, _ port: Port) {
+        guard let x = node.inputs.first ?? nil, let inDims = dims(x), let out = node.outputs.first, let outDims = dims(out) else {
+            return block(s, "\(node.displayName) has unknown shapes")
+        }
+        let fromOutput: Bool
+        if case .output = port { fromOutput = true } else { fromOutput = false }
+        let (from, to) = fromOutput ? (outDims, inDims) : (inDims, outDims)
+        guard let map = ReshapeAxisMap.map(from: from, to: to, axis: sites[s].axis) else {
+            return block(s, "\(node.displayName) reshapes the channel axis in a way the analysis cannot follow")
+        }
+        let target: (Int) -> Int? = { a in fromOutput ? self.activationSite(x, a) : self.activationSite(out, a) }
+        let outAxis: Int
+        switch map {
+        case .same(let a):
+            guard let t = target(a) else { return block(s, "unknown size after \(node.displayName)") }
+            linkIdentity(s, t)
+            outAxis = fromOutput ? sites[s].axis : a
+        case .split(let a, let factor):
+            guard let t = target(a) else { return block(s, "unknown size after \(node.displayName)") }
+            linkCoarse(fine: s, coarse: t, factor: factor)
+            outAxis = fromOutput ? sites[s].axis : a
+        case .merge(let a, let factor):
+            guard let t = target(a) else { return block(s, "unknown size after \(node.displayName)") }
+            linkCoarse(fine: t, coarse: s, factor: factor)
+            outAxis = fromOutput ? sites[s].axis : a
+        }
+        if node.opType.name == "Reshape", !ShapeConstants.reshapeTargetIsEditable(node, axis: outAxis, constants: constants) {
+            block(s, "the target shape of \(node.displayName) at axis \(outAxis) is computed and cannot be resized")
+        }
+    }
+
+    func splitRule(_ node: Node, _ s: Int, _ port: Port) {
+        guard let x = node.inputs.first ?? nil, let r = rankOf(x) else { return block(s, "rank unknown at \(node.displayName)") }
+        var splitAxis = ((try? node.attribute("axis", as: Int.self)) ?? nil) ?? 0
+        if splitAxis < 0 { splitAxis += r }
+        let axis = sites[s].axis
+        guard axis == splitAxis else {
+            for k in node.outputs.indices { link(s, node, output: k, axis: axis) }
+            if case .output = port { link(s, node, input: 0, axis: axis) }
+            return
+        }
+        var sizes: [Int] = []
+        for o in node.outputs {
+            guard let d = dim(o, axis) else { return block(s, "an output of \(node.displayName) has an unknown size") }
+            sizes.append(d)
+        }
+        guard let xs = activationSite(x, axis), sites[xs].size == sizes.reduce(0, +) else {
+            return block(s, "\(node.displayName) does not cover its input")
+        }
+        var offset = 0
+        for (k, n) in sizes.enumerated() {
+            guard let o = activationSite(node.outputs[k], axis) else { return block(s, "unknown size after \(node.displayName)") }
+            linkIdentity(xs, o, offsetA: offset, count: n)
+            offset += n
+        }
+    }
+
+    func sliceRule(_ node: Node, _ s: Int, _ port: Port) {
+        guard let x = node.inputs.first ?? nil, let r = rankOf(x), let n = dim(x, sites[s].axis) else {
+            return block(s, "shape unknown at \(node.displayName)")
+        }
+        guard let params = SliceParameters(node, rank: r, opset: opset, constants: constants) else {
+            return block(s, "the bounds of \(node.displayName) are not known")
+        }
+        let axis = sites[s].axis
+        guard let k = params.axes.firstIndex(of: axis) else { return passThrough(node, s, port) }
+        guard params.steps[k] == 1 else { return block(s, "\(node.displayName) slices the channels with a step") }
+        let (start, end) = SliceParameters.clamp(params.starts[k], params.ends[k], size: n)
+        guard let xs = activationSite(x, axis), let os = activationSite(node.outputs[0], axis) else {
+            return block(s, "unknown size at \(node.displayName)")
+        }
+        linkIdentity(xs, os, offsetA: start, count: max(0, end - start))
+    }
+
+    func concatRule(_ node: Node, _ s: Int, _ port: Port) {
+        guard let out = node.outputs.first, let r = rankOf(out) else { return block(s, "rank unknown at \(node.displayName)") }
+        var catAxis = ((try? node.attribute("axis", as: Int.self)) ?? nil) ?? 0
+        if catAxis < 0 { catAxis += r }
+        let axis = sites[s].axis
+        guard axis == catAxis else {
+            for i in node.inputs.indices where node.inputs[i] != nil { link(s, node, input: i, axis: axis) }
+            link(s, node, output: 0, axis: axis)
+            return
+        }
+        guard let os = activationSite(out, axis) else { return block(s, "unknown size after \(node.displayName)") }
+        var offset = 0
+        for i in node.inputs.indices {
+            guard let v = node.inputs[i], let n = dim(v, axis) else { return block(s, "an input of \(node.displayName) has an unknown size") }
+            if n > 0 {
+                guard let t = operand(node, i, axis) else { return block(s, "unknown size at \(node.displayName)") }
+                linkIdentity(os, t, offsetA: offset, count: n)
+            }
+            offset += n
+        }
+    }
+
+    func gatherRule(_ node: Node, _ s: Int, _ port: Port) {
+        guard let data = node.inputs.first ?? nil, let rd = rankOf(data), node.inputs.count > 1, let idx = node.inputs[1],
+            let ri = rankOf(idx)
+        else { return block(s, "rank unknown at \(node.displayName)") }
+        var g = ((try? node.attribute("axis", as: Int.self)) ?? nil) ?? 0
+        if g < 0 { g += rd }
+        let axis = sites[s].axis
+        switch port {
+        case .input:
+            guard axis != g else { return block(s, "\(node.displayName) gathers along the channel axis") }
+            link(s, node, output: 0, axis: axis < g ? axis : axis + ri - 1)
+        case .output:
+            if axis < g {
+                link(s, node, input: 0, axis: axis)
+            } else if axis >= g + ri {
+                link(s, node, input: 0, axis: axis - ri + 1)
+            } else {
+                block(s, "the channel axis of \(node.displayName) comes from its indices")
+            }
+        }
+    }
+
+    func reduceRule(_ node: Node, _ s: Int, _ port: Port) {
+        guard let x = node.inputs.first ?? nil, let r = rankOf(x) else { return block(s, "rank unknown at \(node.displayName)") }
+        var axes: [Int]
+        if let a = (try? node.attribute("axes", as: [Int].self)) ?? nil {
+            axes = a
+        } else if node.inputs.count > 1, let v = node.inputs[1], let a = constants.ints(of: v) {
+            axes = a
+        } else if node.inputs.count > 1, node.inputs[1] != nil {
+            return block(s, "the axes of \(node.displayName) are computed")
+        } else {
+            let noop = ((try? node.attribute("noop_with_empty_axes", as: Int.self)) ?? nil) ?? 0
+            axes = noop != 0 ? [] : Array(0 ..< r)
+        }
+        axes = axes.map { $0 < 0 ? $0 + r : $0 }
+        let keep = (((try? node.attribute("keepdims", as: Int.self)) ?? nil) ?? 1) != 0
+        let axis = sites[s].axis
+        switch port {
+        case .input:
+            guard !axes.contains(axis) else { return block(s, "\(node.displayName) reduces over the channels") }
+            link(s, node, output: 0, axis: keep ? axis : axis - axes.filter { $0 < axis }.count)
+        case .output:
+            var inAxis = axis
+            if !keep {
+                let kept = (0 ..< r).filter { !axes.contains($0) }
+                guard axis < kept.count else { return block(s, "bad axes at \(node.displayName)") }
+                inAxis = kept[axis]
+            }
+            link(s, node, input: 0, axis: inAxis)
+        }
+    }
+
+    func padRule(_ node: Node, _ s: Int, _ port: Port) {
+        guard let x = node.inputs.first ?? nil, let r = rankOf(x) else { return block(s, "rank unknown at \(node.displayName)") }
+        var pads: [Int]?
+        if let p = (try? node.attribute("pads", as: [Int].self)) ?? nil { pads = p }
+        if node.inputs.count > 1, let v = node.inputs[1] { pads = constants.ints(of: v) }
+        var axes = Array(0 ..< r)
+        if node.inputs.count > 3, let v = node.inputs[3] {
+            guard let a = constants.ints(of: v) else { return block(s, "the axes of \(node.displayName) are computed") }
+            axes = a.map { $0 < 0 ? $0 + r : $0 }
+        }
+        guard let pads, pads.count == 2 * axes.count else { return block(s, "the pads of \(node.displayName) are computed") }
+        if let k = axes.firstIndex(of: sites[s].axis), pads[k] != 0 || pads[k + axes.count] != 0 {
+            return block(s, "\(node.displayName) pads the channels")
+        }
+        passThrough(node, s, port)
+    }
+
+    func expandRule(_ node: Node, _ s: Int, _ port: Port) {
+        guard let x = node.inputs.first ?? nil, let rx = rankOf(x), let out = node.outputs.first, let r = rankOf(out),
+            node.inputs.count > 1, let shapeValue = node.inputs[1], let shape = constants.ints(of: shapeValue)
+        else { return block(s, "the shape of \(node.displayName) is computed") }
+        let a: Int
+        switch port {
+        case .input: a = sites[s].axis + (r - rx)
+        case .output: a = sites[s].axis
+        }
+        let k = a - (r - shape.count)
+        guard k < 0 || shape[k] == 1 else { return block(s, "\(node.displayName) names the channel count in its shape") }
+        let ax = a - (r - rx)
+        guard ax >= 0, let d = dim(x, ax), d != 1 else { return block(s, "\(node.displayName) broadcasts the channels") }
+        link(s, node, input: 0, axis: ax)
+        link(s, node, output: 0, axis: a)
+    }
+}

@@ -1,0 +1,65 @@
+import PruneIR
+
+/// Where one axis goes through a reshape-like op (Reshape, Flatten, Squeeze, Unsqueeze), found by
+/// matching the products of the input and output dims (symbols such as `batch` included).
+enum ReshapeAxisMap: Equatable {
+    /// The axis keeps its size, at another position.
+    case same(Int)
+    /// The axis splits; the outermost output axis of the split carries it, each of its indices
+    /// covering `factor` consecutive input indices (`[b, s, 64] → [b, s, 4, 16]`: axis 2, factor 16).
+    case split(Int, factor: Int)
+    /// The axis is the outermost of several merged into one output axis; each input index covers
+    /// `factor` consecutive output indices (`[b, s, 4, 16] → [b, s, 64]`: axis 2, factor 16).
+    case merge(Int, factor: Int)
+
+    /// A product of dims: a number times symbols.
+    struct Product: Equatable {
+        var number = 1
+        var symbols: [String] = []
+
+        mutating func multiply(_ d: Dim) -> Bool {
+            switch d {
+            case .known(let v): number *= v
+            case .symbol(let s):
+                symbols.append(s)
+                symbols.sort()
+            case .unknown: return false
+            }
+            return true
+        }
+    }
+
+    /// Prefix products `p[i] = dims[0] * ... * dims[i-1]`, or `nil` when a dim is unknown.
+    static func prefixes(_ dims: [Dim]) -> [Product]? {
+        var out = [Product()]
+        var p = Product()
+        for d in dims {
+            guard p.multiply(d) else { return nil }
+            out.append(p)
+        }
+        return out
+    }
+
+    /// Maps `axis` of a tensor shaped `from` into the tensor shaped `to`.
+    static func map(from: [Dim], to: [Dim], axis: Int) -> ReshapeAxisMap? {
+        guard axis >= 0, axis < from.count, let n = from[axis].value, n > 1,
+            let pf = prefixes(from), let pt = prefixes(to)
+        else { return nil }
+        // The input axis covers output axes j0..<j1 exactly: the axis stays whole or splits.
+        if let j0 = pt.firstIndex(of: pf[axis]), let j1 = pt.lastIndex(of: pf[axis + 1]), j1 > j0 {
+            let carriers = (j0 ..< j1).filter { to[$0] != .known(1) }
+            guard let outer = carriers.first, let m = to[outer].value else { return nil }
+            if carriers.count == 1 { return m == n ? .same(outer) : nil }
+            guard m > 0, n % m == 0 else { return nil }
+            return .split(outer, factor: n / m)
+        }
+        // Several input axes merge into output axis j: allowed when this is the outermost of them.
+        for j in to.indices {
+            guard let i0 = pf.firstIndex(of: pt[j]), let i1 = pf.lastIndex(of: pt[j + 1]), i0 <= axis, axis < i1 else { continue }
+            let merged = (i0 ..< i1).filter { from[$0] != .known(1) }
+            guard merged.first == axis, let m = to[j].value, m % n == 0 else { return nil }
+            return .merge(j, factor: m / n)
+        }
+        return nil
+    }
+}

@@ -1,0 +1,162 @@
+import PruneIR
+
+/// How much a pruning pass removes: the options every scoring pass shares.
+public struct PruningTarget: Sendable, Equatable {
+    /// What the amount measures.
+    public enum Measure: String, Sendable {
+        /// A fraction of each group's units (or of all units, ranked globally).
+        case sparsity
+        /// A fraction of the model's parameters.
+        case params
+        /// A fraction of the model's MACs.
+        case flops
+    }
+
+    /// What is counted.
+    public var measure: Measure
+    /// The fraction to remove, in [0, 1).
+    public var amount: Double
+    /// Rank all groups together (`true`) or prune each group by the same fraction.
+    public var global: Bool
+    /// Most of one group that may go (global ranking), as a fraction of its units.
+    public var maxPerGroup: Double
+    /// Which kinds of groups are pruned.
+    public var kinds: Set<GroupKind>
+
+    /// The option declarations (`sparsity`, `params`, `flops`, `scope`, `max-per-group`, `kinds`).
+    public static let declarations: [OptionSpec] = [
+        OptionSpec("sparsity", .fraction, default: .double(0.3), help: "fraction of each group's units to remove (ignored when params or flops is set)"),
+        OptionSpec("params", .fraction, default: .double(0), help: "fraction of the model's parameters to remove (ranks globally; 0 = off)"),
+        OptionSpec("flops", .fraction, default: .double(0), help: "fraction of the model's MACs to remove (ranks globally; 0 = off)"),
+        OptionSpec("scope", .choice(["layer", "global"]), default: .string("layer"), help: "rank units within each group (layer) or across groups (global)"),
+        OptionSpec("max-per-group", .fraction, default: .double(0.9), help: "largest fraction of one group that global ranking may remove"),
+        OptionSpec("kinds", .string, default: .string("all"),
+                   help: "groups to prune, joined by '+': channels, heads, neurons, blocks; 'all' = channels+heads+neurons"),
+    ]
+
+    /// Reads the shared options.
+    ///
+    /// - Throws: ``OptionError`` for a sparsity of 100%, both params and flops, or an unknown kind.
+    public init(_ v: OptionValues) throws {
+        let params = v.double("params"), flops = v.double("flops")
+        guard params == 0 || flops == 0 else { throw OptionError(key: "flops", message: "cannot be combined with params: set one target") }
+        if params > 0 {
+            measure = .params
+            amount = params
+        } else if flops > 0 {
+            measure = .flops
+            amount = flops
+        } else {
+            measure = .sparsity
+            amount = v.double("sparsity")
+        }
+        guard amount < 1 else {
+            throw OptionError(key: measure.rawValue, message: "would remove everything: use a fraction below 1 (100%)")
+        }
+        global = measure != .sparsity || v.string("scope") == "global"
+        maxPerGroup = v.double("max-per-group")
+        let words = v.string("kinds").split(separator: "+").map(String.init)
+        var kinds: Set<GroupKind> = []
+        for w in words {
+            if w == "all" {
+                kinds.formUnion([.channels, .heads, .neurons])
+            } else if let k = GroupKind(rawValue: w) {
+                kinds.insert(k)
+            } else {
+                throw OptionError(key: "kinds", message: "has an unknown kind '\(w)' (kinds: channels, heads, neurons, blocks, all)")
+            }
+        }
+        self.kinds = kinds
+    }
+}
+
+/// Turns unit scores into keep/remove decisions for a ``PruningTarget``.
+public enum UnitSelection {
+    /// A unit to rank: group `group`, unit `unit`, with its score (higher = more important) and cost.
+    public struct Candidate: Sendable {
+        public var group: Int
+        public var unit: Int
+        public var score: Double
+        public var params: Double
+        public var macs: Double
+
+        public init(group: Int, unit: Int, score: Double, params: Double, macs: Double) {
+            self.group = group
+            self.unit = unit
+            self.score = score
+            self.params = params
+            self.macs = macs
+        }
+    }
+
+    /// Keep flags per group (parallel to `unitCounts`), removing the least important units.
+    ///
+    /// Per-group (`target.global == false`): each group loses `round(amount × units)` units.
+    /// Global: scores are divided by their group's mean (so layers of different scale compare),
+    /// then the lowest go first until the target is met, never more than `maxPerGroup` of a group
+    /// and never its last unit.
+    ///
+    /// - Parameter totals: The model's params and MACs (the base of `params=` and `flops=`).
+    /// - Throws: ``SelectionError`` when a group would be emptied or the target cannot be reached.
+    public static func select(unitCounts: [Int], names: [String], candidates: [Candidate], target: PruningTarget,
+                              totalParams: Int, totalMACs: Int) throws -> [[Bool]] {
+        var keep = unitCounts.map { [Bool](repeating: true, count: $0) }
+        var byGroup = [[Candidate]](repeating: [], count: unitCounts.count)
+        for c in candidates { byGroup[c.group].append(c) }
+        if !target.global {
+            for (g, cs) in byGroup.enumerated() {
+                let n = unitCounts[g]
+                let k = Int((target.amount * Double(n)).rounded(.toNearestOrEven))
+                guard k < n else { throw SelectionError.emptied(group: names[g], units: n, amount: target.amount) }
+                for c in cs.sorted(by: { ($0.score, $0.unit) < ($1.score, $1.unit) }).prefix(k) { keep[g][c.unit] = false }
+            }
+            return keep
+        }
+        var normalized: [Candidate] = []
+        for cs in byGroup where !cs.isEmpty {
+            let mean = cs.map(\.score).reduce(0, +) / Double(cs.count)
+            normalized += cs.map { var c = $0; c.score = mean > 0 ? c.score / mean : c.score; return c }
+        }
+        normalized.sort { ($0.score, $0.group, $0.unit) < ($1.score, $1.group, $1.unit) }
+        var removedInGroup = [Int](repeating: 0, count: unitCounts.count)
+        let goal: Double
+        switch target.measure {
+        case .sparsity: goal = (target.amount * Double(unitCounts.reduce(0, +))).rounded()
+        case .params: goal = target.amount * Double(totalParams)
+        case .flops: goal = target.amount * Double(totalMACs)
+        }
+        var done = 0.0
+        for c in normalized where done < goal {
+            let n = unitCounts[c.group]
+            let cap = min(n - 1, Int((target.maxPerGroup * Double(n)).rounded(.down)))
+            guard removedInGroup[c.group] < cap else { continue }
+            keep[c.group][c.unit] = false
+            removedInGroup[c.group] += 1
+            switch target.measure {
+            case .sparsity: done += 1
+            case .params: done += c.params
+            case .flops: done += c.macs
+            }
+        }
+        if done < goal * 0.999 {
+            throw SelectionError.unreachable(measure: target.measure, amount: target.amount, reached: goal > 0 ? done / goal * target.amount : 0)
+        }
+        return keep
+    }
+}
+
+/// Why a target could not be met.
+public enum SelectionError: Error, CustomStringConvertible {
+    case emptied(group: String, units: Int, amount: Double)
+    case unreachable(measure: PruningTarget.Measure, amount: Double, reached: Double)
+
+    public var description: String {
+        switch self {
+        case .emptied(let g, let n, let a):
+            return "sparsity \(Int((a * 100).rounded()))% would remove all \(n) units of group '\(g)'; use a smaller sparsity"
+        case .unreachable(let m, let a, let r):
+            return String(format: "%@=%.0f%% cannot be reached: the prunable groups allow at most %.1f%% (raise max-per-group or add kinds)",
+                          m.rawValue, a * 100, r * 100)
+        }
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+import PruneIR
+import PruneKit
+
+/// `prunec inspect --groups`: the pruning groups, their size and cost, and why some are blocked.
+enum GroupTables {
+    static func rows(_ a: PruningGroups) -> [[String: Any]] {
+        var rows: [[String: Any]] = []
+        for g in (a.groups + a.blocked).sorted(by: { $0.id < $1.id }) {
+            var r: [String: Any] = [
+                "id": g.id, "kind": g.kind.rawValue, "name": g.name, "units": g.unitCount, "params": g.params,
+                "macs": Int(g.macs.rounded()), "prunable": g.isPrunable, "gates": g.gateSites.count,
+            ]
+            if let reason = g.blockedReason { r["blocked"] = reason }
+            if let m = g.maskValues { r["masked_units"] = m.filter { $0 == 0 }.count }
+            rows.append(r)
+        }
+        for b in a.blocks {
+            rows.append(["kind": "blocks", "name": b.name, "units": 1, "params": b.params, "macs": b.macs, "prunable": true, "nodes": b.branch.count])
+        }
+        return rows
+    }
+
+    static func render(_ a: PruningGroups) -> String {
+        var out = ""
+        let prunable = a.groups
+        out += "pruning groups: \(prunable.count) prunable (\(GroupKind.allCases.compactMap { k in let n = prunable.filter { $0.kind == k }.count; return n > 0 ? "\(n) \(k)" : nil }.joined(separator: ", "))), \(a.blocked.count) blocked, \(a.blocks.count) residual blocks\n\n"
+        if !prunable.isEmpty {
+            out += InspectTables.table(
+                ["group", "kind", "units", "params", "MACs", "gates", "first layer"],
+                prunable.map { g in
+                    [String(g.id), g.kind.rawValue, String(g.unitCount) + (g.maskValues.map { " (\($0.filter { $0 == 0 }.count) masked)" } ?? ""),
+                     InspectTables.grouped(g.params), InspectTables.grouped(Int(g.macs.rounded())), String(g.gateSites.count), g.name]
+                }, rightAligned: [0, 2, 3, 4, 5])
+            out += "\n"
+        }
+        if !a.blocks.isEmpty {
+            out += InspectTables.table(
+                ["residual block", "nodes", "params", "MACs"],
+                a.blocks.map { [$0.name, String($0.branch.count), InspectTables.grouped($0.params), InspectTables.grouped($0.macs)] },
+                rightAligned: [1, 2, 3])
+            out += "\n"
+        }
+        if !a.blocked.isEmpty {
+            out += InspectTables.table(
+                ["blocked", "kind", "units", "first layer", "reason"],
+                a.blocked.map { [String($0.id), $0.kind.rawValue, String($0.unitCount), $0.name, $0.blockedReason ?? ""] },
+                rightAligned: [0, 2])
+        }
+        return out
+    }
+}
