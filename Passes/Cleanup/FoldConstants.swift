@@ -6,7 +6,7 @@ import PruneRuntime
 /// outputs) on the reference interpreter and replaces their outputs with initializers, so that
 /// masks, shape constants and weight arithmetic end up as plain tensors. Random ops, nodes with
 /// subgraphs, nodes producing graph outputs, and results larger than `max-bytes` (unless no
-/// larger than their inputs) are left alone. Run `dce` afterwards to drop what became unused.
+/// larger than the inputs that die with the node) are left alone. Run `dce` afterwards to drop what became unused.
 public struct FoldConstantsPass: Pass {
     public struct Options: PassOptions {
         public static let declarations = [
@@ -37,8 +37,20 @@ public struct FoldConstantsPass: Pass {
                 // An initializer that is also a graph input is a default the caller may override.
                 node.inputs.allSatisfy({ $0 == nil || ($0!.constantValue != nil && !inputs.contains(ObjectIdentifier($0!))) })
             else { continue }
+            // An Identity of a constant is an alias (exporters write them for tied weights): no copy.
+            if node.opType == .identity, let x = node.inputs.first ?? nil {
+                node.outputs[0].replaceAllUses(with: x)
+                try graph.remove(node)
+                folded += 1
+                continue
+            }
             guard let results = evaluate(node, model: model, threads: context.threads) else { continue }
-            let inBytes = node.inputs.reduce(0) { $0 + ($1?.constantValue?.byteCount ?? 0) }
+            // Only inputs that die with the node count: folding a read of a shared table would
+            // otherwise add a copy and keep the table.
+            let inBytes = node.inputs.reduce(0) { acc, v in
+                guard let v, let t = v.constantValue, v.uses.allSatisfy({ $0.node === node }) else { return acc }
+                return acc + t.byteCount
+            }
             let outBytes = results.reduce(0) { $0 + $1.byteCount }
             guard outBytes <= max(options.maxBytes, inBytes) else { continue }
             for (value, result) in zip(node.outputs, results) {

@@ -48,6 +48,14 @@ public struct PassContext: @unchecked Sendable {
     /// Calibration inputs keyed by input name (several sets when the data file has them).
     public var calibration: [[String: NDArray]]
 
+    /// An interpreter for `model` with the context's thread count (passes that score units by
+    /// running the model use it on ``calibration``).
+    ///
+    /// - Throws: `RuntimeError` naming the nodes the interpreter cannot run.
+    public func interpreter(for model: Model) throws -> Interpreter {
+        try Interpreter(model: model, options: Interpreter.Options(threads: threads, profile: false))
+    }
+
     /// A context.
     public init(logger: Logger = Logger(label: "prunec"), seed: UInt64 = 0, threads: Int = 1, calibration: [[String: NDArray]] = []) {
         self.logger = logger

@@ -92,6 +92,8 @@ extension Prunec {
         func run() throws {
             try reportingErrors {
                 let model = try input.load()
+                // Types for every value, so MACs are counted and passes see shapes.
+                ShapeInference().run(on: model)
                 let pipeline = try pipeline()
                 let manager: PassManager
                 do {

@@ -9,6 +9,7 @@ enum BuiltinPasses {
         r.register(DeadCodeEliminationPass.self)
         r.register(FoldConstantsPass.self)
         r.register(FoldMasksPass.self)
+        r.register(CleanupPass.self)
         r.register(MagnitudePass.self)
         return r
     }
