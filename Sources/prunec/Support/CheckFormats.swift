@@ -52,7 +52,7 @@ private enum Cells {
 /// Plain tables for a terminal.
 enum CheckText {
     static func render(_ r: CheckReport) -> String {
-        var out = "model     \(r.model)\nbaseline  \(r.baseline)\ninputs    \(r.inputs.source), \(r.inputs.sets) set\(r.inputs.sets == 1 ? "" : "s")\n\n"
+        var out = "model     \(r.model)\nbaseline  \(r.baseline)\ninputs    \(r.inputs.phrase)\n\n"
         out += InspectTables.table(
             ["", "baseline", "model", "change"],
             [["params", Cells.count(r.params.baseline), Cells.count(r.params.model), Cells.change(r.params.reduction)],
@@ -80,8 +80,7 @@ enum CheckMarkdown {
     static func render(_ r: CheckReport) -> String {
         let icon = r.checks.isEmpty ? "ℹ️" : (r.passed ? "✅" : "❌")
         var out = "### \(icon) prunec check: \(Cells.verdict(r))\n\n"
-        out += "`\(code(r.model))` against the baseline `\(code(r.baseline))`, drift on \(cell(r.inputs.source)) "
-            + "(\(r.inputs.sets) input set\(r.inputs.sets == 1 ? "" : "s")).\n\n"
+        out += "`\(code(r.model))` against the baseline `\(code(r.baseline))`; drift on \(r.inputs.phrase).\n\n"
         out += "| | baseline | model | change |\n|---|---:|---:|---:|\n"
         out += "| params | \(Cells.count(r.params.baseline)) | \(Cells.count(r.params.model)) | \(Cells.change(r.params.reduction)) |\n"
         out += "| MACs | \(Cells.count(r.macs.baseline)) | \(Cells.count(r.macs.model)) | \(Cells.change(r.macs.reduction)) |\n"

@@ -55,9 +55,18 @@ struct CheckReport: Encodable {
 
     /// Where the drift inputs came from.
     struct Inputs: Encodable {
-        /// The data file, or `synthesized (seed 0)`.
+        /// The source of synthesized inputs.
+        static let synthesized = "synthesized (seed 0)"
+
+        /// The data file, or ``synthesized``.
         var source: String
         var sets: Int
+
+        /// `8 input sets from calib.npz`, `1 synthesized input set (seed 0)`.
+        var phrase: String {
+            let count = "\(sets) input set\(sets == 1 ? "" : "s")"
+            return source == Self.synthesized ? "1 synthesized input set (seed 0)" : "\(count) from \(source)"
+        }
     }
 
     var model: String
@@ -111,7 +120,7 @@ struct CheckReport: Encodable {
             model: modelFile, baseline: baselineFile,
             params: Count(baseline: CostModel.parameterCount(baselineModel), model: CostModel.parameterCount(model)),
             macs: Count(baseline: CostModel().totalMACs(baselineModel), model: CostModel().totalMACs(model)),
-            drift: drift, inputs: Inputs(source: dataFile ?? "synthesized (seed 0)", sets: sets.count),
+            drift: drift, inputs: Inputs(source: dataFile ?? Inputs.synthesized, sets: sets.count),
             checks: [], passed: true)
         report.checks = report.evaluate(thresholds)
         report.passed = report.checks.allSatisfy(\.passed)
@@ -164,7 +173,7 @@ struct CheckReport: Encodable {
     /// One JSON object with sorted keys (NaN and infinities as the strings `NaN`, `Infinity`, `-Infinity`).
     func json() throws -> String {
         let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys]
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
         return String(decoding: try e.encode(self), as: UTF8.self)
     }

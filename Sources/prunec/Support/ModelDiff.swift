@@ -174,7 +174,7 @@ struct ModelDiff: Encodable {
     /// One JSON object with sorted keys.
     func json() throws -> String {
         let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys]
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return String(decoding: try e.encode(self), as: UTF8.self)
     }
 
