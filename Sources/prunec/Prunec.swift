@@ -16,7 +16,7 @@ struct Prunec: ParsableCommand {
             Exit codes: 0 ok, 1 check failed, 64 usage error, 65 bad model or data, 70 internal error.
             """,
         version: PrunecVersion.string,
-        subcommands: [Compile.self, Inspect.self, Run.self, Bench.self, Passes.self],
+        subcommands: [Compile.self, Inspect.self, Run.self, Bench.self, Diff.self, Check.self, Passes.self],
         defaultSubcommand: Compile.self
     )
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PruneIR
+import PruneKit
 import PruneRuntime
 
 extension Prunec {
@@ -10,8 +11,8 @@ extension Prunec {
             abstract: "Benchmark a model on the reference interpreter.",
             discussion: """
                 Without --inputs, inputs are synthesized from the model's input types with a fixed seed: \
-                floats are standard normal, integers are in [0, 100) (valid token ids for small \
-                vocabularies), booleans are random. Symbolic dimensions are 1 unless --shape binds them. \
+                floats are standard normal, integers that index an embedding table (a Gather of a \
+                constant) are valid ids of that table, other integers are in [0, 100), booleans are random. Symbolic dimensions are 1 unless --shape binds them. \
                 The report gives median/min/p90 latency over --runs runs after --warmup runs, time per \
                 op type, GFLOP/s from the model's MACs (2 FLOPs per MAC), the arena size against the \
                 sum of all intermediate tensors of one run, weight bytes and peak RSS.
@@ -49,7 +50,7 @@ extension Prunec {
                 let model = try input.load()
                 let shapes = try InputShapes.parse(shapes)
                 try InputShapes.checkNames(shapes, in: model, file: input.model)
-                let feeds = try data.load(for: model) ?? InputSynthesis.inputs(for: model, shapes: shapes)
+                let feeds = try data.load(for: model) ?? SampleInputs.make(for: model, shapes: shapes)
                 let dataName = data.inputs ?? "synthesized inputs"
                 let interpreter = try InterpreterSupport.make(model, file: input.model, threads: threading.threads)
 
@@ -94,90 +95,6 @@ enum Clock {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-    }
-}
-
-/// Deterministic inputs made from a model's input types.
-enum InputSynthesis {
-    /// One array per input without an initializer: standard normal floats, integers in [0, 100),
-    /// random booleans, from a fixed seed. Dims come from `shapes`, else the model (symbols → 1).
-    static func inputs(for model: Model, shapes: [String: Shape]) throws -> [String: NDArray] {
-        var rng = SplitMix64(seed: 0x5EED_2024)
-        var out: [String: NDArray] = [:]
-        for v in model.graph.inputs where v.initializer == nil {
-            guard case .tensor(let dtype, let declared)? = v.type else {
-                throw ValidationError("input '\(v.name)' is not a tensor with a known element type; give data with --inputs")
-            }
-            let dims: [Int]
-            if let s = shapes[v.name] {
-                if let declared, declared.rank != s.rank {
-                    throw ValidationError("--shape \(v.name) has rank \(s.rank), the model's input has rank \(declared.rank): \(declared)")
-                }
-                dims = s.dims.map { $0.value ?? 1 }
-            } else if let declared {
-                dims = declared.dims.map { $0.value ?? 1 }
-            } else {
-                throw ValidationError("input '\(v.name)' has no shape in the model; bind it with --shape \(v.name)=DIMS")
-            }
-            out[v.name] = try synthesize(dtype, dims, name: v.name, rng: &rng)
-        }
-        return out
-    }
-
-    static func synthesize(_ dtype: DType, _ shape: [Int], name: String, rng: inout SplitMix64) throws -> NDArray {
-        let a = NDArray(uninitialized: dtype, shape: shape)
-        let n = a.count
-        func fill<T>(_ type: T.Type, _ make: (inout SplitMix64) -> T) {
-            let p = a.pointer(as: T.self)
-            for i in 0..<n { p[i] = make(&rng) }
-        }
-        func token(_ r: inout SplitMix64) -> UInt64 { r.next() % 100 }
-        switch dtype {
-        case .float: fill(Float.self) { Float($0.normal()) }
-        case .double: fill(Double.self) { $0.normal() }
-        case .float16: fill(Float16.self) { Float16($0.normal()) }
-        case .bfloat16: fill(UInt16.self) { UInt16(truncatingIfNeeded: Float($0.normal()).bitPattern >> 16) }
-        case .int8: fill(Int8.self) { Int8(token(&$0)) }
-        case .int16: fill(Int16.self) { Int16(token(&$0)) }
-        case .int32: fill(Int32.self) { Int32(token(&$0)) }
-        case .int64: fill(Int64.self) { Int64(token(&$0)) }
-        case .uint8: fill(UInt8.self) { UInt8(token(&$0)) }
-        case .uint16: fill(UInt16.self) { UInt16(token(&$0)) }
-        case .uint32: fill(UInt32.self) { UInt32(token(&$0)) }
-        case .uint64: fill(UInt64.self) { token(&$0) }
-        case .bool: fill(Bool.self) { $0.next() & 1 == 1 }
-        default:
-            throw RuntimeError.unsupportedType(what: "input '\(name)'", dtype: dtype)
-        }
-        return a
-    }
-}
-
-/// A small, fast, seedable generator (SplitMix64), so synthesized inputs are the same every run.
-struct SplitMix64 {
-    private var state: UInt64
-    private var spare: Double?
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1].
-    mutating func uniform() -> Double { (Double(next() >> 11) + 1) * 0x1p-53 }
-
-    /// Standard normal (Box–Muller, both values used).
-    mutating func normal() -> Double {
-        if let s = spare { spare = nil; return s }
-        let r = (-2 * Foundation.log(uniform())).squareRoot()
-        let t = 2 * Double.pi * uniform()
-        spare = r * sin(t)
-        return r * cos(t)
     }
 }
 

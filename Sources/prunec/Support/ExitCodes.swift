@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PruneIR
+import PruneKit
 import PruneRuntime
 
 /// prunec's exit codes (sysexits.h where one fits).
@@ -11,8 +12,10 @@ enum PrunecExit {
 
 /// Runs a command body, turning library errors into one-line messages on stderr and exit codes.
 ///
-/// Usage errors stay `ValidationError`s (argument-parser prints usage for them); bad models and
-/// data (including tensor data files and inputs the interpreter rejects) exit 65; anything unexpected exits 70.
+/// Usage errors stay `ValidationError`s (argument-parser prints usage for them), and so do inputs
+/// that cannot be synthesized (`SampleInputsError`: bind a shape or give data); bad models and
+/// data (including tensor data files, inputs the interpreter rejects and models whose outputs
+/// cannot be compared) exit 65; anything unexpected exits 70.
 func reportingErrors(_ body: () throws -> Void) throws {
     do {
         try body()
@@ -20,7 +23,12 @@ func reportingErrors(_ body: () throws -> Void) throws {
         throw e
     } catch let e as ValidationError {
         throw e
-    } catch let e where e is ONNXImportError || e is IRError || e is ONNXExportError || e is RuntimeError || e is TensorDataError {
+    } catch let e as SampleInputsError {
+        // Fixed by the command line (--shape, --inputs), so it is a usage error.
+        throw ValidationError("\(e)")
+    } catch let e where e is ONNXImportError || e is IRError || e is ONNXExportError || e is RuntimeError || e is TensorDataError
+        || e is DriftError
+    {
         Diagnostics.error("\(e)")
         throw ExitCode(PrunecExit.badInput)
     } catch {

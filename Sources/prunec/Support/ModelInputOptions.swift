@@ -14,7 +14,12 @@ struct ModelInputOptions: ParsableArguments {
 
     /// Loads the model and verifies its IR.
     func load() throws -> Model {
-        let m = try ModelImporter.load(contentsOf: url, displayName: model)
+        try Self.load(model)
+    }
+
+    /// Loads the model at `path` (errors name it as given) and verifies its IR.
+    static func load(_ path: String) throws -> Model {
+        let m = try ModelImporter.load(contentsOf: URL(fileURLWithPath: path), displayName: path)
         try Verifier(checks: .all).verify(m)
         return m
     }
