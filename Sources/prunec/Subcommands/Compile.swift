@@ -89,6 +89,34 @@ extension Prunec {
             return p
         }
 
+        /// Runs original and result on the calibration sets (or a sample), fills in drift, MACs at
+        /// those shapes, and latency.
+        func validate(reference: Model, candidate: Model, calibration: [[String: NDArray]], into report: inout CompileReport) throws {
+            let sets = try calibration.isEmpty
+                ? [SampleInputs.make(for: reference, shapes: InputShapes.parse(shapes), seed: seed)] : calibration
+            let threads = threadOptions.threads
+            let drift = try Validation.drift(reference: reference, candidate: candidate, inputs: sets, threads: threads)
+            report.driftOrder = drift
+            report.drift = Dictionary(drift.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            report.inputs = .init(source: calibration.isEmpty ? "sample" : "calibration", sets: sets.count)
+            // MACs at the validation shapes, counted on copies so the written model keeps its symbolic dims.
+            let bound = sets[0].mapValues { Shape($0.shape) }
+            for (model, isBefore) in [(reference, true), (candidate, false)] {
+                let copy = try ModelImporter.load(proto: ModelExporter.proto(model), file: input.model, baseDirectory: nil)
+                ShapeInference(overrides: bound).run(on: copy)
+                let macs = CostModel().totalMACs(copy)
+                let ms = try Validation.latency(model: model, inputs: sets[0], runs: runs, warmup: 1, threads: threads)
+                if isBefore {
+                    report.before.macs = macs ?? report.before.macs
+                    report.before.latencyMs = ms
+                } else {
+                    report.after.macs = macs ?? report.after.macs
+                    report.after.latencyMs = ms
+                }
+            }
+            if let maxDrift, let worst = report.worstDrift, !(worst <= maxDrift) { report.passed = false }
+        }
+
         func run() throws {
             try reportingErrors {
                 let model = try input.load()
@@ -105,9 +133,12 @@ extension Prunec {
                 if !printIRAfter.isEmpty {
                     manager.instrumentations.append(PrintIRAfter(Set(printIRAfter)) { FileHandle.standardError.write(Data($0.utf8)) })
                 }
-                var logger = Logger(label: "prunec")
-                logger.logLevel = verbose ? .debug : .info
-                let context = PassContext(logger: logger, seed: seed, threads: threadOptions.threads, calibration: [])
+                let logger = StderrLog.logger(verbose: verbose)
+                let calibration = try calib.map { try CalibrationData.load(URL(fileURLWithPath: $0), for: model) } ?? []
+                let context = PassContext(logger: logger, seed: seed, threads: threadOptions.threads, calibration: calibration)
+                // The original, loaded apart, is the reference for drift and the "before" column.
+                let reference = noValidate ? nil : try input.load()
+                let before = ModelStats(model)
                 let records: [PassRecord]
                 do {
                     records = try manager.run(on: model, context: context)
@@ -115,9 +146,26 @@ extension Prunec {
                     Diagnostics.error("\(input.model): \(f)")
                     throw ExitCode(PrunecExit.badInput)
                 }
-                _ = records
-                if let output = outputOptions.output {
+                var result = CompileReport(
+                    model: input.model, output: outputOptions.output, pipeline: manager.passes.map(\.text).joined(separator: ","),
+                    before: .init(params: before.params, macs: before.macs, nodes: before.nodes),
+                    after: .init(params: CostModel.parameterCount(model), macs: CostModel().totalMACs(model), nodes: model.graph.allNodes.count),
+                    drift: [:], passes: records, maxDrift: maxDrift, passed: true, written: false)
+                if let reference {
+                    try validate(reference: reference, candidate: model, calibration: calibration, into: &result)
+                }
+                if let output = outputOptions.output, result.passed {
                     try ModelExporter.write(model, to: URL(fileURLWithPath: output), options: outputOptions.exportOptions)
+                    result.written = true
+                }
+                if !result.passed { result.output = nil }
+                if let path = report {
+                    try ReportFile.write(try result.json(), to: path)
+                }
+                if !passes.isEmpty || reference != nil { print(result.text(), terminator: "") }
+                if !result.passed {
+                    Diagnostics.error("drift \(result.worstDrift ?? .nan) exceeds --max-drift \(maxDrift ?? 0); \(outputOptions.output ?? "the result") was not written")
+                    throw ExitCode(1)
                 }
                 PeakMemory.reportIfAsked(input.reportPeakRSS)
             }
