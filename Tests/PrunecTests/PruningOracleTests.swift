@@ -1,0 +1,64 @@
+import Foundation
+import Testing
+
+/// The issue's acceptance test, on the oracles of record: for every example model (both
+/// exporters) and every kind of pruning group it has, `magnitude{sparsity=0.3}` then `fold-masks`
+/// gives a model that passes `onnx.checker` (full check), runs in onnxruntime, has fewer
+/// parameters, and whose outputs equal the masked model's to 1e-5 on two calibration sets.
+@Suite struct PruningOracleTests {
+    /// The group kinds each example has (`prunec inspect --groups` lists them; checked here too).
+    static let kinds: [String: [String]] = [
+        "resnet": ["channels", "blocks"],
+        "bert": ["heads", "neurons", "blocks"],
+        "llama": ["heads", "neurons", "blocks"],
+        "dit": ["heads", "neurons", "blocks"],
+        "unet": ["channels", "heads", "neurons", "blocks"],
+    ]
+
+    struct Case: CustomStringConvertible, Sendable {
+        let file: String
+        let kind: String
+        var base: String { file.replacingOccurrences(of: ".dynamo", with: "") }
+        var description: String { "\(file) \(kind)" }
+    }
+
+    static let cases: [Case] = kinds.keys.sorted().flatMap { base in
+        [base, "\(base).dynamo"].flatMap { file in kinds[base]!.map { Case(file: file, kind: $0) } }
+    }
+
+    @Test(arguments: cases)
+    func magnitudeThenFoldMatchesTheMaskedModelInOnnxruntime(_ c: Case) throws {
+        guard let python = OracleTests.python else {
+            Issue.record("oracle venv missing: run `make test` (or scripts/setup-venv.sh)")
+            return
+        }
+        let dir = try CLI.temporaryDirectory("prune-\(c.file)-\(c.kind)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let model = "examples/models/\(c.file).onnx"
+        let calib = "examples/models/\(c.base).calib.npz"
+        let masked = dir.appendingPathComponent("masked.onnx").path
+        let folded = dir.appendingPathComponent("folded.onnx").path
+
+        let inspect = try CLI.run(["inspect", model, "--groups", "--json", "--no-check"])
+        let object = try JSONSerialization.jsonObject(with: Data(inspect.stdout.utf8)) as? [String: Any]
+        let groups = (object?["groups"] as? [[String: Any]]) ?? []
+        #expect(groups.contains { $0["kind"] as? String == c.kind && $0["prunable"] as? Bool == true }, "\(c): no prunable \(c.kind) group")
+
+        let mask = try CLI.run([model, "--pass", "magnitude{sparsity=0.3,kinds=\(c.kind)}", "-o", masked, "--no-validate"])
+        #expect(mask.status == 0, "\(c): \(mask.stderr)")
+        let fold = try CLI.run([masked, "--pass", "fold-masks", "-o", folded, "--no-validate"])
+        #expect(fold.status == 0, "\(c): \(fold.stderr)")
+        guard mask.status == 0, fold.status == 0 else { return }
+
+        let check = try CLI.exec(
+            URL(fileURLWithPath: python),
+            [CLI.repoRoot.appendingPathComponent("scripts/oracle/prune_check.py").path, masked, folded, calib,
+             "--set", "0", "--set", "3", "--atol", "1e-5", "--json"])
+        #expect(check.status == 0, "\(c): \(check.stdout) \(check.stderr)")
+        let result = try JSONSerialization.jsonObject(with: Data(check.stdout.utf8)) as? [String: Any]
+        let params = (result?["params"] as? [Int]) ?? []
+        #expect(params.count == 2 && params[1] < params[0], "\(c): params \(params)")
+        // At 30% of the units, at least a tenth of the group's share must go (blocks: a whole branch).
+        #expect(params.count == 2 && Double(params[0] - params[1]) > 0.01 * Double(params[0]), "\(c): params \(params)")
+    }
+}
