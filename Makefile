@@ -35,6 +35,9 @@ test: deps venv
 	swift test --parallel
 
 demo: build
+	$(PRUNEC) examples/models/bert.onnx --pass 'magnitude{sparsity=0.3}' --pass fold-masks \
+		-o .cache/bert.pruned.onnx --calib examples/models/bert.calib.npz --report .cache/bert.report.json
+	$(PRUNEC) inspect examples/models/bert.onnx --groups --no-check
 	$(PRUNEC) inspect examples/models/resnet.onnx
 	$(PRUNEC) inspect examples/models/bert.onnx --shape input_ids=1x16 --shape attention_mask=1x16
 	$(PRUNEC) run examples/models/resnet.onnx --inputs examples/models/resnet.calib.npz
