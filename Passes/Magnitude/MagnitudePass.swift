@@ -44,7 +44,8 @@ public struct MagnitudePass: Pass {
             }
             let keep = try UnitSelection.select(
                 unitCounts: groups.map(\.unitCount), names: groups.map(\.name), candidates: candidates, target: options.target,
-                totalParams: CostModel.parameterCount(model), totalMACs: CostModel().totalMACs(model) ?? 0)
+                totalParams: CostModel.parameterCount(model), totalMACs: CostModel().totalMACs(model) ?? 0,
+                roundable: groups.map { $0.kind != .heads })
             for (g, k) in zip(groups, keep) {
                 let removed = k.filter { !$0 }.count
                 stats["\(g.kind)-removed", default: 0] += Double(removed)

@@ -22,6 +22,9 @@ public struct PruningTarget: Sendable, Equatable {
     public var maxPerGroup: Double
     /// Which kinds of groups are pruned.
     public var kinds: Set<GroupKind>
+    /// Kept channel and neuron counts are rounded to a multiple of this (1 = off): runtimes block
+    /// channels by 8 or 16, and 45 kept channels can run slower than 48.
+    public var roundTo: Int
 
     /// The option declarations (`sparsity`, `params`, `flops`, `scope`, `max-per-group`, `kinds`).
     public static let declarations: [OptionSpec] = [
@@ -32,6 +35,8 @@ public struct PruningTarget: Sendable, Equatable {
         OptionSpec("max-per-group", .fraction, default: .double(0.9), help: "largest fraction of one group that global ranking may remove"),
         OptionSpec("kinds", .string, default: .string("all"),
                    help: "groups to prune, joined by '+': channels, heads, neurons, blocks; 'all' = channels+heads+neurons"),
+        OptionSpec("round-to", .int, default: .int(1),
+                   help: "keep a multiple of this many channels/neurons per group (16 suits AVX-512 runtimes; heads are not rounded)"),
     ]
 
     /// Reads the shared options.
@@ -67,6 +72,8 @@ public struct PruningTarget: Sendable, Equatable {
             }
         }
         self.kinds = kinds
+        roundTo = v.int("round-to")
+        guard roundTo >= 1 else { throw OptionError(key: "round-to", message: "must be 1 or more, got \(roundTo)") }
     }
 }
 
@@ -98,8 +105,29 @@ public enum UnitSelection {
     ///
     /// - Parameter totals: The model's params and MACs (the base of `params=` and `flops=`).
     /// - Throws: ``SelectionError`` when a group would be emptied or the target cannot be reached.
+    /// - Parameter roundable: Per group, whether ``PruningTarget/roundTo`` applies (not to heads).
     public static func select(unitCounts: [Int], names: [String], candidates: [Candidate], target: PruningTarget,
-                              totalParams: Int, totalMACs: Int) throws -> [[Bool]] {
+                              totalParams: Int, totalMACs: Int, roundable: [Bool]? = nil) throws -> [[Bool]] {
+        var keep = try rank(unitCounts: unitCounts, names: names, candidates: candidates, target: target,
+                            totalParams: totalParams, totalMACs: totalMACs)
+        guard target.roundTo > 1 else { return keep }
+        var byGroup = [[Candidate]](repeating: [], count: unitCounts.count)
+        for c in candidates { byGroup[c.group].append(c) }
+        for g in keep.indices where roundable?[g] ?? true {
+            let n = unitCounts[g], r = target.roundTo
+            guard n > r else { continue }
+            let kept = keep[g].filter { $0 }.count
+            let want = min(n, max(r, Int((Double(kept) / Double(r)).rounded()) * r))
+            // Re-admit the best removed units, or remove the worst kept ones, to reach `want`.
+            let order = byGroup[g].sorted { ($0.score, $0.unit) > ($1.score, $1.unit) }.map(\.unit)
+            keep[g] = [Bool](repeating: false, count: n)
+            for u in order.prefix(want) { keep[g][u] = true }
+        }
+        return keep
+    }
+
+    static func rank(unitCounts: [Int], names: [String], candidates: [Candidate], target: PruningTarget,
+                     totalParams: Int, totalMACs: Int) throws -> [[Bool]] {
         var keep = unitCounts.map { [Bool](repeating: true, count: $0) }
         var byGroup = [[Candidate]](repeating: [], count: unitCounts.count)
         for c in candidates { byGroup[c.group].append(c) }
