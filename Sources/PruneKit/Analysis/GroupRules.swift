@@ -110,7 +110,7 @@ extension GroupBuilder {
         case "Expand":
             expandRule(node, s, port)
         default:
-            block(s, "\(node.displayName) (\(op)) is not understood by the group analysis")
+            block(s, "\(node.displayName) is not understood by the group analysis")
         }
     }
 
