@@ -202,6 +202,68 @@ import Testing
         #expect(diff.values.allSatisfy { $0 <= 1e-5 }, "\(diff)")
     }
 
+    /// conv(3→8) → Slice channels [2, 6) → ReLU → conv(4→2), plus a 1×1 conv(8→2) of all channels,
+    /// added: removing channel 0 (outside the slice) and 3 (inside) leaves 6 channels sliced at [1, 4).
+    @Test func aChannelSliceIsRewrittenToTheKeptChannels() throws {
+        func net() -> Model {
+            var rng = SeededRandom(15)
+            let b = GraphBuilder(name: "slice")
+            let x = b.input("x", .float, [1, 3, 8, 8])
+            let c1 = b.conv(x, "conv1", in: 3, out: 8, &rng)
+            let sl = b.add(.slice, [c1, b.int64s("starts", [2]), b.int64s("ends", [6]), b.int64s("axes", [1])], name: "slice")
+            let c2 = b.conv(b.add(.relu, [sl]), "conv2", in: 4, out: 2, &rng)
+            b.output(b.add(.add, [c2, b.conv(c1, "conv3", in: 8, out: 2, kernel: 1, &rng)]))
+            return b.model(opset: 17)
+        }
+        let masked = net(), folded = net()
+        let g = try #require(PruningGroups.analyze(masked).groups.first)
+        #expect(PruningGroups.analyze(masked).groups.count == 1 && g.unitCount == 8 && g.gateSites.count == 2)
+        let w1 = try #require(g.slice("conv1#1@0")), w2 = try #require(g.slice("conv2#1@1"))
+        #expect(w2.units == Array(w1.units[2 ..< 6]))
+        let mask = PruneCheck.keep(8, removing: [w1.units[0], w1.units[3]])
+        try Masks.set(mask, for: g, in: masked)
+        try Masks.set(mask, for: try #require(PruningGroups.analyze(folded).groups.first), in: folded)
+        try MaskFolding.fold(folded)
+        #expect(folded.graph.node(named: "conv1")?.inputs[1]?.constantValue?.shape == [6, 3, 3, 3])
+        #expect(folded.graph.node(named: "conv2")?.inputs[1]?.constantValue?.shape == [2, 3, 3, 3])
+        #expect(folded.graph.node(named: "conv3")?.inputs[1]?.constantValue?.shape == [2, 6, 1, 1])
+        let slice = try #require(folded.graph.node(named: "slice"))
+        #expect(try slice.inputs[1]?.constantValue?.int64s() == [1] && slice.inputs[2]?.constantValue?.int64s() == [4])
+        var rng = SeededRandom(16)
+        let diff = try PruneCheck.compare(masked, folded, ["x": .random([1, 3, 8, 8], &rng)])
+        #expect(diff.values.allSatisfy { $0 <= 1e-5 }, "\(diff)")
+    }
+
+    /// conv(3→8) → ConvTranspose(8→6, stride 2) → ReLU → conv(6→2): the transposed weight is
+    /// [in, out, k, k], so the first group cuts its axis 0 and the second its axis 1.
+    @Test func aTransposedConvIsCutOnBothAxes() throws {
+        func net() -> Model {
+            var rng = SeededRandom(17)
+            let b = GraphBuilder(name: "upsample")
+            let x = b.input("x", .float, [1, 3, 5, 5])
+            let c1 = b.conv(x, "conv1", in: 3, out: 8, &rng)
+            let w = b.floats("up.weight", [8, 6, 2, 2], &rng, scale: 0.3), bias = b.floats("up.bias", [6], &rng, scale: 0.1)
+            let up = b.add(.convTranspose, [c1, w, bias], attributes: [("strides", .ints([2, 2]))], name: "up")
+            b.output(b.conv(b.add(.relu, [up]), "conv2", in: 6, out: 2, &rng))
+            return b.model(opset: 17)
+        }
+        let masked = net(), folded = net()
+        let groups = PruningGroups.analyze(masked).groups
+        #expect(groups.map(\.name) == ["conv1", "up"] && groups.map(\.unitCount) == [8, 6])
+        #expect(groups[0].slice("up#1@0") != nil && groups[1].slice("up#1@1") != nil && groups[1].slice("up#2@0") != nil)
+        let masks = [PruneCheck.keep(8, removing: [1, 6]), PruneCheck.keep(6, removing: [4])]
+        for (g, m) in zip(groups, masks) { try Masks.set(m, for: g, in: masked) }
+        let toFold = PruningGroups.analyze(folded).groups
+        for (g, m) in zip(toFold, masks) { try Masks.set(m, for: g, in: folded) }
+        let expected = try ExpectedCuts(groups: toFold, masks: masks)
+        try MaskFolding.fold(folded)
+        #expect(try expected.mismatches(in: folded) == [])
+        #expect(folded.graph.node(named: "up")?.inputs[1]?.constantValue?.shape == [6, 5, 2, 2])
+        var rng = SeededRandom(18)
+        let diff = try PruneCheck.compare(masked, folded, ["x": .random([1, 3, 5, 5], &rng)])
+        #expect(diff.values.allSatisfy { $0 <= 1e-5 }, "\(diff)")
+    }
+
     @Test func settingMasksAgainUpdatesTheGatesInPlace() throws {
         let m = Self.convNet()
         let first = PruneCheck.keep(16, removing: [0, 5]), second = PruneCheck.keep(16, removing: [3])
