@@ -79,7 +79,8 @@ final class GroupBuilder {
     var siteParent: [Int] = []
     /// Why a group is closed, by site (read at the component's root after merging).
     var blockReason: [Int: String] = [:]
-    /// Sites reached through a Reshape that split or merged the axis (an attention head layout).
+    /// Sites whose axis a Reshape splits, the input's features grouped on an output axis (an
+    /// attention head layout); a merge, as a Flatten after a conv, does not count.
     var regrouped: Set<Int> = []
     /// Contractions that consume a site (the next layer's input channels): gates go there.
     var absorbing: [(site: Int, node: Node)] = []
@@ -256,15 +257,16 @@ final class GroupBuilder {
         for i in 0 ..< n { unionElements(ba + i, bb + i) }
     }
 
-    /// Ties every index `j` of `fine` to index `j / factor` of `coarse` (a head's rows to its head).
-    func linkCoarse(fine: Int, coarse: Int, factor: Int) {
+    /// Ties every index `j` of `fine` to index `j / factor` of `coarse` (a head's rows to its head);
+    /// `headSplit` when `fine` is the reshape's input.
+    func linkCoarse(fine: Int, coarse: Int, factor: Int, headSplit: Bool) {
         guard factor > 0, sites[fine].size == sites[coarse].size * factor else {
             block(fine, "a reshape of '\(sites[fine].value.name)' does not split evenly")
             unionSites(fine, coarse)
             return
         }
         unionSites(fine, coarse)
-        regrouped.insert(findSite(fine))
+        if headSplit { regrouped.insert(findSite(fine)) }
         let bf = sites[fine].base, bc = sites[coarse].base
         for j in 0 ..< sites[fine].size { unionElements(bf + j, bc + j / factor) }
     }

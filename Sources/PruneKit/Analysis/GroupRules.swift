@@ -110,7 +110,7 @@ extension GroupBuilder {
         case "Expand":
             expandRule(node, s, port)
         default:
-            block(s, "\(node.displayName) (\(op)) is not understood by the group analysis")
+            block(s, "\(node.displayName) is not understood by the group analysis")
         }
     }
 
@@ -279,11 +279,11 @@ extension GroupBuilder {
             outAxis = fromOutput ? sites[s].axis : a
         case .split(let a, let factor):
             guard let t = target(a) else { return block(s, "unknown size after \(node.displayName)") }
-            linkCoarse(fine: s, coarse: t, factor: factor)
+            linkCoarse(fine: s, coarse: t, factor: factor, headSplit: !fromOutput)
             outAxis = fromOutput ? sites[s].axis : a
         case .merge(let a, let factor):
             guard let t = target(a) else { return block(s, "unknown size after \(node.displayName)") }
-            linkCoarse(fine: t, coarse: s, factor: factor)
+            linkCoarse(fine: t, coarse: s, factor: factor, headSplit: fromOutput)
             outAxis = fromOutput ? sites[s].axis : a
         }
         if node.opType.name == "Reshape", !ShapeConstants.reshapeTargetIsEditable(node, axis: outAxis, constants: constants) {

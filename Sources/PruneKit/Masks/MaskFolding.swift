@@ -62,6 +62,11 @@ public enum MaskFolding {
         }
 
         try cutParameters(parameterCuts, graph: graph, names: names)
+        // A depthwise conv (the only grouped conv a group may pass through) keeps one group per channel.
+        for (use, axes) in parameterCuts where use.input == 1 && use.node.opType == .conv {
+            guard let kept = axes[0], let group = (try? use.node.attribute("group", as: Int.self)) ?? nil, group > 1 else { continue }
+            use.node.setAttribute("group", .int(Int64(kept.count)))
+        }
         try rewriteShapeArithmetic(activationKept, graph: graph, constants: constants, opset: builder.opset, names: names)
         for (value, axes) in activationKept.values {
             guard var dims = value.type?.shape?.dims, let dtype = value.type?.elementType else { continue }

@@ -1,0 +1,349 @@
+import PruneIR
+import PruneRuntime
+import PruneTestSupport
+import Testing
+
+@testable import PruneKit
+
+/// The pruning-group analysis: the groups of every example model (counts taken from
+/// `prunec inspect --groups`), and small graphs built in code where each rule can be checked by
+/// hand: BN with its conv, residual adds, depthwise convs, concat offsets, and what closes a group.
+@Suite struct GroupAnalysisTests {
+    // MARK: Example models
+
+    struct ExampleGroups: Sendable, CustomTestStringConvertible {
+        let file: String
+        /// Prunable groups by kind.
+        let channels: Int, heads: Int, neurons: Int
+        /// Units, parameters and gate sites of each prunable group, in model order.
+        let units: [Int], params: [Int], gates: [Int]
+        /// Kinds of the blocked groups.
+        let blocked: [GroupKind]
+        /// Parameters of each residual block.
+        let blockParams: [Int]
+        var testDescription: String { file }
+    }
+
+    static let examples: [ExampleGroups] = {
+        let resnetUnits = [16, 16, 16, 32, 32, 32, 64, 64], ones8 = [Int](repeating: 1, count: 8)
+        let bert = (units: [4, 128, 4, 128], params: [16576, 16512, 16576, 16512], blocked: [GroupKind](repeating: .neurons, count: 5))
+        let llama = (units: [4, 128, 4, 128], params: [16384, 24576, 16384, 24576], blocks: [16384, 24576, 16384, 24576])
+        let unetUnits = [128, 128, 8, 8, 128, 8, 8, 256, 64, 8, 8, 128, 8, 8, 128]
+        let unetParams = [20608, 69760, 4096, 4096, 12544, 16384, 12288, 49664, 80000, 4096, 4096, 12544, 4096, 4096, 12544]
+        func unetBlocks(_ midAttention: Int) -> [Int] {
+            let down = [4128, 2080, 12576, 20896]
+            return [18496] + down + [73856, 16448, 8256, 49728, midAttention, 73856] + down + down
+        }
+        let ditUnits = [32, 32, 4, 128, 32, 32, 4, 128], ditParams = [9248, 9600, 4192, 8320, 9248, 7552, 4192, 8320]
+        return [
+            ExampleGroups(file: "resnet.onnx", channels: 8, heads: 0, neurons: 0, units: resnetUnits,
+                          params: [14960, 4672, 4672, 49024, 13952, 18560, 40064, 55552], gates: [3, 1, 1, 2, 1, 1, 1, 1],
+                          blocked: [.neurons], blockParams: [4736, 4736, 18688]),
+            ExampleGroups(file: "resnet.dynamo.onnx", channels: 8, heads: 0, neurons: 0, units: resnetUnits,
+                          params: [14816, 4624, 4624, 48736, 13856, 18464, 39680, 55360], gates: [3, 1, 1, 2, 1, 1, 1, 1],
+                          blocked: [.neurons], blockParams: [4640, 4640, 18496]),
+            ExampleGroups(file: "bert.onnx", channels: 0, heads: 2, neurons: 2, units: bert.units, params: bert.params,
+                          gates: [1, 1, 1, 1], blocked: bert.blocked, blockParams: [16384, 16384, 16384, 16384]),
+            ExampleGroups(file: "bert.dynamo.onnx", channels: 0, heads: 2, neurons: 2, units: bert.units, params: bert.params,
+                          gates: [1, 1, 1, 1], blocked: bert.blocked, blockParams: [16384, 16384, 16384, 16384]),
+            ExampleGroups(file: "llama.onnx", channels: 0, heads: 2, neurons: 2, units: llama.units, params: llama.params,
+                          gates: [1, 1, 1, 1], blocked: [.neurons, .neurons], blockParams: llama.blocks),
+            ExampleGroups(file: "llama.dynamo.onnx", channels: 0, heads: 2, neurons: 2, units: llama.units, params: llama.params,
+                          gates: [1, 1, 1, 1], blocked: [.neurons, .neurons], blockParams: llama.blocks),
+            ExampleGroups(file: "unet.onnx", channels: 1, heads: 8, neurons: 6, units: unetUnits, params: unetParams,
+                          gates: [Int](repeating: 1, count: 15), blocked: [GroupKind](repeating: .channels, count: 17),
+                          blockParams: unetBlocks(82752)),
+            ExampleGroups(file: "unet.dynamo.onnx", channels: 1, heads: 8, neurons: 6, units: unetUnits, params: unetParams,
+                          gates: [Int](repeating: 1, count: 15), blocked: [GroupKind](repeating: .channels, count: 17),
+                          blockParams: unetBlocks(82888)),
+            ExampleGroups(file: "dit.onnx", channels: 0, heads: 2, neurons: 6, units: ditUnits, params: ditParams, gates: ones8,
+                          blocked: [.channels, .neurons, .heads], blockParams: [4224, 8352, 4224, 8352]),
+            ExampleGroups(file: "dit.dynamo.onnx", channels: 0, heads: 2, neurons: 6, units: ditUnits, params: ditParams, gates: ones8,
+                          blocked: [.channels, .neurons, .heads], blockParams: [4224, 8352, 4224, 8352]),
+        ]
+    }()
+
+    @Test(arguments: examples)
+    func exampleModelGroups(_ e: ExampleGroups) throws {
+        let model = try ModelImporter.load(contentsOf: TestPaths.examples.appendingPathComponent(e.file))
+        let a = PruningGroups.analyze(model)
+        #expect(a.groups(of: [.channels]).count == e.channels)
+        #expect(a.groups(of: [.heads]).count == e.heads)
+        #expect(a.groups(of: [.neurons]).count == e.neurons)
+        #expect(a.groups.map(\.unitCount) == e.units)
+        #expect(a.groups.map(\.params) == e.params)
+        #expect(a.groups.map(\.gateSites.count) == e.gates)
+        #expect(a.blocked.map(\.kind) == e.blocked)
+        #expect(a.blocks.map(\.params) == e.blockParams)
+        // Every prunable group holds parameters, has no masks yet, and gates one index per unit.
+        for g in a.groups {
+            #expect(g.maskValues == nil && g.blockedReason == nil && !g.parameters.isEmpty)
+            #expect(g.paramsPerUnit.count == g.unitCount && g.params == g.paramsPerUnit.reduce(0, +))
+            for site in g.gateSites { #expect(site.units.sorted() == Array(0 ..< g.unitCount), "\(g)") }
+        }
+        #expect(a.blocked.allSatisfy { $0.blockedReason != nil && $0.gateSites.isEmpty })
+        // Heads groups: every head holds the same parameters.
+        for g in a.groups(of: [.heads]) { #expect(Set(g.paramsPerUnit).count == 1, "\(g)") }
+    }
+
+    // MARK: Built in code
+
+    @Test func batchNormJoinsTheChannelsOfItsConv() throws {
+        var rng = SeededRandom(1)
+        let b = GraphBuilder()
+        let x = b.input("x", .float, [1, 3, 8, 8])
+        let c1 = b.conv(x, "conv1", in: 3, out: 8, &rng)
+        let stats = (0 ..< 4).map { i in b.initializer("bn.p\(i)", Tensor(floats: rng.floats(8, scale: 0.2).map { $0 + 1 }, shape: [8])) }
+        let bn = b.add(.batchNormalization, [c1] + stats, name: "bn")
+        let r = b.add(.relu, [bn], name: "relu")
+        b.output(b.conv(r, "conv2", in: 8, out: 4, &rng))
+        let a = PruningGroups.analyze(b.model())
+
+        #expect(a.groups.count == 1)
+        let g = try #require(a.groups.first)
+        #expect(g.kind == .channels && g.name == "conv1" && g.unitCount == 8)
+        #expect(Set(g.parameters.map(\.key)) == ["conv1#1@0", "conv1#2@0", "bn#1@0", "bn#2@0", "bn#3@0", "bn#4@0", "conv2#1@1"])
+        #expect(g.parameters.allSatisfy { $0.units == Array(0 ..< 8) })
+        #expect(Set(g.slices.filter { !$0.isParameter }.map(\.key)) == [c1.name + "@1", bn.name + "@1", r.name + "@1"])
+        #expect(g.paramsPerUnit == Array(repeating: 27 + 1 + 4 + 4 * 9, count: 8))
+        #expect(g.gateSites.map(\.value.name) == [r.name] && g.gateSites[0].axis == 1)
+        // conv2's outputs are the graph output.
+        #expect(a.blocked.map(\.name) == ["conv2"])
+        #expect(a.blocked[0].blockedReason?.contains("graph output") == true)
+    }
+
+    @Test func aResidualAddMakesOneGroupOfBothConvs() throws {
+        var rng = SeededRandom(2)
+        let b = GraphBuilder()
+        let x = b.input("x", .float, [1, 3, 8, 8])
+        let a0 = b.add(.relu, [b.conv(x, "convA", in: 3, out: 8, &rng)], name: "relu")
+        let sum = b.add(.add, [a0, b.conv(a0, "convB", in: 8, out: 8, &rng)], name: "add")
+        b.output(b.conv(sum, "convC", in: 8, out: 4, &rng))
+        let a = PruningGroups.analyze(b.model())
+
+        #expect(a.groups.count == 1)
+        let g = try #require(a.groups.first)
+        #expect(g.unitCount == 8)
+        let convA = try #require(g.slice("convA#1@0")), convBOut = try #require(g.slice("convB#1@0"))
+        let convBIn = try #require(g.slice("convB#1@1")), convC = try #require(g.slice("convC#1@1"))
+        // Channel i of convA is channel i of convB: the same unit.
+        #expect(convA.units == convBOut.units && convA.units == convBIn.units && convA.units == convC.units)
+        #expect(Set(convA.units).count == 8)
+        #expect(g.paramsPerUnit == Array(repeating: 27 + 1 + 72 + 1 + 72 + 36, count: 8))
+        // Gates on both consumers' inputs: convB reads the ReLU, convC reads the sum.
+        #expect(Set(g.gateSites.map(\.value.name)) == [a0.name, sum.name])
+        #expect(a.blocks.count == 1 && a.blocks[0].name == "add" && a.blocks[0].branch.map(\.name) == ["convB"])
+        #expect(a.blocks[0].params == 8 * 8 * 9 + 8)
+    }
+
+    @Test func aDepthwiseConvPassesChannelsThrough() throws {
+        var rng = SeededRandom(3)
+        let b = GraphBuilder()
+        let x = b.input("x", .float, [1, 3, 8, 8])
+        let c1 = b.conv(x, "conv1", in: 3, out: 8, &rng)
+        let dw = b.conv(c1, "dw", in: 8, out: 8, group: 8, &rng)
+        let r = b.add(.relu, [dw], name: "relu")
+        b.output(b.conv(r, "conv2", in: 8, out: 4, kernel: 1, &rng))
+        let m = b.model()
+        let a = PruningGroups.analyze(m)
+
+        #expect(a.groups.count == 1)
+        let g = try #require(a.groups.first)
+        #expect(g.name == "conv1" && g.unitCount == 8)
+        #expect(Set(g.parameters.map(\.key)) == ["conv1#1@0", "conv1#2@0", "dw#1@0", "dw#2@0", "conv2#1@1"])
+        #expect(g.parameters.allSatisfy { $0.units == Array(0 ..< 8) })
+        #expect(g.paramsPerUnit == Array(repeating: 27 + 1 + 9 + 1 + 4, count: 8))
+        // The depthwise conv does not contract channels: the only gate is before conv2.
+        #expect(g.gateSites.map(\.value.name) == [r.name])
+
+        // Folding two channels away keeps the depthwise conv's group count equal to its channels.
+        let masked = m
+        try Masks.set(PruneCheck.keep(8, removing: [2, 5]), for: g, in: masked)
+        let reference = try PruneCheck.run(masked, ["x": Self.input([1, 3, 8, 8])])
+        try MaskFolding.fold(masked)
+        let dwNode = try #require(masked.graph.node(named: "dw"))
+        #expect(dwNode.inputs[1]?.constantValue?.shape == [6, 1, 3, 3])
+        #expect(try dwNode.attribute("group", as: Int.self) == 6)
+        let after = try PruneCheck.run(masked, ["x": Self.input([1, 3, 8, 8])])
+        let out = masked.graph.outputs[0].name
+        #expect(PruneCheck.maxAbsDiff(reference[out]!, after[out]!) <= 1e-5)
+    }
+
+    @Test func aGroupedConvThatIsNotDepthwiseBlocks() throws {
+        var rng = SeededRandom(4)
+        let b = GraphBuilder()
+        let x = b.input("x", .float, [1, 3, 8, 8])
+        let c1 = b.conv(x, "conv1", in: 3, out: 8, &rng)
+        b.output(b.conv(c1, "grouped", in: 8, out: 8, group: 2, &rng))
+        let a = PruningGroups.analyze(b.model())
+        #expect(a.groups.isEmpty)
+        let g = try #require(a.blocked.first { $0.name == "conv1" })
+        #expect(g.blockedReason?.contains("grouped convolution (group 2)") == true)
+    }
+
+    @Test func concatenatedConvsKeepTheirOffsets() throws {
+        var rng = SeededRandom(5)
+        let b = GraphBuilder()
+        let x = b.input("x", .float, [1, 3, 8, 8])
+        let ca = b.conv(x, "convA", in: 3, out: 4, &rng)
+        let cb = b.conv(x, "convB", in: 3, out: 6, &rng)
+        let cat = b.add(.concat, [ca, cb], attributes: [("axis", .int(1))], name: "concat")
+        b.output(b.conv(cat, "convC", in: 10, out: 5, kernel: 1, &rng))
+        let m = b.model()
+        let a = PruningGroups.analyze(m)
+
+        // Both convs reach convC's one weight: one group of 4 + 6 units.
+        #expect(a.groups.count == 1)
+        let g = try #require(a.groups.first)
+        #expect(g.unitCount == 10)
+        let wa = try #require(g.slice("convA#1@0")), wb = try #require(g.slice("convB#1@0")), wc = try #require(g.slice("convC#1@1"))
+        #expect(wa.size == 4 && wb.size == 6 && wc.size == 10)
+        #expect(Array(wc.units[0 ..< 4]) == wa.units)
+        #expect(Array(wc.units[4 ..< 10]) == wb.units)
+        #expect(Set(wa.units + wb.units).count == 10)
+        #expect(g.paramsPerUnit == Array(repeating: 27 + 1 + 5, count: 10))
+        #expect(g.gateSites.map(\.value.name) == [cat.name])
+
+        // Remove input channel 1 of convA and 3 of convB: convC loses inputs 1 and 4 + 3.
+        let removed = [wa.units[1], wb.units[3]]
+        let wcBefore = try #require(m.graph.node(named: "convC")?.inputs[1]?.constantValue)
+        try Masks.set(PruneCheck.keep(10, removing: removed), for: g, in: m)
+        let input = ["x": Self.input([1, 3, 8, 8])]
+        let reference = try PruneCheck.run(m, input)
+        try MaskFolding.fold(m)
+        #expect(m.graph.node(named: "convA")?.inputs[1]?.constantValue?.shape == [3, 3, 3, 3])
+        #expect(m.graph.node(named: "convB")?.inputs[1]?.constantValue?.shape == [5, 3, 3, 3])
+        let wcAfter = try #require(m.graph.node(named: "convC")?.inputs[1]?.constantValue)
+        #expect(try wcAfter.floats() == wcBefore.selecting([0, 2, 3, 4, 5, 6, 8, 9], along: 1).floats())
+        let after = try PruneCheck.run(m, input)
+        let out = m.graph.outputs[0].name
+        #expect(PruneCheck.maxAbsDiff(reference[out]!, after[out]!) <= 1e-5)
+    }
+
+    /// A conv flattened into a classifier: the Gemm's rows come in runs of H·W per channel, and
+    /// the group is still channels (a merge after the layer is not a head split).
+    @Test func aConvFlattenedIntoAClassifierIsAChannelsGroup() throws {
+        func net() -> Model {
+            var rng = SeededRandom(10)
+            let b = GraphBuilder()
+            let x = b.input("x", .float, [Dim.symbol("N"), .known(3), .known(6), .known(6)])
+            let c1 = b.add(.relu, [b.conv(x, "conv1", in: 3, out: 4, &rng)])
+            let flat = b.add(.flatten, [c1], attributes: [("axis", .int(1))], name: "flatten")
+            b.output(b.add(.gemm, [flat, b.floats("fc.weight", [144, 10], &rng, scale: 0.1), b.floats("fc.bias", [10], &rng, scale: 0.1)], name: "fc"))
+            return b.model()
+        }
+        let m = net()
+        let a = PruningGroups.analyze(m)
+        #expect(a.groups.count == 1)
+        let g = try #require(a.groups.first)
+        #expect(g.kind == .channels)
+        #expect(g.name == "conv1" && g.unitCount == 4)
+        let fc = try #require(g.slice("fc#1@0"))
+        #expect(fc.units == (0 ..< 144).map { g.slice("conv1#1@0")!.units[$0 / 36] })
+        #expect(g.paramsPerUnit == Array(repeating: 27 + 1 + 36 * 10, count: 4))
+
+        let folded = net()
+        let mask = PruneCheck.keep(4, removing: [2])
+        try Masks.set(mask, for: g, in: m)
+        let toFold = try #require(PruningGroups.analyze(folded).groups.first)
+        try Masks.set(mask, for: toFold, in: folded)
+        try MaskFolding.fold(folded)
+        #expect(folded.graph.node(named: "fc")?.inputs[1]?.constantValue?.shape == [108, 10])
+        let diff = try PruneCheck.compare(m, folded, ["x": Self.input([2, 3, 6, 6])])
+        #expect(diff.values.allSatisfy { $0 <= 1e-5 }, "\(diff)")
+    }
+
+    /// `x → fc1 → (op) → fc2`, with x `[2, 4, 16]` and fc1 producing 32 features.
+    static func mlp(_ middle: (GraphBuilder, Value) -> Value, outputHidden: Bool = false) -> Model {
+        var rng = SeededRandom(6)
+        let b = GraphBuilder()
+        let x = b.input("x", .float, [2, 4, 16])
+        let h = b.linear(x, "fc1", 16, 32, &rng)
+        let mid = middle(b, h)
+        let width = mid.type?.shape?.dims.last?.value ?? 32
+        b.output(b.linear(mid, "fc2", width, 8, &rng))
+        if outputHidden { b.output(mid) }
+        return b.model(opset: 17)
+    }
+
+    @Test func layerNormOverTheChannelsBlocks() throws {
+        var rng = SeededRandom(7)
+        let m = Self.mlp { b, h in
+            b.add(.layerNormalization, [h, b.floats("ln.scale", [32], &rng, scale: 1), b.floats("ln.bias", [32], &rng, scale: 1)],
+                  attributes: [("axis", .int(-1))], name: "ln")
+        }
+        let a = PruningGroups.analyze(m)
+        #expect(a.groups.isEmpty)
+        let g = try #require(a.blocked.first { $0.name == "fc1/MatMul" })
+        #expect(g.kind == .neurons && g.unitCount == 32)
+        #expect(g.blockedReason == "'ln' (LayerNormalization) normalizes over the channels")
+        #expect(throws: MaskError.self) { try Masks.set([Float](repeating: 1, count: 32), for: g, in: m) }
+
+        // The same MLP with a ReLU there is prunable: 32 neurons of 16 + 1 + 8 parameters.
+        let plain = PruningGroups.analyze(Self.mlp { b, h in b.add(.relu, [h]) })
+        #expect(plain.groups.map(\.name) == ["fc1/MatMul"])
+        #expect(plain.groups.first?.paramsPerUnit == Array(repeating: 16 + 1 + 8, count: 32))
+    }
+
+    @Test func layerNormOverSpatialAxesLetsChannelsThrough() throws {
+        var rng = SeededRandom(8)
+        let b = GraphBuilder()
+        let x = b.input("x", .float, [1, 3, 8, 8])
+        let c1 = b.conv(x, "conv1", in: 3, out: 8, &rng)
+        let ln = b.add(.layerNormalization, [c1, b.floats("ln.scale", [8, 8], &rng, scale: 1)], attributes: [("axis", .int(2))], name: "ln")
+        b.output(b.conv(ln, "conv2", in: 8, out: 4, &rng))
+        let a = PruningGroups.analyze(b.model())
+        #expect(a.groups.map(\.name) == ["conv1"])
+        #expect(a.groups.first?.slice("ln#1@0") == nil)  // the [H, W] scale is not per channel
+    }
+
+    @Test func aGraphOutputBlocks() throws {
+        let m = Self.mlp({ b, h in b.add(.relu, [h], name: "relu") }, outputHidden: true)
+        let a = PruningGroups.analyze(m)
+        #expect(a.groups.isEmpty)
+        let g = try #require(a.blocked.first { $0.name == "fc1/MatMul" })
+        #expect(g.blockedReason == "it reaches the graph output 'relu_out'")
+    }
+
+    @Test func opsTheAnalysisDoesNotKnowBlock() throws {
+        let topK = Self.mlp { b, h in
+            b.node(OpType("TopK"), [h, b.int64s("k", [4])], attributes: [("axis", .int(-1))], outputs: 2, name: "topk")[0]
+        }
+        let a = PruningGroups.analyze(topK)
+        #expect(a.groups.isEmpty)
+        let g = try #require(a.blocked.first { $0.name == "fc1/MatMul" })
+        #expect(g.blockedReason == "'topk' (TopK) is not understood by the group analysis")
+
+        let custom = Self.mlp { b, h in
+            let y = b.add(OpType("Scramble", domain: "com.example"), [h], name: "scramble")
+            y.type = h.type
+            return y
+        }
+        custom.opsetImports = custom.opsetImports + [OpsetImport(domain: "com.example", version: 1)]
+        let c = PruningGroups.analyze(custom)
+        #expect(c.groups.isEmpty)
+        let cg = try #require(c.blocked.first { $0.name == "fc1/MatMul" })
+        #expect(cg.blockedReason?.contains("is not understood by the group analysis") == true)
+        #expect(cg.blockedReason?.contains("Scramble") == true)
+    }
+
+    static func input(_ shape: [Int]) -> NDArray {
+        var rng = SeededRandom(99)
+        return .random(shape, &rng)
+    }
+}
+
+extension GroupSlice {
+    /// `node#input@axis` for parameters, `value@axis` for activations.
+    var key: String {
+        switch target {
+        case .parameter(let node, let input): return "\(node.name)#\(input)@\(axis)"
+        case .activation(let v): return "\(v.name)@\(axis)"
+        }
+    }
+}
+
+extension PruningGroup {
+    /// The slice with the given ``GroupSlice/key``.
+    func slice(_ key: String) -> GroupSlice? { slices.first { $0.key == key } }
+}
