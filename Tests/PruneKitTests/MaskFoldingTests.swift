@@ -234,6 +234,38 @@ import Testing
         #expect(diff.values.allSatisfy { $0 <= 1e-5 }, "\(diff)")
     }
 
+    /// conv(3→8) → Slice channels [2, 6) → ReLU → conv(4→2) and nothing else reads channels 0, 1,
+    /// 6, 7: they are dead, so a gate on conv1's output holds their masks, and removing one of them
+    /// (and a live one) folds to 6 channels with the same outputs.
+    @Test func unitsNoLayerReadsAreGatedAtTheProducer() throws {
+        func net() -> Model {
+            var rng = SeededRandom(41)
+            let b = GraphBuilder(name: "dead")
+            let x = b.input("x", .float, [1, 3, 8, 8])
+            let c1 = b.conv(x, "conv1", in: 3, out: 8, &rng)
+            let sl = b.add(.slice, [c1, b.int64s("starts", [2]), b.int64s("ends", [6]), b.int64s("axes", [1])], name: "slice")
+            b.output(b.conv(b.add(.relu, [sl]), "conv2", in: 4, out: 2, &rng))
+            return b.model(opset: 17)
+        }
+        let masked = net(), folded = net()
+        let g = try #require(PruningGroups.analyze(masked).groups.first)
+        #expect(g.unitCount == 8 && g.gateSites.count == 2)
+        #expect(Set(g.gateSites.flatMap(\.units)).count == 8)
+        let w1 = try #require(g.slice("conv1#1@0"))
+        let mask = PruneCheck.keep(8, removing: [w1.units[0], w1.units[3]])
+        try Masks.set(mask, for: g, in: masked)
+        let h = try #require(PruningGroups.analyze(folded).groups.first)
+        try Masks.set(mask, for: h, in: folded)
+        #expect(PruningGroups.analyze(folded).groups.first?.maskValues == mask)
+        try MaskFolding.fold(folded)
+        #expect(folded.graph.node(named: "conv1")?.inputs[1]?.constantValue?.shape == [6, 3, 3, 3])
+        #expect(folded.graph.node(named: "conv2")?.inputs[1]?.constantValue?.shape == [2, 3, 3, 3])
+        #expect(PruneCheck.gateCount(folded) == 0)
+        var rng = SeededRandom(42)
+        let diff = try PruneCheck.compare(masked, folded, ["x": .random([1, 3, 8, 8], &rng)])
+        #expect(diff.values.allSatisfy { $0 <= 1e-5 }, "\(diff)")
+    }
+
     /// conv(3→8) → ConvTranspose(8→6, stride 2) → ReLU → conv(6→2): the transposed weight is
     /// [in, out, k, k], so the first group cuts its axis 0 and the second its axis 1.
     @Test func aTransposedConvIsCutOnBothAxes() throws {

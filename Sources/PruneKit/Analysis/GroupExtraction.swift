@@ -92,7 +92,7 @@ extension GroupBuilder {
         }
 
         var reason = blockReason[r]
-        let gates = reason == nil ? gateSites(absorbed, unitsBySite: unitsBySite) : []
+        let gates = reason == nil ? gateSites(absorbed, members: ss, unitCount: unitCount, unitsBySite: unitsBySite) : []
         if reason == nil {
             if unitCount < 2 {
                 reason = "it has a single unit"
@@ -120,7 +120,26 @@ extension GroupBuilder {
     /// One gate per layer input that contracts the group's axis, placed on the nearest value
     /// (that input, or upstream through reshapes, transposes and unary ops) holding each unit at
     /// most once: a `[b, s, H*D]` input of an output projection is gated at `[b, s, H, D]`.
-    private func gateSites(_ absorbed: [Int], unitsBySite: [Int: [Int]]) -> [GateSite] {
+    ///
+    /// Units no layer reads (channels a `Slice` drops, say) are dead: removing them changes
+    /// nothing, but a mask needs somewhere to live, so a gate also goes on the first value that holds
+    /// every unit once (the seed layer's output).
+    private func gateSites(_ absorbed: [Int], members: [Int], unitCount: Int, unitsBySite: [Int: [Int]]) -> [GateSite] {
+        var out = consumerGateSites(absorbed, unitsBySite: unitsBySite)
+        guard !out.isEmpty else { return [] }
+        let covered = Set(out.flatMap(\.units))
+        if covered.count < unitCount {
+            let whole = members.first { s in
+                let units = unitsBySite[s] ?? []
+                return sites[s].node == nil && units.count == unitCount && Set(units).count == unitCount && sites[s].value.producer != nil
+            }
+            guard let whole else { return [] }
+            out.append(GateSite(value: sites[whole].value, axis: sites[whole].axis, units: unitsBySite[whole] ?? []))
+        }
+        return out
+    }
+
+    private func consumerGateSites(_ absorbed: [Int], unitsBySite: [Int: [Int]]) -> [GateSite] {
         var out: [GateSite] = []
         var seen: Set<Int> = []
         outer: for start in absorbed {
