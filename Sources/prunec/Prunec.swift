@@ -9,9 +9,13 @@ struct Prunec: ParsableCommand {
         commandName: "prunec",
         abstract: "Structured pruning compiler for ONNX models.",
         discussion: """
-            prunec loads an ONNX model into a typed graph IR, runs pruning passes on it and writes a \
-            smaller ONNX model. With no pass, `prunec MODEL -o OUT` is a round trip: import, verify, \
-            export.
+            prunec loads an ONNX model into a typed graph IR, runs pruning passes on it, checks the \
+            result against the original and writes a smaller ONNX model:
+
+              prunec model.onnx --pass 'magnitude{sparsity=0.3}' --pass fold-masks -o small.onnx --calib data.npz
+              prunec check small.onnx --baseline model.onnx --min-param-reduction 20% --max-drift 0.05
+
+            With no pass, `prunec MODEL -o OUT` is a round trip: import, verify, export.
 
             Exit codes: 0 ok, 1 check failed, 64 usage error, 65 bad model or data, 70 internal error.
             """,

@@ -120,8 +120,9 @@ extension Prunec {
         func run() throws {
             try reportingErrors {
                 let model = try input.load()
-                // Types for every value, so MACs are counted and passes see shapes.
-                ShapeInference().run(on: model)
+                // Types for every value, so MACs are counted and passes see shapes (not for a plain
+                // round trip, which must write back what it read).
+                if !passes.isEmpty { ShapeInference().run(on: model) }
                 let pipeline = try pipeline()
                 let manager: PassManager
                 do {
@@ -137,7 +138,9 @@ extension Prunec {
                 let calibration = try calib.map { try CalibrationData.load(URL(fileURLWithPath: $0), for: model) } ?? []
                 let context = PassContext(logger: logger, seed: seed, threads: threadOptions.threads, calibration: calibration)
                 // The original, loaded apart, is the reference for drift and the "before" column.
-                let reference = noValidate ? nil : try input.load()
+                // A plain round trip (no pass, no gate, no report) is not validated.
+                let validating = !noValidate && (!passes.isEmpty || maxDrift != nil || report != nil)
+                let reference = validating ? try input.load() : nil
                 let before = ModelStats(model)
                 let records: [PassRecord]
                 do {
