@@ -54,6 +54,9 @@ final class ExecutionPlan {
 
     let graph: Graph
     private(set) var slots: [ObjectIdentifier: Int] = [:]
+
+    /// The slot of `v`, if this plan has one.
+    func slot(of v: Value) -> Int? { slots[ObjectIdentifier(v)] }
     private(set) var slotCount = 0
     /// Initializers and Constant outputs, filled once per run.
     private(set) var constants: [(slot: Int, array: NDArray)] = []

@@ -113,6 +113,10 @@ public final class Interpreter {
 
     /// Like ``run(_:)``, with the outputs in graph order.
     public func runOrdered(_ inputs: [String: NDArray]) throws -> [NDArray] {
+        try runOrdered(inputs, tape: nil)
+    }
+
+    func runOrdered(_ inputs: [String: NDArray], tape: Tape?) throws -> [NDArray] {
         var feeds: [Int: NDArray] = [:]
         var symbols: [String: (Int, String)] = [:]
         let known = Set(mainPlan.inputs.map(\.value.name))
@@ -127,7 +131,7 @@ public final class Interpreter {
             try Interpreter.check(a, against: v, symbols: &symbols)
             feeds[slot] = a
         }
-        return try execute(mainPlan, feeds: feeds, parent: nil)
+        return try execute(mainPlan, feeds: feeds, parent: nil, tape: tape)
     }
 
     static func check(_ a: NDArray, against v: Value, symbols: inout [String: (Int, String)]) throws {
@@ -167,13 +171,13 @@ public final class Interpreter {
     }
 
     /// Runs one plan. `parent` resolves the plan's captures (values of enclosing graphs).
-    func execute(_ plan: ExecutionPlan, feeds: [Int: NDArray], parent: Frame?) throws -> [NDArray] {
+    func execute(_ plan: ExecutionPlan, feeds: [Int: NDArray], parent: Frame?, tape: Tape? = nil) throws -> [NDArray] {
         let frame = Frame(plan: plan, parent: parent)
         // `values` is the frame's memory: the frame must outlive every use of it below.
-        return try withExtendedLifetime(frame) { try run(plan, in: frame, feeds: feeds, parent: parent) }
+        return try withExtendedLifetime(frame) { try run(plan, in: frame, feeds: feeds, parent: parent, tape: tape) }
     }
 
-    private func run(_ plan: ExecutionPlan, in frame: Frame, feeds: [Int: NDArray], parent: Frame?) throws -> [NDArray] {
+    private func run(_ plan: ExecutionPlan, in frame: Frame, feeds: [Int: NDArray], parent: Frame?, tape: Tape?) throws -> [NDArray] {
         let values = frame.values
         for c in plan.constants { values[c.slot] = c.array }
         for c in plan.captures {
@@ -183,6 +187,9 @@ public final class Interpreter {
             values[c.slot] = a
         }
         for (s, a) in feeds { values[s] = a }
+        if let tape {
+            for i in 0..<values.count { if let a = values[i] { tape.initial[i] = a } }
+        }
         let context = KernelContext(interpreter: self, frame: frame)
         let profiling = self.profiling
         // The loop below is the interpreter's per-node overhead: no allocation of its own (the
@@ -210,6 +217,7 @@ public final class Interpreter {
                             }
                             let outSlots = steps[i].outputs
                             for k in 0..<outSlots.count { values[outSlots[k]] = k < outs.count ? outs[k] : nil }
+                            tape?.record(step: i, inputs: ins, outputs: outs)
                         } catch let e as KernelError {
                             throw RuntimeError.kernel(node: steps[i].name, op: steps[i].node.opType.description, reason: e.reason)
                         }

@@ -546,3 +546,46 @@ func registerBinaryKernels(_ r: inout KernelRegistry) {
     r.register("BitwiseOr", since: 18) { try bitwiseKernel(BitOrKind.self, $0) }
     r.register("BitwiseXor", since: 18) { try bitwiseKernel(BitXorKind.self, $0) }
 }
+
+// MARK: Gradients
+
+/// VJPs of Add, Sub, Mul, Div, Pow: elementwise, then summed down to each operand's broadcast shape.
+func registerBinaryGradients(_ r: inout GradientRegistry) {
+    r.register(["Add", "Sub"]) { c, gs in
+        let y = try c.output(0), g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+        let a = try c.input(0), b = try c.input(1)
+        let ga = c.needs(0) ? GradientMath.reduce(g, to: a.shape, c.kernel) : nil
+        var gb: NDArray?
+        if c.needs(1) {
+            let neg = c.node.opType.name == "Sub"
+            gb = GradientMath.reduce(neg ? GradientMath.map(g.shape, [g], c.kernel) { -$0[0] } : g, to: b.shape, c.kernel)
+        }
+        return [ga, gb]
+    }
+    r.register(["Mul"]) { c, gs in
+        let y = try c.output(0), g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+        let a = try c.input(0), b = try c.input(1)
+        let ga = c.needs(0) ? GradientMath.reduce(GradientMath.map(g.shape, [g, b], c.kernel) { $0[0] * $0[1] }, to: a.shape, c.kernel) : nil
+        let gb = c.needs(1) ? GradientMath.reduce(GradientMath.map(g.shape, [g, a], c.kernel) { $0[0] * $0[1] }, to: b.shape, c.kernel) : nil
+        return [ga, gb]
+    }
+    r.register(["Div"]) { c, gs in
+        let y = try c.output(0), g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+        let a = try c.input(0), b = try c.input(1)
+        let ga = c.needs(0) ? GradientMath.reduce(GradientMath.map(g.shape, [g, b], c.kernel) { $0[0] / $0[1] }, to: a.shape, c.kernel) : nil
+        // d(a/b)/db = -a/b² = -y/b.
+        let gb = c.needs(1) ? GradientMath.reduce(GradientMath.map(g.shape, [g, y, b], c.kernel) { -$0[0] * $0[1] / $0[2] }, to: b.shape, c.kernel) : nil
+        return [ga, gb]
+    }
+    r.register(["Pow"]) { c, gs in
+        let y = try c.output(0), g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+        let a = try c.input(0), b = try c.input(1)
+        guard a.dtype == b.dtype else { throw KernelError("gradient of Pow with mixed element types \(a.dtype), \(b.dtype)") }
+        // d(a^b)/da = b·a^(b−1); d(a^b)/db = a^b·ln a (taken as 0 where a ≤ 0).
+        let ga = c.needs(0)
+            ? GradientMath.reduce(GradientMath.map(g.shape, [g, a, b], c.kernel) { $0[0] * $0[2] * Foundation.pow($0[1], $0[2] - 1) }, to: a.shape, c.kernel) : nil
+        let gb = c.needs(1)
+            ? GradientMath.reduce(GradientMath.map(g.shape, [g, y, a], c.kernel) { $0[2] > 0 ? $0[0] * $0[1] * Foundation.log($0[2]) : 0 }, to: b.shape, c.kernel) : nil
+        return [ga, gb]
+    }
+}

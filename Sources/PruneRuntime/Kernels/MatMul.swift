@@ -123,3 +123,54 @@ final class MatMulKernel: Kernel {
         return out
     }
 }
+
+// MARK: Gradients
+
+/// VJP of MatMul: dA = g·Bᵀ, dB = Aᵀ·g over the broadcast batch, summed down to each operand's
+/// batch shape; 1-D operands are read as a row (A) or a column (B) like the forward pass.
+func registerMatMulGradients(_ r: inout GradientRegistry) {
+    r.register(["MatMul"]) { c, gs in
+        let a0 = try c.input(0), b0 = try c.input(1), y = try c.output(0)
+        let g0 = GradientMath.orZeros(gs[0], like: y, c.kernel)
+        let a = a0.rank == 1 ? a0.reshaped([1, a0.shape[0]]) : a0
+        let b = b0.rank == 1 ? b0.reshaped([b0.shape[0], 1]) : b0
+        // The output with both matrix axes present (a 1-D operand removed one).
+        var gShape = Array(y.shape)
+        if a0.rank == 1 { gShape.insert(1, at: gShape.count - (b0.rank == 1 ? 0 : 1)) }
+        if b0.rank == 1 { gShape.append(1) }
+        let g = g0.reshaped(gShape)
+        var ga: NDArray?, gb: NDArray?
+        if c.needs(0) {
+            let full = try MatMulKernel.matmul(g, MatMulKernel.transposeLastTwo(b, c.kernel), c.kernel)
+            ga = GradientMath.reduce(full, to: a.shape, c.kernel).reshaped(a0.shape)
+        }
+        if c.needs(1) {
+            let full = try MatMulKernel.matmul(MatMulKernel.transposeLastTwo(a, c.kernel), g, c.kernel)
+            gb = GradientMath.reduce(full, to: b.shape, c.kernel).reshaped(b0.shape)
+        }
+        return [ga, gb]
+    }
+}
+
+extension MatMulKernel {
+    /// A copy of `x` with its last two axes swapped.
+    static func transposeLastTwo(_ x: NDArray, _ ctx: KernelContext) -> NDArray {
+        let r = x.rank, m = x.shape[r - 2], n = x.shape[r - 1]
+        var shape = x.shape
+        shape.swapAt(r - 2, r - 1)
+        let out = ctx.allocate(x.dtype, shape)
+        let batch = x.count / max(1, m * n)
+        let size = x.dtype == .double ? 8 : 4
+        precondition(x.dtype == .float || x.dtype == .double, "gradients are float32/float64")
+        let src = x.rawPointer, dst = out.rawPointer
+        for bi in 0..<batch {
+            let base = bi * m * n * size
+            for i in 0..<m {
+                for j in 0..<n {
+                    (dst + base + (j * m + i) * size).copyMemory(from: src + base + (i * n + j) * size, byteCount: size)
+                }
+            }
+        }
+        return out
+    }
+}

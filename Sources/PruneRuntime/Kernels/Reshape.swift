@@ -114,3 +114,15 @@ func reshapeTarget(_ input: [Int], _ target: [Int], allowZero: Bool) throws -> [
     guard out.reduce(1, *) == count else { throw KernelError("Reshape: cannot reshape \(input) to \(target)") }
     return out
 }
+
+// MARK: Gradients
+
+/// VJP of the ops that only relabel the shape (Reshape, Flatten, Squeeze, Unsqueeze, Identity):
+/// the cotangent with the input's shape.
+func registerReshapeGradients(_ r: inout GradientRegistry) {
+    r.register(["Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"]) { c, gs in
+        let x = try c.input(0), y = try c.output(0)
+        let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+        return [g.reshaped(x.shape)]
+    }
+}

@@ -1,0 +1,6 @@
+/// Every kernel family with differentiable ops registers its VJPs here; one line per family file.
+func registerStandardGradients(_ r: inout GradientRegistry) {
+    registerBinaryGradients(&r)
+    registerMatMulGradients(&r)
+    registerReshapeGradients(&r)
+}
