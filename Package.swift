@@ -68,6 +68,11 @@ let package = Package(
             path: "Passes/Cleanup"
         ),
         .target(
+            name: "EcoDiffPasses",
+            dependencies: ["PruneKit", "PruneIR", "PruneRuntime"],
+            path: "Passes/EcoDiff"
+        ),
+        .target(
             name: "MagnitudePasses",
             dependencies: ["PruneKit", "PruneIR"],
             path: "Passes/Magnitude"
@@ -80,6 +85,7 @@ let package = Package(
                 "PruneKit",
                 "CleanupPasses",
                 "MagnitudePasses",
+                "EcoDiffPasses",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -99,7 +105,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PruneKitTests",
-            dependencies: ["PruneKit", "PruneIR", "PruneRuntime", "CleanupPasses", "MagnitudePasses", "PruneTestSupport"]
+            dependencies: ["PruneKit", "PruneIR", "PruneRuntime", "CleanupPasses", "MagnitudePasses", "EcoDiffPasses", "PruneTestSupport"]
         ),
         .testTarget(
             name: "PrunecTests",

@@ -37,7 +37,7 @@ public struct MagnitudePass: Pass {
         if !groups.isEmpty {
             var candidates: [UnitSelection.Candidate] = []
             for (gi, g) in groups.enumerated() {
-                let scores = try unitScores(g)
+                let scores = try WeightNorms.unitScores(g, l1: options.norm == "l1")
                 for u in 0 ..< g.unitCount {
                     candidates.append(.init(group: gi, unit: u, score: scores[u], params: Double(g.paramsPerUnit[u]), macs: g.macsPerUnit[u]))
                 }
@@ -65,23 +65,6 @@ public struct MagnitudePass: Pass {
             stats["blocks-removed"] = Double(k)
         }
         return PassResult(changed: true, statistics: stats)
-    }
-
-    /// Norm of each unit's weights, summed over the group's parameter slices.
-    func unitScores(_ g: PruningGroup) throws -> [Double] {
-        var acc = [Double](repeating: 0, count: g.unitCount)
-        for sl in g.parameters {
-            guard let t = sl.value.constantValue, t.dtype.isFloatingPoint else { continue }
-            let w = try t.floats()
-            let shape = t.shape
-            let inner = shape[(sl.axis + 1)...].reduce(1, *)
-            let n = sl.size
-            for (i, x) in w.enumerated() {
-                let u = sl.units[(i / inner) % n]
-                acc[u] += options.norm == "l1" ? Double(abs(x)) : Double(x) * Double(x)
-            }
-        }
-        return options.norm == "l1" ? acc : acc.map { $0.squareRoot() }
     }
 
     /// A block's weight norm per parameter (so large and small blocks compare).

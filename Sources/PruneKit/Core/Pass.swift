@@ -47,6 +47,9 @@ public struct PassContext: @unchecked Sendable {
     public var threads: Int
     /// Calibration inputs keyed by input name (several sets when the data file has them).
     public var calibration: [[String: NDArray]]
+    /// The calibration file, for passes that read more of it than the input sets (EcoDiff reads
+    /// `uncond.<input>` arrays for classifier-free guidance).
+    public var calibrationURL: URL?
 
     /// An interpreter for `model` with the context's thread count (passes that score units by
     /// running the model use it on ``calibration``).
@@ -57,10 +60,12 @@ public struct PassContext: @unchecked Sendable {
     }
 
     /// A context.
-    public init(logger: Logger = Logger(label: "prunec"), seed: UInt64 = 0, threads: Int = 1, calibration: [[String: NDArray]] = []) {
+    public init(logger: Logger = Logger(label: "prunec"), seed: UInt64 = 0, threads: Int = 1, calibration: [[String: NDArray]] = [],
+                calibrationURL: URL? = nil) {
         self.logger = logger
         self.seed = seed
         self.threads = threads
         self.calibration = calibration
+        self.calibrationURL = calibrationURL
     }
 }

@@ -39,6 +39,17 @@ public struct PruningTarget: Sendable, Equatable {
                    help: "keep a multiple of this many channels/neurons per group (16 suits AVX-512 runtimes; heads are not rounded)"),
     ]
 
+    /// A target given in code.
+    public init(measure: Measure, amount: Double, global: Bool = true, maxPerGroup: Double = 0.9,
+                kinds: Set<GroupKind> = [.channels, .heads, .neurons], roundTo: Int = 1) {
+        self.measure = measure
+        self.amount = amount
+        self.global = global
+        self.maxPerGroup = maxPerGroup
+        self.kinds = kinds
+        self.roundTo = roundTo
+    }
+
     /// Reads the shared options.
     ///
     /// - Throws: ``OptionError`` for a sparsity of 100%, both params and flops, or an unknown kind.
@@ -105,11 +116,14 @@ public enum UnitSelection {
     ///
     /// - Parameter totals: The model's params and MACs (the base of `params=` and `flops=`).
     /// - Throws: ``SelectionError`` when a group would be emptied or the target cannot be reached.
-    /// - Parameter roundable: Per group, whether ``PruningTarget/roundTo`` applies (not to heads).
+    /// - Parameters:
+    ///   - roundable: Per group, whether ``PruningTarget/roundTo`` applies (not to heads).
+    ///   - normalize: Divide scores by their group's mean before global ranking (weight norms of
+    ///     layers of different scale); off for scores that already compare (learned log α).
     public static func select(unitCounts: [Int], names: [String], candidates: [Candidate], target: PruningTarget,
-                              totalParams: Int, totalMACs: Int, roundable: [Bool]? = nil) throws -> [[Bool]] {
+                              totalParams: Int, totalMACs: Int, roundable: [Bool]? = nil, normalize: Bool = true) throws -> [[Bool]] {
         var keep = try rank(unitCounts: unitCounts, names: names, candidates: candidates, target: target,
-                            totalParams: totalParams, totalMACs: totalMACs)
+                            totalParams: totalParams, totalMACs: totalMACs, normalize: normalize)
         guard target.roundTo > 1 else { return keep }
         var byGroup = [[Candidate]](repeating: [], count: unitCounts.count)
         for c in candidates { byGroup[c.group].append(c) }
@@ -127,7 +141,7 @@ public enum UnitSelection {
     }
 
     static func rank(unitCounts: [Int], names: [String], candidates: [Candidate], target: PruningTarget,
-                     totalParams: Int, totalMACs: Int) throws -> [[Bool]] {
+                     totalParams: Int, totalMACs: Int, normalize: Bool) throws -> [[Bool]] {
         var keep = unitCounts.map { [Bool](repeating: true, count: $0) }
         var byGroup = [[Candidate]](repeating: [], count: unitCounts.count)
         for c in candidates { byGroup[c.group].append(c) }
@@ -143,7 +157,7 @@ public enum UnitSelection {
         var normalized: [Candidate] = []
         for cs in byGroup where !cs.isEmpty {
             let mean = cs.map(\.score).reduce(0, +) / Double(cs.count)
-            normalized += cs.map { var c = $0; c.score = mean > 0 ? c.score / mean : c.score; return c }
+            normalized += cs.map { var c = $0; c.score = normalize && mean > 0 ? c.score / mean : c.score; return c }
         }
         normalized.sort { ($0.score, $0.group, $0.unit) < ($1.score, $1.group, $1.unit) }
         var removedInGroup = [Int](repeating: 0, count: unitCounts.count)

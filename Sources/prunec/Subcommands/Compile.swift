@@ -136,7 +136,8 @@ extension Prunec {
                 }
                 let logger = StderrLog.logger(verbose: verbose)
                 let calibration = try calib.map { try CalibrationData.load(URL(fileURLWithPath: $0), for: model) } ?? []
-                let context = PassContext(logger: logger, seed: seed, threads: threadOptions.threads, calibration: calibration)
+                let context = PassContext(logger: logger, seed: seed, threads: threadOptions.threads, calibration: calibration,
+                                          calibrationURL: calib.map { URL(fileURLWithPath: $0) })
                 // The original, loaded apart, is the reference for drift and the "before" column.
                 // A plain round trip (no pass, no gate, no report) is not validated.
                 let validating = !noValidate && (!passes.isEmpty || maxDrift != nil || report != nil)

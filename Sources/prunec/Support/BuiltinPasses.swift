@@ -1,4 +1,5 @@
 import CleanupPasses
+import EcoDiffPasses
 import MagnitudePasses
 import PruneKit
 
@@ -11,6 +12,7 @@ enum BuiltinPasses {
         r.register(FoldMasksPass.self)
         r.register(CleanupPass.self)
         r.register(MagnitudePass.self)
+        r.register(EcoDiffPass.self)
         return r
     }
 }

@@ -1,0 +1,106 @@
+import Foundation
+import PruneIR
+import PruneRuntime
+
+/// Which graph inputs of a denoiser exported alone are the latent, the timestep and the
+/// conditioning, and which output is the prediction.
+///
+/// Found by name and shape: the latent is the float input shaped like the prediction (names with
+/// `sample`/`latent` first), the timestep an input of rank ≤ 1 named like `timestep`/`time`/`t`/
+/// `sigma`; every other input is conditioning. `sample=` and `timestep=` options override.
+public struct DenoiserInputs: Sendable {
+    /// The latent input.
+    public let sample: String
+    /// The latent's shape (symbolic dims bound to 1).
+    public let sampleShape: [Int]
+    /// The latent's element type.
+    public let sampleType: DType
+    /// The timestep input.
+    public let timestep: String
+    /// The timestep's shape and element type.
+    public let timestepShape: [Int]
+    public let timestepType: DType
+    /// The prediction output.
+    public let output: String
+    /// The other inputs (text embeddings, class labels, ...).
+    public let conditioning: [String]
+
+    /// Maps `model`'s inputs (except `excluding`, e.g. mask inputs).
+    ///
+    /// - Throws: ``DenoiserError`` naming what could not be found and how to name it.
+    public static func map(_ model: Model, sample: String? = nil, timestep: String? = nil, excluding: Set<String> = []) throws -> DenoiserInputs {
+        let inputs = model.graph.inputs.filter { $0.initializer == nil && !excluding.contains($0.name) }
+        let names = inputs.map(\.name)
+        guard let out = model.graph.outputs.first(where: { $0.type?.elementType?.isFloatingPoint == true }), let outShape = out.type?.shape else {
+            throw DenoiserError.noPrediction(model.graph.outputs.map(\.name))
+        }
+        func concrete(_ s: Shape) -> [Int] { s.dims.map { $0.value ?? 1 } }
+        let latent: Value
+        if let sample {
+            guard let v = inputs.first(where: { $0.name == sample }) else { throw DenoiserError.unknownInput(option: "sample", name: sample, inputs: names) }
+            latent = v
+        } else {
+            let candidates = inputs.filter { v in
+                guard let t = v.type, t.elementType?.isFloatingPoint == true, let s = t.shape, s.rank == outShape.rank else { return false }
+                return zip(s.dims, outShape.dims).allSatisfy { a, b in a == b || a.value == nil || b.value == nil }
+            }
+            let named = candidates.first { v in ["sample", "latent"].contains { v.name.lowercased().contains($0) } }
+            guard let v = named ?? candidates.first else {
+                throw DenoiserError.noLatent(output: out.name, shape: "\(outShape)", inputs: inputs.map { "\($0.name) \($0.type.map { "\($0)" } ?? "?")" })
+            }
+            latent = v
+        }
+        let time: Value
+        if let timestep {
+            guard let v = inputs.first(where: { $0.name == timestep }) else { throw DenoiserError.unknownInput(option: "timestep", name: timestep, inputs: names) }
+            time = v
+        } else {
+            let candidates = inputs.filter { $0 !== latent && ($0.type?.shape?.rank ?? 9) <= 1 }
+            let named = candidates.first { v in
+                let n = v.name.lowercased()
+                return n.contains("timestep") || n.contains("time") || n == "t" || n.contains("sigma")
+            }
+            guard let v = named else { throw DenoiserError.noTimestep(inputs: names.filter { $0 != latent.name }) }
+            time = v
+        }
+        guard let lt = latent.type?.elementType, let ls = latent.type?.shape, let tt = time.type?.elementType else {
+            throw DenoiserError.noLatent(output: out.name, shape: "\(outShape)", inputs: names)
+        }
+        return DenoiserInputs(
+            sample: latent.name, sampleShape: concrete(ls), sampleType: lt, timestep: time.name,
+            timestepShape: time.type?.shape.map(concrete) ?? [1], timestepType: tt, output: out.name,
+            conditioning: names.filter { $0 != latent.name && $0 != time.name })
+    }
+
+    /// The timestep input holding `t`.
+    public func timestepArray(_ t: Int) -> NDArray {
+        let n = timestepShape.reduce(1, *)
+        switch timestepType {
+        case .double: return NDArray([Double](repeating: Double(t), count: n), shape: timestepShape)
+        case .float: return NDArray([Float](repeating: Float(t), count: n), shape: timestepShape)
+        case .int32: return NDArray([Int32](repeating: Int32(t), count: n), shape: timestepShape)
+        default: return NDArray([Int64](repeating: Int64(t), count: n), shape: timestepShape)
+        }
+    }
+}
+
+/// Why a denoiser's inputs could not be mapped.
+public enum DenoiserError: Error, CustomStringConvertible {
+    case noPrediction([String])
+    case noLatent(output: String, shape: String, inputs: [String])
+    case noTimestep(inputs: [String])
+    case unknownInput(option: String, name: String, inputs: [String])
+
+    public var description: String {
+        switch self {
+        case .noPrediction(let outs):
+            return "the model has no floating-point output to use as the prediction (outputs: \(outs.joined(separator: ", ")))"
+        case .noLatent(let o, let s, let ins):
+            return "no input has the shape of the prediction '\(o)' \(s), so the latent cannot be found (inputs: \(ins.joined(separator: ", "))); name it with sample=NAME, or use objective=output"
+        case .noTimestep(let ins):
+            return "no input looks like a timestep (inputs: \(ins.joined(separator: ", "))); name it with timestep=NAME, or use objective=output"
+        case .unknownInput(let opt, let n, let ins):
+            return "\(opt)=\(n) names no input of the model (inputs: \(ins.joined(separator: ", ")))"
+        }
+    }
+}
