@@ -3,4 +3,11 @@ func registerStandardGradients(_ r: inout GradientRegistry) {
     registerBinaryGradients(&r)
     registerMatMulGradients(&r)
     registerReshapeGradients(&r)
+    registerConvGradients(&r)
+    registerConvTransposeGradients(&r)
+    registerGemmGradients(&r)
+    registerPoolGradients(&r)
+    registerResizeGradients(&r)
+    registerEinsumGradients(&r)
+    registerPadGradients(&r)
 }

@@ -4,7 +4,8 @@ import PruneIR
 // Conv over 1 to 3 spatial dimensions: groups, strides, dilations, pads and auto_pad, bias.
 // float32 is computed as im2col + one sgemm per (image, group); a 1x1 stride-1 unpadded
 // convolution is a plain GEMM on the input; depthwise convolutions (one input channel per group)
-// use a direct loop. float16/float64 are computed in float32.
+// use a direct loop. float64 is computed in float64 (im2col + dgemm); float16 in float32.
+// The VJP (end of file) is im2col/col2im around two GEMMs per (image, group).
 func registerConvKernels(_ r: inout KernelRegistry) {
     for since in [1, 11, 22] {
         r.register("Conv", since: since) { info in
@@ -57,58 +58,96 @@ final class ConvKernel: Kernel {
         let x = try inputs.required(0), w = try inputs.required(1)
         let b = inputs.optional(2)
         guard x.rank >= 3, w.rank == x.rank else { throw KernelError("Conv input \(x.shape) and weights \(w.shape) do not fit") }
+        if x.dtype == .double && w.dtype == .double && (b?.dtype ?? .double) == .double {
+            return [try convGEMM(Double.self, x, w, b, ctx)]
+        }
         let y = try conv(FloatBridge.toFloat(x, ctx), FloatBridge.toFloat(w, ctx),
                          b.map { FloatBridge.toFloat($0, ctx) }, ctx)
         return [FloatBridge.fromFloat(y, to: x.dtype, ctx)]
     }
 
-    private func conv(_ x: NDArray, _ w: NDArray, _ b: NDArray?, _ ctx: KernelContext) throws -> NDArray {
-        let n = x.shape[0], c = x.shape[1], m = w.shape[0]
-        let spatial = Array(x.shape.dropFirst(2))
-        let kernel = window.kernelShape ?? Array(w.shape.dropFirst(2))
-        guard group > 0, c % group == 0, m % group == 0, w.shape[1] == c / group else {
-            throw KernelError("Conv input \(x.shape), weights \(w.shape) and group \(group) do not fit")
+    /// The window of a convolution of an input shaped `x` by weights shaped `w` (checked to
+    /// fit each other, the group and a bias of `biasCount` elements): Window3D (input = `x`'s
+    /// spatial dimensions), the output's spatial shape, and the end pads.
+    func geometry(x: [Int], w: [Int], biasCount: Int?) throws -> (window: Window3D, output: [Int], padsEnd: [Int]) {
+        let c = x[1], m = w[0]
+        let spatial = Array(x.dropFirst(2))
+        let kernel = window.kernelShape ?? Array(w.dropFirst(2))
+        guard group > 0, c % group == 0, m % group == 0, w[1] == c / group else {
+            throw KernelError("Conv input \(x), weights \(w) and group \(group) do not fit")
         }
-        guard kernel == Array(w.shape.dropFirst(2)) else { throw KernelError("kernel_shape \(kernel) differs from weights \(w.shape)") }
-        if let b, b.count != m { throw KernelError("Conv bias \(b.shape) does not have \(m) elements") }
+        guard kernel == Array(w.dropFirst(2)) else { throw KernelError("kernel_shape \(kernel) differs from weights \(w)") }
+        if let biasCount, biasCount != m { throw KernelError("Conv bias of \(biasCount) elements does not have \(m)") }
         let geo = try window.outputGeometry(input: spatial, kernel: kernel)
         let g = try Window3D(input: spatial, output: geo.output, kernel: kernel, strides: geo.strides,
                              dilations: geo.dilations, padsBegin: Array(geo.pads.prefix(spatial.count)))
-        let y = ctx.allocate(.float, [n, m] + geo.output)
+        return (g, geo.output, Array(geo.pads.suffix(spatial.count)))
+    }
+
+    /// Whether the window is a 1x1, stride-1, unpadded one: the im2col matrix is the input itself.
+    static func isPointwise(_ g: Window3D, padsEnd: [Int]) -> Bool {
+        g.kernelSize == 1 && g.sd == 1 && g.sh == 1 && g.sw == 1 && g.pd == 0 && g.ph == 0 && g.pw == 0
+            && padsEnd.allSatisfy { $0 == 0 }
+    }
+
+    private func conv(_ x: NDArray, _ w: NDArray, _ b: NDArray?, _ ctx: KernelContext) throws -> NDArray {
+        let n = x.shape[0], c = x.shape[1], m = w.shape[0]
+        let (g, output, padsEnd) = try geometry(x: x.shape, w: w.shape, biasCount: b?.count)
+        let y = ctx.allocate(.float, [n, m] + output)
         if y.count == 0 { return y }
         let px = x.pointer(as: Float.self), pw = w.pointer(as: Float.self), py = y.pointer(as: Float.self)
         let pb = b?.pointer(as: Float.self)
-        let cg = c / group, mg = m / group
-        let inSize = g.inSize, outSize = g.outSize, kSize = g.kernelSize
+        let cg = c / group
 
         if cg == 1 {
             depthwise(px, pw, pb, py, n: n, c: c, m: m, g: g, ctx)
             return y
         }
         if ConvKernel.vectorGemm {
-            convRows(px, pw, pb, py, n: n, c: c, m: m, g: g, padsEnd: Array(geo.pads.suffix(spatial.count)),
+            convRows(px, pw, pb, py, n: n, c: c, m: m, g: g, padsEnd: padsEnd,
                      prepacked: w.shape == prepackedShape ? prepacked : nil, ctx)
             return y
         }
-        let pointwise = kSize == 1 && g.sd == 1 && g.sh == 1 && g.sw == 1 && g.pd == 0 && g.ph == 0 && g.pw == 0
-            && geo.pads.allSatisfy { $0 == 0 }
-        let rows = cg * kSize
-        let col = pointwise ? nil : ctx.allocate(.float, [rows, outSize])
+        ConvKernel.im2colGEMM(px, pw, pb, py, n: n, c: c, m: m, group: group, g: g,
+                              pointwise: ConvKernel.isPointwise(g, padsEnd: padsEnd), ctx)
+        return y
+    }
+
+    /// The convolution as im2col + BLAS in `T` (float64 inputs compute in float64 this way).
+    private func convGEMM<T: BLASElement>(_: T.Type, _ x: NDArray, _ w: NDArray, _ b: NDArray?, _ ctx: KernelContext) throws -> NDArray {
+        let n = x.shape[0], c = x.shape[1], m = w.shape[0]
+        let (g, output, padsEnd) = try geometry(x: x.shape, w: w.shape, biasCount: b?.count)
+        let y = ctx.allocate(T.dtype, [n, m] + output)
+        if y.count == 0 { return y }
+        ConvKernel.im2colGEMM(x.pointer(as: T.self), w.pointer(as: T.self), b?.pointer(as: T.self), y.pointer(as: T.self),
+                              n: n, c: c, m: m, group: group, g: g, pointwise: ConvKernel.isPointwise(g, padsEnd: padsEnd), ctx)
+        return y
+    }
+
+    /// im2col + one GEMM per (image, group), then the bias: `py` [n, m, out] from `px` [n, c, in]
+    /// and `pw` [m, c/group, kernel]. A pointwise window multiplies the input directly.
+    static func im2colGEMM<T: BLASElement>(_ px: UnsafeMutablePointer<T>, _ pw: UnsafeMutablePointer<T>, _ pb: UnsafeMutablePointer<T>?,
+                                           _ py: UnsafeMutablePointer<T>, n: Int, c: Int, m: Int, group: Int, g: Window3D,
+                                           pointwise: Bool, _ ctx: KernelContext) {
+        let cg = c / group, mg = m / group
+        let inSize = g.inSize, outSize = g.outSize
+        let rows = cg * g.kernelSize
+        let col = pointwise ? nil : ctx.allocate(T.dtype, [rows, outSize])
         for i in 0..<n {
             for gi in 0..<group {
                 let src = px + (i * c + gi * cg) * inSize
                 let dst = py + (i * m + gi * mg) * outSize
                 var bmat = UnsafePointer(src)
                 if let col {
-                    let pc = col.pointer(as: Float.self)
+                    let pc = col.pointer(as: T.self)
                     ctx.parallelFor(rows, grain: max(1, 32768 / max(1, outSize))) { range in
                         ConvKernel.im2col(src, pc, g, rows: range)
                     }
                     bmat = UnsafePointer(pc)
                 }
-                BLAS.sgemm(transA: false, transB: false, m: mg, n: outSize, k: rows,
-                           a: pw + gi * mg * rows, lda: rows, b: bmat, ldb: outSize,
-                           beta: 0, c: dst, ldc: outSize)
+                T.gemm(transA: false, transB: false, m: mg, n: outSize, k: rows, alpha: 1,
+                       a: pw + gi * mg * rows, lda: rows, b: bmat, ldb: outSize,
+                       beta: 0, c: dst, ldc: outSize)
             }
             if let pb {
                 let base = py + i * m * outSize
@@ -121,7 +160,6 @@ final class ConvKernel: Kernel {
                 }
             }
         }
-        return y
     }
 
     /// Whether the AVX2/AVX-512 row-pointer GEMM of CKernels can run on this CPU.
@@ -237,7 +275,7 @@ final class ConvKernel: Kernel {
 
     /// Unfolds the input patches of rows `rows` (row = channel * kernelSize + kernel offset) into
     /// `col` ([channels * kernelSize, outSize]), zero where a patch reaches into the padding.
-    static func im2col(_ src: UnsafeMutablePointer<Float>, _ col: UnsafeMutablePointer<Float>, _ g: Window3D, rows: Range<Int>) {
+    static func im2col<T: BLASElement>(_ src: UnsafeMutablePointer<T>, _ col: UnsafeMutablePointer<T>, _ g: Window3D, rows: Range<Int>) {
         let kSize = g.kernelSize, inSize = g.inSize, outSize = g.outSize
         for row in rows {
             let ch = row / kSize
@@ -310,5 +348,105 @@ final class ConvKernel: Kernel {
                 }
             }
         }
+    }
+}
+
+// MARK: Gradients
+
+/// VJP of Conv, per image and group (`col` = im2col of the input, [c/group · kernel, out]):
+/// dW_g += dY_g · colᵀ, dX_g = col2im(W_gᵀ · dY_g), dB = dY summed over images and positions.
+/// float32 and float64 compute in their own type; a pointwise window skips im2col/col2im.
+func registerConvGradients(_ r: inout GradientRegistry) {
+    r.register(["Conv"]) { c, gs in
+        let x = try c.input(0), w = try c.input(1), y = try c.output(0)
+        let gy = GradientMath.orZeros(gs[0], like: y, c.kernel)
+        guard x.dtype == w.dtype, x.dtype == gy.dtype else { throw KernelError("Conv gradient: input \(x.dtype), weights \(w.dtype)") }
+        let kernel = ConvKernel(window: try WindowAttributes(KernelBuildInfo(node: c.node, opset: c.opset)),
+                                group: try c.attribute("group", default: 1))
+        let (g, _, padsEnd) = try kernel.geometry(x: x.shape, w: w.shape, biasCount: c.inputs.optional(2)?.count)
+        let pointwise = ConvKernel.isPointwise(g, padsEnd: padsEnd)
+        let grads: (NDArray?, NDArray?, NDArray?)
+        switch x.dtype {
+        case .float:
+            grads = ConvKernel.backward(Float.self, x: x, w: w, gy: gy, group: kernel.group, g: g, pointwise: pointwise,
+                                        needs: (c.needs(0), c.needs(1), c.needs(2)), c.kernel)
+        case .double:
+            grads = ConvKernel.backward(Double.self, x: x, w: w, gy: gy, group: kernel.group, g: g, pointwise: pointwise,
+                                        needs: (c.needs(0), c.needs(1), c.needs(2)), c.kernel)
+        default:
+            throw KernelError("Conv gradient on \(x.dtype) (float32 and float64 only)")
+        }
+        return [grads.0, grads.1, grads.2]
+    }
+}
+
+extension ConvKernel {
+    /// The cotangents of a convolution's input, weights and bias (those `needs` asks for), given
+    /// the output's cotangent `gy` [n, m, out...] and the window `g` (input = `x`'s spatial dims).
+    static func backward<T: BLASElement>(_: T.Type, x: NDArray, w: NDArray, gy: NDArray, group: Int, g: Window3D, pointwise: Bool,
+                                         needs: (x: Bool, w: Bool, b: Bool), _ ctx: KernelContext) -> (NDArray?, NDArray?, NDArray?) {
+        let n = x.shape[0], c = x.shape[1], m = w.shape[0]
+        let cg = c / group, mg = m / group
+        let inSize = g.inSize, outSize = g.outSize, kSize = g.kernelSize
+        let rows = cg * kSize
+        let px = x.pointer(as: T.self), pw = w.pointer(as: T.self), pg = gy.pointer(as: T.self)
+        let dx = needs.x ? ctx.zeros(T.dtype, x.shape) : nil
+        let dw = needs.w ? ctx.zeros(T.dtype, w.shape) : nil
+        let db = needs.b ? biasGradient(T.self, gy, ctx) : nil
+        if x.count == 0 || gy.count == 0 || w.count == 0 { return (dx, dw, db) }
+        // Scratch: the input's columns (for dW) and the columns of dX (before col2im).
+        let colArray = needs.w && !pointwise ? ctx.allocate(T.dtype, [rows, outSize]) : nil
+        let dcolArray = needs.x && !pointwise ? ctx.allocate(T.dtype, [rows, outSize]) : nil
+        let col = colArray?.pointer(as: T.self), dcol = dcolArray?.pointer(as: T.self)
+        defer { withExtendedLifetime((colArray, dcolArray)) {} }
+        for i in 0..<n {
+            for gi in 0..<group {
+                let src = px + (i * c + gi * cg) * inSize
+                let gyg = UnsafePointer(pg + (i * m + gi * mg) * outSize)
+                let wg = UnsafePointer(pw + gi * mg * rows)
+                if let dw {
+                    var cols = UnsafePointer(src)
+                    if let col {
+                        ctx.parallelFor(rows, grain: max(1, 32768 / max(1, outSize))) { range in
+                            ConvKernel.im2col(src, col, g, rows: range)
+                        }
+                        cols = UnsafePointer(col)
+                    }
+                    // dW_g [mg, rows] += dY_g [mg, out] · colᵀ [out, rows]
+                    T.gemm(transA: false, transB: true, m: mg, n: rows, k: outSize, alpha: 1, a: gyg, lda: outSize,
+                           b: cols, ldb: outSize, beta: 1, c: dw.pointer(as: T.self) + gi * mg * rows, ldc: rows)
+                }
+                if let dx {
+                    let dst = dx.pointer(as: T.self) + (i * c + gi * cg) * inSize
+                    // dcol [rows, out] = W_gᵀ [rows, mg] · dY_g [mg, out]; pointwise: straight into dX.
+                    T.gemm(transA: true, transB: false, m: rows, n: outSize, k: mg, alpha: 1, a: wg, lda: rows,
+                           b: gyg, ldb: outSize, beta: 0, c: dcol ?? dst, ldc: outSize)
+                    if let dcol {
+                        ctx.parallelFor(cg, grain: max(1, 16384 / max(1, outSize * kSize))) { range in
+                            for ch in range {
+                                ConvTransposeKernel.col2im(dcol + ch * kSize * outSize, dst + ch * inSize, g, bias: 0)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return (dx, dw, db)
+    }
+
+    /// The cotangent of a per-channel bias: `gy` [n, m, ...] summed over all but axis 1.
+    static func biasGradient<T: BLASElement>(_: T.Type, _ gy: NDArray, _ ctx: KernelContext) -> NDArray {
+        let n = gy.shape[0], m = gy.shape[1], size = gy.shape.dropFirst(2).reduce(1, *)
+        let db = ctx.zeros(T.dtype, [m])
+        let s = gy.pointer(as: T.self), d = db.pointer(as: T.self)
+        for i in 0..<n {
+            for oc in 0..<m {
+                let row = s + (i * m + oc) * size
+                var acc: T = 0
+                for j in 0..<size { acc += row[j] }
+                d[oc] += acc
+            }
+        }
+        return db
     }
 }

@@ -6,7 +6,8 @@ import PruneIR
 // batched GEMM each ([batch, left, contracted] × [batch, contracted, right]), transposing an
 // operand only when its labels are not already in a GEMM-compatible order (so equations like
 // "bhid,bhjd->bhij" or "bij,bjk->bik" are plain BLAS calls). float32 (and float16/bfloat16,
-// converted) computes in float32; float64 and the integer types compute in float64.
+// converted) computes in float32; float64 and the integer types compute in float64. The VJP
+// (end of file) is one more Einsum per operand.
 func registerEinsumKernels(_ r: inout KernelRegistry) {
     r.register("Einsum", since: 12) { info in
         let equation: String = try info.attribute("equation", default: "")
@@ -84,31 +85,33 @@ final class EinsumKernel: Kernel {
         var labels: [Int]
     }
 
-    private func compute<T: BLASElement>(_: T.Type, _ xs: [NDArray], _ ctx: KernelContext) throws -> NDArray {
-        // Labels of every operand, ellipsis dimensions right-aligned across operands.
+    /// The labels of each operand of the given shapes (ellipsis dimensions right-aligned across
+    /// operands, as labels from ``ellipsisBase``), the size of every label (broadcast), and the
+    /// output's labels.
+    func resolve(_ shapes: [[Int]]) throws -> (labels: [[Int]], sizes: [Int: Int], output: [Int]) {
         var ellipsisRank = 0
-        for (t, x) in zip(terms, xs) {
-            let e = x.rank - t.letters.count
+        for (t, shape) in zip(terms, shapes) {
+            let e = shape.count - t.letters.count
             guard e >= 0, t.ellipsisAt != nil || e == 0 else {
-                throw KernelError("Einsum input of shape \(x.shape) does not fit its term")
+                throw KernelError("Einsum input of shape \(shape) does not fit its term")
             }
             ellipsisRank = max(ellipsisRank, e)
         }
-        var ops: [Operand] = []
+        var operandLabels: [[Int]] = []
         var sizes: [Int: Int] = [:]
-        for (t, x) in zip(terms, xs) {
-            let e = x.rank - t.letters.count
+        for (t, shape) in zip(terms, shapes) {
+            let e = shape.count - t.letters.count
             var labels = t.letters
             if let at = t.ellipsisAt {
                 labels.insert(contentsOf: (ellipsisRank - e..<ellipsisRank).map { EinsumKernel.ellipsisBase + $0 }, at: at)
             }
-            for (l, d) in zip(labels, x.shape) {
+            for (l, d) in zip(labels, shape) {
                 if let s = sizes[l], s != d, s != 1, d != 1 {
                     throw KernelError("Einsum label '\(EinsumKernel.name(l))' has sizes \(s) and \(d)")
                 }
                 sizes[l] = max(sizes[l] ?? d, d)
             }
-            ops.append(Operand(data: x, labels: labels))
+            operandLabels.append(labels)
         }
         // Output labels.
         var outLabels: [Int]
@@ -127,6 +130,12 @@ final class EinsumKernel: Kernel {
             outLabels = (0..<ellipsisRank).map { EinsumKernel.ellipsisBase + $0 }
                 + counts.filter { $0.value == 1 }.map(\.key).sorted()
         }
+        return (operandLabels, sizes, outLabels)
+    }
+
+    private func compute<T: BLASElement>(_: T.Type, _ xs: [NDArray], _ ctx: KernelContext) throws -> NDArray {
+        let (operandLabels, sizes, outLabels) = try resolve(xs.map(\.shape))
+        var ops = zip(xs, operandLabels).map { Operand(data: $0, labels: $1) }
         // Per operand: drop broadcast size-1 dims, take diagonals.
         for i in ops.indices {
             var o = ops[i]
@@ -275,5 +284,82 @@ final class EinsumKernel: Kernel {
         default: throw KernelError("Einsum does not support \(dtype)")
         }
         return out
+    }
+}
+
+// MARK: Gradients
+
+/// VJP of Einsum: the cotangent of operand i is the Einsum of the output's cotangent with the
+/// other operands, onto the labels of operand i that appear in the output or in another operand
+/// (computed by this kernel, so GEMMs where the labels allow). Labels of operand i found nowhere
+/// else broadcast the result; repeated labels (diagonals) receive it on the diagonal, zero
+/// elsewhere; size-1 broadcast dimensions receive the sum.
+func registerEinsumGradients(_ r: inout GradientRegistry) {
+    r.register(["Einsum"]) { c, gs in
+        let equation: String = try c.attribute("equation", default: "")
+        let xs = try (0..<c.inputs.count).map { try c.input($0) }
+        let y = try c.output(0)
+        let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+        let forward = try EinsumKernel(equation: equation, inputCount: xs.count)
+        return try xs.indices.map { i in c.needs(i) ? try forward.gradient(of: i, xs, g, c.kernel) : nil }
+    }
+}
+
+extension EinsumKernel {
+    /// The cotangent of operand `i` given the output's cotangent `g`.
+    fileprivate func gradient(of i: Int, _ xs: [NDArray], _ g: NDArray, _ ctx: KernelContext) throws -> NDArray {
+        let (labels, sizes, output) = try resolve(xs.map(\.shape))
+        let x = xs[i], own = labels[i]
+        var elsewhere = Set(output)
+        for (j, ls) in labels.enumerated() where j != i { elsewhere.formUnion(ls) }
+        // Operand i's distinct labels, in order; the size each has in operand i.
+        var unique: [Int] = []
+        var dims: [Int] = []
+        for (k, l) in own.enumerated() where !unique.contains(l) {
+            unique.append(l)
+            dims.append(x.shape[k])
+        }
+        // What the gradient Einsum computes: labels found elsewhere and not broadcast in operand i.
+        let target = zip(unique, dims).filter { l, d in elsewhere.contains(l) && !(d == 1 && sizes[l]! > 1) }.map(\.0)
+        // Letters for the equation: the operand's own, then free ones for ellipsis labels.
+        var letters: [Int: Character] = [:]
+        var free = (Array(UInt8(ascii: "a")...UInt8(ascii: "z")) + Array(UInt8(ascii: "A")...UInt8(ascii: "Z")))
+            .map { Character(UnicodeScalar($0)) }
+        for l in sizes.keys where l < EinsumKernel.ellipsisBase {
+            let ch = Character(UnicodeScalar(UInt8(l)))
+            letters[l] = ch
+            free.removeAll { $0 == ch }
+        }
+        for l in sizes.keys.sorted() where l >= EinsumKernel.ellipsisBase {
+            guard !free.isEmpty else { throw KernelError("Einsum gradient: too many labels") }
+            letters[l] = free.removeFirst()
+        }
+        func term(_ ls: [Int]) -> String { String(ls.map { letters[$0]! }) }
+        let others = xs.indices.filter { $0 != i }
+        let equation = ([term(output)] + others.map { term(labels[$0]) }).joined(separator: ",") + "->" + term(target)
+        let e = try EinsumKernel(equation: equation, inputCount: others.count + 1)
+            .run([g] + others.map { xs[$0] }, ctx)[0]!
+        // Write E into operand i's shape: along its diagonals, broadcast where E has no (or a
+        // size-1) dimension.
+        let dx = ctx.zeros(x.dtype, x.shape)
+        if dx.count == 0 || e.count == 0 { return dx }
+        let xStrides = Broadcast.contiguousStrides(x.shape), eStrides = Broadcast.contiguousStrides(e.shape)
+        var src: [Int] = [], dst: [Int] = []
+        for (l, d) in zip(unique, dims) {
+            dst.append(zip(own, xStrides).filter { $0.0 == l }.reduce(0) { $0 + $1.1 })
+            if let k = target.firstIndex(of: l), e.shape[k] == d {
+                src.append(eStrides[k])
+            } else {
+                src.append(0)
+            }
+        }
+        let size = x.dtype == .double ? 8 : 4
+        let from = e.rawPointer, to = dx.rawPointer
+        Broadcast.forEachRun(shape: dims, strides: [src, dst]) { _, offs, n, inner in
+            for j in 0..<n {
+                (to + (offs[1] + j * inner[1]) * size).copyMemory(from: from + (offs[0] + j * inner[0]) * size, byteCount: size)
+            }
+        }
+        return dx
     }
 }

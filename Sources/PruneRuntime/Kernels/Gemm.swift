@@ -116,3 +116,70 @@ final class GemmKernel: Kernel {
         return y
     }
 }
+
+// MARK: Gradients
+
+/// VJP of Gemm (`Y = alpha · op(A) · op(B) + beta · C`): d op(A) = alpha · dY · op(B)ᵀ and
+/// d op(B) = alpha · op(A)ᵀ · dY, each one BLAS call with the transposes folded into its flags;
+/// dC = beta · dY summed down to C's broadcast shape.
+func registerGemmGradients(_ r: inout GradientRegistry) {
+    r.register(["Gemm"]) { c, gs in
+        let a = try c.input(0), b = try c.input(1), y = try c.output(0)
+        let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+        let transA = try c.attribute("transA", default: 0) != 0, transB = try c.attribute("transB", default: 0) != 0
+        let alpha = Double(try c.attribute("alpha", default: Float(1))), beta = Double(try c.attribute("beta", default: Float(1)))
+        switch a.dtype {
+        case .float:
+            return GemmKernel.backward(Float.self, a, b, c.inputs.optional(2), g, transA, transB, Float(alpha), Float(beta), c)
+        case .double:
+            return GemmKernel.backward(Double.self, a, b, c.inputs.optional(2), g, transA, transB, alpha, beta, c)
+        default:
+            throw KernelError("Gemm gradient on \(a.dtype) (float32 and float64 only)")
+        }
+    }
+}
+
+extension GemmKernel {
+    fileprivate static func backward<T: BLASElement>(_: T.Type, _ a: NDArray, _ b: NDArray, _ bias: NDArray?, _ g: NDArray,
+                                                     _ transA: Bool, _ transB: Bool, _ alpha: T, _ beta: T,
+                                                     _ c: GradientContext) -> [NDArray?] {
+        let m = g.shape[0], n = g.shape[1]
+        let k = transA ? a.shape[0] : a.shape[1]
+        let pa = UnsafePointer(a.pointer(as: T.self)), pb = UnsafePointer(b.pointer(as: T.self)), pg = UnsafePointer(g.pointer(as: T.self))
+        let lda = a.shape[1], ldb = b.shape[1]
+        var da: NDArray?, db: NDArray?, dc: NDArray?
+        if c.needs(0) {
+            let out = c.kernel.allocate(T.dtype, a.shape)
+            if transA {
+                // dA [k, m] = alpha · op(B) [k, n] · dYᵀ [n, m]
+                T.gemm(transA: transB, transB: true, m: k, n: m, k: n, alpha: alpha, a: pb, lda: ldb,
+                       b: pg, ldb: n, beta: 0, c: out.pointer(as: T.self), ldc: m)
+            } else {
+                // dA [m, k] = alpha · dY [m, n] · op(B)ᵀ [n, k]
+                T.gemm(transA: false, transB: !transB, m: m, n: k, k: n, alpha: alpha, a: pg, lda: n,
+                       b: pb, ldb: ldb, beta: 0, c: out.pointer(as: T.self), ldc: k)
+            }
+            da = out
+        }
+        if c.needs(1) {
+            let out = c.kernel.allocate(T.dtype, b.shape)
+            if transB {
+                // dB [n, k] = alpha · dYᵀ [n, m] · op(A) [m, k]
+                T.gemm(transA: true, transB: transA, m: n, n: k, k: m, alpha: alpha, a: pg, lda: n,
+                       b: pa, ldb: lda, beta: 0, c: out.pointer(as: T.self), ldc: k)
+            } else {
+                // dB [k, n] = alpha · op(A)ᵀ [k, m] · dY [m, n]
+                T.gemm(transA: !transA, transB: false, m: k, n: n, k: m, alpha: alpha, a: pa, lda: lda,
+                       b: pg, ldb: n, beta: 0, c: out.pointer(as: T.self), ldc: n)
+            }
+            db = out
+        }
+        if c.needs(2), let bias = bias {
+            let scaled = c.kernel.allocate(T.dtype, g.shape)
+            let s = scaled.pointer(as: T.self)
+            for i in 0..<g.count { s[i] = beta * pg[i] }
+            dc = GradientMath.reduce(scaled, to: bias.shape, c.kernel)
+        }
+        return [da, db, dc]
+    }
+}

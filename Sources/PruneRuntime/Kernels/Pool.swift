@@ -4,7 +4,8 @@ import PruneIR
 // Pooling over 1 to 3 spatial dimensions: MaxPool (with Indices, storage_order, ceil_mode,
 // dilations), AveragePool (count_include_pad), LpPool, and their Global variants.
 // MaxPool works on every element type it accepts directly; the averaging pools compute in
-// float32 (float16/float64 are converted). Channels run in parallel.
+// float32 (float16/float64 are converted). Channels run in parallel. VJPs (end of file) for all
+// of them: float32 and float64, the window ranges of the forward pass.
 func registerPoolKernels(_ r: inout KernelRegistry) {
     for since in [1, 8, 10, 11, 12, 22] {
         r.register("MaxPool", since: since) { info in try PoolKernel(info, kind: .max) }
@@ -65,24 +66,8 @@ final class PoolKernel: Kernel {
 
     func run(_ inputs: [NDArray?], _ ctx: KernelContext) throws -> [NDArray?] {
         let x = try inputs.required(0)
-        guard x.rank >= 3 else { throw KernelError("pool input \(x.shape) needs a batch, a channel and spatial dimensions") }
-        // Global pools see the spatial dimensions as one (any rank works).
-        let spatial = global ? [x.shape.dropFirst(2).reduce(1, *)] : Array(x.shape.dropFirst(2))
         let channels = x.shape[0] * x.shape[1]
-        let kernel = global ? spatial : window.kernelShape!
-        let geo: (output: [Int], strides: [Int], dilations: [Int], pads: [Int])
-        if global {
-            let r = spatial.count
-            geo = ([Int](repeating: 1, count: r), [Int](repeating: 1, count: r), [Int](repeating: 1, count: r), [Int](repeating: 0, count: 2 * r))
-        } else {
-            geo = try window.outputGeometry(input: spatial, kernel: kernel, ceilMode: ceilMode)
-        }
-        let r = spatial.count
-        let g = try Window3D(input: spatial, output: geo.output, kernel: kernel, strides: geo.strides,
-                             dilations: geo.dilations, padsBegin: Array(geo.pads.prefix(r)))
-        let outShape = Array(x.shape.prefix(2)) + (global ? [Int](repeating: 1, count: x.rank - 2) : geo.output)
-        let padsEnd = Array(geo.pads.suffix(r))
-        let ranges = PoolRanges(g, padsEnd: padsEnd)
+        let (g, ranges, outShape) = try layout(x.shape)
         if global { return [try globalPool(x, outShape, ctx)] }
         if kind == .max {
             let y = ctx.allocate(x.dtype, outShape)
@@ -103,6 +88,26 @@ final class PoolKernel: Kernel {
         let y = ctx.allocate(.float, outShape)
         averageOrLp(xf.pointer(as: Float.self), y.pointer(as: Float.self), channels, g, ranges, ctx)
         return [FloatBridge.fromFloat(y, to: x.dtype, ctx)]
+    }
+
+    /// The window over an input shaped `shape` (global pools see the spatial dimensions as one,
+    /// so any rank works), its per-dimension ranges, and the output shape.
+    func layout(_ shape: [Int]) throws -> (window: Window3D, ranges: PoolRanges, outShape: [Int]) {
+        guard shape.count >= 3 else { throw KernelError("pool input \(shape) needs a batch, a channel and spatial dimensions") }
+        let spatial = global ? [shape.dropFirst(2).reduce(1, *)] : Array(shape.dropFirst(2))
+        let kernel = global ? spatial : window.kernelShape!
+        let geo: (output: [Int], strides: [Int], dilations: [Int], pads: [Int])
+        if global {
+            let r = spatial.count
+            geo = ([Int](repeating: 1, count: r), [Int](repeating: 1, count: r), [Int](repeating: 1, count: r), [Int](repeating: 0, count: 2 * r))
+        } else {
+            geo = try window.outputGeometry(input: spatial, kernel: kernel, ceilMode: ceilMode)
+        }
+        let r = spatial.count
+        let g = try Window3D(input: spatial, output: geo.output, kernel: kernel, strides: geo.strides,
+                             dilations: geo.dilations, padsBegin: Array(geo.pads.prefix(r)))
+        let outShape = Array(shape.prefix(2)) + (global ? [Int](repeating: 1, count: shape.count - 2) : geo.output)
+        return (g, PoolRanges(g, padsEnd: Array(geo.pads.suffix(r))), outShape)
     }
 
     /// Per output position along each dimension: the kernel offsets whose input lies inside the
@@ -335,5 +340,117 @@ final class PoolKernel: Kernel {
             }
         }
         return FloatBridge.fromFloat(y, to: x.dtype, ctx)
+    }
+}
+
+// MARK: Gradients
+
+/// VJPs of the pools, one channel per task: MaxPool sends each output's cotangent to the first
+/// maximum of its window (the element the forward pass picks; the Indices output takes none),
+/// AveragePool spreads it over the window divided by the forward divisor (count_include_pad,
+/// ceil_mode), LpPool multiplies by ∂y/∂x = sign(x)·|x|^(p-1) / y^(p-1) (zero where y is 0);
+/// the Global variants treat all spatial positions as one window.
+func registerPoolGradients(_ r: inout GradientRegistry) {
+    let ops: [(String, Bool)] = [("MaxPool", false), ("AveragePool", false), ("LpPool", false),
+                                 ("GlobalMaxPool", true), ("GlobalAveragePool", true), ("GlobalLpPool", true)]
+    for (op, global) in ops {
+        r.register([op]) { c, gs in
+            let info = KernelBuildInfo(node: c.node, opset: c.opset)
+            let kind: PoolKernel.Kind = op.hasSuffix("MaxPool") ? .max : op.hasSuffix("AveragePool") ? .average : .lp(try PoolKernel.pAttribute(info))
+            let pool = try PoolKernel(info, kind: kind, global: global)
+            let x = try c.input(0), y = try c.output(0)
+            let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+            guard c.needs(0) else { return [nil] }
+            switch x.dtype {
+            case .float: return [try pool.backward(Float.self, x, y, g, c.kernel)]
+            case .double: return [try pool.backward(Double.self, x, y, g, c.kernel)]
+            default: throw KernelError("\(op) gradient on \(x.dtype) (float32 and float64 only)")
+            }
+        }
+    }
+}
+
+extension PoolKernel {
+    /// The cotangent of the input `x`, given the output `y` and its cotangent `gy`.
+    fileprivate func backward<T: BinaryFloatingPoint & TensorElement>(_: T.Type, _ x: NDArray, _ y: NDArray, _ gy: NDArray,
+                                                                      _ ctx: KernelContext) throws -> NDArray {
+        let (g, ranges, _) = try layout(x.shape)
+        let channels = x.shape[0] * x.shape[1]
+        let dx = ctx.zeros(T.dtype, x.shape)
+        if x.count == 0 || gy.count == 0 { return dx }
+        let px = x.pointer(as: T.self), py = y.pointer(as: T.self), pg = gy.pointer(as: T.self), pd = dx.pointer(as: T.self)
+        let inSize = g.inSize, outSize = g.outSize
+        let kind = self.kind, includePad = countIncludePad
+        var p = 0
+        if case .lp(let pv) = kind { p = pv }
+        // ∂y/∂x of an Lp pool for input value `v` and output `out`.
+        @inline(__always) func lpDerivative(_ v: T, _ out: T) -> T {
+            if p == 1 { return v > 0 ? 1 : v < 0 ? -1 : 0 }
+            if out == 0 { return 0 }
+            if p == 2 { return v / out }
+            let a = Double(abs(v)), o = Double(out)
+            return T((v < 0 ? -1 : 1) * Foundation.pow(a / o, Double(p - 1)))
+        }
+        ranges.d.withUnsafeBufferPointer { rd in
+        ranges.h.withUnsafeBufferPointer { rh in
+        ranges.w.withUnsafeBufferPointer { rw in
+            ctx.parallelFor(channels, grain: max(1, 8192 / max(1, outSize * g.kernelSize))) { range in
+                for ch in range {
+                    let s = px + ch * inSize, d = pd + ch * inSize
+                    var o = ch * outSize
+                    for od in 0..<g.od {
+                        let z0 = od * g.sd - g.pd
+                        let (dlo, dhi, dpad) = rd[od]
+                        for oh in 0..<g.oh {
+                            let y0 = oh * g.sh - g.ph
+                            let (hlo, hhi, hpad) = rh[oh]
+                            for ow in 0..<g.ow {
+                                defer { o += 1 }
+                                let x0 = ow * g.sw - g.pw
+                                let (wlo, whi, wpad) = rw[ow]
+                                let gv = pg[o]
+                                if gv == 0 || dlo >= dhi || hlo >= hhi || wlo >= whi { continue }
+                                switch kind {
+                                case .max:
+                                    var best = -T.infinity
+                                    var bi = -1
+                                    for kd in dlo..<dhi {
+                                        for kh in hlo..<hhi {
+                                            let row = ((z0 + kd * g.dd) * g.ih + y0 + kh * g.dh) * g.iw + x0
+                                            for kw in wlo..<whi where bi < 0 || s[row + kw * g.dw] > best {
+                                                best = s[row + kw * g.dw]
+                                                bi = row + kw * g.dw
+                                            }
+                                        }
+                                    }
+                                    d[bi] += gv
+                                case .average:
+                                    let n = includePad ? dpad * hpad * wpad : (dhi - dlo) * (hhi - hlo) * (whi - wlo)
+                                    let v = gv / T(max(n, 1))
+                                    for kd in dlo..<dhi {
+                                        for kh in hlo..<hhi {
+                                            let row = ((z0 + kd * g.dd) * g.ih + y0 + kh * g.dh) * g.iw + x0
+                                            for kw in wlo..<whi { d[row + kw * g.dw] += v }
+                                        }
+                                    }
+                                case .lp:
+                                    let out = py[o]
+                                    for kd in dlo..<dhi {
+                                        for kh in hlo..<hhi {
+                                            let row = ((z0 + kd * g.dd) * g.ih + y0 + kh * g.dh) * g.iw + x0
+                                            for kw in wlo..<whi {
+                                                let e = row + kw * g.dw
+                                                d[e] += gv * lpDerivative(s[e], out)
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }}}
+        return dx
     }
 }

@@ -7,7 +7,8 @@ import PruneIR
 //
 // Interpolation is separable, so the output is computed one axis at a time (as the ONNX
 // reference does): per axis a table gives every output position its input taps and weights.
-// Nearest is a gather (any element type, exact); linear and cubic compute in float32.
+// Nearest is a gather (any element type, exact); linear and cubic compute in float64 for
+// float64 and in float32 otherwise. The VJP (end of file) scatters through the same tables.
 func registerResizeKernels(_ r: inout KernelRegistry) {
     r.register("Upsample", since: 7) { info in try ResizeKernel(info, legacy: true, attributeScales: true) }
     r.register("Upsample", since: 9) { info in try ResizeKernel(info, legacy: true, attributeScales: false) }
@@ -71,7 +72,38 @@ final class ResizeKernel: Kernel {
 
     func run(_ inputs: [NDArray?], _ ctx: KernelContext) throws -> [NDArray?] {
         let x = try inputs.required(0)
-        let r = x.rank
+        let (outShape, plans) = try plan(x.shape, inputs)
+        if plans.isEmpty { return [x] }
+        if outShape.contains(0) { return [ctx.zeros(x.dtype, outShape)] }
+        if x.count == 0 { throw KernelError("cannot resize an empty input to \(outShape)") }
+        if mode == .nearest { return [try gatherAll(x, plans, ctx)] }
+        if x.dtype == .double { return [interpolateAll(Double.self, x, plans, ctx)] }
+        let y = interpolateAll(Float.self, FloatBridge.toFloat(x, ctx), plans, ctx)
+        return [FloatBridge.fromFloat(y, to: x.dtype, ctx)]
+    }
+
+    /// Linear or cubic interpolation of `x` along each planned axis in turn.
+    private func interpolateAll<T: BinaryFloatingPoint & TensorElement>(_: T.Type, _ x: NDArray, _ plans: [(axis: Int, table: AxisTable)],
+                                                                      _ ctx: KernelContext) -> NDArray {
+        var cur = x
+        let fill = T(extrapolationValue)
+        for (a, t) in plans {
+            var shape = cur.shape
+            shape[a] = t.output
+            let next = ctx.allocate(T.dtype, shape)
+            let outer = cur.shape.prefix(a).reduce(1, *)
+            let inner = cur.shape.suffix(from: a + 1).reduce(1, *)
+            ResizeKernel.interpolate(cur.pointer(as: T.self), next.pointer(as: T.self), outer: outer,
+                                     input: cur.shape[a], inner: inner, table: t, fill: fill, ctx)
+            cur = next
+        }
+        return cur
+    }
+
+    /// The output shape of resizing an array shaped `shape` with the node's inputs (scales or
+    /// sizes, roi), and one table per axis that changes.
+    func plan(_ shape: [Int], _ inputs: [NDArray?]) throws -> (outShape: [Int], plans: [(axis: Int, table: AxisTable)]) {
+        let r = shape.count
         var scalesIn: [Double]? = nil
         var sizesIn: [Int]? = nil
         var roiIn: [Double]? = nil
@@ -89,20 +121,20 @@ final class ResizeKernel: Kernel {
         }
         guard Set(axes).count == axes.count else { throw KernelError("axes \(axes) repeat an axis") }
         var scale = [Double](repeating: 1, count: r)
-        var outShape = x.shape
+        var outShape = shape
         if let sizes = sizesIn {
             guard scalesIn == nil else { throw KernelError("Resize takes scales or sizes, not both") }
             guard sizes.count == axes.count else { throw KernelError("sizes \(sizes) do not fit axes \(axes)") }
             for (i, a) in axes.enumerated() {
                 outShape[a] = sizes[i]
-                scale[a] = Double(sizes[i]) / Double(x.shape[a])
+                scale[a] = Double(sizes[i]) / Double(shape[a])
             }
             if aspectPolicy != "stretch" {
                 let chosen = axes.map { scale[$0] }
                 let s = aspectPolicy == "not_larger" ? chosen.min()! : chosen.max()!
                 for a in axes {
                     scale[a] = s
-                    outShape[a] = Int(s * Double(x.shape[a]) + 0.5)
+                    outShape[a] = Int(s * Double(shape[a]) + 0.5)
                 }
             }
         } else if let scales = scalesIn {
@@ -110,7 +142,7 @@ final class ResizeKernel: Kernel {
             for (i, a) in axes.enumerated() {
                 guard scales[i] > 0 else { throw KernelError("scales must be positive, got \(scales)") }
                 scale[a] = scales[i]
-                outShape[a] = Int((scales[i] * Double(x.shape[a])).rounded(.down))
+                outShape[a] = Int((scales[i] * Double(shape[a])).rounded(.down))
             }
         } else {
             throw KernelError("Resize needs scales or sizes")
@@ -131,28 +163,12 @@ final class ResizeKernel: Kernel {
         // One table per axis that changes.
         var plans: [(axis: Int, table: AxisTable)] = []
         for a in axes {
-            let identity = abs(scale[a] - 1) < 1e-9 && outShape[a] == x.shape[a]
+            let identity = abs(scale[a] - 1) < 1e-9 && outShape[a] == shape[a]
                 && abs(roi[a]) < 1e-9 && abs(roi[r + a] - 1) < 1e-9
             if identity { continue }
-            plans.append((a, try table(input: x.shape[a], output: outShape[a], scale: scale[a], roi: (roi[a], roi[r + a]))))
+            plans.append((a, try table(input: shape[a], output: outShape[a], scale: scale[a], roi: (roi[a], roi[r + a]))))
         }
-        if plans.isEmpty { return [x] }
-        if outShape.contains(0) { return [ctx.zeros(x.dtype, outShape)] }
-        if x.count == 0 { throw KernelError("cannot resize an empty input to \(outShape)") }
-        if mode == .nearest { return [try gatherAll(x, plans, ctx)] }
-        var cur = FloatBridge.toFloat(x, ctx)
-        let fill = Float(extrapolationValue)
-        for (a, t) in plans {
-            var shape = cur.shape
-            shape[a] = t.output
-            let next = ctx.allocate(.float, shape)
-            let outer = cur.shape.prefix(a).reduce(1, *)
-            let inner = cur.shape.suffix(from: a + 1).reduce(1, *)
-            ResizeKernel.interpolate(cur.pointer(as: Float.self), next.pointer(as: Float.self), outer: outer,
-                                     input: cur.shape[a], inner: inner, table: t, fill: fill, ctx)
-            cur = next
-        }
-        return [FloatBridge.fromFloat(cur, to: x.dtype, ctx)]
+        return (outShape, plans)
     }
 
     /// Taps of one axis: output position `o` reads input `index[o*taps + t]` with `weight[...]`,
@@ -266,8 +282,8 @@ final class ResizeKernel: Kernel {
     }
 
     /// One axis of linear/cubic interpolation: [outer, input, inner] → [outer, output, inner].
-    static func interpolate(_ src: UnsafeMutablePointer<Float>, _ dst: UnsafeMutablePointer<Float>, outer: Int, input: Int, inner: Int,
-                            table t: AxisTable, fill: Float, _ ctx: KernelContext) {
+    static func interpolate<T: BinaryFloatingPoint>(_ src: UnsafeMutablePointer<T>, _ dst: UnsafeMutablePointer<T>, outer: Int, input: Int,
+                                                    inner: Int, table t: AxisTable, fill: T, _ ctx: KernelContext) {
         let n = t.taps, out = t.output
         t.index.withUnsafeBufferPointer { idx in
         t.weight.withUnsafeBufferPointer { wt in
@@ -283,15 +299,15 @@ final class ResizeKernel: Kernel {
                     }
                     let ti = o * n
                     if inner == 1 {
-                        var acc: Float = 0
-                        for k in 0..<n { acc += wt[ti + k] * s[idx[ti + k]] }
+                        var acc: T = 0
+                        for k in 0..<n { acc += T(wt[ti + k]) * s[idx[ti + k]] }
                         d.pointee = acc
                     } else {
-                        let w0 = wt[ti]
+                        let w0 = T(wt[ti])
                         let r0 = s + idx[ti] * inner
                         for e in 0..<inner { d[e] = w0 * r0[e] }
                         for k in 1..<max(n, 1) {
-                            let wk = wt[ti + k]
+                            let wk = T(wt[ti + k])
                             if wk == 0 { continue }
                             let rk = s + idx[ti + k] * inner
                             for e in 0..<inner { d[e] += wk * rk[e] }
@@ -364,5 +380,96 @@ final class ResizeKernel: Kernel {
         case .int8, .int16, .int32, .int64: return UInt64(bitPattern: Int64(value))
         default: return UInt64(max(0, value))
         }
+    }
+}
+
+// MARK: Gradients
+
+/// VJP of Resize and Upsample with respect to X, every mode (nearest, linear, cubic, antialias)
+/// and coordinate transformation: the transpose of each axis's table, applied in reverse axis
+/// order (dX[index] += weight · dY; nearest takes its one chosen tap; extrapolated outputs of
+/// tf_crop_and_resize give nothing). roi, scales and sizes get no gradient.
+func registerResizeGradients(_ r: inout GradientRegistry) {
+    for (op, legacy) in [("Upsample", true), ("Resize", false)] {
+        r.register([op]) { c, gs in
+            let info = KernelBuildInfo(node: c.node, opset: c.opset)
+            let kernel = try ResizeKernel(info, legacy: legacy || c.opset < 11, attributeScales: legacy && c.opset < 9)
+            let x = try c.input(0), y = try c.output(0)
+            let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+            var grads = [NDArray?](repeating: nil, count: c.inputs.count)
+            guard c.needs(0) else { return grads }
+            switch x.dtype {
+            case .float: grads[0] = try kernel.backward(Float.self, x, g, c.inputs, c.kernel)
+            case .double: grads[0] = try kernel.backward(Double.self, x, g, c.inputs, c.kernel)
+            default: throw KernelError("\(op) gradient on \(x.dtype) (float32 and float64 only)")
+            }
+            return grads
+        }
+    }
+}
+
+extension ResizeKernel {
+    /// The cotangent of X given the output's cotangent `gy`.
+    fileprivate func backward<T: BinaryFloatingPoint & TensorElement>(_: T.Type, _ x: NDArray, _ gy: NDArray, _ inputs: [NDArray?],
+                                                                      _ ctx: KernelContext) throws -> NDArray {
+        let (outShape, plans) = try plan(x.shape, inputs)
+        if plans.isEmpty { return gy }
+        if x.count == 0 || outShape.contains(0) { return ctx.zeros(T.dtype, x.shape) }
+        // The shape before each step of the forward pass.
+        var shapes = [x.shape]
+        for (a, t) in plans {
+            var s = shapes.last!
+            s[a] = t.output
+            shapes.append(s)
+        }
+        var cur = gy
+        for (k, (a, t)) in plans.enumerated().reversed() {
+            let shape = shapes[k]
+            let next = ctx.zeros(T.dtype, shape)
+            var table = t
+            if mode == .nearest {
+                // The one tap the gather reads, weight 1.
+                var index = [Int](repeating: 0, count: t.output)
+                for o in 0..<t.output {
+                    var best = 0
+                    for j in 0..<t.taps where t.weight[o * t.taps + j] > t.weight[o * t.taps + best] { best = j }
+                    index[o] = t.index[o * t.taps + best]
+                }
+                table = AxisTable(output: t.output, taps: 1, index: index, weight: [Float](repeating: 1, count: t.output), outside: t.outside)
+            }
+            ResizeKernel.scatter(cur.pointer(as: T.self), next.pointer(as: T.self), outer: shape.prefix(a).reduce(1, *),
+                                 input: shape[a], inner: shape.suffix(from: a + 1).reduce(1, *), table: table, ctx)
+            cur = next
+        }
+        return cur
+    }
+
+    /// The transpose of ``interpolate(_:_:outer:input:inner:table:fill:_:)``: [outer, output,
+    /// inner] → [outer, input, inner] added into `dst` (zeros).
+    fileprivate static func scatter<T: BinaryFloatingPoint>(_ src: UnsafeMutablePointer<T>, _ dst: UnsafeMutablePointer<T>, outer: Int,
+                                                            input: Int, inner: Int, table t: AxisTable, _ ctx: KernelContext) {
+        let n = t.taps, out = t.output
+        t.index.withUnsafeBufferPointer { idx in
+        t.weight.withUnsafeBufferPointer { wt in
+        t.outside.withUnsafeBufferPointer { ext in
+            ctx.parallelFor(outer, grain: max(1, 16384 / max(1, out * inner * n))) { range in
+                for oi in range {
+                    let d = dst + oi * input * inner
+                    for o in 0..<out where !ext[o] {
+                        let s = src + (oi * out + o) * inner
+                        for k in 0..<n {
+                            let wk = T(wt[o * n + k])
+                            if wk == 0 { continue }
+                            let r = d + idx[o * n + k] * inner
+                            if inner == 1 {
+                                r.pointee += wk * s.pointee
+                            } else {
+                                for e in 0..<inner { r[e] += wk * s[e] }
+                            }
+                        }
+                    }
+                }
+            }
+        }}}
     }
 }
