@@ -3,4 +3,13 @@ func registerStandardGradients(_ r: inout GradientRegistry) {
     registerBinaryGradients(&r)
     registerMatMulGradients(&r)
     registerReshapeGradients(&r)
+    registerUnaryGradients(&r)
+    registerActivationGradients(&r)
+    registerCastGradients(&r)
+    registerVariadicGradients(&r)
+    registerWhereGradients(&r)
+    registerSoftmaxGradients(&r)
+    registerReduceGradients(&r)
+    registerNormalizationGradients(&r)
+    registerDropoutGradients(&r)
 }
