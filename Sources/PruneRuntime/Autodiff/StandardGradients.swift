@@ -10,4 +10,13 @@ func registerStandardGradients(_ r: inout GradientRegistry) {
     registerResizeGradients(&r)
     registerEinsumGradients(&r)
     registerPadGradients(&r)
+    registerUnaryGradients(&r)
+    registerActivationGradients(&r)
+    registerCastGradients(&r)
+    registerVariadicGradients(&r)
+    registerWhereGradients(&r)
+    registerSoftmaxGradients(&r)
+    registerReduceGradients(&r)
+    registerNormalizationGradients(&r)
+    registerDropoutGradients(&r)
 }

@@ -318,3 +318,186 @@ func registerActivationKernels(_ r: inout KernelRegistry) {
         return ActivationClipKernel(attrMin: nil, attrMax: nil, boundsFromInputs: true)
     }
 }
+
+// MARK: Gradients
+
+/// Derivative rules of the activations, `(g, x, y) -> dL/dx`, with the attributes as the kernels
+/// read them (float32 values). At the kinks (Relu at 0, the clamps' ends) the rule takes the
+/// one-sided derivative the kernel's comparison selects.
+private enum ActivationGrad {
+    struct Relu: ElementwiseGradient { func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T { x > 0 ? g : 0 } }
+    struct LeakyRelu: ElementwiseGradient {
+        let alpha: Float
+        func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T { x < 0 ? T(alpha) * g : g }
+    }
+    /// Elu: α·eˣ = y + α below 0.
+    struct Elu: ElementwiseGradient {
+        let alpha: Float
+        func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T { x > 0 ? g : g * T(alpha) * T.mExp(x) }
+    }
+    struct Selu: ElementwiseGradient {
+        let alpha: Float, gamma: Float
+        func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T {
+            x > 0 ? T(gamma) * g : g * T(gamma) * T(alpha) * T.mExp(x)
+        }
+    }
+    struct Celu: ElementwiseGradient {
+        let alpha: Float
+        func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T { x > 0 ? g : g * T.mExp(x / T(alpha)) }
+    }
+    struct Sigmoid: ElementwiseGradient { func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T { g * y * (1 - y) } }
+    struct HardSigmoid: ElementwiseGradient {
+        let alpha: Float, beta: Float
+        func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T {
+            let v = T(alpha) * x + T(beta)
+            return v > 0 && v < 1 ? T(alpha) * g : 0
+        }
+    }
+    /// HardSwish: x·clamp(x/6 + ½, 0, 1); x/3 + ½ on the ramp.
+    struct HardSwish: ElementwiseGradient {
+        func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T {
+            let v = x * T(1.0 / 6.0) + T(0.5)
+            return v < 0 ? 0 : (v > 1 ? g : g * (x * T(1.0 / 3.0) + T(0.5)))
+        }
+    }
+    /// Softplus: the logistic sigmoid of x.
+    struct Softplus: ElementwiseGradient {
+        func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T { g / (1 + T.mExp(-x)) }
+    }
+    struct Softsign: ElementwiseGradient {
+        func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T {
+            let d = 1 + Swift.abs(x)
+            return g / (d * d)
+        }
+    }
+    struct Tanh: ElementwiseGradient { func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T { g * (1 - y * y) } }
+    /// Gelu: Φ(x) + x·φ(x).
+    struct Gelu: ElementwiseGradient {
+        func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T {
+            let cdf = T(0.5) * (1 + T.mErf(x * T(0.70710678118654752440)))
+            let pdf = T(0.39894228040143267794) * T.mExp(T(-0.5) * x * x)
+            return g * (cdf + x * pdf)
+        }
+    }
+    /// Gelu (tanh): ½(1 + t) + ½x(1 − t²)·k(1 + 3·0.044715x²), t = tanh(k(x + 0.044715x³)).
+    struct GeluTanh: ElementwiseGradient {
+        func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T {
+            let k = T(0.79788456080286535588), c = T(0.044715)
+            let t = T.mTanh(k * (x + c * x * x * x))
+            return g * (T(0.5) * (1 + t) + T(0.5) * x * (1 - t * t) * k * (1 + 3 * c * x * x))
+        }
+    }
+    /// Mish: tanh(sp) + x(1 − tanh²(sp))·σ(x), sp = softplus(x).
+    struct Mish: ElementwiseGradient {
+        func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T {
+            let t = T.mTanh((x > 0 ? x : 0) + T.mLog1p(T.mExp(-Swift.abs(x))))
+            return g * (t + x * (1 - t * t) / (1 + T.mExp(-x)))
+        }
+    }
+    /// Swish: σ(αx)(1 + αx(1 − σ(αx))).
+    struct Swish: ElementwiseGradient {
+        let alpha: Float
+        func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T {
+            let ax = T(alpha) * x, s = 1 / (1 + T.mExp(-ax))
+            return g * s * (1 + ax * (1 - s))
+        }
+    }
+    struct ThresholdedRelu: ElementwiseGradient {
+        let alpha: Float
+        func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T { x > T(alpha) ? g : 0 }
+    }
+    struct Shrink: ElementwiseGradient {
+        let lambd: Float
+        func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T { x < -T(lambd) || x > T(lambd) ? g : 0 }
+    }
+    /// PRelu's input: `(g, x, slope)`.
+    struct PReluX: ElementwiseGradient {
+        func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ s: T, _: T) -> T { x < 0 ? s * g : g }
+    }
+    /// PRelu's slope, before summing down to its shape: `(g, x)`.
+    struct PReluSlope: ElementwiseGradient {
+        func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _: T, _: T) -> T { x < 0 ? g * x : 0 }
+    }
+    /// Clip, one of its three operands (`which`: 0 the input, 1 the min, 2 the max) from
+    /// `(g, x, lo, hi)`: the value each output element took, as the kernel picks it (`max(x, lo)`
+    /// then `min(·, hi)`; with lo > hi every element is hi).
+    struct Clip: ElementwiseGradient {
+        let which: Int
+        func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ lo: T, _ hi: T) -> T {
+            let a = x < lo ? lo : x
+            let source = a > hi ? 2 : (x < lo ? 1 : 0)
+            return source == which ? g : 0
+        }
+    }
+}
+
+/// VJPs of the activations. PRelu differentiates both the input and the slope (summed over the
+/// dimensions the slope broadcasts along). Clip passes the cotangent where the input is within
+/// [min, max]; from opset 11 on, the min and max inputs get the cotangent summed over the
+/// elements clamped to them.
+func registerActivationGradients(_ r: inout GradientRegistry) {
+    r.registerElementwise(["Relu"]) { _ in ActivationGrad.Relu() }
+    r.registerElementwise(["LeakyRelu"]) { ActivationGrad.LeakyRelu(alpha: try $0.attribute("alpha", default: Float(0.01))) }
+    r.registerElementwise(["Elu"]) { ActivationGrad.Elu(alpha: try $0.attribute("alpha", default: Float(1))) }
+    r.registerElementwise(["Selu"]) {
+        ActivationGrad.Selu(alpha: try $0.attribute("alpha", default: Float(1.67326319217681884765625)),
+                            gamma: try $0.attribute("gamma", default: Float(1.05070102214813232421875)))
+    }
+    r.registerElementwise(["Celu"]) { ActivationGrad.Celu(alpha: try $0.attribute("alpha", default: Float(1))) }
+    r.registerElementwise(["Sigmoid"]) { _ in ActivationGrad.Sigmoid() }
+    r.registerElementwise(["HardSigmoid"]) {
+        ActivationGrad.HardSigmoid(alpha: try $0.attribute("alpha", default: Float(0.2)), beta: try $0.attribute("beta", default: Float(0.5)))
+    }
+    r.registerElementwise(["HardSwish"]) { _ in ActivationGrad.HardSwish() }
+    r.registerElementwise(["Softplus"]) { _ in ActivationGrad.Softplus() }
+    r.registerElementwise(["Softsign"]) { _ in ActivationGrad.Softsign() }
+    r.registerElementwise(["Tanh"]) { _ in ActivationGrad.Tanh() }
+    r.register(["Gelu"]) { c, gs in
+        guard c.needs(0) else { return [nil] }
+        let x = try c.input(0), y = try c.output(0)
+        let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+        switch try c.attribute("approximate", default: "none") {
+        case "tanh": return [try gradientMap(ActivationGrad.GeluTanh(), x.shape, [g, x], c.kernel)]
+        default: return [try gradientMap(ActivationGrad.Gelu(), x.shape, [g, x], c.kernel)]
+        }
+    }
+    r.registerElementwise(["Mish"]) { _ in ActivationGrad.Mish() }
+    r.registerElementwise(["Swish"]) { ActivationGrad.Swish(alpha: try $0.attribute("alpha", default: Float(1))) }
+    r.registerElementwise(["ThresholdedRelu"]) { ActivationGrad.ThresholdedRelu(alpha: try $0.attribute("alpha", default: Float(1))) }
+    r.registerElementwise(["Shrink"]) { ActivationGrad.Shrink(lambd: try $0.attribute("lambd", default: Float(0.5))) }
+
+    r.register(["PRelu"]) { c, gs in
+        let x = try c.input(0), slope = try c.input(1), y = try c.output(0)
+        let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+        let gx = c.needs(0) ? try gradientMap(ActivationGrad.PReluX(), x.shape, [g, x, slope], c.kernel) : nil
+        var gSlope: NDArray?
+        if c.needs(1) {
+            gSlope = GradientMath.reduce(try gradientMap(ActivationGrad.PReluSlope(), x.shape, [g, x], c.kernel), to: slope.shape, c.kernel)
+        }
+        return [gx, gSlope]
+    }
+
+    r.register(["Clip"]) { c, gs in
+        let x = try c.input(0), y = try c.output(0)
+        let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+        // The bounds as scalars of x's type (±infinity when absent).
+        func bound(_ i: Int, _ fallback: Double) throws -> NDArray {
+            var v = fallback
+            if c.opset >= 11 {
+                if i < c.inputs.count, let b = c.inputs[i] { v = b.element(at: 0) }
+            } else if let a = try c.attribute(i == 1 ? "min" : "max", as: Float.self) {
+                v = Double(a)
+            }
+            return x.dtype == .double ? NDArray(scalar: v) : NDArray(scalar: Float(v))
+        }
+        let lo = try bound(1, -.infinity), hi = try bound(2, .infinity)
+        let operands = [g, x, lo, hi]
+        var out: [NDArray?] = [c.needs(0) ? try gradientMap(ActivationGrad.Clip(which: 0), x.shape, operands, c.kernel) : nil]
+        for i in 1...2 where i < c.inputs.count {
+            guard c.needs(i), let b = c.inputs[i] else { out.append(nil); continue }
+            let total = try gradientMap(ActivationGrad.Clip(which: i), x.shape, operands, c.kernel).doubles().reduce(0, +)
+            out.append(b.dtype == .double ? NDArray([total], shape: b.shape) : NDArray([Float(total)], shape: b.shape))
+        }
+        return out
+    }
+}

@@ -229,3 +229,17 @@ func registerCastKernels(_ r: inout KernelRegistry) {
         }
     }
 }
+
+// MARK: Gradients
+
+/// VJP of Cast and CastLike: between floating-point types the cast is the identity on values,
+/// so the cotangent is cast back to the input's type. A cast to or from a non-float type has no
+/// gradient (`nil`); CastLike's second input only supplies a type.
+func registerCastGradients(_ r: inout GradientRegistry) {
+    r.register(["Cast", "CastLike"]) { c, gs in
+        guard c.needs(0), let g = gs[0] else { return [nil, nil] }
+        let x = try c.input(0), y = try c.output(0)
+        guard unaryFloatTypes.contains(y.dtype), GradientMath.isDifferentiable(x.dtype) else { return [nil, nil] }
+        return [try castArray(g, to: x.dtype, c.kernel), nil]
+    }
+}

@@ -52,3 +52,15 @@ final class DropoutKernel: Kernel {
         return [x, mask]
     }
 }
+
+// MARK: Gradients
+
+/// VJP of Dropout in inference mode (the only mode the kernel runs): the identity on output 0.
+/// The mask output, the ratio and training_mode have no gradient.
+func registerDropoutGradients(_ r: inout GradientRegistry) {
+    r.register(["Dropout"]) { c, gs in
+        guard c.needs(0) else { return [nil, nil, nil] }
+        let x = try c.input(0)
+        return [gs[0].map { $0.reshaped(x.shape) } ?? c.kernel.zeros(x.dtype, x.shape), nil, nil]
+    }
+}

@@ -536,3 +536,406 @@ final class LRNKernel: Kernel {
         return [y]
     }
 }
+
+// MARK: Gradients
+
+/// Gradient helpers shared by the normalization VJPs.
+enum NormGrad {
+    /// The working element type of a VJP: float32 or float64 for x, the cotangent and the result.
+    static func check(_ x: NDArray, _ g: NDArray) throws {
+        guard x.dtype == .float || x.dtype == .double, g.dtype == x.dtype else {
+            throw KernelError("gradient on element types \(x.dtype) (input) and \(g.dtype) (cotangent)")
+        }
+    }
+
+    /// A parameter's gradient from per-element `values` of the block it was broadcast over
+    /// (`block`, the shape ``NormMath/expand(_:to:_:what:)`` broadcasts it to): summed down to
+    /// the parameter's shape, in its element type.
+    static func parameter(_ values: [Double], block: [Int], like p: NDArray, _ ctx: KernelContext) -> NDArray {
+        let dtype: DType = p.dtype == .double ? .double : .float
+        if p.count == values.count {
+            return cast(NormMath.array(values, shape: p.shape, dtype: dtype, ctx), like: p, ctx)
+        }
+        var ps = p.shape
+        while ps.count > block.count, ps.first == 1 { ps.removeFirst() }
+        let full = NormMath.array(values, shape: block, dtype: dtype, ctx)
+        return cast(GradientMath.reduce(full, to: ps, ctx).reshaped(p.shape), like: p, ctx)
+    }
+
+    /// Per-channel `values` as a gradient shaped and typed like `p`.
+    static func vector(_ values: [Double], like p: NDArray, _ ctx: KernelContext) -> NDArray {
+        NormMath.array(values, shape: p.shape, dtype: p.dtype, ctx)
+    }
+
+    static func cast(_ a: NDArray, like p: NDArray, _ ctx: KernelContext) -> NDArray {
+        a.dtype == p.dtype ? a : NormMath.array(a.doubles(), shape: p.shape, dtype: p.dtype, ctx)
+    }
+
+    /// Sums `count` contiguous elements of `a` times `b` (or of `a` alone), in Double.
+    @inline(__always)
+    static func dot<F: BinaryFloatingPoint>(_ a: UnsafePointer<F>, _ b: UnsafePointer<F>?, _ count: Int) -> Double {
+        var s = 0.0
+        if let b {
+            for i in 0..<count { s += Double(a[i]) * Double(b[i]) }
+        } else {
+            for i in 0..<count { s += Double(a[i]) }
+        }
+        return s
+    }
+
+    /// `Σ g·(x − m)` over `count` contiguous elements, in Double.
+    @inline(__always)
+    static func centeredDot<F: BinaryFloatingPoint>(_ g: UnsafePointer<F>, _ x: UnsafePointer<F>, _ m: Double, _ count: Int) -> Double {
+        var s = 0.0
+        for i in 0..<count { s += Double(g[i]) * (Double(x[i]) - m) }
+        return s
+    }
+}
+
+/// VJP of LayerNormalization (x, scale, bias; the Mean and InvStdDev outputs' cotangents too)
+/// and RMSNormalization (x, scale). Per row of the trailing block from `axis`, with
+/// `x̂ = (x − μ)·σ⁻¹` and `ĝ = g ⊙ scale`: `dx = σ⁻¹(ĝ − mean ĝ − x̂ · mean(ĝ ⊙ x̂))` (RMS
+/// drops the `mean ĝ` term), `dscale = Σ_rows g ⊙ x̂`, `dbias = Σ_rows g`.
+private func layerNormGradient(_ c: GradientContext, _ gs: [NDArray?], rms: Bool) throws -> [NDArray?] {
+    let x = try c.input(0), scale = try c.input(1), y = try c.output(0)
+    let bias = rms ? nil : c.inputs.count > 2 ? c.inputs[2] : nil
+    let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+    try NormGrad.check(x, g)
+    let axis: Int = try c.attribute("axis", default: -1)
+    let eps = Double(try c.attribute("epsilon", default: Float(1e-5)))
+    let rank = x.rank
+    let a = axis < 0 ? axis + rank : axis
+    guard a >= 0 && a < max(rank, 1) else { throw KernelError("axis \(axis) out of range for rank \(rank)") }
+    let rows = x.shape.prefix(a).reduce(1, *)
+    let tail = Array(x.shape.dropFirst(a))
+    let cols = tail.reduce(1, *)
+    // Cotangents of the statistics outputs (LayerNormalization only), one per row.
+    let gMean = rms || gs.count < 2 ? nil : gs[1]?.doubles()
+    let gInv = rms || gs.count < 3 ? nil : gs[2]?.doubles()
+    let wantX = c.needs(0), wantScale = c.needs(1), wantBias = c.needs(2) && bias != nil
+    var means = [Double](repeating: 0, count: rows), invs = means
+    var dScale = [Double](repeating: 0, count: wantScale ? cols : 0), dBias = [Double](repeating: 0, count: wantBias ? cols : 0)
+    let dx = wantX ? c.kernel.allocate(x.dtype, x.shape) : nil
+    let k = c.kernel
+    func go<F: BinaryFloatingPoint>(_: F.Type) throws {
+        let s: [F] = try NormMath.expand(scale, to: tail, F.self, what: "scale")
+        let xp = UnsafePointer(x.pointer(as: F.self)), gp = UnsafePointer(g.pointer(as: F.self))
+        let dp = dx?.pointer(as: F.self)
+        s.withUnsafeBufferPointer { sb in
+            let sp = sb.baseAddress!
+            means.withUnsafeMutableBufferPointer { mb in
+                invs.withUnsafeMutableBufferPointer { ib in
+                    k.parallelFor(rows, grain: max(1, 4096 / max(1, cols))) { range in
+                        for r in range {
+                            let xr = xp + r * cols, gr = gp + r * cols
+                            let mean: Double, inv: Double
+                            if rms {
+                                mean = 0
+                                inv = 1 / (NormMath.meanSquare(xr, cols) + eps).squareRoot()
+                            } else {
+                                let (m, v) = NormMath.meanVariance(xr, cols)
+                                mean = m
+                                inv = 1 / (v + eps).squareRoot()
+                            }
+                            mb[r] = mean
+                            ib[r] = inv
+                            guard let dp else { continue }
+                            var sumG = 0.0, sumGX = 0.0
+                            for i in 0..<cols {
+                                let gh = Double(gr[i]) * Double(sp[i])
+                                sumG += gh
+                                sumGX += gh * (Double(xr[i]) - mean) * inv
+                            }
+                            let n = Double(cols)
+                            // Mean output: dμ/dx = 1/n; InvStdDev output: dσ⁻¹/dx = −σ⁻²·x̂/n.
+                            let shift = (rms ? 0 : sumG / n) - (gMean?[r] ?? 0) / (n * inv)
+                            let tilt = sumGX / n + (gInv?[r] ?? 0) * inv / n
+                            let dr = dp + r * cols
+                            for i in 0..<cols {
+                                let xh = (Double(xr[i]) - mean) * inv
+                                dr[i] = F(inv * (Double(gr[i]) * Double(sp[i]) - shift - xh * tilt))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if wantScale || wantBias {
+            // Column sums over rows; threads take disjoint column ranges.
+            dScale.withUnsafeMutableBufferPointer { ds in
+                dBias.withUnsafeMutableBufferPointer { db in
+                    k.parallelFor(cols, grain: max(1, 65536 / max(1, rows))) { range in
+                        for r in 0..<rows {
+                            let xr = xp + r * cols, gr = gp + r * cols
+                            let m = means[r], inv = invs[r]
+                            if wantScale { for j in range { ds[j] += Double(gr[j]) * (Double(xr[j]) - m) * inv } }
+                            if wantBias { for j in range { db[j] += Double(gr[j]) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if x.dtype == .double { try go(Double.self) } else { try go(Float.self) }
+    var out: [NDArray?] = [dx, wantScale ? NormGrad.parameter(dScale, block: tail, like: scale, c.kernel) : nil]
+    if !rms { out.append(wantBias ? bias.map { NormGrad.parameter(dBias, block: tail, like: $0, c.kernel) } : nil) }
+    return out
+}
+
+/// VJP of InstanceNormalization and GroupNormalization (x, scale, bias). Statistics per
+/// (sample, group); per-group scale and bias (GroupNormalization before opset 21, when sized by
+/// groups) get their channels' gradients summed.
+private func groupNormGradient(_ c: GradientContext, _ gs: [NDArray?], instance: Bool) throws -> [NDArray?] {
+    let x = try c.input(0), scale = try c.input(1), bias = try c.input(2), y = try c.output(0)
+    let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+    try NormGrad.check(x, g)
+    guard x.rank >= 2 else { throw KernelError("input must have rank >= 2, has shape \(x.shape)") }
+    let eps = Double(try c.attribute("epsilon", default: Float(1e-5)))
+    let n = x.shape[0], ch = x.shape[1]
+    let spatial = x.shape.dropFirst(2).reduce(1, *)
+    var groups = ch
+    if !instance { groups = try c.attribute("num_groups", default: 0) }
+    guard groups > 0, ch % groups == 0 else { throw KernelError("\(ch) channels do not split into \(groups) groups") }
+    let cpg = ch / groups, block = cpg * spatial
+    var s = scale.doubles()
+    let perGroup = !instance && c.opset < 21 && s.count == groups && bias.count == groups && groups != ch
+    if perGroup { s = (0..<ch).map { s[$0 / cpg] } }
+    guard s.count == ch else { throw KernelError("scale must have \(ch) elements, has \(s.count)") }
+    let wantX = c.needs(0), wantParams = c.needs(1) || c.needs(2)
+    let dx = wantX ? c.kernel.allocate(x.dtype, x.shape) : nil
+    // Per (sample, channel) plane: Σ g and Σ g·x̂.
+    var planeG = [Double](repeating: 0, count: n * ch), planeGX = planeG
+    func go<F: BinaryFloatingPoint>(_: F.Type) {
+        let xp = UnsafePointer(x.pointer(as: F.self)), gp = UnsafePointer(g.pointer(as: F.self))
+        let dp = dx?.pointer(as: F.self)
+        planeG.withUnsafeMutableBufferPointer { pg in
+            planeGX.withUnsafeMutableBufferPointer { pgx in
+                c.kernel.parallelFor(n * groups, grain: max(1, 8192 / max(1, block))) { range in
+                    for blk in range {
+                        let base = blk * block
+                        let (mean, v) = NormMath.meanVariance(xp + base, block)
+                        let inv = 1 / (v + eps).squareRoot()
+                        let c0 = (blk % groups) * cpg, plane0 = (blk / groups) * ch + c0
+                        var sumG = 0.0, sumGX = 0.0
+                        for kk in 0..<cpg {
+                            let o = base + kk * spatial
+                            let sg = NormGrad.dot(gp + o, nil, spatial)
+                            let sgx = NormGrad.centeredDot(gp + o, xp + o, mean, spatial) * inv
+                            pg[plane0 + kk] = sg
+                            pgx[plane0 + kk] = sgx
+                            sumG += s[c0 + kk] * sg
+                            sumGX += s[c0 + kk] * sgx
+                        }
+                        guard let dp else { continue }
+                        let shift = sumG / Double(block), tilt = sumGX / Double(block)
+                        for kk in 0..<cpg {
+                            let o = base + kk * spatial, sc = s[c0 + kk]
+                            for i in 0..<spatial {
+                                let xh = (Double(xp[o + i]) - mean) * inv
+                                dp[o + i] = F(inv * (Double(gp[o + i]) * sc - shift - xh * tilt))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if x.dtype == .double { go(Double.self) } else { go(Float.self) }
+    guard wantParams else { return [dx, nil, nil] }
+    var dScale = [Double](repeating: 0, count: ch), dBias = dScale
+    for b in 0..<n {
+        for k in 0..<ch {
+            dScale[k] += planeGX[b * ch + k]
+            dBias[k] += planeG[b * ch + k]
+        }
+    }
+    if perGroup {
+        dScale = (0..<groups).map { grp in dScale[(grp * cpg)..<((grp + 1) * cpg)].reduce(0, +) }
+        dBias = (0..<groups).map { grp in dBias[(grp * cpg)..<((grp + 1) * cpg)].reduce(0, +) }
+    }
+    return [dx,
+            c.needs(1) ? NormGrad.vector(dScale, like: scale, c.kernel) : nil,
+            c.needs(2) ? NormGrad.vector(dBias, like: bias, c.kernel) : nil]
+}
+
+/// VJP of BatchNormalization (x, scale, B, input_mean, input_var).
+///
+/// Inference mode: `y = (x − mean)·a + B` with `a = scale / √(var + ε)` per channel, so
+/// `dx = g·a`, `dscale = Σ g·(x − mean)/√(var + ε)`, `dB = Σ g`, `dmean = −a·Σ g`,
+/// `dvar = −½·scale·(var + ε)^(−3/2)·Σ g·(x − mean)`.
+/// Training mode (opset ≥ 14): the batch statistics depend on x (`dx` as for an instance norm
+/// over batch and space per channel), and the running mean/var outputs
+/// (`momentum·input + (1 − momentum)·batch statistic`) pass their cotangents to x and to the
+/// input mean/var.
+private func batchNormGradient(_ c: GradientContext, _ gs: [NDArray?]) throws -> [NDArray?] {
+    let x = try c.input(0), y = try c.output(0)
+    let scale = try c.input(1), bias = try c.input(2), mean = try c.input(3), variance = try c.input(4)
+    let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+    try NormGrad.check(x, g)
+    guard x.rank >= 2 else { throw KernelError("input must have rank >= 2, has shape \(x.shape)") }
+    let eps = Double(try c.attribute("epsilon", default: Float(1e-5)))
+    let momentum = Double(try c.attribute("momentum", default: Float(0.9)))
+    let mode: Int = try c.attribute("training_mode", default: 0)
+    let training = c.opset >= 14 && mode != 0
+    let n = x.shape[0], ch = x.shape[1]
+    let spatial = x.shape.dropFirst(2).reduce(1, *)
+    let s = scale.doubles()
+    var m = mean.doubles(), v = variance.doubles()
+    let count = Double(n * spatial)
+    let gRunMean = training && gs.count > 1 ? gs[1]?.doubles() : nil
+    let gRunVar = training && gs.count > 2 ? gs[2]?.doubles() : nil
+    let dx = c.needs(0) ? c.kernel.allocate(x.dtype, x.shape) : nil
+    var planeG = [Double](repeating: 0, count: n * ch), planeGX = planeG
+    var inv = [Double](repeating: 0, count: ch)
+    func go<F: BinaryFloatingPoint>(_: F.Type) {
+        let xp = UnsafePointer(x.pointer(as: F.self)), gp = UnsafePointer(g.pointer(as: F.self))
+        if training {
+            // Batch statistics as the kernel computes them (plane moments, parallel-axis theorem).
+            var pm = [Double](repeating: 0, count: n * ch), pv = pm
+            pm.withUnsafeMutableBufferPointer { pmb in
+                pv.withUnsafeMutableBufferPointer { pvb in
+                    c.kernel.parallelFor(n * ch, grain: max(1, 16384 / max(1, spatial))) { range in
+                        for p in range { (pmb[p], pvb[p]) = NormMath.meanVariance(xp + p * spatial, spatial) }
+                    }
+                }
+            }
+            for k in 0..<ch {
+                var mu = 0.0
+                for b in 0..<n { mu += pm[b * ch + k] * Double(spatial) }
+                mu /= count
+                var q = 0.0
+                for b in 0..<n { let d = pm[b * ch + k] - mu; q += (pv[b * ch + k] + d * d) * Double(spatial) }
+                m[k] = mu
+                v[k] = q / count
+            }
+        }
+        for k in 0..<ch { inv[k] = 1 / (v[k] + eps).squareRoot() }
+        planeG.withUnsafeMutableBufferPointer { pg in
+            planeGX.withUnsafeMutableBufferPointer { pgx in
+                c.kernel.parallelFor(n * ch, grain: max(1, 16384 / max(1, spatial))) { range in
+                    for p in range {
+                        pg[p] = NormGrad.dot(gp + p * spatial, nil, spatial)
+                        pgx[p] = NormGrad.centeredDot(gp + p * spatial, xp + p * spatial, m[p % ch], spatial)
+                    }
+                }
+            }
+        }
+        guard let dp = dx?.pointer(as: F.self) else { return }
+        // dx = a·g + shift + tilt·(x − mean), per channel.
+        var a = [Double](repeating: 0, count: ch), shift = a, tilt = a
+        for k in 0..<ch {
+            a[k] = s[k] * inv[k]
+            guard training else { continue }
+            var sg = 0.0, sgx = 0.0
+            for b in 0..<n { sg += planeG[b * ch + k]; sgx += planeGX[b * ch + k] }
+            shift[k] = -a[k] * sg / count + (1 - momentum) * (gRunMean?[k] ?? 0) / count
+            tilt[k] = -a[k] * inv[k] * inv[k] * sgx / count + (1 - momentum) * 2 * (gRunVar?[k] ?? 0) / count
+        }
+        c.kernel.parallelFor(n * ch, grain: max(1, 16384 / max(1, spatial))) { range in
+            for p in range {
+                let k = p % ch, o = p * spatial
+                let ak = a[k], sk = shift[k], tk = tilt[k], mk = m[k]
+                for i in 0..<spatial { dp[o + i] = F(ak * Double(gp[o + i]) + sk + tk * (Double(xp[o + i]) - mk)) }
+            }
+        }
+    }
+    if x.dtype == .double { go(Double.self) } else { go(Float.self) }
+    var sumG = [Double](repeating: 0, count: ch), sumGX = sumG
+    for b in 0..<n {
+        for k in 0..<ch {
+            sumG[k] += planeG[b * ch + k]
+            sumGX[k] += planeGX[b * ch + k]
+        }
+    }
+    let dScale = (0..<ch).map { sumGX[$0] * inv[$0] }
+    let dMean: [Double], dVar: [Double]
+    if training {
+        dMean = (0..<ch).map { momentum * (gRunMean?[$0] ?? 0) }
+        dVar = (0..<ch).map { momentum * (gRunVar?[$0] ?? 0) }
+    } else {
+        dMean = (0..<ch).map { -s[$0] * inv[$0] * sumG[$0] }
+        dVar = (0..<ch).map { -0.5 * s[$0] * inv[$0] * inv[$0] * inv[$0] * sumGX[$0] }
+    }
+    return [dx,
+            c.needs(1) ? NormGrad.vector(dScale, like: scale, c.kernel) : nil,
+            c.needs(2) ? NormGrad.vector(sumG, like: bias, c.kernel) : nil,
+            c.needs(3) ? NormGrad.vector(dMean, like: mean, c.kernel) : nil,
+            c.needs(4) ? NormGrad.vector(dVar, like: variance, c.kernel) : nil]
+}
+
+/// VJP of LpNormalization: with `y = x / N` along `axis`,
+/// `dx = (g − d · Σ g·y) / N`, `d = y` for p = 2 and `sign(x)` for p = 1; zero where `N = 0`.
+private func lpNormGradient(_ c: GradientContext, _ gs: [NDArray?]) throws -> [NDArray?] {
+    guard c.needs(0) else { return [nil] }
+    let x = try c.input(0), y = try c.output(0)
+    let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+    try NormGrad.check(x, g)
+    let axis: Int = try c.attribute("axis", default: -1)
+    let p: Int = try c.attribute("p", default: 2)
+    let rank = x.rank
+    let a = axis < 0 ? axis + rank : axis
+    guard a >= 0 && a < rank else { throw KernelError("axis \(axis) out of range for rank \(rank)") }
+    let outer = x.shape.prefix(a).reduce(1, *), n = x.shape[a], inner = x.shape.dropFirst(a + 1).reduce(1, *)
+    let dx = c.kernel.allocate(x.dtype, x.shape)
+    func go<F: BinaryFloatingPoint>(_: F.Type) {
+        let xp = UnsafePointer(x.pointer(as: F.self)), gp = UnsafePointer(g.pointer(as: F.self))
+        let dp = dx.pointer(as: F.self)
+        c.kernel.parallelFor(outer * inner, grain: max(1, 8192 / max(1, n))) { range in
+            for k in range {
+                let o = k / inner, j = k - o * inner
+                let base = o * n * inner + j
+                var acc = 0.0
+                for i in 0..<n { let v = Double(xp[base + i * inner]); acc += p == 1 ? abs(v) : v * v }
+                let norm = p == 1 ? acc : acc.squareRoot()
+                guard norm != 0 else {
+                    for i in 0..<n { dp[base + i * inner] = 0 }
+                    continue
+                }
+                var gy = 0.0
+                for i in 0..<n { let q = base + i * inner; gy += Double(gp[q]) * Double(xp[q]) / norm }
+                for i in 0..<n {
+                    let q = base + i * inner, v = Double(xp[q])
+                    let d = p == 1 ? (v > 0 ? 1 : (v < 0 ? -1 : 0)) : v / norm
+                    dp[q] = F((Double(gp[q]) - d * gy) / norm)
+                }
+            }
+        }
+    }
+    if x.dtype == .double { go(Double.self) } else { go(Float.self) }
+    return [dx]
+}
+
+/// VJP of MeanVarianceNormalization, `y = z / (σ + 1e-9)` with `z = x − mean`, `σ² = mean z²`
+/// over `axes`: `dx = (g − mean g)/D − z · mean(g·z) / (σ·D²)`, `D = σ + 1e-9` (computed in
+/// double, as the kernel is).
+private func mvnGradient(_ c: GradientContext, _ gs: [NDArray?]) throws -> [NDArray?] {
+    guard c.needs(0) else { return [nil] }
+    let x = try c.input(0), y = try c.output(0)
+    let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+    try NormGrad.check(x, g)
+    let axes: [Int] = try c.attribute("axes", default: [0, 2, 3])
+    let mask = try ReduceKernel.axisMask(axes, rank: x.rank)
+    let k = c.kernel
+    let xd = try castArray(x, to: .double, k), gd = try castArray(g, to: .double, k)
+    func mean(_ a: NDArray) throws -> NDArray { try ReduceKernel.reduce(a, op: .mean, mask: mask, keepdims: true, k) }
+    let mu = try mean(xd)
+    let z = GradientMath.map(x.shape, [xd, mu], k) { $0[0] - $0[1] }
+    let sigma = GradientMath.map(mu.shape, [try mean(GradientMath.map(x.shape, [z], k) { $0[0] * $0[0] })], k) { $0[0].squareRoot() }
+    let gMean = try mean(gd)
+    let gzMean = try mean(GradientMath.map(x.shape, [gd, z], k) { $0[0] * $0[1] })
+    let dx = GradientMath.map(x.shape, [gd, z, gMean, gzMean, sigma], k) { v in
+        let d = v[4] + 1e-9
+        return (v[0] - v[2]) / d - (v[4] == 0 ? 0 : v[1] * v[3] / (v[4] * d * d))
+    }
+    return [try castArray(dx, to: x.dtype, k)]
+}
+
+func registerNormalizationGradients(_ r: inout GradientRegistry) {
+    r.register(["LayerNormalization"]) { c, gs in try layerNormGradient(c, gs, rms: false) }
+    r.register(["RMSNormalization"]) { c, gs in try layerNormGradient(c, gs, rms: true) }
+    r.register(["GroupNormalization"]) { c, gs in try groupNormGradient(c, gs, instance: false) }
+    r.register(["InstanceNormalization"]) { c, gs in try groupNormGradient(c, gs, instance: true) }
+    r.register(["BatchNormalization"]) { c, gs in try batchNormGradient(c, gs) }
+    r.register(["LpNormalization"]) { c, gs in try lpNormGradient(c, gs) }
+    r.register(["MeanVarianceNormalization"]) { c, gs in try mvnGradient(c, gs) }
+}

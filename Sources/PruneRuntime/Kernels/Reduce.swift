@@ -580,3 +580,104 @@ enum ReduceVec {
     }
 }
 
+
+// MARK: Gradients
+
+/// Derivative rules of the reductions, with the cotangent and the output broadcast back from
+/// the reduced (keepdims) shape.
+private enum ReduceGrad {
+    /// Sum, Mean: `g · k` from `(g)`.
+    struct Scale: ElementwiseGradient {
+        let k: Double
+        func apply<T: UnaryMathFloat>(_ g: T, _: T, _: T, _: T) -> T { g * T(k) }
+    }
+    /// SumSquare: `2gx` from `(g, x)`.
+    struct SumSquare: ElementwiseGradient { func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _: T, _: T) -> T { 2 * g * x } }
+    /// L1: `g · sign(x)` from `(g, x)`.
+    struct L1: ElementwiseGradient {
+        func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _: T, _: T) -> T { x > 0 ? g : (x < 0 ? -g : 0) }
+    }
+    /// L2: `g·x / y` (0 where the norm is 0) from `(g, x, y)`.
+    struct L2: ElementwiseGradient {
+        func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T { y == 0 ? 0 : g * x / y }
+    }
+    /// LogSum: `g / Σx = g·e^(−y)` from `(g, x, y)`.
+    struct LogSum: ElementwiseGradient { func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T { g * T.mExp(-y) } }
+    /// LogSumExp: `g·e^(x − y)` from `(g, x, y)`.
+    struct LogSumExp: ElementwiseGradient { func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T { g * T.mExp(x - y) } }
+    /// 1 where x attains the output, from `(x, y)`.
+    struct Hits: ElementwiseGradient { func apply<T: UnaryMathFloat>(_ x: T, _ y: T, _: T, _: T) -> T { x == y ? 1 : 0 } }
+    /// Max, Min: an equal share among the ties, from `(g, x, y, ties)`.
+    struct Share: ElementwiseGradient {
+        func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _ ties: T) -> T { x == y ? g / ties : 0 }
+    }
+    /// 1 where x is zero, from `(x)`.
+    struct IsZero: ElementwiseGradient { func apply<T: UnaryMathFloat>(_ x: T, _: T, _: T, _: T) -> T { x == 0 ? 1 : 0 } }
+    /// x with zeros replaced by 1, from `(x)`.
+    struct NonZero: ElementwiseGradient { func apply<T: UnaryMathFloat>(_ x: T, _: T, _: T, _: T) -> T { x == 0 ? 1 : x } }
+    /// Prod: `g · Π_{j≠i} x_j` from `(g, x, P, Z)`, with P the product of the nonzero elements
+    /// and Z the number of zeros in the row.
+    struct Prod: ElementwiseGradient {
+        func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ p: T, _ z: T) -> T {
+            z == 0 ? g * p / x : (z == 1 && x == 0 ? g * p : 0)
+        }
+    }
+}
+
+/// VJPs of the Reduce* ops: the cotangent, reshaped to the keepdims shape, broadcast back over
+/// the reduced axes (read from the `axes` attribute before ReduceSum-13 / the others' opset 18,
+/// from the optional second input from then on; `noop_with_empty_axes` with no axes is the
+/// identity). ReduceMax/ReduceMin share the cotangent equally among the elements that tie for
+/// the extreme; ReduceProd handles zeros exactly (the product of the other elements); ReduceL1
+/// takes sign(0) = 0 and ReduceL2 a zero gradient for a zero norm.
+func registerReduceGradients(_ r: inout GradientRegistry) {
+    let ops: [String: ReduceOp] = [
+        "ReduceSum": .sum, "ReduceMean": .mean, "ReduceMax": .max, "ReduceMin": .min, "ReduceProd": .prod,
+        "ReduceL1": .l1, "ReduceL2": .l2, "ReduceLogSum": .logSum, "ReduceLogSumExp": .logSumExp,
+        "ReduceSumSquare": .sumSquare,
+    ]
+    r.register(Array(ops.keys)) { c, gs in
+        guard c.needs(0) else { return [nil, nil] }
+        let name = c.node.opType.name
+        guard let op = ops[name] else { throw KernelError("no gradient for \(name)") }
+        let x = try c.input(0), y = try c.output(0)
+        let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+        let fromInput = c.opset >= (op == .sum ? 13 : 18)
+        var axes: [Int]
+        if fromInput {
+            axes = (c.inputs.count > 1 ? c.inputs[1] : nil)?.ints() ?? []
+        } else {
+            axes = try c.attribute("axes", default: [Int]())
+        }
+        if axes.isEmpty {
+            let noop: Int = try c.attribute("noop_with_empty_axes", default: 0)
+            if fromInput && noop != 0 { return [g, nil] }
+            axes = Array(0..<x.rank)
+        }
+        let mask = try ReduceKernel.axisMask(axes, rank: x.rank)
+        let kept = zip(x.shape, mask).map { $1 ? 1 : $0 }
+        let gk = g.reshaped(kept), yk = y.reshaped(kept)
+        let k = c.kernel
+        let dx: NDArray
+        switch op {
+        case .sum: dx = try gradientMap(ReduceGrad.Scale(k: 1), x.shape, [gk], k)
+        case .mean:
+            let n = zip(x.shape, mask).filter { $1 }.map { $0.0 }.reduce(1, *)
+            dx = try gradientMap(ReduceGrad.Scale(k: 1 / Double(max(1, n))), x.shape, [gk], k)
+        case .sumSquare: dx = try gradientMap(ReduceGrad.SumSquare(), x.shape, [gk, x], k)
+        case .l1: dx = try gradientMap(ReduceGrad.L1(), x.shape, [gk, x], k)
+        case .l2: dx = try gradientMap(ReduceGrad.L2(), x.shape, [gk, x, yk], k)
+        case .logSum: dx = try gradientMap(ReduceGrad.LogSum(), x.shape, [gk, x, yk], k)
+        case .logSumExp: dx = try gradientMap(ReduceGrad.LogSumExp(), x.shape, [gk, x, yk], k)
+        case .max, .min:
+            let hits = try gradientMap(ReduceGrad.Hits(), x.shape, [x, yk], k)
+            let ties = try ReduceKernel.reduce(hits, op: .sum, mask: mask, keepdims: true, k)
+            dx = try gradientMap(ReduceGrad.Share(), x.shape, [gk, x, yk, ties], k)
+        case .prod:
+            let zeros = try ReduceKernel.reduce(try gradientMap(ReduceGrad.IsZero(), x.shape, [x], k), op: .sum, mask: mask, keepdims: true, k)
+            let p = try ReduceKernel.reduce(try gradientMap(ReduceGrad.NonZero(), x.shape, [x], k), op: .prod, mask: mask, keepdims: true, k)
+            dx = try gradientMap(ReduceGrad.Prod(), x.shape, [gk, x, p, zeros], k)
+        }
+        return [dx, nil]
+    }
+}

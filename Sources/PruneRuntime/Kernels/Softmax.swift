@@ -160,3 +160,64 @@ enum SoftmaxMath {
         }
     }
 }
+
+// MARK: Gradients
+
+/// VJPs of Softmax (`dx = y ⊙ (g − Σ g·y)`) and LogSoftmax (`dx = g − eʸ·Σ g`), per row as the
+/// kernel lays rows out: before opset 13 a row is the whole trailing block from `axis` (the 2-D
+/// coercion), from 13 on the single axis. Hardmax is piecewise constant and has none.
+func registerSoftmaxGradients(_ r: inout GradientRegistry) {
+    r.register(["Softmax", "LogSoftmax"]) { c, gs in
+        guard c.needs(0) else { return [nil] }
+        let x = try c.input(0), y = try c.output(0)
+        let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+        let legacy = c.opset < 13
+        let axis: Int = try c.attribute("axis", default: legacy ? 1 : -1)
+        let rank = x.rank
+        let a = axis < 0 ? axis + rank : axis
+        guard (rank == 0 && (axis == 0 || axis == -1)) || (a >= 0 && a < rank) else {
+            throw KernelError("axis \(axis) out of range for rank \(rank)")
+        }
+        let outer = x.shape.prefix(max(0, a)).reduce(1, *)
+        let n: Int, inner: Int
+        if legacy || rank == 0 {
+            n = x.shape.dropFirst(max(0, a)).reduce(1, *)
+            inner = 1
+        } else {
+            n = x.shape[a]
+            inner = x.shape.dropFirst(a + 1).reduce(1, *)
+        }
+        let log = c.node.opType.name == "LogSoftmax"
+        let out = c.kernel.allocate(x.dtype, x.shape)
+        func go<F: BinaryFloatingPoint>(_: F.Type) {
+            let gp = UnsafePointer(g.pointer(as: F.self)), yp = UnsafePointer(y.pointer(as: F.self))
+            let dp = out.pointer(as: F.self)
+            c.kernel.parallelFor(outer * inner, grain: max(1, 8192 / max(1, n))) { range in
+                for k in range {
+                    let o = k / inner, j = k - o * inner
+                    let base = o * n * inner + j
+                    var s = 0.0
+                    if log {
+                        for i in 0..<n { s += Double(gp[base + i * inner]) }
+                        for i in 0..<n {
+                            let p = base + i * inner
+                            dp[p] = F(Double(gp[p]) - Foundation.exp(Double(yp[p])) * s)
+                        }
+                    } else {
+                        for i in 0..<n { let p = base + i * inner; s += Double(gp[p]) * Double(yp[p]) }
+                        for i in 0..<n {
+                            let p = base + i * inner
+                            dp[p] = F(Double(yp[p]) * (Double(gp[p]) - s))
+                        }
+                    }
+                }
+            }
+        }
+        switch x.dtype {
+        case .float: go(Float.self)
+        case .double: go(Double.self)
+        default: throw KernelError("gradient of \(c.node.opType.name) on \(x.dtype)")
+        }
+        return [out]
+    }
+}

@@ -381,3 +381,146 @@ func registerUnaryKernels(_ r: inout KernelRegistry) {
         }
     }
 }
+
+// MARK: Gradients
+
+/// A derivative rule evaluated per element from up to four operands: usually the cotangent, the
+/// forward input, the forward output, and one more (a statistic broadcast from a reduction).
+/// Operands a caller does not pass read as the first one.
+protocol ElementwiseGradient {
+    func apply<T: UnaryMathFloat>(_ a: T, _ b: T, _ c: T, _ d: T) -> T
+}
+
+/// `rule(a, b, c, d)` elementwise over `operands` (one to four arrays of one type, float32 or
+/// float64, each broadcasting to `shape`), as a new array of `shape`.
+///
+/// Equal shapes run as one flat parallel loop; broadcast operands split the leading dimension
+/// across threads and walk the rest by runs, with a loop specialized for the rule and the type.
+func gradientMap<R: ElementwiseGradient>(_ rule: R, _ shape: [Int], _ operands: [NDArray], _ ctx: KernelContext) throws -> NDArray {
+    guard let first = operands.first, operands.count <= 4 else { throw KernelError("gradientMap takes one to four operands") }
+    for a in operands where a.dtype != first.dtype {
+        throw KernelError("gradient operands have element types \(first.dtype) and \(a.dtype)")
+    }
+    let out = ctx.allocate(first.dtype, shape)
+    switch first.dtype {
+    case .float: gradientMapTyped(rule, shape, operands, out, Float.self, ctx)
+    case .double: gradientMapTyped(rule, shape, operands, out, Double.self, ctx)
+    default: throw KernelError("gradients need float or double, got \(first.dtype)")
+    }
+    return out
+}
+
+private func gradientMapTyped<R: ElementwiseGradient, T: UnaryMathFloat>(
+    _ rule: R, _ shape: [Int], _ operands: [NDArray], _ out: NDArray, _: T.Type, _ ctx: KernelContext
+) {
+    let n = out.count
+    if n == 0 { return }
+    let ops = (0..<4).map { operands[$0 < operands.count ? $0 : 0] }
+    let p0 = UnsafePointer(ops[0].pointer(as: T.self)), p1 = UnsafePointer(ops[1].pointer(as: T.self))
+    let p2 = UnsafePointer(ops[2].pointer(as: T.self)), p3 = UnsafePointer(ops[3].pointer(as: T.self))
+    let o = out.pointer(as: T.self)
+    if ops.allSatisfy({ $0.count == n }) {
+        // Each operand broadcasts to `shape` with as many elements: it has that shape.
+        ctx.parallelFor(n, grain: unaryGrain) { r in
+            for i in r { o[i] = rule.apply(p0[i], p1[i], p2[i], p3[i]) }
+        }
+        return
+    }
+    let strides = ops.map { Broadcast.strides(of: $0.shape, to: shape) }
+    // Runs of the innermost dimension; `base` offsets the operands and the output.
+    func walk(_ sub: [Int], _ subStrides: [[Int]], _ base: [Int], _ outBase: Int) {
+        Broadcast.forEachRun(shape: sub, strides: subStrides) { start, offs, len, inner in
+            let a = base[0] + offs[0], b = base[1] + offs[1], c = base[2] + offs[2], d = base[3] + offs[3]
+            let sa = inner[0], sb = inner[1], sc = inner[2], sd = inner[3]
+            let dst = o + outBase + start
+            for j in 0..<len { dst[j] = rule.apply(p0[a + j * sa], p1[b + j * sb], p2[c + j * sc], p3[d + j * sd]) }
+        }
+    }
+    // Split the first dimension longer than 1 across threads (leading 1s are common: batch 1).
+    if let d = shape.firstIndex(where: { $0 > 1 }), d + 1 < shape.count {
+        let sub = Array(shape[(d + 1)...]), subStrides = strides.map { Array($0[(d + 1)...]) }
+        let inner = sub.reduce(1, *)
+        ctx.parallelFor(shape[d], grain: max(1, unaryGrain / max(1, inner))) { r in
+            for i in r { walk(sub, subStrides, strides.map { $0[d] * i }, i * inner) }
+        }
+    } else {
+        walk(shape, strides, [0, 0, 0, 0], 0)
+    }
+}
+
+extension GradientRegistry {
+    /// Registers the VJP of single-input elementwise ops: `rule(g, x, y)` with `g` the output's
+    /// cotangent, `x` the input and `y` the output; `make` reads the node's attributes.
+    mutating func registerElementwise<R: ElementwiseGradient>(_ ops: [String], _ make: @escaping (GradientContext) throws -> R) {
+        register(ops) { c, gs in
+            guard c.needs(0) else { return [nil] }
+            let x = try c.input(0), y = try c.output(0)
+            let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+            return [try gradientMap(try make(c), x.shape, [g, x, y], c.kernel)]
+        }
+    }
+}
+
+/// Derivative rules of the unary math, `(g, x, y) -> dL/dx`.
+private enum UnaryGrad {
+    struct Neg: ElementwiseGradient { func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T { -g } }
+    /// Abs: the sign of x (0 at 0).
+    struct Abs: ElementwiseGradient {
+        func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T { x > 0 ? g : (x < 0 ? -g : 0) }
+    }
+    struct Exp: ElementwiseGradient { func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T { g * y } }
+    struct Log: ElementwiseGradient { func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T { g / x } }
+    struct Sqrt: ElementwiseGradient { func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T { g / (2 * y) } }
+    struct Reciprocal: ElementwiseGradient { func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T { -g * y * y } }
+    struct Sin: ElementwiseGradient { func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T { g * T.mCos(x) } }
+    struct Cos: ElementwiseGradient { func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T { -g * T.mSin(x) } }
+    struct Tan: ElementwiseGradient { func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T { g * (1 + y * y) } }
+    struct Asin: ElementwiseGradient {
+        func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T { g / (1 - x * x).squareRoot() }
+    }
+    struct Acos: ElementwiseGradient {
+        func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T { -g / (1 - x * x).squareRoot() }
+    }
+    struct Atan: ElementwiseGradient { func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T { g / (1 + x * x) } }
+    struct Sinh: ElementwiseGradient { func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T { g * T.mCosh(x) } }
+    struct Cosh: ElementwiseGradient { func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T { g * T.mSinh(x) } }
+    struct Asinh: ElementwiseGradient {
+        func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T { g / (x * x + 1).squareRoot() }
+    }
+    struct Acosh: ElementwiseGradient {
+        func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T { g / (x * x - 1).squareRoot() }
+    }
+    struct Atanh: ElementwiseGradient { func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T { g / (1 - x * x) } }
+    /// Erf: 2/√π · e^(−x²).
+    struct Erf: ElementwiseGradient {
+        func apply<T: UnaryMathFloat>(_ g: T, _ x: T, _ y: T, _: T) -> T { g * T(1.12837916709551257390) * T.mExp(-x * x) }
+    }
+}
+
+/// VJPs of the differentiable unary math. Floor, Ceil, Round and Sign are piecewise constant:
+/// their gradient is zero (the derivative almost everywhere).
+func registerUnaryGradients(_ r: inout GradientRegistry) {
+    r.registerElementwise(["Neg"]) { _ in UnaryGrad.Neg() }
+    r.registerElementwise(["Abs"]) { _ in UnaryGrad.Abs() }
+    r.registerElementwise(["Exp"]) { _ in UnaryGrad.Exp() }
+    r.registerElementwise(["Log"]) { _ in UnaryGrad.Log() }
+    r.registerElementwise(["Sqrt"]) { _ in UnaryGrad.Sqrt() }
+    r.registerElementwise(["Reciprocal"]) { _ in UnaryGrad.Reciprocal() }
+    r.registerElementwise(["Sin"]) { _ in UnaryGrad.Sin() }
+    r.registerElementwise(["Cos"]) { _ in UnaryGrad.Cos() }
+    r.registerElementwise(["Tan"]) { _ in UnaryGrad.Tan() }
+    r.registerElementwise(["Asin"]) { _ in UnaryGrad.Asin() }
+    r.registerElementwise(["Acos"]) { _ in UnaryGrad.Acos() }
+    r.registerElementwise(["Atan"]) { _ in UnaryGrad.Atan() }
+    r.registerElementwise(["Sinh"]) { _ in UnaryGrad.Sinh() }
+    r.registerElementwise(["Cosh"]) { _ in UnaryGrad.Cosh() }
+    r.registerElementwise(["Asinh"]) { _ in UnaryGrad.Asinh() }
+    r.registerElementwise(["Acosh"]) { _ in UnaryGrad.Acosh() }
+    r.registerElementwise(["Atanh"]) { _ in UnaryGrad.Atanh() }
+    r.registerElementwise(["Erf"]) { _ in UnaryGrad.Erf() }
+    r.register(["Floor", "Ceil", "Round", "Sign"]) { c, _ in
+        guard c.needs(0) else { return [nil] }
+        let x = try c.input(0)
+        return [c.kernel.zeros(x.dtype, x.shape)]
+    }
+}

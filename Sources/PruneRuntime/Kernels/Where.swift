@@ -58,3 +58,28 @@ func registerWhereKernels(_ r: inout KernelRegistry) {
         }
     }
 }
+
+// MARK: Gradients
+
+/// `g` where the condition (0 or 1, as g's type) selects the operand, else 0: `(g, condition)`.
+private struct WhereSelect: ElementwiseGradient {
+    let takeTrue: Bool
+    func apply<T: UnaryMathFloat>(_ g: T, _ c: T, _: T, _: T) -> T { (c != 0) == takeTrue ? g : 0 }
+}
+
+/// VJP of Where: the cotangent goes to X where the condition holds and to Y elsewhere, summed
+/// down to each operand's broadcast shape; the condition has none.
+func registerWhereGradients(_ r: inout GradientRegistry) {
+    r.register(["Where"]) { c, gs in
+        let cond = try c.input(0), y = try c.output(0)
+        let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+        let mask = try castArray(cond, to: g.dtype, c.kernel)
+        var out: [NDArray?] = [nil]
+        for i in 1...2 {
+            guard c.needs(i) else { out.append(nil); continue }
+            let picked = try gradientMap(WhereSelect(takeTrue: i == 1), g.shape, [g, mask], c.kernel)
+            out.append(GradientMath.reduce(picked, to: try c.input(i).shape, c.kernel))
+        }
+        return out
+    }
+}
