@@ -7,7 +7,7 @@ DEB_PACKAGES := libopenblas-dev libonnx-dev libprotobuf-dev zlib1g-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PRUNEC := .build/release/prunec
 
-.PHONY: deps venv build test demo bench-io bench bench-prune clean
+.PHONY: deps venv build test demo bench-io bench bench-prune bench-ecodiff clean
 
 # Debian packages the build links against; apt-get runs only when one is missing.
 deps:
@@ -53,6 +53,10 @@ bench: build venv
 
 # onnxruntime latency of original vs pruned (magnitude 30% and 50%, fold-masks) against the MAC
 # reduction, on a BERT-base-like encoder and a ResNet-18-like CNN (built into .cache/bench-models/)
+# EcoDiff: checkpointing memory (10 vs 50 denoising steps), default run time, drift vs magnitude.
+bench-ecodiff: build venv
+	.venv/bin/python scripts/bench_ecodiff.py --prunec $(PRUNEC) --json .cache/bench-ecodiff.json
+
 # and the example models.
 bench-prune: build venv
 	.venv/bin/python scripts/bench_pruning.py --prunec $(PRUNEC) --json .cache/bench-prune.json
