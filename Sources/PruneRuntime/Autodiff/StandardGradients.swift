@@ -2,5 +2,13 @@
 func registerStandardGradients(_ r: inout GradientRegistry) {
     registerBinaryGradients(&r)
     registerMatMulGradients(&r)
+    registerIdentityGradients(&r)
+    registerShapeOpsGradients(&r)
     registerReshapeGradients(&r)
+    registerTransposeGradients(&r)
+    registerConcatSplitGradients(&r)
+    registerSliceGradients(&r)
+    registerGatherGradients(&r)
+    registerExpandGradients(&r)
+    registerTriluGradients(&r)
 }
