@@ -2,6 +2,8 @@
 func registerStandardGradients(_ r: inout GradientRegistry) {
     registerBinaryGradients(&r)
     registerMatMulGradients(&r)
+    registerIdentityGradients(&r)
+    registerShapeOpsGradients(&r)
     registerReshapeGradients(&r)
     registerConvGradients(&r)
     registerConvTransposeGradients(&r)
@@ -19,4 +21,10 @@ func registerStandardGradients(_ r: inout GradientRegistry) {
     registerReduceGradients(&r)
     registerNormalizationGradients(&r)
     registerDropoutGradients(&r)
+    registerTransposeGradients(&r)
+    registerConcatSplitGradients(&r)
+    registerSliceGradients(&r)
+    registerGatherGradients(&r)
+    registerExpandGradients(&r)
+    registerTriluGradients(&r)
 }

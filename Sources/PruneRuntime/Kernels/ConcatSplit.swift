@@ -101,3 +101,60 @@ func registerConcatSplitKernels(_ r: inout KernelRegistry) {
     r.register("Split", since: 1, split(false))
     r.register("Split", since: 13, split(true))
 }
+
+// MARK: Gradients
+
+/// VJPs of Concat (each input gets its block of the cotangent) and Split (the outputs'
+/// cotangents concatenated back, zeros for outputs no gradient reached).
+func registerConcatSplitGradients(_ r: inout GradientRegistry) {
+    r.register(["Concat"]) { c, gs in
+        let y = try c.output(0)
+        let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+        let axis: Int = try c.attribute("axis", default: 1)
+        let a = try normalizedAxis(axis, rank: y.rank)
+        let gStrides = Broadcast.contiguousStrides(g.shape)
+        let size = elementSize(g.dtype)
+        var start = 0
+        var result: [NDArray?] = []
+        for (i, x) in c.inputs.enumerated() {
+            guard let x else { result.append(nil); continue }
+            defer { start += x.shape[a] }
+            guard c.needs(i) else { result.append(nil); continue }
+            // Input i's block: the cotangent read from column `start` along the axis.
+            let gx = c.kernel.allocate(g.dtype, x.shape)
+            Layout.stridedCopy(src: g.rawPointer, srcOffset: start * gStrides[a], srcStrides: gStrides,
+                               dst: gx.rawPointer, shape: x.shape, elementSize: size, context: c.kernel)
+            result.append(gx)
+        }
+        return result
+    }
+    r.register(["Split"]) { c, gs in
+        guard c.needs(0) else { return [nil] }
+        let x = try c.input(0)
+        let axis: Int = try c.attribute("axis", default: 0)
+        let a = try normalizedAxis(axis, rank: x.rank)
+        let size = elementSize(x.dtype)
+        let outer = x.shape[..<a].reduce(1, *)
+        let inner = x.shape[(a + 1)...].reduce(1, *)
+        let inRow = x.shape[a] * inner * size
+        let gx = c.kernel.allocate(x.dtype, x.shape)
+        let dst = gx.rawPointer
+        var column = 0
+        for k in c.outputs.indices {
+            let y = try c.output(k)
+            let row = y.shape[a] * inner * size
+            defer { column += row }
+            guard row > 0 else { continue }
+            let col = column
+            if let g = k < gs.count ? gs[k] : nil {
+                let src = g.rawPointer
+                c.kernel.parallelFor(outer, grain: max(1, 65536 / row)) { range in
+                    for o in range { (dst + o * inRow + col).copyMemory(from: src + o * row, byteCount: row) }
+                }
+            } else {
+                for o in 0..<outer { memset(dst + o * inRow + col, 0, row) }
+            }
+        }
+        return [gx]
+    }
+}

@@ -40,3 +40,31 @@ func registerExpandKernels(_ r: inout KernelRegistry) {
         }
     }
 }
+
+// MARK: Gradients
+
+/// VJPs of Expand (the cotangent summed down to the input's shape) and Tile (summed over the
+/// tiles). The target shape and the repeats get none.
+func registerExpandGradients(_ r: inout GradientRegistry) {
+    r.register(["Expand"]) { c, gs in
+        guard c.needs(0) else { return [nil, nil] }
+        let x = try c.input(0), y = try c.output(0)
+        let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+        return [GradientMath.reduce(g, to: x.shape, c.kernel), nil]
+    }
+    r.register(["Tile"]) { c, gs in
+        guard c.needs(0) else { return [nil, nil] }
+        let x = try c.input(0), y = try c.output(0)
+        let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+        if g.shape == x.shape { return [g, nil] }
+        // The cotangent read as [r0, d0, r1, d1, ...], summed over the repeat dimensions.
+        let repeats = try c.input(1).ints()
+        if g.count == 0 { return [c.kernel.zeros(x.dtype, x.shape), nil] }
+        var tiled: [Int] = [], single: [Int] = []
+        for (d, rep) in zip(x.shape, repeats) {
+            tiled += [rep, d]
+            single += [1, d]
+        }
+        return [GradientMath.reduce(g.reshaped(tiled), to: single, c.kernel).reshaped(x.shape), nil]
+    }
+}

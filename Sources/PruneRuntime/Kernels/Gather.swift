@@ -250,3 +250,104 @@ enum ScatterReduction: String {
         }
     }
 }
+
+// MARK: Gradients
+
+/// VJPs of Gather, GatherElements and GatherND with respect to the data: the cotangent added
+/// back where each element was read (indices that repeat accumulate). Indices get none.
+func registerGatherGradients(_ r: inout GradientRegistry) {
+    r.register(["Gather"]) { c, gs in
+        guard c.needs(0) else { return [nil, nil] }
+        let data = try c.input(0), indices = try c.input(1), y = try c.output(0)
+        let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+        let a = try normalizedAxis(try c.attribute("axis", default: 0), rank: data.rank)
+        let dim = data.shape[a]
+        let idx = try checkedIndices(indices.ints(), dim, "Gather")
+        let outer = data.shape[..<a].reduce(1, *)
+        let inner = data.shape[(a + 1)...].reduce(1, *)
+        let gx = c.kernel.zeros(data.dtype, data.shape)
+        if data.dtype == .double {
+            gatherAddBack(g.pointer(as: Double.self), gx.pointer(as: Double.self), idx, outer: outer, dim: dim, inner: inner, c.kernel)
+        } else {
+            gatherAddBack(g.pointer(as: Float.self), gx.pointer(as: Float.self), idx, outer: outer, dim: dim, inner: inner, c.kernel)
+        }
+        return [gx, nil]
+    }
+    r.register(["GatherElements"]) { c, gs in
+        guard c.needs(0) else { return [nil, nil] }
+        let data = try c.input(0), indices = try c.input(1), y = try c.output(0)
+        let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+        let a = try normalizedAxis(try c.attribute("axis", default: 0), rank: data.rank)
+        let idx = try checkedIndices(indices.ints(), data.shape[a], "GatherElements")
+        let strides = Broadcast.contiguousStrides(data.shape)
+        let gx = c.kernel.zeros(data.dtype, data.shape)
+        func add<T: BinaryFloatingPoint>(_: T.Type) {
+            let src = g.pointer(as: T.self), dst = gx.pointer(as: T.self)
+            forEachOffset(indices.shape, strides, skipping: a) { i, off in dst[off + idx[i] * strides[a]] += src[i] }
+        }
+        if data.dtype == .double { add(Double.self) } else { add(Float.self) }
+        return [gx, nil]
+    }
+    r.register(["GatherND"]) { c, gs in
+        guard c.needs(0) else { return [nil, nil] }
+        let data = try c.input(0), indices = try c.input(1), y = try c.output(0)
+        let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+        let b: Int = try c.attribute("batch_dims", default: 0)
+        let q = indices.rank
+        guard let k = indices.shape.last else { throw KernelError("GatherND: indices must have rank >= 1") }
+        let slice = data.shape[(b + k)...].reduce(1, *)
+        let batches = data.shape[..<b].reduce(1, *)
+        let batchStride = data.shape[b...].reduce(1, *)
+        let perBatch = indices.shape[b..<(q - 1)].reduce(1, *)
+        let strides = Broadcast.contiguousStrides(data.shape)
+        let idx = indices.ints()
+        // Element offset of each gathered slice in the data.
+        var offsets = [Int](repeating: 0, count: batches * perBatch)
+        for batch in 0..<batches {
+            for m in 0..<perBatch {
+                let t = batch * perBatch + m
+                var off = batch * batchStride
+                for j in 0..<k {
+                    let dim = data.shape[b + j]
+                    var v = idx[t * k + j]
+                    if v < 0 { v += dim }
+                    guard v >= 0, v < dim else { throw KernelError("GatherND: index \(idx[t * k + j]) out of range for axis size \(dim)") }
+                    off += v * strides[b + j]
+                }
+                offsets[t] = off
+            }
+        }
+        let gx = c.kernel.zeros(data.dtype, data.shape)
+        func add<T: BinaryFloatingPoint>(_: T.Type) {
+            let src = g.pointer(as: T.self), dst = gx.pointer(as: T.self)
+            for (t, off) in offsets.enumerated() {
+                let s = src + t * slice, d = dst + off
+                for i in 0..<slice { d[i] += s[i] }
+            }
+        }
+        if data.dtype == .double { add(Double.self) } else { add(Float.self) }
+        return [gx, nil]
+    }
+}
+
+/// `dst[o, idx[j], i] += src[o, j, i]` for data read as `[outer, dim, inner]` and the cotangent
+/// as `[outer, idx.count, inner]`. Work is split over `outer` and blocks of `inner`, which never
+/// write the same element, so repeated indices accumulate without races.
+private func gatherAddBack<T: BinaryFloatingPoint>(_ src: UnsafeMutablePointer<T>, _ dst: UnsafeMutablePointer<T>, _ idx: [Int],
+                                                   outer: Int, dim: Int, inner: Int, _ ctx: KernelContext) {
+    let n = idx.count
+    guard outer > 0, inner > 0, n > 0 else { return }
+    let block = 4096
+    let blocks = (inner + block - 1) / block
+    ctx.parallelFor(outer * blocks, grain: max(1, 16384 / max(1, n * min(inner, block)))) { range in
+        idx.withUnsafeBufferPointer { idx in
+            for w in range {
+                let o = w / blocks, i0 = (w - o * blocks) * block, i1 = min(inner, i0 + block)
+                for j in 0..<n {
+                    let s = src + (o * n + j) * inner, d = dst + (o * dim + idx[j]) * inner
+                    for i in i0..<i1 { d[i] += s[i] }
+                }
+            }
+        }
+    }
+}

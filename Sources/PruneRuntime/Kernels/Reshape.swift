@@ -117,10 +117,10 @@ func reshapeTarget(_ input: [Int], _ target: [Int], allowZero: Bool) throws -> [
 
 // MARK: Gradients
 
-/// VJP of the ops that only relabel the shape (Reshape, Flatten, Squeeze, Unsqueeze, Identity):
-/// the cotangent with the input's shape.
+/// VJP of the ops that only relabel the shape (Reshape, Flatten, Squeeze, Unsqueeze): the
+/// cotangent with the input's shape.
 func registerReshapeGradients(_ r: inout GradientRegistry) {
-    r.register(["Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"]) { c, gs in
+    r.register(["Reshape", "Flatten", "Squeeze", "Unsqueeze"]) { c, gs in
         let x = try c.input(0), y = try c.output(0)
         let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
         return [g.reshaped(x.shape)]

@@ -119,3 +119,31 @@ func registerShapeOpsKernels(_ r: inout KernelRegistry) {
         }
     }
 }
+
+// MARK: Gradients
+
+/// Shape, Size and ConstantOfShape need no VJP: their outputs are integers, or (ConstantOfShape)
+/// depend only on an integer input, so the tape never asks for one. The two ops here can make
+/// floats from float inputs that lie on a gradient path:
+/// - Range: `y[i] = start + i·delta` — `start` gets `Σ g`, `delta` gets `Σ i·g[i]`, `limit`
+///   (which only sets the length) none.
+/// - EyeLike: the output depends only on the input's shape, so the input gets none.
+func registerShapeOpsGradients(_ r: inout GradientRegistry) {
+    r.register(["Range"]) { c, gs in
+        guard let g = gs[0] else { return [nil, nil, nil] }
+        let start = try c.input(0), delta = try c.input(2)
+        var sum = 0.0, weighted = 0.0
+        for i in 0..<g.count {
+            let v = g.element(at: i)
+            sum += v
+            weighted += Double(i) * v
+        }
+        func scalar(_ v: Double, like x: NDArray) throws -> NDArray {
+            let out = c.kernel.allocate(x.dtype, x.shape)
+            try ElementValue.store(v, x.dtype, out.rawPointer, 0)
+            return out
+        }
+        return [c.needs(0) ? try scalar(sum, like: start) : nil, nil, c.needs(2) ? try scalar(weighted, like: delta) : nil]
+    }
+    r.register(["EyeLike"]) { _, _ in [nil] }
+}

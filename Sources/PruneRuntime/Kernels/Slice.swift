@@ -24,35 +24,7 @@ func registerSliceKernels(_ r: inout KernelRegistry) {
 /// steps walk backwards. A slice that is one contiguous block is returned as a view.
 func slice(_ x: NDArray, starts: [Int], ends: [Int], axes: [Int]?, steps: [Int]?, _ ctx: KernelContext) throws -> NDArray {
     let rank = x.rank
-    let axes = axes ?? Array(0..<starts.count)
-    guard starts.count == ends.count, axes.count == starts.count, steps.map({ $0.count == starts.count }) ?? true else {
-        throw KernelError("Slice: starts, ends, axes and steps differ in length")
-    }
-    var begin = [Int](repeating: 0, count: rank)
-    var step = [Int](repeating: 1, count: rank)
-    var count = x.shape
-    var seen = Set<Int>()
-    for (k, axis) in axes.enumerated() {
-        let a = try normalizedAxis(axis, rank: rank)
-        guard seen.insert(a).inserted else { throw KernelError("Slice: axis \(axis) repeated") }
-        let dim = x.shape[a]
-        let st = steps?[k] ?? 1
-        guard st != 0 else { throw KernelError("Slice: step 0") }
-        var s = starts[k], e = ends[k]
-        if s < 0 { s += dim }
-        if e < 0 { e += dim }
-        if st > 0 {
-            s = min(max(s, 0), dim)
-            e = min(max(e, 0), dim)
-            count[a] = e > s ? (e - s + st - 1) / st : 0
-        } else {
-            s = min(max(s, 0), dim - 1)
-            e = min(max(e, -1), dim - 1)
-            count[a] = s > e ? (s - e + (-st) - 1) / (-st) : 0
-        }
-        begin[a] = s
-        step[a] = st
-    }
+    let (begin, step, count) = try slicePlan(x.shape, starts: starts, ends: ends, axes: axes, steps: steps)
     let strides = Broadcast.contiguousStrides(x.shape)
     let offset = count.contains(0) ? 0 : zip(begin, strides).reduce(0) { $0 + $1.0 * $1.1 }
     let size = elementSize(x.dtype)
@@ -71,4 +43,106 @@ func slice(_ x: NDArray, starts: [Int], ends: [Int], axes: [Int]?, steps: [Int]?
     Layout.stridedCopy(src: x.rawPointer, srcOffset: offset, srcStrides: zip(step, strides).map { $0 * $1 },
                        dst: out.rawPointer, shape: count, elementSize: size, context: ctx)
     return out
+}
+
+/// Where a Slice reads in an array of `shape`: per dimension the first index, the step and the
+/// number of elements taken (dimensions not sliced: 0, 1, the whole dimension).
+func slicePlan(_ shape: [Int], starts: [Int], ends: [Int], axes: [Int]?, steps: [Int]?) throws
+    -> (begin: [Int], step: [Int], count: [Int]) {
+    let rank = shape.count
+    let axes = axes ?? Array(0..<starts.count)
+    guard starts.count == ends.count, axes.count == starts.count, steps.map({ $0.count == starts.count }) ?? true else {
+        throw KernelError("Slice: starts, ends, axes and steps differ in length")
+    }
+    var begin = [Int](repeating: 0, count: rank)
+    var step = [Int](repeating: 1, count: rank)
+    var count = shape
+    var seen = Set<Int>()
+    for (k, axis) in axes.enumerated() {
+        let a = try normalizedAxis(axis, rank: rank)
+        guard seen.insert(a).inserted else { throw KernelError("Slice: axis \(axis) repeated") }
+        let dim = shape[a]
+        let st = steps?[k] ?? 1
+        guard st != 0 else { throw KernelError("Slice: step 0") }
+        var s = starts[k], e = ends[k]
+        if s < 0 { s += dim }
+        if e < 0 { e += dim }
+        if st > 0 {
+            s = min(max(s, 0), dim)
+            e = min(max(e, 0), dim)
+            count[a] = e > s ? (e - s + st - 1) / st : 0
+        } else {
+            s = min(max(s, 0), dim - 1)
+            e = min(max(e, -1), dim - 1)
+            count[a] = s > e ? (s - e + (-st) - 1) / (-st) : 0
+        }
+        begin[a] = s
+        step[a] = st
+    }
+    return (begin, step, count)
+}
+
+// MARK: Gradients
+
+/// VJP of Slice: the cotangent written back where the slice read, zeros elsewhere.
+func registerSliceGradients(_ r: inout GradientRegistry) {
+    r.register(["Slice"]) { c, gs in
+        guard c.needs(0) else { return [nil] }
+        let x = try c.input(0), y = try c.output(0)
+        let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+        let plan: (begin: [Int], step: [Int], count: [Int])
+        if c.opset < 10 {
+            guard let starts: [Int] = try c.attribute("starts"), let ends: [Int] = try c.attribute("ends") else {
+                throw KernelError("Slice-1 needs starts and ends")
+            }
+            plan = try slicePlan(x.shape, starts: starts, ends: ends, axes: try c.attribute("axes"), steps: nil)
+        } else {
+            plan = try slicePlan(x.shape, starts: try c.input(1).ints(), ends: try c.input(2).ints(),
+                                 axes: c.inputs.optional(3)?.ints(), steps: c.inputs.optional(4)?.ints())
+        }
+        let gx = c.kernel.zeros(x.dtype, x.shape)
+        guard !plan.count.contains(0) else { return [gx, nil, nil, nil, nil] }
+        let strides = Broadcast.contiguousStrides(x.shape)
+        let offset = zip(plan.begin, strides).reduce(0) { $0 + $1.0 * $1.1 }
+        let dstStrides = zip(plan.step, strides).map { $0 * $1 }
+        func scatter<T>(_: T.Type) {
+            scatterStrided(g.pointer(as: T.self), into: gx.pointer(as: T.self) + offset, strides: dstStrides, shape: plan.count, c.kernel)
+        }
+        if x.dtype == .double { scatter(Double.self) } else { scatter(Float.self) }
+        return [gx, nil, nil, nil, nil]
+    }
+}
+
+/// Writes contiguous `src` (row-major in `shape`) to the distinct elements `Σ ik * strides[k]` of
+/// `dst` — the inverse of a strided read, for strides that do not overlap.
+private func scatterStrided<T>(_ src: UnsafeMutablePointer<T>, into dst: UnsafeMutablePointer<T>, strides: [Int], shape: [Int],
+                               _ ctx: KernelContext) {
+    let total = shape.reduce(1, *)
+    guard total > 0 else { return }
+    if shape.isEmpty { dst[0] = src[0]; return }
+    let rank = shape.count
+    let inner = shape[rank - 1], st = strides[rank - 1]
+    ctx.parallelFor(total / inner, grain: max(1, 65536 / max(inner, 1))) { range in
+        var index = [Int](repeating: 0, count: rank)
+        var off = 0
+        var r = range.lowerBound
+        for d in stride(from: rank - 2, through: 0, by: -1) {
+            index[d] = r % shape[d]
+            r /= shape[d]
+            off += index[d] * strides[d]
+        }
+        for row in range {
+            let s = src + row * inner, o = dst + off
+            if st == 1 { o.update(from: s, count: inner) } else { for i in 0..<inner { o[i * st] = s[i] } }
+            var d = rank - 2
+            while d >= 0 {
+                index[d] += 1
+                off += strides[d]
+                if index[d] < shape[d] { break }
+                off -= strides[d] * shape[d]
+                index[d] = 0
+                d -= 1
+            }
+        }
+    }
 }

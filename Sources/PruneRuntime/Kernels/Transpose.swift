@@ -67,3 +67,44 @@ func permuted(_ x: NDArray, shape: [Int], perm: [Int], outShape: [Int], _ ctx: K
                        elementSize: elementSize(x.dtype), context: ctx)
     return out
 }
+
+// MARK: Gradients
+
+/// VJPs of Transpose, DepthToSpace and SpaceToDepth: each is a permutation of a view of its
+/// input, so the cotangent goes back through the inverse permutation.
+func registerTransposeGradients(_ r: inout GradientRegistry) {
+    r.register(["Transpose"]) { c, gs in
+        let x = try c.input(0), y = try c.output(0)
+        let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+        let p: [Int] = try c.attribute("perm") ?? Array((0..<x.rank).reversed())
+        return [unpermuted(g, shape: x.shape, perm: p, c.kernel)]
+    }
+    r.register(["DepthToSpace"]) { c, gs in
+        let x = try c.input(0), y = try c.output(0)
+        let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+        let b: Int = try c.attribute("blocksize", default: 0)
+        let mode: String = try c.attribute("mode", default: "DCR")
+        let (n, ch, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        if mode == "DCR" {
+            return [unpermuted(g, shape: [n, b, b, ch / (b * b), h, w], perm: [0, 3, 4, 1, 5, 2], c.kernel).reshaped(x.shape)]
+        }
+        return [unpermuted(g, shape: [n, ch / (b * b), b, b, h, w], perm: [0, 1, 4, 2, 5, 3], c.kernel).reshaped(x.shape)]
+    }
+    r.register(["SpaceToDepth"]) { c, gs in
+        let x = try c.input(0), y = try c.output(0)
+        let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
+        let b: Int = try c.attribute("blocksize", default: 0)
+        let mode: String = try c.attribute("mode", default: "DCR")
+        let (n, ch, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let perm = mode == "DCR" ? [0, 3, 5, 1, 2, 4] : [0, 1, 3, 5, 2, 4]
+        return [unpermuted(g, shape: [n, ch, h / b, b, w / b, b], perm: perm, c.kernel).reshaped(x.shape)]
+    }
+}
+
+/// The inverse of ``permuted(_:shape:perm:outShape:_:)``: `g` holds the permuted array (read as
+/// `perm.map { shape[$0] }`); the result has `shape`.
+func unpermuted(_ g: NDArray, shape: [Int], perm: [Int], _ ctx: KernelContext) -> NDArray {
+    var inverse = [Int](repeating: 0, count: perm.count)
+    for (i, p) in perm.enumerated() { inverse[p] = i }
+    return permuted(g, shape: perm.map { shape[$0] }, perm: inverse, outShape: shape, ctx)
+}
