@@ -66,6 +66,18 @@ struct GradientTests {
         #expect(g["w"]!.shape == [3, 3])
     }
 
+    /// Every op with a VJP is named in a gradient-check test file (the checks are per op).
+    @Test func everyRegisteredVJPHasAGradientCheck() throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        let files = try FileManager.default.contentsOfDirectory(at: dir, includingPropertiesForKeys: nil)
+            .filter { $0.lastPathComponent.hasPrefix("Gradient") && $0.lastPathComponent.hasSuffix("Tests.swift") }
+        let text = try files.map { try String(contentsOf: $0, encoding: .utf8) }.joined()
+        let ops = GradientRegistry.standard.operators
+        #expect(ops.count >= 80, "\(ops.count) ops with a VJP")
+        let unchecked = ops.filter { !text.contains("\"\($0)\"") }
+        #expect(unchecked.isEmpty, "VJPs without a gradient check: \(unchecked)")
+    }
+
     @Test func aPathThroughAnOpWithoutVJPIsAnErrorNamingIt() throws {
         let b = GraphBuilder(name: "novjp")
         let x = b.input("x", .float, [4])
