@@ -29,6 +29,10 @@ public final class TrainableGates {
 
     /// The gated groups (analysed on the gated model; ``Masks/set(_:for:in:)`` takes them).
     public let groups: [PruningGroup]
+    /// The gated residual blocks (when `kinds` has `.blocks`), in graph order.
+    public let blocks: [ResidualBlock]
+    /// The training model's scalar gate input of each block.
+    public let blockInputs: [String]
     /// The copy whose masks are graph inputs.
     public let trainingModel: Model
     /// Its mask inputs.
@@ -38,40 +42,57 @@ public final class TrainableGates {
 
     /// Gates `model` (in place, all ones) and makes the training copy.
     ///
-    /// - Throws: ``PruningError/nothingToPrune(kinds:blocked:)`` when no group of `kinds` can be pruned.
+    /// - Throws: ``PruningError/nothingToPrune(kinds:blocked:)`` when no group of `kinds` (and no
+    ///   residual block, for `.blocks`) can be pruned.
     public init(model: Model, kinds: Set<GroupKind>) throws {
         let first = PruningGroups.analyze(model)
         let chosen = first.groups(of: kinds)
-        guard !chosen.isEmpty else {
+        let foundBlocks = kinds.contains(.blocks) ? first.blocks : []
+        guard !chosen.isEmpty || !foundBlocks.isEmpty else {
             throw PruningError.nothingToPrune(kinds: kinds, blocked: first.blocked.map { ($0.name, $0.blockedReason ?? "") })
         }
         for g in chosen where g.masks.isEmpty {
             try Masks.set([Float](repeating: 1, count: g.unitCount), for: g, in: model)
         }
+        var blockMasks: [String] = []
+        for b in foundBlocks {
+            try Masks.set(1, for: b, in: model)
+            blockMasks.append(b.branchOutput.producer?.inputs[1]?.name ?? "")
+        }
+        blocks = foundBlocks
         // Re-analyse: the gates are now part of each group; keep the groups that have masks.
-        let gated = PruningGroups.analyze(model).groups(of: kinds).filter { !$0.masks.isEmpty }
+        let gated = chosen.isEmpty ? [] : PruningGroups.analyze(model).groups(of: kinds).filter { !$0.masks.isEmpty }
         groups = gated
         let copy = try ModelImporter.load(proto: ModelExporter.proto(model), file: "training copy",
                                           baseDirectory: model.sourceURL?.deletingLastPathComponent())
         let names = NameScope(copy.graph)
+        func makeInput(_ name: String) throws -> (String, Tensor)? {
+            guard let v = copy.graph.initializers.first(where: { $0.name == name }), let t = v.initializer else { return nil }
+            let input = Value(name: names.fresh("\(v.name).input"), type: .tensor(t.dtype, Shape(t.shape)))
+            copy.graph.addInput(input)
+            v.replaceAllUses(with: input)
+            try copy.graph.removeInitializer(v)
+            return (input.name, t)
+        }
         var masks: [MaskInput] = []
         for (gi, g) in gated.enumerated() {
             for m in g.masks {
-                guard let v = copy.graph.initializers.first(where: { $0.name == m.value.name }), let t = v.initializer else { continue }
-                let input = Value(name: names.fresh("\(v.name).input"), type: .tensor(t.dtype, Shape(t.shape)))
-                copy.graph.addInput(input)
-                v.replaceAllUses(with: input)
-                try copy.graph.removeInitializer(v)
-                masks.append(MaskInput(name: input.name, group: gi, units: m.units, shape: t.shape, dtype: t.dtype))
+                guard let (name, t) = try makeInput(m.value.name) else { continue }
+                masks.append(MaskInput(name: name, group: gi, units: m.units, shape: t.shape, dtype: t.dtype))
             }
         }
+        blockInputs = try blockMasks.map { try makeInput($0)?.0 ?? "" }
         trainingModel = copy
         self.masks = masks
     }
 
-    /// Mask feeds for unit values (`values[group][unit]`).
-    public func feeds(_ values: [[Double]]) -> [String: NDArray] {
+    /// Mask feeds for unit values (`values[group][unit]`) and block gates (`blocks[i]`, default 1).
+    public func feeds(_ values: [[Double]], blocks blockValues: [Double]? = nil) -> [String: NDArray] {
         var out: [String: NDArray] = [:]
+        for (i, name) in blockInputs.enumerated() {
+            let v = blockValues?[i] ?? 1
+            out[name] = GateMath.array([v], like: NDArray(zeros: blocks[i].branchOutput.type?.elementType ?? .float, shape: []))
+        }
         for m in masks {
             let v = m.units.map { values[m.group][$0] }
             switch m.dtype {
