@@ -68,6 +68,11 @@ let package = Package(
             path: "Passes/Cleanup"
         ),
         .target(
+            name: "DepthPasses",
+            dependencies: ["PruneKit", "PruneIR", "PruneRuntime"],
+            path: "Passes/Depth"
+        ),
+        .target(
             name: "EcoDiffPasses",
             dependencies: ["PruneKit", "PruneIR", "PruneRuntime"],
             path: "Passes/EcoDiff"
@@ -86,6 +91,7 @@ let package = Package(
                 "CleanupPasses",
                 "MagnitudePasses",
                 "EcoDiffPasses",
+                "DepthPasses",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -105,7 +111,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PruneKitTests",
-            dependencies: ["PruneKit", "PruneIR", "PruneRuntime", "CleanupPasses", "MagnitudePasses", "EcoDiffPasses", "PruneTestSupport"]
+            dependencies: ["PruneKit", "PruneIR", "PruneRuntime", "CleanupPasses", "MagnitudePasses", "EcoDiffPasses", "DepthPasses", "PruneTestSupport"]
         ),
         .testTarget(
             name: "PrunecTests",

@@ -30,9 +30,11 @@ import Testing
         let llama = (units: [4, 128, 4, 128], params: [16384, 24576, 16384, 24576], blocks: [16384, 24576, 16384, 24576])
         let unetUnits = [128, 128, 8, 8, 128, 8, 8, 256, 64, 8, 8, 128, 8, 8, 128]
         let unetParams = [20608, 69760, 4096, 4096, 12544, 16384, 12288, 49664, 80000, 4096, 4096, 12544, 4096, 4096, 12544]
-        func unetBlocks(_ midAttention: Int) -> [Int] {
-            let down = [4128, 2080, 12576, 20896]
-            return [18496] + down + [73856, 16448, 8256, 49728, midAttention, 73856] + down + down
+        // A block frees its branch's weights and those of the nodes that only feed it: a ResBlock's
+        // time-embedding projection, a cross-attention's K/V projections of the text embedding.
+        func unetBlocks(_ midCross: Int, _ midAttention: Int) -> [Int] {
+            let down = [4128, 4128, 12576, 22944]
+            return [22624] + down + [82112, 16448, midCross, 49728, midAttention, 82112] + down + down
         }
         let ditUnits = [32, 32, 4, 128, 32, 32, 4, 128], ditParams = [9248, 9600, 4192, 8320, 9248, 7552, 4192, 8320]
         return [
@@ -52,10 +54,10 @@ import Testing
                           gates: [1, 1, 1, 1], blocked: [.neurons, .neurons], blockParams: llama.blocks),
             ExampleGroups(file: "unet.onnx", channels: 1, heads: 8, neurons: 6, units: unetUnits, params: unetParams,
                           gates: [Int](repeating: 1, count: 15), blocked: [GroupKind](repeating: .channels, count: 17),
-                          blockParams: unetBlocks(82752)),
+                          blockParams: unetBlocks(12352, 86976)),
             ExampleGroups(file: "unet.dynamo.onnx", channels: 1, heads: 8, neurons: 6, units: unetUnits, params: unetParams,
                           gates: [Int](repeating: 1, count: 15), blocked: [GroupKind](repeating: .channels, count: 17),
-                          blockParams: unetBlocks(82888)),
+                          blockParams: unetBlocks(12356, 86988)),
             ExampleGroups(file: "dit.onnx", channels: 0, heads: 2, neurons: 6, units: ditUnits, params: ditParams, gates: ones8,
                           blocked: [.channels, .neurons, .heads], blockParams: [4224, 8352, 4224, 8352]),
             ExampleGroups(file: "dit.dynamo.onnx", channels: 0, heads: 2, neurons: 6, units: ditUnits, params: ditParams, gates: ones8,

@@ -11,14 +11,28 @@ public struct ResidualBlock {
     public let skipInput: Int
     /// The branch's nodes, in graph order.
     public let branch: [Node]
-    /// Parameters only the branch reads.
+    /// Parameters that removing the block frees (read only by the branch and the nodes that only feed it).
     public let params: Int
-    /// MACs of the branch's nodes (where shapes are known).
+    /// MACs of the branch and the nodes that only feed it (where shapes are known).
     public let macs: Int
     /// A readable name (the `Add`'s).
     public var name: String { add.name.isEmpty ? add.outputs[0].name : add.name }
     /// The branch's result (the `Add` input that is not the skip path).
     public var branchOutput: Value { add.inputs[1 - skipInput]! }
+
+    /// Removes the block from its graph: the `Add` becomes `Identity(x)` (its output keeps its
+    /// name) and the branch's nodes that nothing else reads are deleted.
+    ///
+    /// - Returns: `false` when the block is already gone (an enclosing block was removed first).
+    @discardableResult
+    public func remove() throws -> Bool {
+        guard let graph = add.graph, add.opType == .add, let skip = add.inputs[skipInput] else { return false }
+        add.opType = .identity
+        add.setInput(skip, at: 0)
+        add.truncateInputs(to: 1)
+        try DeadCode.eliminate(in: graph)
+        return true
+    }
 
     /// Every skippable residual block of the main graph, in graph order.
     public static func find(in model: Model) -> [ResidualBlock] {
@@ -40,15 +54,28 @@ public struct ResidualBlock {
                 // Branch nodes that something else also reads (shape arithmetic, say) simply stay
                 // when the block goes; only the branch's result must feed nothing but the Add.
                 guard y.uses.count == 1, !outputs.contains(ObjectIdentifier(y)), branch.allSatisfy({ $0.subgraphs.isEmpty }) else { continue }
-                var params = 0
+                // What removing the block frees: the branch, plus the nodes that only feed it (a
+                // ResBlock's time-embedding projection), and the weights only they read.
+                var freed = inBranch
+                var frontier = branch
+                while let n = frontier.popLast() {
+                    for case let v? in n.inputs {
+                        guard let p = v.producer, !freed.contains(ObjectIdentifier(p)), p.subgraphs.isEmpty,
+                            p.outputs.allSatisfy({ o in !outputs.contains(ObjectIdentifier(o)) && o.uses.allSatisfy { freed.contains(ObjectIdentifier($0.node)) } })
+                        else { continue }
+                        freed.insert(ObjectIdentifier(p))
+                        frontier.append(p)
+                    }
+                }
+                var params = 0, macs = 0
                 var seen: Set<ObjectIdentifier> = []
-                for n in branch {
+                for n in graph.nodes where freed.contains(ObjectIdentifier(n)) {
+                    macs += macsOf[ObjectIdentifier(n)] ?? 0
                     for case let v? in n.inputs where v.initializer != nil && seen.insert(ObjectIdentifier(v)).inserted {
-                        if v.uses.allSatisfy({ inBranch.contains(ObjectIdentifier($0.node)) }) { params += v.initializer?.elementCount ?? 0 }
+                        if v.uses.allSatisfy({ freed.contains(ObjectIdentifier($0.node)) }) { params += v.initializer?.elementCount ?? 0 }
                     }
                 }
                 guard params > 0 else { continue }
-                let macs = branch.reduce(0) { $0 + (macsOf[ObjectIdentifier($1)] ?? 0) }
                 found.append(ResidualBlock(add: add, skipInput: skip, branch: branch, params: params, macs: macs))
                 break
             }

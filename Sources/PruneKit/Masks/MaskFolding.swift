@@ -228,12 +228,7 @@ public enum MaskFolding {
                 if !graph.outputs.contains(where: { $0 === out }) { try graph.remove(gate) }
             } else if v == 0 {
                 for use in out.uses where use.node.opType == .add && use.node.inputs.count == 2 {
-                    let add = use.node
-                    guard let skip = add.inputs[1 - use.inputIndex] else { continue }
-                    add.opType = .identity
-                    add.setInput(skip, at: 0)
-                    add.truncateInputs(to: 1)
-                    removed += 1
+                    if try ResidualBlock(add: use.node, skipInput: 1 - use.inputIndex, branch: [], params: 0, macs: 0).remove() { removed += 1 }
                 }
             }
         }

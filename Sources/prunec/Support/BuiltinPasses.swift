@@ -1,4 +1,5 @@
 import CleanupPasses
+import DepthPasses
 import EcoDiffPasses
 import MagnitudePasses
 import PruneKit
@@ -13,6 +14,7 @@ enum BuiltinPasses {
         r.register(CleanupPass.self)
         r.register(MagnitudePass.self)
         r.register(EcoDiffPass.self)
+        r.register(DepthPass.self)
         return r
     }
 }

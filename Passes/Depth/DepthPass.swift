@@ -1,0 +1,223 @@
+import Foundation
+import PruneIR
+import PruneKit
+import PruneRuntime
+
+/// `depth`: removes whole residual blocks (Shortened LLaMA, BK-SDM). Every block `x + f(x)` the
+/// analysis finds is scored by
+/// - `ppl`: perplexity of a causal LM on the calibration token ids with the block skipped,
+/// - `taylor`: Taylor+ importance Σ|W ⊙ ∂L/∂W| over the block's weights (L: next-token
+///   cross-entropy for a causal LM, else ½·mean(output²)),
+/// - `drift`: relative L2 drift of the outputs with the block skipped;
+/// the first and last blocks are protected, and the `blocks` least important (or enough to remove
+/// `params` of the parameters) are removed from the graph. `preset=bk-sdm` / `bk-sdm-base` pick
+/// BK-SDM's units of a diffusers UNet instead of scoring. The pass reports held-out perplexity (or
+/// drift) before and after, next to removing as many blocks at random (median of 5 seeds) and the
+/// last ones.
+public struct DepthPass: Pass {
+    public struct Options: PassOptions {
+        public static let declarations: [OptionSpec] = [
+            OptionSpec("blocks", .int, default: .int(1), help: "number of residual blocks to remove (ignored with params or a preset)"),
+            OptionSpec("params", .fraction, default: .double(0), help: "remove blocks until this fraction of the parameters is gone (0 = use blocks)"),
+            OptionSpec("criterion", .choice(["auto", "ppl", "taylor", "drift"]), default: .string("auto"),
+                       help: "block importance: perplexity when skipped (causal LMs), Taylor+ Σ|W·∂L/∂W|, or output drift when skipped; auto = ppl for causal LMs, else drift"),
+            OptionSpec("protect-first", .int, default: .int(1), help: "blocks at the start that are never removed"),
+            OptionSpec("protect-last", .int, default: .int(1), help: "blocks at the end that are never removed"),
+            OptionSpec("preset", .choice(["none", "bk-sdm", "bk-sdm-base"]), default: .string("none"),
+                       help: "bk-sdm-base: the last ResBlock+attention unit of every UNet stage that has several; bk-sdm: also the mid block"),
+            OptionSpec("holdout", .int, default: .int(2), help: "calibration sets held out for the reported perplexity or drift"),
+            OptionSpec("baselines", .bool, default: .bool(true), help: "also report removing as many blocks at random (median of 5 seeds) and the last ones"),
+        ]
+        public var blocks: Int
+        public var params: Double
+        public var criterion: String
+        public var protectFirst: Int
+        public var protectLast: Int
+        public var preset: String
+        public var holdout: Int
+        public var baselines: Bool
+
+        public init(_ v: OptionValues) throws {
+            blocks = v.int("blocks")
+            params = v.double("params")
+            criterion = v.string("criterion")
+            protectFirst = v.int("protect-first")
+            protectLast = v.int("protect-last")
+            preset = v.string("preset")
+            holdout = v.int("holdout")
+            baselines = v.bool("baselines")
+            guard params < 1 else { throw OptionError(key: "params", message: "would remove everything: use a fraction below 1 (100%)") }
+            for (key, n, least) in [("blocks", blocks, 1), ("protect-first", protectFirst, 0), ("protect-last", protectLast, 0), ("holdout", holdout, 0)] where n < least {
+                throw OptionError(key: key, message: "must be at least \(least), got \(n)")
+            }
+        }
+    }
+
+    public static let name = "depth"
+    public static let summary = "remove whole residual blocks scored by perplexity, Taylor+ or output drift (Shortened LLaMA, BK-SDM)"
+
+    public let options: Options
+    public init(options: Options) { self.options = options }
+
+    public func run(on model: Model, context: PassContext) throws -> PassResult {
+        let started = Date()
+        let blocks = ResidualBlock.find(in: model)
+        guard !blocks.isEmpty else {
+            throw PruningError.nothingToPrune(kinds: [.blocks], blocked: [])
+        }
+        // Score on a gated copy: every block's branch is multiplied by a scalar gate input.
+        let working = try ModelImporter.load(proto: ModelExporter.proto(model), file: "depth copy", baseDirectory: model.sourceURL?.deletingLastPathComponent())
+        let gates = try TrainableGates(model: working, kinds: [.blocks])
+        guard gates.blocks.count == blocks.count else { throw PruningError.nothingToPrune(kinds: [.blocks], blocked: []) }
+        let eval = try BlockEvaluator(gates: gates, context: context, holdout: options.holdout)
+        let criterion = options.criterion == "auto" ? (eval.isCausalLM ? "ppl" : "drift") : options.criterion
+        if criterion == "ppl" && !eval.isCausalLM {
+            throw DepthError.notACausalLM(inputs: eval.inputNames)
+        }
+
+        let candidates = options.preset == "none"
+            ? Array(blocks.indices).dropFirst(options.protectFirst).dropLast(options.protectLast).map { $0 }
+            : try BKSDM.units(blocks, includeMid: options.preset == "bk-sdm")
+        var chosen: [Int]
+        var scores: [Int: Double] = [:]
+        if options.preset != "none" {
+            chosen = candidates
+        } else {
+            guard !candidates.isEmpty else {
+                throw DepthError.allProtected(blocks: blocks.count, first: options.protectFirst, last: options.protectLast)
+            }
+            switch criterion {
+            case "taylor":
+                let t = try TaylorScores.blocks(model, blocks: blocks, calibration: eval.scoring, isCausalLM: eval.isCausalLM, logits: eval.logits, tokens: eval.tokens, context: context)
+                for i in candidates { scores[i] = t[i] }
+            default:
+                for (k, i) in candidates.enumerated() {
+                    var skip = [Double](repeating: 1, count: blocks.count)
+                    skip[i] = 0
+                    scores[i] = try criterion == "ppl" ? eval.perplexity(skipping: skip, heldOut: false) : eval.drift(skipping: skip, heldOut: false)
+                    context.logger.debug("depth: block \(i) '\(blocks[i].name)' scored \(scores[i]!) (\(k + 1)/\(candidates.count))")
+                }
+            }
+            let order = candidates.sorted { (scores[$0]!, $0) < (scores[$1]!, $1) }
+            if options.params > 0 {
+                let total = Double(CostModel.parameterCount(model))
+                var removed = 0.0
+                chosen = []
+                for i in order where removed < options.params * total {
+                    chosen.append(i)
+                    removed += Double(blocks[i].params)
+                }
+            } else {
+                guard options.blocks <= candidates.count else {
+                    throw DepthError.tooMany(asked: options.blocks, candidates: candidates.count, blocks: blocks.count)
+                }
+                chosen = Array(order.prefix(options.blocks))
+            }
+        }
+
+        // Held-out quality of the choice, next to random choices and the last blocks.
+        var stats: [String: Double] = ["blocks-removed": Double(chosen.count), "candidates": Double(candidates.count)]
+        let measure: ([Double]) throws -> Double = { skip in
+            try eval.isCausalLM ? eval.perplexity(skipping: skip, heldOut: true) : eval.drift(skipping: skip, heldOut: true)
+        }
+        func skipping(_ set: [Int]) -> [Double] {
+            var s = [Double](repeating: 1, count: blocks.count)
+            for i in set { s[i] = 0 }
+            return s
+        }
+        let label = eval.isCausalLM ? "ppl" : "drift"
+        let before = try measure(skipping([]))
+        let after = try measure(skipping(chosen))
+        stats["\(label)-before"] = before
+        stats["\(label)-after"] = after
+        var line = "depth: held-out \(label == "ppl" ? "perplexity" : "output drift") \(fmt(before)) → \(fmt(after)) removing \(chosen.map { blocks[$0].name })"
+        // Baselines draw from all blocks: they are what a user would do without a criterion.
+        if options.baselines && !chosen.isEmpty && chosen.count < blocks.count {
+            var rng = NoiseSource(seed: context.seed ^ 0xDE97)
+            var randoms: [Double] = []
+            for _ in 0..<5 {
+                var pool = Array(blocks.indices)
+                var pick: [Int] = []
+                for _ in 0..<chosen.count { pick.append(pool.remove(at: Int(rng.next() % UInt64(pool.count)))) }
+                randoms.append(try measure(skipping(pick)))
+            }
+            let median = randoms.sorted()[randoms.count / 2]
+            let last = try measure(skipping(Array(blocks.indices.suffix(chosen.count))))
+            stats["\(label)-random-median"] = median
+            stats["\(label)-last"] = last
+            line += "; random \(chosen.count) (median of 5): \(fmt(median)); last \(chosen.count): \(fmt(last))"
+        }
+        context.logger.info("\(line)")
+
+        let paramsBefore = CostModel.parameterCount(model)
+        for i in chosen.sorted(by: >) { try blocks[i].remove() }
+        ShapeInference().run(on: model)
+        stats["params-removed"] = Double(paramsBefore - CostModel.parameterCount(model))
+        stats["seconds"] = Date().timeIntervalSince(started)
+        return PassResult(changed: !chosen.isEmpty, statistics: stats)
+    }
+
+    func fmt(_ x: Double) -> String { String(format: "%.4g", x) }
+}
+
+/// Why blocks could not be removed.
+public enum DepthError: Error, CustomStringConvertible {
+    case notACausalLM(inputs: [String])
+    case allProtected(blocks: Int, first: Int, last: Int)
+    case tooMany(asked: Int, candidates: Int, blocks: Int)
+    case noModuleNames
+
+    public var description: String {
+        switch self {
+        case .notACausalLM(let ins):
+            return "criterion=ppl needs a causal LM (one integer token-id input [batch, seq] and logits [batch, seq, vocab]); inputs: \(ins.joined(separator: ", ")); use criterion=drift or taylor"
+        case .allProtected(let n, let f, let l):
+            return "all \(n) residual blocks are protected (protect-first=\(f), protect-last=\(l))"
+        case .tooMany(let k, let c, let n):
+            return "blocks=\(k) but only \(c) of the \(n) residual blocks may be removed (the first and last are protected: see protect-first, protect-last)"
+        case .noModuleNames:
+            return "preset=bk-sdm finds UNet stages by the diffusers module names in node names (down_blocks.N/attentions.K/...), as torch's legacy exporter writes them; this model has none"
+        }
+    }
+}
+
+/// BK-SDM's units of a diffusers UNet, found by module names.
+enum BKSDM {
+    struct Unit {
+        let stage: String
+        let kind: String
+        let index: Int
+    }
+
+    /// A top-level attention (Transformer2D) or ResBlock unit of a stage, from the block's name.
+    static func unit(_ b: ResidualBlock) -> Unit? {
+        let name = b.name
+        guard !name.contains("transformer_blocks"),
+            let r = name.range(of: #"(down_blocks\.\d+|up_blocks\.\d+|mid_block)/(attentions|resnets)\.(\d+)/"#, options: .regularExpression)
+        else { return nil }
+        let parts = name[r].split(separator: "/")
+        let unitParts = parts[1].split(separator: ".")
+        return Unit(stage: String(parts[0]), kind: String(unitParts[0]), index: Int(unitParts[1]) ?? 0)
+    }
+
+    /// Block indices to remove: in every down/up stage with several attention units, the last unit
+    /// (and the ResBlock of the same index when it is removable); with `includeMid`, the mid block.
+    static func units(_ blocks: [ResidualBlock], includeMid: Bool) throws -> [Int] {
+        let units = blocks.map(unit)
+        guard units.contains(where: { $0 != nil }) else { throw DepthError.noModuleNames }
+        var out: [Int] = []
+        let stages = Set(units.compactMap { $0?.stage })
+        for stage in stages.sorted() {
+            let members = units.indices.filter { units[$0]?.stage == stage }
+            if stage == "mid_block" {
+                if includeMid { out += members }
+                continue
+            }
+            let attentions = members.filter { units[$0]?.kind == "attentions" }
+            guard attentions.count >= 2, let last = attentions.max(by: { units[$0]!.index < units[$1]!.index }) else { continue }
+            out.append(last)
+            out += members.filter { units[$0]?.kind == "resnets" && units[$0]?.index == units[last]?.index }
+        }
+        return out.sorted()
+    }
+}
