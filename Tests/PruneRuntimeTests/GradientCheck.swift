@@ -39,16 +39,11 @@ enum GradientCheck {
         return c
     }
 
-    /// Runs the check; returns the failures (empty when the VJP agrees everywhere it was probed).
-    ///
-    /// - Parameters:
-    ///   - inputs: The node's inputs; `nil` for omitted optional inputs.
-    ///   - constants: Inputs given as initializers (shapes, axes, indices) by position.
-    ///   - wrt: Which inputs to differentiate (default: every float input that is not a constant).
-    ///   - probes: Elements probed per input (all when the input is smaller).
-    static func check(_ op: String, domain: String = "", inputs: [NDArray?], constants: [Int: Tensor] = [:],
-                      attributes: [(String, Attribute)] = [], opset: Int64 = 18, outputs: Int = 1,
-                      wrt: [Int]? = nil, probes: Int = 24, seed: UInt64 = 7) throws -> [Failure] {
+    /// A model of one `op` node on `inputs`, its outputs the graph's outputs, and its feeds: input
+    /// `i` is the graph input `x<i>`, the initializer `c<i>` when in `constants`, omitted when `nil`.
+    static func oneNodeModel(_ op: String, domain: String = "", inputs: [NDArray?], constants: [Int: Tensor] = [:],
+                             attributes: [(String, Attribute)] = [], opset: Int64 = 18,
+                             outputs: Int = 1) -> (model: Model, feeds: [String: NDArray]) {
         let b = GraphBuilder(name: "grad")
         var values: [Value?] = []
         var feeds: [String: NDArray] = [:]
@@ -62,19 +57,40 @@ enum GradientCheck {
                 values.append(nil)
             }
         }
-        let outs = b.node(OpType(op, domain: domain), values, attributes: attributes, outputs: outputs)
-        b.graph.outputs = outs
-        let model = b.model(opset: opset)
-        let interp = try Interpreter(model: model, options: .init(threads: 1, profile: false, foldConstants: false))
-        let targets = wrt ?? inputs.indices.filter { constants[$0] == nil && inputs[$0].map { $0.dtype == .float || $0.dtype == .double } == true }
+        b.graph.outputs = b.node(OpType(op, domain: domain), values, attributes: attributes, outputs: outputs)
+        return (b.model(opset: opset), feeds)
+    }
 
+    /// Runs the check; returns the failures (empty when the VJP agrees everywhere it was probed).
+    ///
+    /// - Parameters:
+    ///   - inputs: The node's inputs; `nil` for omitted optional inputs.
+    ///   - constants: Inputs given as initializers (shapes, axes, indices) by position.
+    ///   - wrt: Which inputs to differentiate (default: every float input that is not a constant).
+    ///   - probes: Elements probed per input (all when the input is smaller).
+    static func check(_ op: String, domain: String = "", inputs: [NDArray?], constants: [Int: Tensor] = [:],
+                      attributes: [(String, Attribute)] = [], opset: Int64 = 18, outputs: Int = 1,
+                      wrt: [Int]? = nil, probes: Int = 24, seed: UInt64 = 7) throws -> [Failure] {
+        let (model, feeds) = oneNodeModel(op, domain: domain, inputs: inputs, constants: constants, attributes: attributes,
+                                          opset: opset, outputs: outputs)
+        let targets = wrt ?? inputs.indices.filter { constants[$0] == nil && inputs[$0].map { $0.dtype == .float || $0.dtype == .double } == true }
+        return try checkGraph(model, feeds: feeds, wrt: targets.map { "x\($0)" }, labels: targets, probes: probes, seed: seed)
+    }
+
+    /// ``check(_:domain:inputs:constants:attributes:opset:outputs:wrt:probes:seed:)`` for a whole
+    /// model: finite differences of `L = Σ_k ⟨w_k, y_k⟩` over its float outputs, for the graph
+    /// inputs named in `wrt`. A failure names an input by its `labels` entry (default: its
+    /// position in `wrt`), which also seeds the choice of probed elements.
+    static func checkGraph(_ model: Model, feeds: [String: NDArray], wrt: [String], labels: [Int]? = nil,
+                           probes: Int = 24, seed: UInt64 = 7) throws -> [Failure] {
+        let interp = try Interpreter(model: model, options: .init(threads: 1, profile: false, foldConstants: false))
         let tape = try interp.runRecording(feeds)
         var seeds: [String: NDArray] = [:]
-        for (k, v) in outs.enumerated() {
+        for (k, v) in model.graph.outputs.enumerated() {
             guard let y = tape.outputs[v.name], y.dtype == .float || y.dtype == .double else { continue }
             seeds[v.name] = random(y.shape, seed: seed &+ UInt64(k), dtype: y.dtype)
         }
-        let grads = try tape.backward(seeds: seeds, wrt: targets.map { "x\($0)" })
+        let grads = try tape.backward(seeds: seeds, wrt: wrt)
 
         func loss(_ f: [String: NDArray]) throws -> Double {
             let ys = try interp.run(f)
@@ -86,8 +102,9 @@ enum GradientCheck {
             return l
         }
         var failures: [Failure] = []
-        for t in targets {
-            guard let x = inputs[t], let g = grads["x\(t)"] else {
+        for (position, name) in wrt.enumerated() {
+            let t = labels?[position] ?? position
+            guard let x = feeds[name], let g = grads[name], g.shape == x.shape else {
                 failures.append(Failure(input: t, index: -1, analytic: .nan, numeric: .nan))
                 continue
             }
@@ -101,11 +118,10 @@ enum GradientCheck {
                 }
             }
             for i in indices {
-                let xi = element(x, i)
-                let h = double ? 1e-6 : 1e-2 * max(1, abs(xi))
+                let h = double ? 1e-6 : 1e-2 * max(1, abs(element(x, i)))
                 var plus = feeds, minus = feeds
-                plus["x\(t)"] = perturbed(x, i, by: h)
-                minus["x\(t)"] = perturbed(x, i, by: -h)
+                plus[name] = perturbed(x, i, by: h)
+                minus[name] = perturbed(x, i, by: -h)
                 let numeric = (try loss(plus) - loss(minus)) / (2 * h)
                 let analytic = element(g, i)
                 let tol = double ? 1e-6 + 1e-5 * max(abs(analytic), abs(numeric)) : 2e-3 + 2e-2 * max(abs(analytic), abs(numeric))
@@ -115,5 +131,31 @@ enum GradientCheck {
             }
         }
         return failures
+    }
+
+    /// The gradients of `Σ w·y` (seeded `w`) for every float input of a one-node model run on
+    /// `threads` threads, by input index.
+    static func gradients(_ op: String, inputs: [NDArray?], constants: [Int: Tensor] = [:], attributes: [(String, Attribute)] = [],
+                          opset: Int64 = 18, threads: Int) throws -> [[Double]] {
+        let (model, feeds) = oneNodeModel(op, inputs: inputs, constants: constants, attributes: attributes, opset: opset)
+        let y = model.graph.outputs[0]
+        let interp = try Interpreter(model: model, options: .init(threads: threads, profile: false, foldConstants: false))
+        let tape = try interp.runRecording(feeds)
+        let out = tape.outputs[y.name]!
+        let names = feeds.keys.sorted()
+        let g = try tape.backward(seeds: [y.name: random(out.shape, seed: 5, dtype: out.dtype)], wrt: names)
+        return names.map { g[$0]!.doubles() }
+    }
+
+    /// Whether the gradients on 1 and on 4 threads agree to `tolerance` (relative to the largest).
+    static func threadsAgree(_ op: String, inputs: [NDArray?], constants: [Int: Tensor] = [:], attributes: [(String, Attribute)] = [],
+                             opset: Int64 = 18, tolerance: Double = 1e-12) throws -> Bool {
+        let serial = try gradients(op, inputs: inputs, constants: constants, attributes: attributes, opset: opset, threads: 1)
+        let parallel = try gradients(op, inputs: inputs, constants: constants, attributes: attributes, opset: opset, threads: 4)
+        for (a, b) in zip(serial, parallel) {
+            let scale = max(1, a.map(abs).max() ?? 0)
+            guard a.count == b.count, zip(a, b).allSatisfy({ abs($0 - $1) <= tolerance * scale }) else { return false }
+        }
+        return true
     }
 }

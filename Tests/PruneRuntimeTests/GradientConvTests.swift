@@ -10,7 +10,7 @@ import Testing
 struct GradientConvTests {
     typealias R = GradientCheck
 
-    /// One Conv case: input and weight shapes, bias or not, attributes.
+    /// One Conv or ConvTranspose case: input and weight shapes, bias or not, attributes.
     struct ConvCase: CustomStringConvertible, @unchecked Sendable {
         var name: String
         var x: [Int]
@@ -61,32 +61,22 @@ struct GradientConvTests {
         }
     }
 
-    /// One ConvTranspose case.
-    struct ConvTransposeCase: CustomStringConvertible, @unchecked Sendable {
-        var name: String
-        var x: [Int]
-        var w: [Int]
-        var bias = true
-        var attributes: [(String, Attribute)] = []
-        var description: String { name }
-    }
-
-    static let convTransposeCases: [ConvTransposeCase] = [
-        ConvTransposeCase(name: "3x3", x: [1, 3, 4, 4], w: [3, 2, 3, 3]),
-        ConvTransposeCase(name: "stride 2, output_padding 1, pads", x: [2, 2, 3, 3], w: [2, 3, 3, 3],
-                          attributes: [("strides", .ints([2, 2])), ("output_padding", .ints([1, 1])), ("pads", .ints([1, 1, 1, 1]))]),
-        ConvTransposeCase(name: "group 2, dilation 2", x: [1, 4, 3, 3], w: [4, 2, 2, 2], bias: false,
-                          attributes: [("group", .int(2)), ("dilations", .ints([2, 2]))]),
-        ConvTransposeCase(name: "SAME_UPPER stride 2", x: [1, 2, 3, 3], w: [2, 2, 3, 3],
-                          attributes: [("auto_pad", .string("SAME_UPPER")), ("strides", .ints([2, 2]))]),
-        ConvTransposeCase(name: "output_shape", x: [1, 2, 3, 3], w: [2, 1, 3, 3],
-                          attributes: [("strides", .ints([2, 2])), ("output_shape", .ints([8, 8]))]),
-        ConvTransposeCase(name: "1-D", x: [1, 2, 5], w: [2, 2, 4], attributes: [("strides", .ints([3])), ("pads", .ints([1, 0]))]),
-        ConvTransposeCase(name: "3-D", x: [1, 2, 2, 3, 2], w: [2, 1, 2, 2, 3], attributes: [("strides", .ints([1, 2, 1]))]),
+    static let convTransposeCases: [ConvCase] = [
+        ConvCase(name: "3x3", x: [1, 3, 4, 4], w: [3, 2, 3, 3]),
+        ConvCase(name: "stride 2, output_padding 1, pads", x: [2, 2, 3, 3], w: [2, 3, 3, 3],
+                 attributes: [("strides", .ints([2, 2])), ("output_padding", .ints([1, 1])), ("pads", .ints([1, 1, 1, 1]))]),
+        ConvCase(name: "group 2, dilation 2", x: [1, 4, 3, 3], w: [4, 2, 2, 2], bias: false,
+                 attributes: [("group", .int(2)), ("dilations", .ints([2, 2]))]),
+        ConvCase(name: "SAME_UPPER stride 2", x: [1, 2, 3, 3], w: [2, 2, 3, 3],
+                 attributes: [("auto_pad", .string("SAME_UPPER")), ("strides", .ints([2, 2]))]),
+        ConvCase(name: "output_shape", x: [1, 2, 3, 3], w: [2, 1, 3, 3],
+                 attributes: [("strides", .ints([2, 2])), ("output_shape", .ints([8, 8]))]),
+        ConvCase(name: "1-D", x: [1, 2, 5], w: [2, 2, 4], attributes: [("strides", .ints([3])), ("pads", .ints([1, 0]))]),
+        ConvCase(name: "3-D", x: [1, 2, 2, 3, 2], w: [2, 1, 2, 2, 3], attributes: [("strides", .ints([1, 2, 1]))]),
     ]
 
     @Test(arguments: convTransposeCases)
-    func convTranspose(_ t: ConvTransposeCase) throws {
+    func convTranspose(_ t: ConvCase) throws {
         let x = R.random(t.x, seed: 7), w = R.random(t.w, seed: 8)
         let group = t.attributes.first { $0.0 == "group" }.map { a -> Int in if case .int(let v) = a.1 { return Int(v) }; return 1 } ?? 1
         let b: NDArray? = t.bias ? R.random([t.w[1] * group], seed: 9) : nil

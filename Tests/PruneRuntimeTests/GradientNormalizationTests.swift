@@ -104,46 +104,6 @@ struct GradientNormalizationTests {
     }
 }
 
-extension GradientCheck {
-    /// The gradients of `Σ w·y` (seeded `w`) for every float input of a one-node model run on
-    /// `threads` threads, by input index.
-    static func gradients(_ op: String, inputs: [NDArray?], constants: [Int: Tensor] = [:], attributes: [(String, Attribute)] = [],
-                          opset: Int64 = 18, threads: Int) throws -> [[Double]] {
-        let b = GraphBuilder(name: "threads")
-        var values: [Value?] = [], feeds: [String: NDArray] = [:]
-        for (i, x) in inputs.enumerated() {
-            if let t = constants[i] {
-                values.append(b.initializer("c\(i)", t))
-            } else if let x {
-                values.append(b.input("x\(i)", x.dtype, x.shape))
-                feeds["x\(i)"] = x
-            } else {
-                values.append(nil)
-            }
-        }
-        let y = b.node(OpType(op), values, attributes: attributes)[0]
-        b.graph.outputs = [y]
-        let interp = try Interpreter(model: b.model(opset: opset), options: .init(threads: threads, profile: false, foldConstants: false))
-        let tape = try interp.runRecording(feeds)
-        let out = tape.outputs[y.name]!
-        let names = feeds.keys.sorted()
-        let g = try tape.backward(seeds: [y.name: random(out.shape, seed: 5, dtype: out.dtype)], wrt: names)
-        return names.map { g[$0]!.doubles() }
-    }
-
-    /// Whether the gradients on 1 and on 4 threads agree to `tolerance` (relative to the largest).
-    static func threadsAgree(_ op: String, inputs: [NDArray?], constants: [Int: Tensor] = [:], attributes: [(String, Attribute)] = [],
-                             opset: Int64 = 18, tolerance: Double = 1e-12) throws -> Bool {
-        let serial = try gradients(op, inputs: inputs, constants: constants, attributes: attributes, opset: opset, threads: 1)
-        let parallel = try gradients(op, inputs: inputs, constants: constants, attributes: attributes, opset: opset, threads: 4)
-        for (a, b) in zip(serial, parallel) {
-            let scale = max(1, a.map(abs).max() ?? 0)
-            guard a.count == b.count, zip(a, b).allSatisfy({ abs($0 - $1) <= tolerance * scale }) else { return false }
-        }
-        return true
-    }
-}
-
 /// The VJPs' parallel loops (threads > 1) give the serial results on UNet-sized activations.
 struct GradientParallelTests {
     typealias R = GradientCheck

@@ -8,13 +8,9 @@ func registerGatherKernels(_ r: inout KernelRegistry) {
         let axis: Int = try info.attribute("axis", default: 0)
         return ClosureKernel { inputs, ctx in
             let data = try inputs.required(0), indices = try inputs.required(1)
-            let a = try normalizedAxis(axis, rank: data.rank)
-            let dim = data.shape[a]
-            let idx = try checkedIndices(indices.ints(), dim, "Gather")
+            let (a, outer, dim, inner, idx) = try gatherAxis(data.shape, indices, axis: axis)
             let outShape = Array(data.shape[..<a]) + indices.shape + Array(data.shape[(a + 1)...])
             let out = ctx.allocate(data.dtype, outShape)
-            let outer = data.shape[..<a].reduce(1, *)
-            let inner = data.shape[(a + 1)...].reduce(1, *)
             let n = idx.count
             let size = elementSize(data.dtype)
             let src = UnsafeRawPointer(data.rawPointer), dst = out.rawPointer
@@ -55,33 +51,11 @@ func registerGatherKernels(_ r: inout KernelRegistry) {
         let batchDims: Int = try info.attribute("batch_dims", default: 0)
         return ClosureKernel { inputs, ctx in
             let data = try inputs.required(0), indices = try inputs.required(1)
-            let q = indices.rank, b = batchDims
-            guard q >= 1, let k = indices.shape.last, b >= 0, b < q, b + k <= data.rank,
-                  Array(data.shape[..<b]) == Array(indices.shape[..<b]) else {
-                throw KernelError("GatherND: indices \(indices.shape) do not fit data \(data.shape) with batch_dims \(b)")
-            }
-            let outShape = Array(indices.shape[..<(q - 1)]) + Array(data.shape[(b + k)...])
+            let (offsets, slice, outShape) = try gatherNDSlices(data.shape, indices, batchDims: batchDims)
             let out = ctx.allocate(data.dtype, outShape)
-            let slice = data.shape[(b + k)...].reduce(1, *)
-            let batches = data.shape[..<b].reduce(1, *)
-            let batchStride = data.shape[b...].reduce(1, *)
-            let perBatch = indices.shape[b..<(q - 1)].reduce(1, *)
-            let strides = Broadcast.contiguousStrides(data.shape)
-            let idx = indices.ints()
             let size = elementSize(data.dtype)
-            for batch in 0..<batches {
-                for m in 0..<perBatch {
-                    let t = batch * perBatch + m
-                    var off = batch * batchStride
-                    for j in 0..<k {
-                        let dim = data.shape[b + j]
-                        var v = idx[t * k + j]
-                        if v < 0 { v += dim }
-                        guard v >= 0, v < dim else { throw KernelError("GatherND: index \(idx[t * k + j]) out of range for axis size \(dim)") }
-                        off += v * strides[b + j]
-                    }
-                    Layout.copyElements(data.rawPointer, off, out.rawPointer, t * slice, count: slice, size: size)
-                }
+            for (t, off) in offsets.enumerated() {
+                Layout.copyElements(data.rawPointer, off, out.rawPointer, t * slice, count: slice, size: size)
             }
             return [out]
         }
@@ -103,17 +77,9 @@ func registerGatherKernels(_ r: inout KernelRegistry) {
             let out = ctx.allocate(data.dtype, data.shape)
             out.rawPointer.copyMemory(from: data.rawPointer, byteCount: data.byteCount)
             let slice = data.shape[k...].reduce(1, *)
-            let strides = Broadcast.contiguousStrides(data.shape)
-            let idx = indices.ints()
-            for t in 0..<indices.shape[..<(q - 1)].reduce(1, *) {
-                var off = 0
-                for j in 0..<k {
-                    let dim = data.shape[j]
-                    var v = idx[t * k + j]
-                    if v < 0 { v += dim }
-                    guard v >= 0, v < dim else { throw KernelError("ScatterND: index \(idx[t * k + j]) out of range for axis size \(dim)") }
-                    off += v * strides[j]
-                }
+            let offsets = try indexTupleOffsets(indices.ints(), k: k, in: data.shape, batchDims: 0,
+                                                perBatch: indices.shape[..<(q - 1)].reduce(1, *), op: "ScatterND")
+            for (t, off) in offsets.enumerated() {
                 combine(out.rawPointer, off, updates.rawPointer, t * slice, slice)
             }
             return [out]
@@ -157,6 +123,52 @@ func checkedIndices(_ idx: [Int], _ dim: Int, _ op: String) throws -> [Int] {
         guard out[i] >= 0, out[i] < dim else { throw KernelError("\(op): index \(idx[i]) out of range for axis size \(dim)") }
     }
     return out
+}
+
+/// Gather's view of data shaped `shape` around `axis`: `[outer, dim, inner]` (`axis` made
+/// non-negative), and `indices` wrapped into `0..<dim`.
+func gatherAxis(_ shape: [Int], _ indices: NDArray, axis: Int) throws -> (axis: Int, outer: Int, dim: Int, inner: Int, indices: [Int]) {
+    let a = try normalizedAxis(axis, rank: shape.count)
+    let idx = try checkedIndices(indices.ints(), shape[a], "Gather")
+    return (a, shape[..<a].reduce(1, *), shape[a], shape[(a + 1)...].reduce(1, *), idx)
+}
+
+/// Where GatherND reads in data shaped `shape`: the element offset of each slice it copies (in
+/// output order), the slice's element count, and the output shape.
+func gatherNDSlices(_ shape: [Int], _ indices: NDArray, batchDims b: Int) throws -> (offsets: [Int], slice: Int, outShape: [Int]) {
+    let q = indices.rank
+    guard q >= 1, let k = indices.shape.last, b >= 0, b < q, b + k <= shape.count,
+          Array(shape[..<b]) == Array(indices.shape[..<b]) else {
+        throw KernelError("GatherND: indices \(indices.shape) do not fit data \(shape) with batch_dims \(b)")
+    }
+    let offsets = try indexTupleOffsets(indices.ints(), k: k, in: shape, batchDims: b,
+                                        perBatch: indices.shape[b..<(q - 1)].reduce(1, *), op: "GatherND")
+    return (offsets, shape[(b + k)...].reduce(1, *), Array(indices.shape[..<(q - 1)]) + Array(shape[(b + k)...]))
+}
+
+/// The element offsets in data shaped `shape` of the slices that GatherND / ScatterND index
+/// tuples select: `idx` holds tuples of `k` indices (negative ones count from the end) into the
+/// dimensions after the first `batchDims`, `perBatch` tuples per batch (the leading dimensions).
+func indexTupleOffsets(_ idx: [Int], k: Int, in shape: [Int], batchDims b: Int, perBatch: Int, op: String) throws -> [Int] {
+    let batches = shape[..<b].reduce(1, *)
+    let batchStride = shape[b...].reduce(1, *)
+    let strides = Broadcast.contiguousStrides(shape)
+    var offsets = [Int](repeating: 0, count: batches * perBatch)
+    for batch in 0..<batches {
+        for m in 0..<perBatch {
+            let t = batch * perBatch + m
+            var off = batch * batchStride
+            for j in 0..<k {
+                let dim = shape[b + j]
+                var v = idx[t * k + j]
+                if v < 0 { v += dim }
+                guard v >= 0, v < dim else { throw KernelError("\(op): index \(idx[t * k + j]) out of range for axis size \(dim)") }
+                off += v * strides[b + j]
+            }
+            offsets[t] = off
+        }
+    }
+    return offsets
 }
 
 /// Calls `body(i, offset)` for each element `i` of `shape` (row-major), where `offset` is the
@@ -260,11 +272,7 @@ func registerGatherGradients(_ r: inout GradientRegistry) {
         guard c.needs(0) else { return [nil, nil] }
         let data = try c.input(0), indices = try c.input(1), y = try c.output(0)
         let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
-        let a = try normalizedAxis(try c.attribute("axis", default: 0), rank: data.rank)
-        let dim = data.shape[a]
-        let idx = try checkedIndices(indices.ints(), dim, "Gather")
-        let outer = data.shape[..<a].reduce(1, *)
-        let inner = data.shape[(a + 1)...].reduce(1, *)
+        let (_, outer, dim, inner, idx) = try gatherAxis(data.shape, indices, axis: try c.attribute("axis", default: 0))
         let gx = c.kernel.zeros(data.dtype, data.shape)
         if data.dtype == .double {
             gatherAddBack(g.pointer(as: Double.self), gx.pointer(as: Double.self), idx, outer: outer, dim: dim, inner: inner, c.kernel)
@@ -292,31 +300,7 @@ func registerGatherGradients(_ r: inout GradientRegistry) {
         guard c.needs(0) else { return [nil, nil] }
         let data = try c.input(0), indices = try c.input(1), y = try c.output(0)
         let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
-        let b: Int = try c.attribute("batch_dims", default: 0)
-        let q = indices.rank
-        guard let k = indices.shape.last else { throw KernelError("GatherND: indices must have rank >= 1") }
-        let slice = data.shape[(b + k)...].reduce(1, *)
-        let batches = data.shape[..<b].reduce(1, *)
-        let batchStride = data.shape[b...].reduce(1, *)
-        let perBatch = indices.shape[b..<(q - 1)].reduce(1, *)
-        let strides = Broadcast.contiguousStrides(data.shape)
-        let idx = indices.ints()
-        // Element offset of each gathered slice in the data.
-        var offsets = [Int](repeating: 0, count: batches * perBatch)
-        for batch in 0..<batches {
-            for m in 0..<perBatch {
-                let t = batch * perBatch + m
-                var off = batch * batchStride
-                for j in 0..<k {
-                    let dim = data.shape[b + j]
-                    var v = idx[t * k + j]
-                    if v < 0 { v += dim }
-                    guard v >= 0, v < dim else { throw KernelError("GatherND: index \(idx[t * k + j]) out of range for axis size \(dim)") }
-                    off += v * strides[b + j]
-                }
-                offsets[t] = off
-            }
-        }
+        let (offsets, slice, _) = try gatherNDSlices(data.shape, indices, batchDims: try c.attribute("batch_dims", default: 0))
         let gx = c.kernel.zeros(data.dtype, data.shape)
         func add<T: BinaryFloatingPoint>(_: T.Type) {
             let src = g.pointer(as: T.self), dst = gx.pointer(as: T.self)

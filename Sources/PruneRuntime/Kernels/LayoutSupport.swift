@@ -79,42 +79,69 @@ enum Layout {
         }
         let rows = total / inner
         let grain = max(1, 65536 / max(inner, 1))
+        let st = strides[rank - 1]
         let body: (Range<Int>) -> Void = { range in
-            shape.withUnsafeBufferPointer { shape in
-                strides.withUnsafeBufferPointer { strides in
-                    var index = [Int](repeating: 0, count: max(rank - 1, 1))
-                    var off = 0
-                    var r = range.lowerBound
-                    for d in stride(from: rank - 2, through: 0, by: -1) {
-                        index[d] = r % shape[d]
-                        r /= shape[d]
-                        off += index[d] * strides[d]
-                    }
-                    let st = strides[rank - 1]
-                    for row in range {
-                        let o = dst + row * inner
-                        let s = src + off
-                        if st == 1 {
-                            o.update(from: s, count: inner)
-                        } else if st == 0 {
-                            o.update(repeating: s.pointee, count: inner)
-                        } else {
-                            for i in 0..<inner { o[i] = s[i * st] }
-                        }
-                        var d = rank - 2
-                        while d >= 0 {
-                            index[d] += 1
-                            off += strides[d]
-                            if index[d] < shape[d] { break }
-                            off -= strides[d] * shape[d]
-                            index[d] = 0
-                            d -= 1
-                        }
-                    }
+            forEachRow(range, shape: shape, strides: strides) { row, off in
+                let o = dst + row * inner
+                let s = src + off
+                if st == 1 {
+                    o.update(from: s, count: inner)
+                } else if st == 0 {
+                    o.update(repeating: s.pointee, count: inner)
+                } else {
+                    for i in 0..<inner { o[i] = s[i * st] }
                 }
             }
         }
         if let context { context.parallelFor(rows, grain: grain, body) } else { body(0..<rows) }
+    }
+
+    /// Calls `body(row, offset)` for the rows in `range` of an array of `shape` (row-major, a row
+    /// being the last dimension), where `offset` is `Σ i_d · strides[d]` over the row's index in
+    /// the other dimensions. The index advances like an odometer (no division per row).
+    @inline(__always)
+    static func forEachRow(_ range: Range<Int>, shape: [Int], strides: [Int], _ body: (Int, Int) -> Void) {
+        let rank = shape.count
+        shape.withUnsafeBufferPointer { shape in
+            strides.withUnsafeBufferPointer { strides in
+                var index = [Int](repeating: 0, count: max(rank - 1, 1))
+                var off = 0
+                var r = range.lowerBound
+                for d in stride(from: rank - 2, through: 0, by: -1) {
+                    index[d] = r % shape[d]
+                    r /= shape[d]
+                    off += index[d] * strides[d]
+                }
+                for row in range {
+                    body(row, off)
+                    var d = rank - 2
+                    while d >= 0 {
+                        index[d] += 1
+                        off += strides[d]
+                        if index[d] < shape[d] { break }
+                        off -= strides[d] * shape[d]
+                        index[d] = 0
+                        d -= 1
+                    }
+                }
+            }
+        }
+    }
+
+    /// The source offset of row `row` of a table gather's output (shaped `shape`) through the
+    /// tables of all but the last dimension, or `nil` when the row lies in the padding. Shared
+    /// by ``tableGather(src:tables:dst:shape:fill:elementSize:context:)`` and Pad's VJP.
+    @inline(__always)
+    static func tableRowOffset(_ row: Int, tables: [[Int]], shape: [Int]) -> Int? {
+        var r = row
+        var off = 0
+        for d in stride(from: shape.count - 2, through: 0, by: -1) {
+            let t = tables[d][r % shape[d]]
+            r /= shape[d]
+            if t < 0 { return nil }
+            off += t
+        }
+        return off
     }
 
     /// Copies with dimension `j` (source stride 1) and the last dimension walked in tiles.
@@ -232,17 +259,8 @@ enum Layout {
         let body: (Range<Int>) -> Void = { range in
             tables[rank - 1].withUnsafeBufferPointer { innerTable in
                 for row in range {
-                    var r = row
-                    var off = 0
-                    var padded = false
-                    for d in stride(from: rank - 2, through: 0, by: -1) {
-                        let t = tables[d][r % shape[d]]
-                        r /= shape[d]
-                        if t < 0 { padded = true; break }
-                        off += t
-                    }
                     let o = dst + row * inner
-                    if padded {
+                    guard let off = tableRowOffset(row, tables: tables, shape: shape) else {
                         o.update(repeating: fill, count: inner)
                         continue
                     }

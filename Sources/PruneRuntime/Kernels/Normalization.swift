@@ -171,7 +171,7 @@ final class BatchNormKernel: Kernel {
         let s = scale.doubles(), b = bias.doubles()
         var extra: [NDArray?] = []
         if training {
-            let (bm, bv) = try batchStatistics(x, n: n, c: c, spatial: spatial, ctx)
+            let (bm, bv) = BatchNormKernel.batchStatistics(x, n: n, c: c, spatial: spatial, ctx)
             let runMean = zip(m, bm).map { $0 * momentum + $1 * (1 - momentum) }
             let runVar = zip(v, bv).map { $0 * momentum + $1 * (1 - momentum) }
             extra = [NormMath.array(runMean, shape: mean.shape, dtype: mean.dtype, ctx),
@@ -201,28 +201,38 @@ final class BatchNormKernel: Kernel {
         return [y] + extra.prefix(max(0, outputCount - 1))
     }
 
-    /// Per-channel mean and population variance over the batch and spatial dimensions.
-    func batchStatistics(_ x: NDArray, n: Int, c: Int, spatial: Int, _ ctx: KernelContext) throws -> ([Double], [Double]) {
-        var means = [Double](repeating: 0, count: c), vars = means
+    /// Per-channel mean and population variance over the batch and spatial dimensions (the
+    /// training-mode statistics; the VJP differentiates through the same values).
+    static func batchStatistics(_ x: NDArray, n: Int, c: Int, spatial: Int, _ ctx: KernelContext) -> (mean: [Double], variance: [Double]) {
         let w = x.dtype == .double ? x : FloatBridge.toFloat(x, ctx)
-        let count = Double(n * spatial)
+        // Moments of each (sample, channel) plane.
+        var pm = [Double](repeating: 0, count: n * c), pv = pm
         func go<F: BinaryFloatingPoint>(_: F.Type) {
             let xp = UnsafePointer(w.pointer(as: F.self))
-            for ch in 0..<c {
-                var s = 0.0
-                for b in 0..<n { s += NormMath.meanVariance(xp + (b * c + ch) * spatial, spatial).mean * Double(spatial) }
-                let mu = s / count
-                var q = 0.0
-                for b in 0..<n {
-                    // Per-plane variance plus the spread of plane means (parallel-axis theorem).
-                    let (pm, pv) = NormMath.meanVariance(xp + (b * c + ch) * spatial, spatial)
-                    q += (pv + (pm - mu) * (pm - mu)) * Double(spatial)
+            pm.withUnsafeMutableBufferPointer { pmb in
+                pv.withUnsafeMutableBufferPointer { pvb in
+                    ctx.parallelFor(n * c, grain: max(1, 16384 / max(1, spatial))) { range in
+                        for p in range { (pmb[p], pvb[p]) = NormMath.meanVariance(xp + p * spatial, spatial) }
+                    }
                 }
-                means[ch] = mu
-                vars[ch] = q / count
             }
         }
         if w.dtype == .double { go(Double.self) } else { go(Float.self) }
+        var means = [Double](repeating: 0, count: c), vars = means
+        let count = Double(n * spatial)
+        for ch in 0..<c {
+            var s = 0.0
+            for b in 0..<n { s += pm[b * c + ch] * Double(spatial) }
+            let mu = s / count
+            var q = 0.0
+            for b in 0..<n {
+                // Per-plane variance plus the spread of plane means (parallel-axis theorem).
+                let d = pm[b * c + ch] - mu
+                q += (pv[b * c + ch] + d * d) * Double(spatial)
+            }
+            means[ch] = mu
+            vars[ch] = q / count
+        }
         return (means, vars)
     }
 }
@@ -260,12 +270,7 @@ final class LayerNormKernel: Kernel {
         let x = try inputs.required(0)
         let scale = try inputs.required(1)
         let bias = rms ? nil : inputs.optional(2)
-        let rank = x.rank
-        let a = axis < 0 ? axis + rank : axis
-        guard a >= 0 && a < max(rank, 1) else { throw KernelError("axis \(axis) out of range for rank \(rank)") }
-        let rows = x.shape.prefix(a).reduce(1, *)
-        let tail = Array(x.shape.dropFirst(a))
-        let cols = tail.reduce(1, *)
+        let (a, rows, tail, cols) = try LayerNormKernel.rows(of: x.shape, axis: axis)
         var means = [Double](repeating: 0, count: rows), invs = means
         let rms = self.rms, eps = epsilon
         let y = try withWorkingType(x, ctx) { w in
@@ -279,26 +284,9 @@ final class LayerNormKernel: Kernel {
                     let bb = b ?? []
                     bb.withUnsafeBufferPointer { bbuf in
                         let bp = b == nil ? nil : bbuf.baseAddress
-                        means.withUnsafeMutableBufferPointer { mb in
-                            invs.withUnsafeMutableBufferPointer { ib in
-                                ctx.parallelFor(rows, grain: max(1, 8192 / max(1, cols))) { range in
-                                    for r in range {
-                                        let xr = xp + r * cols, yr = yp + r * cols
-                                        let mean: Double, inv: Double
-                                        if rms {
-                                            mean = 0
-                                            inv = 1 / (NormMath.meanSquare(xr, cols) + eps).squareRoot()
-                                        } else {
-                                            let (m, v) = NormMath.meanVariance(xr, cols)
-                                            mean = m
-                                            inv = 1 / (v + eps).squareRoot()
-                                        }
-                                        mb[r] = mean
-                                        ib[r] = inv
-                                        LayerNormKernel.row(xr, yr, cols, F(mean), F(inv), sp, bp)
-                                    }
-                                }
-                            }
+                        LayerNormKernel.forEachRow(xp, rows: rows, cols: cols, rms: rms, epsilon: eps, means: &means, invs: &invs,
+                                                   grain: max(1, 8192 / max(1, cols)), ctx) { r, mean, inv in
+                            LayerNormKernel.row(xp + r * cols, yp + r * cols, cols, F(mean), F(inv), sp, bp)
                         }
                     }
                 }
@@ -307,11 +295,52 @@ final class LayerNormKernel: Kernel {
             return w.dtype == .double ? try go(Double.self) : try go(Float.self)
         }
         var outs: [NDArray?] = [y]
-        let statShape = Array(x.shape.prefix(a)) + [Int](repeating: 1, count: rank - a)
+        let statShape = Array(x.shape.prefix(a)) + [Int](repeating: 1, count: x.rank - a)
         for (i, t) in statTypes.enumerated() {
             outs.append(t.map { NormMath.array(i == 0 ? means : invs, shape: statShape, dtype: $0, ctx) })
         }
         return outs
+    }
+
+    /// The rows normalized in an array shaped `shape`: the axis made non-negative, the number of
+    /// rows, and the trailing block from the axis (one row) with its element count.
+    static func rows(of shape: [Int], axis: Int) throws -> (axis: Int, rows: Int, tail: [Int], cols: Int) {
+        let rank = shape.count
+        let a = axis < 0 ? axis + rank : axis
+        guard a >= 0 && a < max(rank, 1) else { throw KernelError("axis \(axis) out of range for rank \(rank)") }
+        let tail = Array(shape.dropFirst(a))
+        return (a, shape.prefix(a).reduce(1, *), tail, tail.reduce(1, *))
+    }
+
+    /// Mean (0 for RMSNormalization) and inverse standard deviation (inverse root mean square)
+    /// of one row of `n` elements.
+    @inline(__always)
+    static func statistics<F: BinaryFloatingPoint>(_ x: UnsafePointer<F>, _ n: Int, rms: Bool,
+                                                   epsilon: Double) -> (mean: Double, inv: Double) {
+        if rms { return (0, 1 / (NormMath.meanSquare(x, n) + epsilon).squareRoot()) }
+        let (m, v) = NormMath.meanVariance(x, n)
+        return (m, 1 / (v + epsilon).squareRoot())
+    }
+
+    /// The row pass of the kernel and its VJP: per row of `x` (`rows` × `cols`, in parallel), the
+    /// statistics, stored in `means` and `invs`, then `body(row, mean, inv)` on the same thread.
+    @inline(__always)
+    static func forEachRow<F: BinaryFloatingPoint>(
+        _ x: UnsafePointer<F>, rows: Int, cols: Int, rms: Bool, epsilon: Double, means: inout [Double], invs: inout [Double],
+        grain: Int, _ ctx: KernelContext, _ body: (Int, Double, Double) -> Void
+    ) {
+        means.withUnsafeMutableBufferPointer { mb in
+            invs.withUnsafeMutableBufferPointer { ib in
+                ctx.parallelFor(rows, grain: grain) { range in
+                    for r in range {
+                        let (mean, inv) = statistics(x + r * cols, cols, rms: rms, epsilon: epsilon)
+                        mb[r] = mean
+                        ib[r] = inv
+                        body(r, mean, inv)
+                    }
+                }
+            }
+        }
     }
 
     /// `y = (x - mean) * inv * s + b` over one row (`b` may be absent).
@@ -355,26 +384,42 @@ final class GroupNormKernel: Kernel {
         try checkFloat(info, [0, 1, 2])
     }
 
+    /// How a run on `x` splits it: `n` samples of `c` channels of `spatial` elements, `groups`
+    /// groups of `cpg` channels; `perGroup` when scale and bias hold one value per group.
+    struct Geometry {
+        var n: Int, c: Int, spatial: Int, groups: Int, cpg: Int
+        var perGroup: Bool
+        /// Elements of one (sample, group) block.
+        var block: Int { cpg * spatial }
+
+        /// Parameter values per channel (per-group values repeated over their channels).
+        func perChannel(_ p: [Double]) -> [Double] {
+            perGroup ? (0..<c).map { p[$0 / cpg] } : p
+        }
+    }
+
+    /// The geometry of a run on `x` with these parameters; throws where the channels do not
+    /// split into the groups.
+    func geometry(_ x: NDArray, scale: NDArray, bias: NDArray) throws -> Geometry {
+        guard x.rank >= 2 else { throw KernelError("input must have rank >= 2, has shape \(x.shape)") }
+        let n = x.shape[0], c = x.shape[1]
+        let g = instance ? c : groups
+        guard g > 0, c % g == 0 else { throw KernelError("\(c) channels do not split into \(g) groups") }
+        // Per-group parameters (opset 18) when sized by groups; per-channel otherwise.
+        let perGroup = perGroupParams && scale.count == g && bias.count == g && g != c
+        return Geometry(n: n, c: c, spatial: x.shape.dropFirst(2).reduce(1, *), groups: g, cpg: c / g, perGroup: perGroup)
+    }
+
     func run(_ inputs: [NDArray?], _ ctx: KernelContext) throws -> [NDArray?] {
         let x = try inputs.required(0)
         let scale = try inputs.required(1), bias = try inputs.required(2)
-        guard x.rank >= 2 else { throw KernelError("input must have rank >= 2, has shape \(x.shape)") }
-        let n = x.shape[0], c = x.shape[1]
-        let spatial = x.shape.dropFirst(2).reduce(1, *)
-        let g = instance ? c : groups
-        guard g > 0, c % g == 0 else { throw KernelError("\(c) channels do not split into \(g) groups") }
-        let cpg = c / g
-        // Per-group parameters (opset 18) when sized by groups; per-channel otherwise.
-        var s = scale.doubles(), b = bias.doubles()
-        if perGroupParams && s.count == g && b.count == g && g != c {
-            s = (0..<c).map { s[$0 / cpg] }
-            b = (0..<c).map { b[$0 / cpg] }
-        }
+        let l = try geometry(x, scale: scale, bias: bias)
+        let n = l.n, c = l.c, spatial = l.spatial, g = l.groups, cpg = l.cpg, block = l.block
+        let s = l.perChannel(scale.doubles()), b = l.perChannel(bias.doubles())
         guard s.count == c, b.count == c else {
             throw KernelError("scale and bias must have \(c) elements, have \(s.count) and \(b.count)")
         }
         let eps = epsilon
-        let block = cpg * spatial
         let y = try withWorkingType(x, ctx) { w in
             func go<F: BinaryFloatingPoint>(_: F.Type) -> NDArray {
                 let out = ctx.allocate(w.dtype, w.shape)
@@ -415,10 +460,7 @@ final class LpNormKernel: Kernel {
 
     func run(_ inputs: [NDArray?], _ ctx: KernelContext) throws -> [NDArray?] {
         let x = try inputs.required(0)
-        let rank = x.rank
-        let a = axis < 0 ? axis + rank : axis
-        guard a >= 0 && a < rank else { throw KernelError("axis \(axis) out of range for rank \(rank)") }
-        let outer = x.shape.prefix(a).reduce(1, *), n = x.shape[a], inner = x.shape.dropFirst(a + 1).reduce(1, *)
+        let (outer, n, inner) = try LpNormKernel.fibers(of: x.shape, axis: axis)
         let p = self.p
         let y = try withWorkingType(x, ctx) { w in
             func go<F: BinaryFloatingPoint>(_: F.Type) -> NDArray {
@@ -428,12 +470,7 @@ final class LpNormKernel: Kernel {
                     for k in range {
                         let o = k / inner, j = k - o * inner
                         let base = o * n * inner + j
-                        var acc = 0.0
-                        for i in 0..<n {
-                            let v = Double(xp[base + i * inner])
-                            acc += p == 1 ? abs(v) : v * v
-                        }
-                        let norm = p == 1 ? acc : acc.squareRoot()
+                        let norm = LpNormKernel.norm(xp + base, n, stride: inner, p: p)
                         let r = norm == 0 ? 0 : 1 / norm
                         for i in 0..<n { yp[base + i * inner] = F(Double(xp[base + i * inner]) * r) }
                     }
@@ -443,6 +480,26 @@ final class LpNormKernel: Kernel {
             return w.dtype == .double ? go(Double.self) : go(Float.self)
         }
         return [y]
+    }
+
+    /// The fibers along `axis` of an array shaped `shape`: `outer × inner` of them, `n` elements
+    /// each, `inner` apart.
+    static func fibers(of shape: [Int], axis: Int) throws -> (outer: Int, n: Int, inner: Int) {
+        let rank = shape.count
+        let a = axis < 0 ? axis + rank : axis
+        guard a >= 0 && a < rank else { throw KernelError("axis \(axis) out of range for rank \(rank)") }
+        return (shape.prefix(a).reduce(1, *), shape[a], shape.dropFirst(a + 1).reduce(1, *))
+    }
+
+    /// The L1 (`p` = 1) or L2 norm of `n` elements `stride` apart, in Double.
+    @inline(__always)
+    static func norm<F: BinaryFloatingPoint>(_ x: UnsafePointer<F>, _ n: Int, stride: Int, p: Int) -> Double {
+        var acc = 0.0
+        for i in 0..<n {
+            let v = Double(x[i * stride])
+            acc += p == 1 ? abs(v) : v * v
+        }
+        return p == 1 ? acc : acc.squareRoot()
     }
 }
 
@@ -601,14 +658,8 @@ private func layerNormGradient(_ c: GradientContext, _ gs: [NDArray?], rms: Bool
     let bias = rms ? nil : c.inputs.count > 2 ? c.inputs[2] : nil
     let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
     try NormGrad.check(x, g)
-    let axis: Int = try c.attribute("axis", default: -1)
     let eps = Double(try c.attribute("epsilon", default: Float(1e-5)))
-    let rank = x.rank
-    let a = axis < 0 ? axis + rank : axis
-    guard a >= 0 && a < max(rank, 1) else { throw KernelError("axis \(axis) out of range for rank \(rank)") }
-    let rows = x.shape.prefix(a).reduce(1, *)
-    let tail = Array(x.shape.dropFirst(a))
-    let cols = tail.reduce(1, *)
+    let (_, rows, tail, cols) = try LayerNormKernel.rows(of: x.shape, axis: try c.attribute("axis", default: -1))
     // Cotangents of the statistics outputs (LayerNormalization only), one per row.
     let gMean = rms || gs.count < 2 ? nil : gs[1]?.doubles()
     let gInv = rms || gs.count < 3 ? nil : gs[2]?.doubles()
@@ -623,40 +674,24 @@ private func layerNormGradient(_ c: GradientContext, _ gs: [NDArray?], rms: Bool
         let dp = dx?.pointer(as: F.self)
         s.withUnsafeBufferPointer { sb in
             let sp = sb.baseAddress!
-            means.withUnsafeMutableBufferPointer { mb in
-                invs.withUnsafeMutableBufferPointer { ib in
-                    k.parallelFor(rows, grain: max(1, 4096 / max(1, cols))) { range in
-                        for r in range {
-                            let xr = xp + r * cols, gr = gp + r * cols
-                            let mean: Double, inv: Double
-                            if rms {
-                                mean = 0
-                                inv = 1 / (NormMath.meanSquare(xr, cols) + eps).squareRoot()
-                            } else {
-                                let (m, v) = NormMath.meanVariance(xr, cols)
-                                mean = m
-                                inv = 1 / (v + eps).squareRoot()
-                            }
-                            mb[r] = mean
-                            ib[r] = inv
-                            guard let dp else { continue }
-                            var sumG = 0.0, sumGX = 0.0
-                            for i in 0..<cols {
-                                let gh = Double(gr[i]) * Double(sp[i])
-                                sumG += gh
-                                sumGX += gh * (Double(xr[i]) - mean) * inv
-                            }
-                            let n = Double(cols)
-                            // Mean output: dμ/dx = 1/n; InvStdDev output: dσ⁻¹/dx = −σ⁻²·x̂/n.
-                            let shift = (rms ? 0 : sumG / n) - (gMean?[r] ?? 0) / (n * inv)
-                            let tilt = sumGX / n + (gInv?[r] ?? 0) * inv / n
-                            let dr = dp + r * cols
-                            for i in 0..<cols {
-                                let xh = (Double(xr[i]) - mean) * inv
-                                dr[i] = F(inv * (Double(gr[i]) * Double(sp[i]) - shift - xh * tilt))
-                            }
-                        }
-                    }
+            LayerNormKernel.forEachRow(xp, rows: rows, cols: cols, rms: rms, epsilon: eps, means: &means, invs: &invs,
+                                       grain: max(1, 4096 / max(1, cols)), k) { r, mean, inv in
+                guard let dp else { return }
+                let xr = xp + r * cols, gr = gp + r * cols
+                var sumG = 0.0, sumGX = 0.0
+                for i in 0..<cols {
+                    let gh = Double(gr[i]) * Double(sp[i])
+                    sumG += gh
+                    sumGX += gh * (Double(xr[i]) - mean) * inv
+                }
+                let n = Double(cols)
+                // Mean output: dμ/dx = 1/n; InvStdDev output: dσ⁻¹/dx = −σ⁻²·x̂/n.
+                let shift = (rms ? 0 : sumG / n) - (gMean?[r] ?? 0) / (n * inv)
+                let tilt = sumGX / n + (gInv?[r] ?? 0) * inv / n
+                let dr = dp + r * cols
+                for i in 0..<cols {
+                    let xh = (Double(xr[i]) - mean) * inv
+                    dr[i] = F(inv * (Double(gr[i]) * Double(sp[i]) - shift - xh * tilt))
                 }
             }
         }
@@ -689,17 +724,11 @@ private func groupNormGradient(_ c: GradientContext, _ gs: [NDArray?], instance:
     let x = try c.input(0), scale = try c.input(1), bias = try c.input(2), y = try c.output(0)
     let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
     try NormGrad.check(x, g)
-    guard x.rank >= 2 else { throw KernelError("input must have rank >= 2, has shape \(x.shape)") }
-    let eps = Double(try c.attribute("epsilon", default: Float(1e-5)))
-    let n = x.shape[0], ch = x.shape[1]
-    let spatial = x.shape.dropFirst(2).reduce(1, *)
-    var groups = ch
-    if !instance { groups = try c.attribute("num_groups", default: 0) }
-    guard groups > 0, ch % groups == 0 else { throw KernelError("\(ch) channels do not split into \(groups) groups") }
-    let cpg = ch / groups, block = cpg * spatial
-    var s = scale.doubles()
-    let perGroup = !instance && c.opset < 21 && s.count == groups && bias.count == groups && groups != ch
-    if perGroup { s = (0..<ch).map { s[$0 / cpg] } }
+    let kernel = try GroupNormKernel(KernelBuildInfo(node: c.node, opset: c.opset), instance: instance)
+    let l = try kernel.geometry(x, scale: scale, bias: bias)
+    let eps = kernel.epsilon
+    let n = l.n, ch = l.c, spatial = l.spatial, groups = l.groups, cpg = l.cpg, block = l.block, perGroup = l.perGroup
+    let s = l.perChannel(scale.doubles())
     guard s.count == ch else { throw KernelError("scale must have \(ch) elements, has \(s.count)") }
     let wantX = c.needs(0), wantParams = c.needs(1) || c.needs(2)
     let dx = wantX ? c.kernel.allocate(x.dtype, x.shape) : nil
@@ -786,30 +815,10 @@ private func batchNormGradient(_ c: GradientContext, _ gs: [NDArray?]) throws ->
     let gRunVar = training && gs.count > 2 ? gs[2]?.doubles() : nil
     let dx = c.needs(0) ? c.kernel.allocate(x.dtype, x.shape) : nil
     var planeG = [Double](repeating: 0, count: n * ch), planeGX = planeG
-    var inv = [Double](repeating: 0, count: ch)
+    if training { (m, v) = BatchNormKernel.batchStatistics(x, n: n, c: ch, spatial: spatial, c.kernel) }
+    let inv = v.map { 1 / ($0 + eps).squareRoot() }
     func go<F: BinaryFloatingPoint>(_: F.Type) {
         let xp = UnsafePointer(x.pointer(as: F.self)), gp = UnsafePointer(g.pointer(as: F.self))
-        if training {
-            // Batch statistics as the kernel computes them (plane moments, parallel-axis theorem).
-            var pm = [Double](repeating: 0, count: n * ch), pv = pm
-            pm.withUnsafeMutableBufferPointer { pmb in
-                pv.withUnsafeMutableBufferPointer { pvb in
-                    c.kernel.parallelFor(n * ch, grain: max(1, 16384 / max(1, spatial))) { range in
-                        for p in range { (pmb[p], pvb[p]) = NormMath.meanVariance(xp + p * spatial, spatial) }
-                    }
-                }
-            }
-            for k in 0..<ch {
-                var mu = 0.0
-                for b in 0..<n { mu += pm[b * ch + k] * Double(spatial) }
-                mu /= count
-                var q = 0.0
-                for b in 0..<n { let d = pm[b * ch + k] - mu; q += (pv[b * ch + k] + d * d) * Double(spatial) }
-                m[k] = mu
-                v[k] = q / count
-            }
-        }
-        for k in 0..<ch { inv[k] = 1 / (v[k] + eps).squareRoot() }
         planeG.withUnsafeMutableBufferPointer { pg in
             planeGX.withUnsafeMutableBufferPointer { pgx in
                 c.kernel.parallelFor(n * ch, grain: max(1, 16384 / max(1, spatial))) { range in
@@ -870,12 +879,8 @@ private func lpNormGradient(_ c: GradientContext, _ gs: [NDArray?]) throws -> [N
     let x = try c.input(0), y = try c.output(0)
     let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
     try NormGrad.check(x, g)
-    let axis: Int = try c.attribute("axis", default: -1)
     let p: Int = try c.attribute("p", default: 2)
-    let rank = x.rank
-    let a = axis < 0 ? axis + rank : axis
-    guard a >= 0 && a < rank else { throw KernelError("axis \(axis) out of range for rank \(rank)") }
-    let outer = x.shape.prefix(a).reduce(1, *), n = x.shape[a], inner = x.shape.dropFirst(a + 1).reduce(1, *)
+    let (outer, n, inner) = try LpNormKernel.fibers(of: x.shape, axis: try c.attribute("axis", default: -1))
     let dx = c.kernel.allocate(x.dtype, x.shape)
     func go<F: BinaryFloatingPoint>(_: F.Type) {
         let xp = UnsafePointer(x.pointer(as: F.self)), gp = UnsafePointer(g.pointer(as: F.self))
@@ -884,9 +889,7 @@ private func lpNormGradient(_ c: GradientContext, _ gs: [NDArray?]) throws -> [N
             for k in range {
                 let o = k / inner, j = k - o * inner
                 let base = o * n * inner + j
-                var acc = 0.0
-                for i in 0..<n { let v = Double(xp[base + i * inner]); acc += p == 1 ? abs(v) : v * v }
-                let norm = p == 1 ? acc : acc.squareRoot()
+                let norm = LpNormKernel.norm(xp + base, n, stride: inner, p: p)
                 guard norm != 0 else {
                     for i in 0..<n { dp[base + i * inner] = 0 }
                     continue

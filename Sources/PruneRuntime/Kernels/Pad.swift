@@ -153,16 +153,7 @@ private func padScatter<T: BinaryFloatingPoint>(_ g: UnsafeMutablePointer<T>, _ 
     let inner = shape[rank - 1]
     tables[rank - 1].withUnsafeBufferPointer { innerTable in
         for row in 0..<(total / inner) {
-            var r = row
-            var off = 0
-            var padded = false
-            for d in stride(from: rank - 2, through: 0, by: -1) {
-                let t = tables[d][r % shape[d]]
-                r /= shape[d]
-                if t < 0 { padded = true; break }
-                off += t
-            }
-            if padded { continue }
+            guard let off = Layout.tableRowOffset(row, tables: tables, shape: shape) else { continue }
             let src = g + row * inner, dst = dx + off
             for i in 0..<inner where innerTable[i] >= 0 { dst[innerTable[i]] += src[i] }
         }

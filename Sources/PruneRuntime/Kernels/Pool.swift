@@ -113,12 +113,14 @@ final class PoolKernel: Kernel {
     /// Per output position along each dimension: the kernel offsets whose input lies inside the
     /// input (`lo..<hi`), and how many lie inside the padded input (for count_include_pad).
     struct PoolRanges {
-        var d: [(lo: Int, hi: Int, padded: Int)]
-        var h: [(lo: Int, hi: Int, padded: Int)]
-        var w: [(lo: Int, hi: Int, padded: Int)]
+        /// Kernel offsets `lo..<hi` inside the input; `padded` of them inside the padded input.
+        typealias Span = (lo: Int, hi: Int, padded: Int)
+        var d: [Span]
+        var h: [Span]
+        var w: [Span]
 
         init(_ g: Window3D, padsEnd: [Int]) {
-            func dim(_ out: Int, _ inp: Int, _ k: Int, _ s: Int, _ dl: Int, _ pb: Int, _ pe: Int) -> [(lo: Int, hi: Int, padded: Int)] {
+            func dim(_ out: Int, _ inp: Int, _ k: Int, _ s: Int, _ dl: Int, _ pb: Int, _ pe: Int) -> [Span] {
                 (0..<out).map { o in
                     let start = o * s - pb
                     let lo = min(k, max(0, ceilDiv(-start, dl)))
@@ -133,6 +135,61 @@ final class PoolKernel: Kernel {
             d = dim(g.od, g.id, g.kd, g.sd, g.dd, g.pd, pe(0))
             h = dim(g.oh, g.ih, g.kh, g.sh, g.dh, g.ph, pe(1))
             w = dim(g.ow, g.iw, g.kw, g.sw, g.dw, g.pw, pe(2))
+        }
+    }
+
+    /// The window of one output position: where it starts in the input (`z0`, `y0`, `x0`, before
+    /// the kernel offsets; negative in the begin padding) and its spans per dimension.
+    struct OutputWindow {
+        var z0: Int, y0: Int, x0: Int
+        var d: PoolRanges.Span, h: PoolRanges.Span, w: PoolRanges.Span
+
+        /// No element of the window lies inside the input.
+        var isEmpty: Bool { d.lo >= d.hi || h.lo >= h.hi || w.lo >= w.hi }
+
+        /// Calls `body(offset)` for each window element inside the input, in window order, with
+        /// its offset in one channel of the input.
+        @inline(__always)
+        func forEachInput(_ g: Window3D, _ body: (Int) -> Void) {
+            for kd in d.lo..<d.hi {
+                let z = z0 + kd * g.dd
+                for kh in h.lo..<h.hi {
+                    let row = (z * g.ih + y0 + kh * g.dh) * g.iw + x0
+                    for kw in w.lo..<w.hi { body(row + kw * g.dw) }
+                }
+            }
+        }
+
+        /// The first maximum of the window over channel `s` and its offset (`lowest` and -1 for
+        /// an empty window): MaxPool's output, the element its Indices output names and its VJP
+        /// sends the cotangent to.
+        @inline(__always)
+        func firstMax<T: Comparable>(_ s: UnsafeMutablePointer<T>, _ g: Window3D, lowest: T) -> (value: T, offset: Int) {
+            var best = lowest
+            var bi = -1
+            forEachInput(g) { e in
+                let v = s[e]
+                if bi < 0 || v > best {
+                    best = v
+                    bi = e
+                }
+            }
+            return (best, bi)
+        }
+    }
+
+    /// Calls `body(window)` for each output position of one channel, in output order.
+    @inline(__always)
+    static func forEachWindow(_ g: Window3D, _ rd: UnsafeBufferPointer<PoolRanges.Span>, _ rh: UnsafeBufferPointer<PoolRanges.Span>,
+                              _ rw: UnsafeBufferPointer<PoolRanges.Span>, _ body: (OutputWindow) -> Void) {
+        for od in 0..<g.od {
+            let z0 = od * g.sd - g.pd
+            for oh in 0..<g.oh {
+                let y0 = oh * g.sh - g.ph
+                for ow in 0..<g.ow {
+                    body(OutputWindow(z0: z0, y0: y0, x0: ow * g.sw - g.pw, d: rd[od], h: rh[oh], w: rw[ow]))
+                }
+            }
         }
     }
 
@@ -162,42 +219,18 @@ final class PoolKernel: Kernel {
                     let s = px + ch * inSize
                     var q = py + ch * outSize
                     var qi = pi.map { $0 + ch * outSize }
-                    for od in 0..<g.od {
-                        let z0 = od * g.sd - g.pd
-                        let (dlo, dhi, _) = rd[od]
-                        for oh in 0..<g.oh {
-                            let y0 = oh * g.sh - g.ph
-                            let (hlo, hhi, _) = rh[oh]
-                            for ow in 0..<g.ow {
-                                let x0 = ow * g.sw - g.pw
-                                let (wlo, whi, _) = rw[ow]
-                                var best = lowest
-                                var bi = -1
-                                for kd in dlo..<dhi {
-                                    let z = z0 + kd * g.dd
-                                    for kh in hlo..<hhi {
-                                        let row = (z * g.ih + y0 + kh * g.dh) * g.iw + x0
-                                        for kw in wlo..<whi {
-                                            let v = s[row + kw * g.dw]
-                                            if bi < 0 || v > best {
-                                                best = v
-                                                bi = row + kw * g.dw
-                                            }
-                                        }
-                                    }
-                                }
-                                q.pointee = best
-                                q += 1
-                                if let p = qi {
-                                    var idx = max(bi, 0)
-                                    if columnMajor {
-                                        let z = idx / (g.ih * g.iw), yy = (idx / g.iw) % g.ih, xx = idx % g.iw
-                                        idx = (xx * g.ih + yy) * g.id + z
-                                    }
-                                    p.pointee = Int64(ch * inSize + idx)
-                                    qi = p + 1
-                                }
+                    PoolKernel.forEachWindow(g, rd, rh, rw) { window in
+                        let (best, bi) = window.firstMax(s, g, lowest: lowest)
+                        q.pointee = best
+                        q += 1
+                        if let p = qi {
+                            var idx = max(bi, 0)
+                            if columnMajor {
+                                let z = idx / (g.ih * g.iw), yy = (idx / g.iw) % g.ih, xx = idx % g.iw
+                                idx = (xx * g.ih + yy) * g.id + z
                             }
+                            p.pointee = Int64(ch * inSize + idx)
+                            qi = p + 1
                         }
                     }
                 }
@@ -398,54 +431,21 @@ extension PoolKernel {
                 for ch in range {
                     let s = px + ch * inSize, d = pd + ch * inSize
                     var o = ch * outSize
-                    for od in 0..<g.od {
-                        let z0 = od * g.sd - g.pd
-                        let (dlo, dhi, dpad) = rd[od]
-                        for oh in 0..<g.oh {
-                            let y0 = oh * g.sh - g.ph
-                            let (hlo, hhi, hpad) = rh[oh]
-                            for ow in 0..<g.ow {
-                                defer { o += 1 }
-                                let x0 = ow * g.sw - g.pw
-                                let (wlo, whi, wpad) = rw[ow]
-                                let gv = pg[o]
-                                if gv == 0 || dlo >= dhi || hlo >= hhi || wlo >= whi { continue }
-                                switch kind {
-                                case .max:
-                                    var best = -T.infinity
-                                    var bi = -1
-                                    for kd in dlo..<dhi {
-                                        for kh in hlo..<hhi {
-                                            let row = ((z0 + kd * g.dd) * g.ih + y0 + kh * g.dh) * g.iw + x0
-                                            for kw in wlo..<whi where bi < 0 || s[row + kw * g.dw] > best {
-                                                best = s[row + kw * g.dw]
-                                                bi = row + kw * g.dw
-                                            }
-                                        }
-                                    }
-                                    d[bi] += gv
-                                case .average:
-                                    let n = includePad ? dpad * hpad * wpad : (dhi - dlo) * (hhi - hlo) * (whi - wlo)
-                                    let v = gv / T(max(n, 1))
-                                    for kd in dlo..<dhi {
-                                        for kh in hlo..<hhi {
-                                            let row = ((z0 + kd * g.dd) * g.ih + y0 + kh * g.dh) * g.iw + x0
-                                            for kw in wlo..<whi { d[row + kw * g.dw] += v }
-                                        }
-                                    }
-                                case .lp:
-                                    let out = py[o]
-                                    for kd in dlo..<dhi {
-                                        for kh in hlo..<hhi {
-                                            let row = ((z0 + kd * g.dd) * g.ih + y0 + kh * g.dh) * g.iw + x0
-                                            for kw in wlo..<whi {
-                                                let e = row + kw * g.dw
-                                                d[e] += gv * lpDerivative(s[e], out)
-                                            }
-                                        }
-                                    }
-                                }
-                            }
+                    PoolKernel.forEachWindow(g, rd, rh, rw) { window in
+                        defer { o += 1 }
+                        let gv = pg[o]
+                        if gv == 0 || window.isEmpty { return }
+                        switch kind {
+                        case .max:
+                            d[window.firstMax(s, g, lowest: -T.infinity).offset] += gv
+                        case .average:
+                            let (wd, wh, ww) = (window.d, window.h, window.w)
+                            let n = includePad ? wd.padded * wh.padded * ww.padded : (wd.hi - wd.lo) * (wh.hi - wh.lo) * (ww.hi - ww.lo)
+                            let v = gv / T(max(n, 1))
+                            window.forEachInput(g) { d[$0] += v }
+                        case .lp:
+                            let out = py[o]
+                            window.forEachInput(g) { e in d[e] += gv * lpDerivative(s[e], out) }
                         }
                     }
                 }

@@ -123,26 +123,9 @@ private func scatterStrided<T>(_ src: UnsafeMutablePointer<T>, into dst: UnsafeM
     let rank = shape.count
     let inner = shape[rank - 1], st = strides[rank - 1]
     ctx.parallelFor(total / inner, grain: max(1, 65536 / max(inner, 1))) { range in
-        var index = [Int](repeating: 0, count: rank)
-        var off = 0
-        var r = range.lowerBound
-        for d in stride(from: rank - 2, through: 0, by: -1) {
-            index[d] = r % shape[d]
-            r /= shape[d]
-            off += index[d] * strides[d]
-        }
-        for row in range {
+        Layout.forEachRow(range, shape: shape, strides: strides) { row, off in
             let s = src + row * inner, o = dst + off
             if st == 1 { o.update(from: s, count: inner) } else { for i in 0..<inner { o[i * st] = s[i] } }
-            var d = rank - 2
-            while d >= 0 {
-                index[d] += 1
-                off += strides[d]
-                if index[d] < shape[d] { break }
-                off -= strides[d] * shape[d]
-                index[d] = 0
-                d -= 1
-            }
         }
     }
 }

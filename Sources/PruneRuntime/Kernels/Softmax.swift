@@ -39,20 +39,7 @@ final class SoftmaxKernel: Kernel {
 
     func run(_ inputs: [NDArray?], _ ctx: KernelContext) throws -> [NDArray?] {
         let x = try inputs.required(0)
-        let rank = x.rank
-        let a = axis < 0 ? axis + rank : axis
-        guard (rank == 0 && (axis == 0 || axis == -1)) || (a >= 0 && a < rank) else {
-            throw KernelError("axis \(axis) out of range for rank \(rank)")
-        }
-        let outer = x.shape.prefix(max(0, a)).reduce(1, *)
-        let n: Int, inner: Int
-        if legacy || rank == 0 {
-            n = x.shape.dropFirst(max(0, a)).reduce(1, *)
-            inner = 1
-        } else {
-            n = x.shape[a]
-            inner = x.shape.dropFirst(a + 1).reduce(1, *)
-        }
+        let (outer, n, inner) = try SoftmaxKernel.rows(of: x.shape, axis: axis, legacy: legacy)
         switch x.dtype {
         case .float:
             return [compute(x, Float.self, outer, n, inner, ctx)]
@@ -66,6 +53,19 @@ final class SoftmaxKernel: Kernel {
         default:
             throw KernelError("element type \(x.dtype) is not supported")
         }
+    }
+
+    /// The rows normalized in an array shaped `shape`: `outer × inner` of them, `n` elements each,
+    /// `inner` apart. Before opset 13 (`legacy`) a row is the whole trailing block from `axis`.
+    static func rows(of shape: [Int], axis: Int, legacy: Bool) throws -> (outer: Int, n: Int, inner: Int) {
+        let rank = shape.count
+        let a = axis < 0 ? axis + rank : axis
+        guard (rank == 0 && (axis == 0 || axis == -1)) || (a >= 0 && a < rank) else {
+            throw KernelError("axis \(axis) out of range for rank \(rank)")
+        }
+        let outer = shape.prefix(max(0, a)).reduce(1, *)
+        if legacy || rank == 0 { return (outer, shape.dropFirst(max(0, a)).reduce(1, *), 1) }
+        return (outer, shape[a], shape.dropFirst(a + 1).reduce(1, *))
     }
 
     /// float16 rounded after every step, as onnx's reference (numpy in float16) computes it:
@@ -173,20 +173,7 @@ func registerSoftmaxGradients(_ r: inout GradientRegistry) {
         let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
         let legacy = c.opset < 13
         let axis: Int = try c.attribute("axis", default: legacy ? 1 : -1)
-        let rank = x.rank
-        let a = axis < 0 ? axis + rank : axis
-        guard (rank == 0 && (axis == 0 || axis == -1)) || (a >= 0 && a < rank) else {
-            throw KernelError("axis \(axis) out of range for rank \(rank)")
-        }
-        let outer = x.shape.prefix(max(0, a)).reduce(1, *)
-        let n: Int, inner: Int
-        if legacy || rank == 0 {
-            n = x.shape.dropFirst(max(0, a)).reduce(1, *)
-            inner = 1
-        } else {
-            n = x.shape[a]
-            inner = x.shape.dropFirst(a + 1).reduce(1, *)
-        }
+        let (outer, n, inner) = try SoftmaxKernel.rows(of: x.shape, axis: axis, legacy: legacy)
         let log = c.node.opType.name == "LogSoftmax"
         let out = c.kernel.allocate(x.dtype, x.shape)
         func go<F: BinaryFloatingPoint>(_: F.Type) {

@@ -23,15 +23,8 @@ func registerTransposeKernels(_ r: inout KernelRegistry) {
         guard mode == "DCR" || mode == "CRD" else { throw KernelError.unsupported("DepthToSpace mode \(mode)") }
         return ClosureKernel { inputs, ctx in
             let x = try inputs.required(0)
-            guard x.rank == 4, x.shape[1] % (b * b) == 0 else {
-                throw KernelError("DepthToSpace input \(x.shape) does not fit blocksize \(b)")
-            }
-            let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-            let outShape = [n, c / (b * b), h * b, w * b]
-            if mode == "DCR" {
-                return [permuted(x, shape: [n, b, b, c / (b * b), h, w], perm: [0, 3, 4, 1, 5, 2], outShape: outShape, ctx)]
-            }
-            return [permuted(x, shape: [n, c / (b * b), b, b, h, w], perm: [0, 1, 4, 2, 5, 3], outShape: outShape, ctx)]
+            let (view, perm, outShape) = try blockShuffle("DepthToSpace", x.shape, blocksize: b, mode: mode)
+            return [permuted(x, shape: view, perm: perm, outShape: outShape, ctx)]
         }
     }
 
@@ -43,16 +36,27 @@ func registerTransposeKernels(_ r: inout KernelRegistry) {
         guard mode == "DCR" || mode == "CRD" else { throw KernelError.unsupported("SpaceToDepth mode \(mode)") }
         return ClosureKernel { inputs, ctx in
             let x = try inputs.required(0)
-            guard x.rank == 4, x.shape[2] % b == 0, x.shape[3] % b == 0 else {
-                throw KernelError("SpaceToDepth input \(x.shape) does not fit blocksize \(b)")
-            }
-            let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-            let view = [n, c, h / b, b, w / b, b]
-            let outShape = [n, c * b * b, h / b, w / b]
-            let perm = mode == "DCR" ? [0, 3, 5, 1, 2, 4] : [0, 1, 3, 5, 2, 4]
+            let (view, perm, outShape) = try blockShuffle("SpaceToDepth", x.shape, blocksize: b, mode: mode)
             return [permuted(x, shape: view, perm: perm, outShape: outShape, ctx)]
         }
     }
+}
+
+/// DepthToSpace or SpaceToDepth (`op`) on an NCHW `shape` as a transpose: the 6-D view of the
+/// input, the permutation of that view, and the output shape.
+func blockShuffle(_ op: String, _ shape: [Int], blocksize b: Int, mode: String) throws -> (view: [Int], perm: [Int], outShape: [Int]) {
+    let depthToSpace = op == "DepthToSpace"
+    guard shape.count == 4, depthToSpace ? shape[1] % (b * b) == 0 : shape[2] % b == 0 && shape[3] % b == 0 else {
+        throw KernelError("\(op) input \(shape) does not fit blocksize \(b)")
+    }
+    let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+    if depthToSpace {
+        let outShape = [n, c / (b * b), h * b, w * b]
+        if mode == "DCR" { return ([n, b, b, c / (b * b), h, w], [0, 3, 4, 1, 5, 2], outShape) }
+        return ([n, c / (b * b), b, b, h, w], [0, 1, 4, 2, 5, 3], outShape)
+    }
+    let perm = mode == "DCR" ? [0, 3, 5, 1, 2, 4] : [0, 1, 3, 5, 2, 4]
+    return ([n, c, h / b, b, w / b, b], perm, [n, c * b * b, h / b, w / b])
 }
 
 /// `x` read as `shape`, its dimensions permuted by `perm`, stored contiguously as `outShape`.
@@ -79,25 +83,12 @@ func registerTransposeGradients(_ r: inout GradientRegistry) {
         let p: [Int] = try c.attribute("perm") ?? Array((0..<x.rank).reversed())
         return [unpermuted(g, shape: x.shape, perm: p, c.kernel)]
     }
-    r.register(["DepthToSpace"]) { c, gs in
+    r.register(["DepthToSpace", "SpaceToDepth"]) { c, gs in
         let x = try c.input(0), y = try c.output(0)
         let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
-        let b: Int = try c.attribute("blocksize", default: 0)
-        let mode: String = try c.attribute("mode", default: "DCR")
-        let (n, ch, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-        if mode == "DCR" {
-            return [unpermuted(g, shape: [n, b, b, ch / (b * b), h, w], perm: [0, 3, 4, 1, 5, 2], c.kernel).reshaped(x.shape)]
-        }
-        return [unpermuted(g, shape: [n, ch / (b * b), b, b, h, w], perm: [0, 1, 4, 2, 5, 3], c.kernel).reshaped(x.shape)]
-    }
-    r.register(["SpaceToDepth"]) { c, gs in
-        let x = try c.input(0), y = try c.output(0)
-        let g = GradientMath.orZeros(gs[0], like: y, c.kernel)
-        let b: Int = try c.attribute("blocksize", default: 0)
-        let mode: String = try c.attribute("mode", default: "DCR")
-        let (n, ch, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-        let perm = mode == "DCR" ? [0, 3, 5, 1, 2, 4] : [0, 1, 3, 5, 2, 4]
-        return [unpermuted(g, shape: [n, ch, h / b, b, w / b, b], perm: perm, c.kernel).reshaped(x.shape)]
+        let (view, perm, _) = try blockShuffle(c.node.opType.name, x.shape, blocksize: try c.attribute("blocksize", default: 0),
+                                               mode: try c.attribute("mode", default: "DCR"))
+        return [unpermuted(g, shape: view, perm: perm, c.kernel).reshaped(x.shape)]
     }
 }
 
