@@ -73,6 +73,11 @@ let package = Package(
             path: "Passes/EcoDiff"
         ),
         .target(
+            name: "LDPrunerPasses",
+            dependencies: ["PruneKit", "PruneIR", "PruneRuntime"],
+            path: "Passes/LDPruner"
+        ),
+        .target(
             name: "MagnitudePasses",
             dependencies: ["PruneKit", "PruneIR"],
             path: "Passes/Magnitude"
@@ -86,6 +91,7 @@ let package = Package(
                 "CleanupPasses",
                 "MagnitudePasses",
                 "EcoDiffPasses",
+                "LDPrunerPasses",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -105,7 +111,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PruneKitTests",
-            dependencies: ["PruneKit", "PruneIR", "PruneRuntime", "CleanupPasses", "MagnitudePasses", "EcoDiffPasses", "PruneTestSupport"]
+            dependencies: ["PruneKit", "PruneIR", "PruneRuntime", "CleanupPasses", "MagnitudePasses", "EcoDiffPasses", "LDPrunerPasses", "PruneTestSupport"]
         ),
         .testTarget(
             name: "PrunecTests",

@@ -1,5 +1,6 @@
 import CleanupPasses
 import EcoDiffPasses
+import LDPrunerPasses
 import MagnitudePasses
 import PruneKit
 
@@ -13,6 +14,7 @@ enum BuiltinPasses {
         r.register(CleanupPass.self)
         r.register(MagnitudePass.self)
         r.register(EcoDiffPass.self)
+        r.register(LDPrunerPass.self)
         return r
     }
 }
