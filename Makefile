@@ -7,7 +7,7 @@ DEB_PACKAGES := libopenblas-dev libonnx-dev libprotobuf-dev zlib1g-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PRUNEC := .build/release/prunec
 
-.PHONY: deps venv build test demo bench-io bench bench-prune bench-ecodiff clean
+.PHONY: deps venv build test demo bench-io bench bench-prune bench-ecodiff bench-ldpruner clean
 
 # Debian packages the build links against; apt-get runs only when one is missing.
 deps:
@@ -60,6 +60,11 @@ bench-ecodiff: build venv
 # and the example models.
 bench-prune: build venv
 	.venv/bin/python scripts/bench_pruning.py --prunec $(PRUNEC) --json .cache/bench-prune.json
+
+# LD-Pruner: scoring time against the number of units scored (bert heads/neurons/all, llama, dit,
+# a 4-layer BERT-base-like encoder's heads, unet), with and without prefix reuse (Tape.rerun).
+bench-ldpruner: build venv
+	.venv/bin/python scripts/bench_ldpruner.py --prunec $(PRUNEC) --json .cache/bench-ldpruner.json
 
 clean:
 	rm -rf .build .cache .venv

@@ -78,6 +78,11 @@ let package = Package(
             path: "Passes/EcoDiff"
         ),
         .target(
+            name: "LDPrunerPasses",
+            dependencies: ["PruneKit", "PruneIR", "PruneRuntime"],
+            path: "Passes/LDPruner"
+        ),
+        .target(
             name: "MagnitudePasses",
             dependencies: ["PruneKit", "PruneIR"],
             path: "Passes/Magnitude"
@@ -92,6 +97,7 @@ let package = Package(
                 "MagnitudePasses",
                 "EcoDiffPasses",
                 "DepthPasses",
+                "LDPrunerPasses",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -111,7 +117,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PruneKitTests",
-            dependencies: ["PruneKit", "PruneIR", "PruneRuntime", "CleanupPasses", "MagnitudePasses", "EcoDiffPasses", "DepthPasses", "PruneTestSupport"]
+            dependencies: ["PruneKit", "PruneIR", "PruneRuntime", "CleanupPasses", "MagnitudePasses", "EcoDiffPasses", "DepthPasses", "LDPrunerPasses", "PruneTestSupport"]
         ),
         .testTarget(
             name: "PrunecTests",

@@ -1,6 +1,7 @@
 import CleanupPasses
 import DepthPasses
 import EcoDiffPasses
+import LDPrunerPasses
 import MagnitudePasses
 import PruneKit
 
@@ -15,6 +16,7 @@ enum BuiltinPasses {
         r.register(MagnitudePass.self)
         r.register(EcoDiffPass.self)
         r.register(DepthPass.self)
+        r.register(LDPrunerPass.self)
         return r
     }
 }

@@ -1,0 +1,236 @@
+import Foundation
+import PruneIR
+import PruneKit
+import PruneRuntime
+
+/// `ld-pruner`: latent-space importance (LD-Pruner). Every candidate unit (head, neuron, filter,
+/// and residual block with `kinds=...+blocks`) is masked alone and the model is run on the
+/// calibration samples; its score is how far the output distribution moves,
+/// `Σ_outputs ‖mean Z − mean Z′‖₂ + ‖std Z − std Z′‖₂` (mean and std elementwise over the
+/// samples). A diffusion denoiser is scored on its prediction at `timesteps` noise levels per
+/// sample (see ``LatentEvaluation``). The lowest-scoring units are gated to zero to meet the
+/// target (`sparsity`, `params` or `flops`, as in `magnitude`); run `fold-masks` afterwards.
+///
+/// Scoring dominates the cost: each sample is run once with a tape, and each masked unit re-executes
+/// only the steps downstream of its gate (`reuse=true`, ``Tape/rerun(changing:)``). The statistics
+/// report the runs, the share of steps recomputed, and the held-out drift of the result next to
+/// magnitude pruning's at the same target.
+public struct LDPrunerPass: Pass {
+    public struct Options: PassOptions {
+        public static let declarations = PruningTarget.declarations + [
+            OptionSpec("timesteps", .int, default: .int(3),
+                       help: "for a denoiser: noise levels per calibration sample, spread over the schedule (the latent is the sample's, noised)"),
+            OptionSpec("samples", .int, default: .int(8), help: "most calibration samples to score on"),
+            OptionSpec("holdout", .int, default: .int(1), help: "calibration samples held out (the last ones) for the reported drift"),
+            OptionSpec("reuse", .bool, default: .bool(true),
+                       help: "rerun only the steps downstream of each masked unit, reusing the recorded run (false: full runs)"),
+            OptionSpec("compare", .bool, default: .bool(true), help: "also report magnitude pruning's held-out drift at the same target"),
+        ]
+        public var target: PruningTarget
+        public var timesteps: Int
+        public var samples: Int
+        public var holdout: Int
+        public var reuse: Bool
+        public var compare: Bool
+
+        public init(_ v: OptionValues) throws {
+            target = try PruningTarget(v)
+            timesteps = v.int("timesteps")
+            samples = v.int("samples")
+            holdout = v.int("holdout")
+            for (key, n, least) in [("timesteps", timesteps, 1), ("samples", samples, 1), ("holdout", holdout, 0)] where n < least {
+                throw OptionError(key: key, message: "must be at least \(least), got \(n)")
+            }
+            reuse = v.bool("reuse")
+            compare = v.bool("compare")
+        }
+    }
+
+    public static let name = "ld-pruner"
+    public static let summary = "gate the units whose masking moves the output distribution least (LD-Pruner, latent-space importance)"
+
+    public let options: Options
+    public init(options: Options) { self.options = options }
+
+    /// What ``score(_:context:)`` found.
+    public struct Scoring {
+        /// The gates (now in `model`, all open).
+        public let gates: TrainableGates
+        /// The inputs scored on and held out.
+        public let evaluation: LatentEvaluation
+        /// The scores.
+        public let scores: LatentShiftScores
+        /// The interpreter of ``TrainableGates/trainingModel``.
+        public let interpreter: Interpreter
+    }
+
+    /// Gates `model`'s groups of the target kinds (all open) and scores every unit and block.
+    ///
+    /// - Throws: ``PruningError/nothingToPrune(kinds:blocked:)``, ``LDPrunerError``, or what the
+    ///   interpreter throws.
+    public func score(_ model: Model, context: PassContext) throws -> Scoring {
+        let gates = try TrainableGates(model: model, kinds: options.target.kinds)
+        let interpreter = try context.interpreter(for: gates.trainingModel)
+        let evaluation = try LatentEvaluation.make(
+            model: gates.trainingModel, gateInputs: Set(gates.inputNames + gates.blockInputs), samples: options.samples,
+            holdout: options.holdout, timesteps: options.timesteps, context: context)
+        let units = gates.groups.reduce(0) { $0 + $1.unitCount }
+        let blocks = gates.blockInputs.filter { !$0.isEmpty }.count
+        let source = context.calibration.isEmpty ? "seeded" : "calibration"
+        let what = evaluation.denoiser.map { d in
+            "\(evaluation.samples) \(source) samples × \(evaluation.timesteps.count) timesteps (\(evaluation.timesteps.map(String.init).joined(separator: ", "))) of denoiser output '\(d.output)'"
+        } ?? "\(evaluation.samples) \(source) inputs"
+        context.logger.info("\(Self.name): scoring \(units) units in \(gates.groups.count) groups\(blocks > 0 ? " and \(blocks) blocks" : "") on \(what), reuse \(options.reuse ? "on" : "off")")
+        let scorer = LatentShiftScorer(interpreter: interpreter, gates: gates, inputs: evaluation.scoring, outputs: evaluation.outputs,
+                                       reuse: options.reuse)
+        let probes = units + blocks
+        var lastLog = Date()
+        let scores = try scorer.score { done, total, elapsed in
+            let now = Date()
+            guard done == total || now.timeIntervalSince(lastLog) >= 1 else { return }
+            lastLog = now
+            let perInput = max(1, total / max(probes, 1))
+            let eta = elapsed / Double(done) * Double(total - done)
+            context.logger.info("\(Self.name): scored \(done / perInput)/\(probes) units, \(String(format: "%.1f", elapsed)) s, ETA \(String(format: "%.0f", eta)) s")
+        }
+        return Scoring(gates: gates, evaluation: evaluation, scores: scores, interpreter: interpreter)
+    }
+
+    public func run(on model: Model, context: PassContext) throws -> PassResult {
+        let started = Date()
+        let totalParams = CostModel.parameterCount(model), totalMACs = CostModel().totalMACs(model) ?? 0
+        let s = try score(model, context: context)
+        let gates = s.gates, target = options.target
+
+        // Output distances compare across groups as they are: no per-group normalization.
+        let keep = try selectUnits(gates: gates, scores: s.scores.units, totalParams: totalParams, totalMACs: totalMACs, normalize: false)
+        var stats: [String: Double] = [
+            "units-scored": Double(gates.groups.reduce(0) { $0 + $1.unitCount } + gates.blocks.count),
+            "groups": Double(gates.groups.count),
+            "evaluation-inputs": Double(s.evaluation.scoring.count),
+            "evaluations": Double(s.scores.maskedRuns),
+            "reference-runs": Double(s.scores.referenceRuns),
+            "scoring-seconds": s.scores.seconds,
+            "steps-recomputed": Double(s.scores.stepsRecomputed),
+            "steps-full": Double(s.scores.stepsFull),
+            "recomputed-fraction": Double(s.scores.stepsRecomputed) / Double(max(1, s.scores.stepsFull)),
+        ]
+        var removedParams = 0.0, removedMACs = 0.0
+        for (g, k) in zip(gates.groups, keep) {
+            stats["\(g.kind)-removed", default: 0] += Double(k.filter { !$0 }.count)
+            for (u, kept) in k.enumerated() where !kept {
+                removedParams += Double(g.paramsPerUnit[u])
+                removedMACs += g.macsPerUnit[u]
+            }
+            try Masks.set(k.map { $0 ? 1 : 0 }, for: g, in: model)
+        }
+        let unitsRemoved = removedParams
+        let blockKeep = try selectBlocks(gates.blocks, scores: s.scores.blocks, removedParams: removedParams, removedMACs: removedMACs,
+                                         totalParams: totalParams, totalMACs: totalMACs)
+        for (b, kept) in zip(gates.blocks, blockKeep) where !kept {
+            try Masks.set(0, for: b, in: model)
+            removedParams += Double(b.params)
+        }
+        if !gates.blocks.isEmpty { stats["blocks-removed"] = Double(blockKeep.filter { !$0 }.count) }
+        stats["params-removed"] = removedParams
+        stats["params-fraction-removed"] = removedParams / Double(max(1, totalParams))
+        context.logger.info("\(Self.name): scored \(Int(stats["units-scored"] ?? 0)) units in \(String(format: "%.1f", s.scores.seconds)) s (\(s.scores.maskedRuns) masked runs; recomputed \(String(format: "%.1f", 100 * (stats["recomputed-fraction"] ?? 1)))% of their steps\(options.reuse ? "" : ", reuse off")); removed \(Int(unitsRemoved)) unit params and \(Int(removedParams - unitsRemoved)) block params")
+
+        let held = s.evaluation.heldOut
+        if !held.isEmpty {
+            let refs = try held.map { try s.interpreter.run($0.merging(gates.ones) { _, b in b }) }
+            func drift(_ keep: [[Bool]], _ blocks: [Bool]) throws -> Double {
+                let feeds = gates.feeds(keep.map { $0.map { $0 ? 1 : 0 } }, blocks: blocks.map { $0 ? 1 : 0 })
+                var total = 0.0
+                for (input, ref) in zip(held, refs) {
+                    let out = try s.interpreter.run(input.merging(feeds) { _, b in b })
+                    let d = try s.evaluation.outputs.map { name -> Double in
+                        guard let y = out[name], let r = ref[name] else { throw LDPrunerError.missingOutput(name) }
+                        return GateMath.relativeL2(GateMath.values(y), GateMath.values(r))
+                    }
+                    total += d.reduce(0, +) / Double(max(1, d.count))
+                }
+                return total / Double(held.count)
+            }
+            let ld = try drift(keep, blockKeep)
+            stats["holdout-drift"] = ld
+            var line = "\(Self.name): held-out drift (rel L2 of the \(s.evaluation.denoiser == nil ? "outputs" : "prediction"), \(held.count) inputs) \(fmt(ld))"
+            if options.compare {
+                let magnitude = try selectUnits(gates: gates, scores: gates.groups.map { try WeightNorms.unitScores($0) },
+                                                totalParams: totalParams, totalMACs: totalMACs, normalize: true)
+                var mp = 0.0, mm = 0.0
+                for (g, k) in zip(gates.groups, magnitude) {
+                    for (u, kept) in k.enumerated() where !kept {
+                        mp += Double(g.paramsPerUnit[u])
+                        mm += g.macsPerUnit[u]
+                    }
+                }
+                let magnitudeBlocks = try selectBlocks(gates.blocks, scores: try gates.blocks.map(blockWeightNorm), removedParams: mp,
+                                                       removedMACs: mm, totalParams: totalParams, totalMACs: totalMACs)
+                let md = try drift(magnitude, magnitudeBlocks)
+                stats["magnitude-holdout-drift"] = md
+                line += "; magnitude at the same \(target.measure.rawValue): \(fmt(md))"
+            }
+            context.logger.info("\(line)")
+        }
+        stats["seconds"] = Date().timeIntervalSince(started)
+        return PassResult(changed: true, statistics: stats)
+    }
+
+    /// Keep flags per group for these scores (higher = more important).
+    func selectUnits(gates: TrainableGates, scores: [[Double]], totalParams: Int, totalMACs: Int, normalize: Bool) throws -> [[Bool]] {
+        guard !gates.groups.isEmpty else { return [] }
+        var candidates: [UnitSelection.Candidate] = []
+        for (g, group) in gates.groups.enumerated() {
+            for u in 0..<group.unitCount {
+                candidates.append(.init(group: g, unit: u, score: scores[g][u], params: Double(group.paramsPerUnit[u]), macs: group.macsPerUnit[u]))
+            }
+        }
+        return try UnitSelection.select(
+            unitCounts: gates.groups.map(\.unitCount), names: gates.groups.map(\.name), candidates: candidates, target: options.target,
+            totalParams: totalParams, totalMACs: totalMACs, roundable: gates.groups.map { $0.kind != .heads }, normalize: normalize)
+    }
+
+    /// Keep flags per block: `round(sparsity × blocks)` of the lowest-scoring go; for `params` and
+    /// `flops`, the lowest-scoring go until the target (less what the units removed) is met.
+    func selectBlocks(_ blocks: [ResidualBlock], scores: [Double], removedParams: Double, removedMACs: Double,
+                      totalParams: Int, totalMACs: Int) throws -> [Bool] {
+        guard !blocks.isEmpty else { return [] }
+        let target = options.target
+        var keep = [Bool](repeating: true, count: blocks.count)
+        let order = scores.indices.sorted { (scores[$0], $0) < (scores[$1], $1) }
+        switch target.measure {
+        case .sparsity:
+            let k = Int((target.amount * Double(blocks.count)).rounded(.toNearestOrEven))
+            guard k < blocks.count else {
+                throw SelectionError.emptied(group: "residual blocks", units: blocks.count, amount: target.amount)
+            }
+            for i in order.prefix(k) { keep[i] = false }
+        case .params, .flops:
+            let params = target.measure == .params
+            var done = params ? removedParams : removedMACs
+            let goal = target.amount * Double(params ? totalParams : totalMACs)
+            for i in order.dropLast() where done < goal {
+                keep[i] = false
+                done += Double(params ? blocks[i].params : blocks[i].macs)
+            }
+        }
+        return keep
+    }
+
+    /// A block's L2 weight norm per parameter (magnitude pruning's block score).
+    func blockWeightNorm(_ b: ResidualBlock) throws -> Double {
+        var sum = 0.0, count = 0
+        var seen: Set<ObjectIdentifier> = []
+        for n in b.branch {
+            for case let v? in n.inputs where v.initializer != nil && !Masks.isMask(v) && seen.insert(ObjectIdentifier(v)).inserted {
+                guard let t = v.initializer, t.dtype.isFloatingPoint, t.elementCount > 1 else { continue }
+                for x in try t.floats() { sum += Double(x) * Double(x) }
+                count += t.elementCount
+            }
+        }
+        return count == 0 ? 0 : sum.squareRoot() / Double(count)
+    }
+
+    func fmt(_ x: Double) -> String { String(format: "%.4g", x) }
+}

@@ -1,0 +1,284 @@
+import Foundation
+import PruneIR
+import PruneKit
+import PruneRuntime
+
+/// The inputs LD-Pruner evaluates a model on, and the outputs whose distribution it compares.
+///
+/// A plain model is evaluated on its calibration sets (or seeded sample inputs without calibration
+/// data), on every floating-point output. A diffusion denoiser (found by ``DenoiserInputs/map(_:sample:timestep:excluding:)``)
+/// is evaluated on its prediction, at `timesteps` timesteps spread over the noise schedule per
+/// calibration sample: the latent input is the sample's latent noised to that timestep by the
+/// forward process `x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε` (seeded ε), or pure seeded noise when there is
+/// no calibration data.
+public struct LatentEvaluation {
+    /// Feeds (without gate inputs) the scores are computed on, one per evaluation.
+    public let scoring: [[String: NDArray]]
+    /// Held-out feeds for the reported drift (the last calibration samples).
+    public let heldOut: [[String: NDArray]]
+    /// The outputs compared.
+    public let outputs: [String]
+    /// The denoiser's inputs, when the model is one.
+    public let denoiser: DenoiserInputs?
+    /// The training timesteps each sample is evaluated at (`[]` for a plain model).
+    public let timesteps: [Int]
+    /// Calibration (or synthesized) samples behind ``scoring``.
+    public let samples: Int
+
+    /// Builds the evaluation inputs of `model` (a ``TrainableGates/trainingModel``).
+    ///
+    /// - Parameters:
+    ///   - gateInputs: The model's mask inputs, which are neither data nor conditioning.
+    ///   - samples: Most calibration samples to score on.
+    ///   - holdout: Samples held out (the last ones; fewer when the data has too few).
+    ///   - timesteps: Timesteps per sample for a denoiser.
+    /// - Throws: ``SampleInputsError`` when inputs must be synthesized and cannot be.
+    public static func make(model: Model, gateInputs: Set<String>, samples: Int, holdout: Int, timesteps: Int,
+                            context: PassContext) throws -> LatentEvaluation {
+        let needed = Set(model.graph.inputs.filter { $0.initializer == nil }.map(\.name)).subtracting(gateInputs)
+        var sets = context.calibration.map { $0.filter { needed.contains($0.key) } }
+        let synthetic = sets.isEmpty
+        if synthetic {
+            sets = try (0..<(samples + holdout)).map { k in
+                try SampleInputs.make(for: model, seed: context.seed &+ UInt64(k)).filter { needed.contains($0.key) }
+            }
+        }
+        let heldCount = min(holdout, max(0, sets.count - 1))
+        let scoringSets = Array(sets.dropLast(heldCount).prefix(samples))
+        let heldSets = Array(sets.suffix(heldCount))
+        guard let inputs = try? DenoiserInputs.map(model, excluding: gateInputs) else {
+            let outputs = model.graph.outputs.filter { $0.type?.elementType?.isFloatingPoint == true }.map(\.name)
+            return LatentEvaluation(scoring: scoringSets, heldOut: heldSets, outputs: outputs, denoiser: nil, timesteps: [],
+                                    samples: scoringSets.count)
+        }
+        let schedule = NoiseSchedule()
+        let n = schedule.alphasCumprod.count
+        let ts = (0..<timesteps).map { k in min(n - 1, Int((Double(k) + 0.5) / Double(timesteps) * Double(n))) }
+        func noised(_ set: [String: NDArray], sample s: Int, timestep k: Int, stream: UInt64) -> [String: NDArray] {
+            var rng = NoiseSource(seed: (context.seed &* 0x1D_9E37) &+ stream &+ UInt64(s * timesteps + k))
+            let shape = set[inputs.sample]?.shape ?? inputs.sampleShape
+            let eps = GateMath.values(rng.normal(shape, dtype: inputs.sampleType))
+            var x = eps
+            if !synthetic, let x0 = set[inputs.sample].map(GateMath.values) {
+                let a = schedule.alphasCumprod[ts[k]]
+                x = zip(x0, eps).map { a.squareRoot() * $0 + (1 - a).squareRoot() * $1 }
+            }
+            var f = set
+            f[inputs.sample] = GateMath.array(x, like: NDArray(zeros: inputs.sampleType, shape: shape))
+            f[inputs.timestep] = inputs.timestepArray(ts[k])
+            return f
+        }
+        let scoring = scoringSets.enumerated().flatMap { s, set in ts.indices.map { noised(set, sample: s, timestep: $0, stream: 0) } }
+        let held = heldSets.enumerated().flatMap { s, set in ts.indices.map { noised(set, sample: s, timestep: $0, stream: 1 << 32) } }
+        return LatentEvaluation(scoring: scoring, heldOut: held, outputs: [inputs.output], denoiser: inputs, timesteps: ts,
+                                samples: scoringSets.count)
+    }
+}
+
+/// LD-Pruner's unit scores: for each unit (and residual block), the shift of the output
+/// distribution over the evaluation inputs when that unit alone is masked,
+/// `Σ_outputs ‖mean Z − mean Z′‖₂ + ‖std Z − std Z′‖₂`, with mean and std taken elementwise
+/// over the evaluations.
+public struct LatentShiftScores {
+    /// Per group of ``TrainableGates/groups``, per unit.
+    public let units: [[Double]]
+    /// Per block of ``TrainableGates/blocks`` (infinity for a block without a gate input).
+    public let blocks: [Double]
+    /// Masked evaluations run (units × evaluation inputs).
+    public let maskedRuns: Int
+    /// Reference (all gates open) runs, recorded on a tape.
+    public let referenceRuns: Int
+    /// Interpreter steps the masked evaluations executed.
+    public let stepsRecomputed: Int
+    /// Interpreter steps full runs would have executed for them.
+    public let stepsFull: Int
+    /// Wall time of the scoring.
+    public let seconds: Double
+}
+
+/// Computes ``LatentShiftScores`` on the interpreter of a ``TrainableGates/trainingModel``.
+///
+/// Each evaluation input is run once with every gate open, recording a tape (the reference `Z`).
+/// Each unit is then masked alone (its group's gate inputs changed, one element zeroed) and, with
+/// `reuse`, only the steps downstream of those gate inputs are re-executed from the tape
+/// (``Tape/rerun(changing:)``), so a unit late in the graph costs its cone, not the whole model.
+/// Units are scored in chunks sized to bound the accumulators (two doubles per output element per
+/// unit); each chunk re-records the reference tapes (one chunk unless the outputs are large).
+public struct LatentShiftScorer {
+    /// The interpreter of ``TrainableGates/trainingModel``.
+    public let interpreter: Interpreter
+    /// The gates.
+    public let gates: TrainableGates
+    /// Evaluation feeds, without gate inputs.
+    public let inputs: [[String: NDArray]]
+    /// The outputs compared.
+    public let outputs: [String]
+    /// Rerun only the changed cone from the tape (`false`: full runs, for comparison).
+    public var reuse: Bool
+    /// Bytes the per-unit accumulators of one chunk may take.
+    public var accumulatorBudget: Int = 256 << 20
+
+    public init(interpreter: Interpreter, gates: TrainableGates, inputs: [[String: NDArray]], outputs: [String], reuse: Bool) {
+        self.interpreter = interpreter
+        self.gates = gates
+        self.inputs = inputs
+        self.outputs = outputs
+        self.reuse = reuse
+    }
+
+    enum Probe {
+        case unit(group: Int, unit: Int)
+        case block(Int)
+    }
+
+    /// Scores every unit and block; `progress(masked runs done, total, seconds)` is called after
+    /// each masked run.
+    ///
+    /// - Throws: ``LDPrunerError`` when there is nothing to evaluate on or the outputs change shape
+    ///   between evaluations; `RuntimeError` from the interpreter.
+    public func score(progress: (Int, Int, Double) -> Void = { _, _, _ in }) throws -> LatentShiftScores {
+        let started = Date()
+        guard !inputs.isEmpty else { throw LDPrunerError.noInputs }
+        guard !outputs.isEmpty else { throw LDPrunerError.noOutputs }
+        var probes: [Probe] = []
+        for (g, group) in gates.groups.enumerated() {
+            for u in 0..<group.unitCount { probes.append(.unit(group: g, unit: u)) }
+        }
+        for (b, name) in gates.blockInputs.enumerated() where !name.isEmpty { probes.append(.block(b)) }
+        let masksOf = Dictionary(grouping: gates.masks, by: \.group)
+        let ones = gates.ones
+        func changed(_ p: Probe) -> [String: NDArray] {
+            switch p {
+            case .unit(let g, let u):
+                var out: [String: NDArray] = [:]
+                for m in masksOf[g] ?? [] {
+                    let v = m.units.map { $0 == u ? 0.0 : 1.0 }
+                    switch m.dtype {
+                    case .double: out[m.name] = NDArray(v, shape: m.shape)
+                    case .float16: out[m.name] = NDArray(v.map { Float16($0) }, shape: m.shape)
+                    default: out[m.name] = NDArray(v.map { Float($0) }, shape: m.shape)
+                    }
+                }
+                return out
+            case .block(let b):
+                let name = gates.blockInputs[b]
+                guard let one = ones[name] else { return [:] }
+                return [name: GateMath.array([0], like: one)]
+            }
+        }
+
+        // Output layout: every compared output flattened into one vector.
+        var sizes: [Int] = []
+        func flatten(_ outs: [String: NDArray], evaluation e: Int) throws -> [Double] {
+            var flat: [Double] = []
+            for (i, name) in outputs.enumerated() {
+                guard let y = outs[name] else { throw LDPrunerError.missingOutput(name) }
+                let v = GateMath.values(y)
+                if sizes.count == outputs.count, v.count != sizes[i] {
+                    throw LDPrunerError.shapeChanged(output: name, first: sizes[i], evaluation: e, count: v.count)
+                }
+                if sizes.count < outputs.count { sizes.append(v.count) }
+                flat += v
+            }
+            return flat
+        }
+
+        let n = Double(inputs.count)
+        let total = probes.count * inputs.count
+        // The first reference run sizes the outputs; accumulating around it keeps `E[x²] − E[x]²`
+        // from cancelling (variance is shift-invariant).
+        let shift = try flatten(interpreter.run(inputs[0].merging(ones) { _, b in b }), evaluation: 0)
+        var referenceRuns = 1
+        var refSum = [Double](repeating: 0, count: shift.count), refSq = refSum
+        let chunk = max(1, min(probes.count, accumulatorBudget / max(1, 16 * shift.count)))
+        var scores = [Double](repeating: 0, count: probes.count)
+        var dependent = [Int?](repeating: nil, count: probes.count)
+        var done = 0, recomputed = 0, full = 0
+        for start in stride(from: 0, to: probes.count, by: chunk) {
+            let end = min(start + chunk, probes.count)
+            var sum = [[Double]](repeating: [Double](repeating: 0, count: shift.count), count: end - start), sq = sum
+            for (e, feeds) in inputs.enumerated() {
+                let base = feeds.merging(ones) { _, b in b }
+                let tape = try interpreter.runRecording(base)
+                referenceRuns += 1
+                if start == 0 {
+                    let ref = try flatten(tape.outputs, evaluation: e)
+                    for i in ref.indices {
+                        let d = ref[i] - shift[i]
+                        refSum[i] += d
+                        refSq[i] += d * d
+                    }
+                }
+                for p in start..<end {
+                    let ch = changed(probes[p])
+                    let outs = reuse ? try tape.rerun(changing: ch) : try interpreter.run(base.merging(ch) { _, b in b })
+                    if dependent[p] == nil { dependent[p] = reuse ? try tape.stepsDepending(on: Array(ch.keys)) : tape.stepCount }
+                    recomputed += dependent[p] ?? 0
+                    full += tape.stepCount
+                    let z = try flatten(outs, evaluation: e)
+                    let k = p - start
+                    sum[k].withUnsafeMutableBufferPointer { s in
+                        sq[k].withUnsafeMutableBufferPointer { q in
+                            for i in z.indices {
+                                let d = z[i] - shift[i]
+                                s[i] += d
+                                q[i] += d * d
+                            }
+                        }
+                    }
+                    done += 1
+                    progress(done, total, Date().timeIntervalSince(started))
+                }
+            }
+            for p in start..<end {
+                let k = p - start
+                var offset = 0, score = 0.0
+                for size in sizes {
+                    var dMean = 0.0, dStd = 0.0
+                    for i in offset..<(offset + size) {
+                        let mr = refSum[i] / n, mz = sum[k][i] / n
+                        let sr = max(0, refSq[i] / n - mr * mr).squareRoot(), sz = max(0, sq[k][i] / n - mz * mz).squareRoot()
+                        dMean += (mr - mz) * (mr - mz)
+                        dStd += (sr - sz) * (sr - sz)
+                    }
+                    score += dMean.squareRoot() + dStd.squareRoot()
+                    offset += size
+                }
+                scores[p] = score
+            }
+        }
+
+        var units = gates.groups.map { [Double](repeating: 0, count: $0.unitCount) }
+        // A block whose gate input could not be made is never scored, so never chosen.
+        var blocks = [Double](repeating: .infinity, count: gates.blocks.count)
+        for (p, probe) in probes.enumerated() {
+            switch probe {
+            case .unit(let g, let u): units[g][u] = scores[p]
+            case .block(let b): blocks[b] = scores[p]
+            }
+        }
+        return LatentShiftScores(units: units, blocks: blocks, maskedRuns: done, referenceRuns: referenceRuns,
+                                 stepsRecomputed: recomputed, stepsFull: full, seconds: Date().timeIntervalSince(started))
+    }
+}
+
+/// Why LD-Pruner could not score.
+public enum LDPrunerError: Error, CustomStringConvertible {
+    case noInputs
+    case noOutputs
+    case missingOutput(String)
+    case shapeChanged(output: String, first: Int, evaluation: Int, count: Int)
+
+    public var description: String {
+        switch self {
+        case .noInputs:
+            return "ld-pruner has no input to evaluate the model on (samples=0?)"
+        case .noOutputs:
+            return "ld-pruner needs a floating-point output to compare, and the model has none"
+        case .missingOutput(let name):
+            return "the model did not produce its output '\(name)'"
+        case .shapeChanged(let name, let first, let e, let count):
+            return "ld-pruner compares output '\(name)' elementwise across the calibration samples, but it has \(first) elements in the first and \(count) in evaluation \(e + 1); use calibration sets of one shape"
+        }
+    }
+}
