@@ -101,12 +101,11 @@ final class BlockEvaluator {
 
 /// Next-token cross-entropy of a causal LM's logits.
 enum CausalLM {
-    /// Mean −log p(ids[t+1] | logits[t]) over batch and positions, and the number of positions.
-    static func crossEntropy(logits y: NDArray, ids: NDArray) -> (Double, Int) {
+    /// Calls `body(row, target, max, Σexp)` for every position that predicts a next token: `row` is
+    /// the offset of its logits in `l`, `max` and `Σexp` the log-sum-exp parts of its softmax.
+    static func positions(_ y: NDArray, _ ids: NDArray, _ l: [Double], _ body: (Int, Int, Double, Double) -> Void) {
         let (b, s, v) = (y.shape[0], y.shape[1], y.shape[2])
-        let l = GateMath.values(y)
         let tok: [Int] = ids.dtype == .int32 ? ids.buffer(as: Int32.self).map(Int.init) : ids.buffer(as: Int64.self).map(Int.init)
-        var total = 0.0, n = 0
         for bi in 0..<b {
             for t in 0..<(s - 1) {
                 let row = (bi * s + t) * v
@@ -116,9 +115,18 @@ enum CausalLM {
                 for k in 0..<v { m = max(m, l[row + k]) }
                 var z = 0.0
                 for k in 0..<v { z += Foundation.exp(l[row + k] - m) }
-                total += (m + Foundation.log(z)) - l[row + target]
-                n += 1
+                body(row, target, m, z)
             }
+        }
+    }
+
+    /// Mean −log p(ids[t+1] | logits[t]) over batch and positions, and the number of positions.
+    static func crossEntropy(logits y: NDArray, ids: NDArray) -> (Double, Int) {
+        let l = GateMath.values(y)
+        var total = 0.0, n = 0
+        positions(y, ids, l) { row, target, m, z in
+            total += (m + Foundation.log(z)) - l[row + target]
+            n += 1
         }
         return (n > 0 ? total / Double(n) : 0, n)
     }
@@ -126,22 +134,12 @@ enum CausalLM {
     /// ∂(mean cross-entropy)/∂logits, with `count` the number of positions over all sets (so
     /// gradients of several sets add up to the gradient of the mean).
     static func crossEntropyGradient(logits y: NDArray, ids: NDArray, count: Int) -> NDArray {
-        let (b, s, v) = (y.shape[0], y.shape[1], y.shape[2])
+        let v = y.shape[2]
         let l = GateMath.values(y)
-        let tok: [Int] = ids.dtype == .int32 ? ids.buffer(as: Int32.self).map(Int.init) : ids.buffer(as: Int64.self).map(Int.init)
         var g = [Double](repeating: 0, count: l.count)
-        for bi in 0..<b {
-            for t in 0..<(s - 1) {
-                let row = (bi * s + t) * v
-                let target = tok[bi * s + t + 1]
-                guard target >= 0 && target < v else { continue }
-                var m = -Double.infinity
-                for k in 0..<v { m = max(m, l[row + k]) }
-                var z = 0.0
-                for k in 0..<v { z += Foundation.exp(l[row + k] - m) }
-                for k in 0..<v { g[row + k] = Foundation.exp(l[row + k] - m) / z / Double(count) }
-                g[row + target] -= 1 / Double(count)
-            }
+        positions(y, ids, l) { row, target, m, z in
+            for k in 0..<v { g[row + k] = Foundation.exp(l[row + k] - m) / z / Double(count) }
+            g[row + target] -= 1 / Double(count)
         }
         return GateMath.array(g, like: y)
     }

@@ -53,3 +53,10 @@ enum CLI {
         return dir
     }
 }
+
+/// One example model and the options a pass runs with on it (a parameterized test's argument).
+struct PassCase: CustomStringConvertible, Sendable {
+    let model: String
+    let options: String
+    var description: String { model }
+}

@@ -5,11 +5,7 @@ import Testing
 /// prunable head+FFN parameters, the folded model passes onnx.checker and runs in onnxruntime,
 /// and its held-out final-latent drift is lower than magnitude pruning's at the same sparsity.
 @Suite struct EcoDiffTests {
-    struct Case: CustomStringConvertible, Sendable {
-        let model: String
-        let options: String
-        var description: String { model }
-    }
+    typealias Case = PassCase
 
     /// The DiT runs the defaults; the UNet (50× the MACs) a shorter schedule, to keep debug CI fast.
     static let cases = [

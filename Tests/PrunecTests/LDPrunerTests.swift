@@ -5,11 +5,7 @@ import Testing
 /// smaller model that passes onnx.checker and runs in onnxruntime, and the pass statistics give
 /// its held-out drift next to magnitude pruning's at the same sparsity.
 @Suite struct LDPrunerTests {
-    struct Case: CustomStringConvertible, Sendable {
-        let model: String
-        let options: String
-        var description: String { model }
-    }
+    typealias Case = PassCase
 
     /// The encoder and the DiT run the defaults (7 samples, × 3 timesteps for the DiT). The UNet
     /// (50× the DiT's MACs, 1,024 units, most of whose masked reruns recompute the whole up path)
