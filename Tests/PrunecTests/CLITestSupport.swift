@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 
 /// Runs the built `prunec` binary and captures what it says.
 enum CLI {
@@ -59,4 +60,17 @@ struct PassCase: CustomStringConvertible, Sendable {
     let model: String
     let options: String
     var description: String { model }
+}
+
+/// The oracle of a pruned model whose outputs differ from the original by design: onnx.checker
+/// (full check) accepts it and onnxruntime runs it on the calibration data (`prune_check.py` with
+/// an unbounded tolerance).
+func expectValidAndRunsInOnnxruntime(_ reference: String, _ pruned: String, _ calib: String) throws {
+    guard let python = OracleTests.python else {
+        Issue.record("oracle venv missing: run `make test`")
+        return
+    }
+    let c = try CLI.exec(URL(fileURLWithPath: python),
+                         [CLI.repoRoot.appendingPathComponent("scripts/oracle/prune_check.py").path, reference, pruned, calib, "--atol", "1e9"])
+    #expect(c.status == 0, "\(c.stdout) \(c.stderr)")
 }

@@ -16,16 +16,6 @@ import Testing
         ((j["passes"] as? [[String: Any]])?.first?["statistics"] as? [String: Double]) ?? [:]
     }
 
-    func checkerAndOnnxruntime(_ reference: String, _ pruned: String, _ calib: String) throws {
-        guard let python = OracleTests.python else {
-            Issue.record("oracle venv missing: run `make test`")
-            return
-        }
-        let c = try CLI.exec(URL(fileURLWithPath: python),
-                             [CLI.repoRoot.appendingPathComponent("scripts/oracle/prune_check.py").path, reference, pruned, calib, "--atol", "1e9"])
-        #expect(c.status == 0, "\(c.stdout) \(c.stderr)")
-    }
-
     @Test(arguments: ["llama", "llama.dynamo"], ["ppl", "taylor"])
     func decoderLosesTwoBlocksNoWorseThanRandom(_ model: String, _ criterion: String) throws {
         let path = "examples/models/\(model).onnx", calib = "examples/models/llama.calib.npz"
@@ -42,7 +32,7 @@ import Testing
         #expect(r.stderr.contains("random 2 (median of 5)") && r.stderr.contains("last 2"))
         let p0 = (j["before"] as? [String: Any])?["params"] as? Int ?? 0, p1 = (j["after"] as? [String: Any])?["params"] as? Int ?? 0
         #expect(p0 - p1 == Int(s["params-removed"] ?? -1), "params \(p0) → \(p1), removed \(s["params-removed"] ?? -1)")
-        try checkerAndOnnxruntime(path, out, calib)
+        try expectValidAndRunsInOnnxruntime(path, out, calib)
     }
 
     @Test func unetBKSDMRemovesTheMidBlockAndAnUpStageAttention() throws {
@@ -59,7 +49,7 @@ import Testing
         #expect(Int(s["params-removed"] ?? 0) == p0 - p1)
         let drift = (j["drift"] as? [String: [String: Any]])?["out_sample"]?["rel_l2"] as? Double ?? .nan
         #expect(drift.isFinite && drift > 0 && (s["drift-after"] ?? .nan).isFinite)
-        try checkerAndOnnxruntime(path, out, calib)
+        try expectValidAndRunsInOnnxruntime(path, out, calib)
     }
 
     @Test(arguments: [

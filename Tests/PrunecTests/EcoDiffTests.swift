@@ -39,14 +39,7 @@ import Testing
         print("ecodiff \(c.model): held-out final-latent drift \(eco) vs magnitude \(mag); removed \(before - after) of \(prunable) prunable params")
         #expect(eco < mag, "held-out drift: ecodiff \(eco), magnitude \(mag)")
         #expect(r.stdout.contains("holdout-drift"))
-        guard let python = OracleTests.python else {
-            Issue.record("oracle venv missing: run `make test`")
-            return
-        }
-        // Checker + onnxruntime: the pruned model loads and runs (outputs differ from the original by design).
-        let check = try CLI.exec(URL(fileURLWithPath: python),
-                                 [CLI.repoRoot.appendingPathComponent("scripts/oracle/prune_check.py").path, model, out, calib, "--atol", "1e9", "--json"])
-        #expect(check.status == 0, "\(check.stdout) \(check.stderr)")
+        try expectValidAndRunsInOnnxruntime(model, out, calib)
     }
 
     /// Time-step checkpointing: 50 denoising steps need at most 1.25× the memory of 10.
