@@ -68,6 +68,11 @@ let package = Package(
             path: "Passes/Cleanup"
         ),
         .target(
+            name: "AutoBotPasses",
+            dependencies: ["PruneKit", "PruneIR", "PruneRuntime", "LDPrunerPasses"],
+            path: "Passes/AutoBot"
+        ),
+        .target(
             name: "DepthPasses",
             dependencies: ["PruneKit", "PruneIR", "PruneRuntime"],
             path: "Passes/Depth"
@@ -98,6 +103,7 @@ let package = Package(
                 "EcoDiffPasses",
                 "DepthPasses",
                 "LDPrunerPasses",
+                "AutoBotPasses",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -117,7 +123,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PruneKitTests",
-            dependencies: ["PruneKit", "PruneIR", "PruneRuntime", "CleanupPasses", "MagnitudePasses", "EcoDiffPasses", "DepthPasses", "LDPrunerPasses", "PruneTestSupport"]
+            dependencies: ["PruneKit", "PruneIR", "PruneRuntime", "CleanupPasses", "MagnitudePasses", "EcoDiffPasses", "DepthPasses", "LDPrunerPasses", "AutoBotPasses", "PruneTestSupport"]
         ),
         .testTarget(
             name: "PrunecTests",

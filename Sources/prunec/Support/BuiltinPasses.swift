@@ -1,3 +1,4 @@
+import AutoBotPasses
 import CleanupPasses
 import DepthPasses
 import EcoDiffPasses
@@ -17,6 +18,7 @@ enum BuiltinPasses {
         r.register(EcoDiffPass.self)
         r.register(DepthPass.self)
         r.register(LDPrunerPass.self)
+        r.register(AutoBotPass.self)
         return r
     }
 }

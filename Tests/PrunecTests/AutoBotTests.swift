@@ -1,0 +1,30 @@
+import Foundation
+import Testing
+
+/// `autobot{flops=0.5}` on the example CNN and encoder: the folded model keeps 50% ± 2% of the
+/// MACs, passes onnx.checker and runs in onnxruntime, and agrees with the original on held-out
+/// inputs better than magnitude pruning at the same MACs (ld-pruner reported beside them).
+@Suite struct AutoBotTests {
+    @Test(arguments: ["resnet", "bert"])
+    func meetsTheMACsTargetAndBeatsMagnitude(_ name: String) throws {
+        let dir = try CLI.temporaryDirectory("autobot-\(name)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let model = "examples/models/\(name).onnx", calib = "examples/models/\(name).calib.npz"
+        let out = dir.appendingPathComponent("small.onnx").path, report = dir.appendingPathComponent("r.json").path
+        let r = try CLI.run([model, "--pass", "autobot{flops=0.5}", "--pass", "fold-masks", "-o", out, "--calib", calib, "--report", report])
+        #expect(r.status == 0, "\(r.stderr)")
+        guard r.status == 0 else { return }
+        #expect(r.stderr.contains("autobot step 1/") && r.stderr.contains("ETA"))
+        let j = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report))) as? [String: Any] ?? [:]
+        let m0 = (j["before"] as? [String: Any])?["macs"] as? Int ?? 0, m1 = (j["after"] as? [String: Any])?["macs"] as? Int ?? 0
+        let kept = Double(m1) / Double(max(m0, 1))
+        #expect(abs(kept - 0.5) <= 0.02, "\(name): kept \(kept) of the MACs (\(m0) → \(m1))")
+        let s = ((j["passes"] as? [[String: Any]])?.first?["statistics"] as? [String: Double]) ?? [:]
+        let a = s["holdout-cosine"] ?? .nan, mag = s["magnitude-holdout-cosine"] ?? .nan, ld = s["ld-pruner-holdout-cosine"] ?? .nan
+        print("autobot \(name): held-out cosine \(a), agreement \(s["holdout-agreement"] ?? .nan); magnitude \(mag), \(s["magnitude-holdout-agreement"] ?? .nan); ld-pruner \(ld), \(s["ld-pruner-holdout-agreement"] ?? .nan)")
+        #expect(a > mag, "autobot \(a) vs magnitude \(mag)")
+        #expect(ld.isFinite)
+        #expect(abs((s["magnitude-macs-kept-fraction"] ?? 0) - 0.5) <= 0.02 && abs((s["ld-pruner-macs-kept-fraction"] ?? 0) - 0.5) <= 0.02)
+        try expectValidAndRunsInOnnxruntime(model, out, calib)
+    }
+}
