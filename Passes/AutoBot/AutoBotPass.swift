@@ -49,14 +49,7 @@ public struct AutoBotPass: Pass {
             for (key, n, least) in [("steps", steps, 0), ("batch", batch, 1), ("holdout", holdout, 0)] where n < least {
                 throw OptionError(key: key, message: "must be at least \(least), got \(n)")
             }
-            var kinds: Set<GroupKind> = []
-            for w in v.string("kinds").split(separator: "+") {
-                guard let k = GroupKind(rawValue: String(w)), k != .blocks else {
-                    throw OptionError(key: "kinds", message: "has an unknown kind '\(w)' (kinds: channels, heads, neurons)")
-                }
-                kinds.insert(k)
-            }
-            self.kinds = kinds
+            kinds = try GroupKind.parse(v.string("kinds"), allowing: [.channels, .heads, .neurons])
         }
     }
 

@@ -71,14 +71,7 @@ public struct EcoDiffPass: Pass {
             }
             lr = v.double("lr")
             guard lr > 0 else { throw OptionError(key: "lr", message: "must be positive") }
-            var kinds: Set<GroupKind> = []
-            for w in v.string("kinds").split(separator: "+") {
-                guard let k = GroupKind(rawValue: String(w)), k != .blocks else {
-                    throw OptionError(key: "kinds", message: "has an unknown kind '\(w)' (kinds: heads, neurons, channels)")
-                }
-                kinds.insert(k)
-            }
-            self.kinds = kinds
+            kinds = try GroupKind.parse(v.string("kinds"), allowing: [.channels, .heads, .neurons])
             diffusion = v.string("objective") == "diffusion"
             sampler = NoiseSchedule.Sampler(rawValue: v.string("sampler")) ?? .ddim
             prediction = NoiseSchedule.Prediction(rawValue: v.string("prediction")) ?? .epsilon

@@ -71,17 +71,7 @@ public struct PruningTarget: Sendable, Equatable {
         }
         global = measure != .sparsity || v.string("scope") == "global"
         maxPerGroup = v.double("max-per-group")
-        let words = v.string("kinds").split(separator: "+").map(String.init)
-        var kinds: Set<GroupKind> = []
-        for w in words {
-            if w == "all" {
-                kinds.formUnion([.channels, .heads, .neurons])
-            } else if let k = GroupKind(rawValue: w) {
-                kinds.insert(k)
-            } else {
-                throw OptionError(key: "kinds", message: "has an unknown kind '\(w)' (kinds: channels, heads, neurons, blocks, all)")
-            }
-        }
+        let kinds = try GroupKind.parse(v.string("kinds"), allowing: Set(GroupKind.allCases))
         self.kinds = kinds
         roundTo = v.int("round-to")
         guard roundTo >= 1 else { throw OptionError(key: "round-to", message: "must be 1 or more, got \(roundTo)") }
@@ -200,5 +190,25 @@ public enum SelectionError: Error, CustomStringConvertible {
             return String(format: "%@=%.0f%% cannot be reached: the prunable groups allow at most %.1f%% (raise max-per-group or add kinds)",
                           m.rawValue, a * 100, r * 100)
         }
+    }
+}
+
+extension GroupKind {
+    /// The kinds of a `kinds=` option: words joined by `+`; `all` is channels+heads+neurons.
+    ///
+    /// - Throws: ``OptionError`` for a word that is not a kind in `allowing`.
+    public static func parse(_ text: String, allowing allowed: Set<GroupKind>) throws -> Set<GroupKind> {
+        var kinds: Set<GroupKind> = []
+        for w in text.split(separator: "+").map(String.init) {
+            if w == "all" {
+                kinds.formUnion(Set([.channels, .heads, .neurons]).intersection(allowed))
+            } else if let k = GroupKind(rawValue: w), allowed.contains(k) {
+                kinds.insert(k)
+            } else {
+                let names = allCases.filter { allowed.contains($0) }.map(\.rawValue) + ["all"]
+                throw OptionError(key: "kinds", message: "has an unknown kind '\(w)' (kinds: \(names.joined(separator: ", ")))")
+            }
+        }
+        return kinds
     }
 }
