@@ -21,20 +21,12 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def run(cmd):
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {p.returncode}: {p.stderr.strip()[-800:]}")
-    return p, time.perf_counter() - t0
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from bench_common import run_timed, write_json  # noqa: E402
 
 
 def main():
@@ -51,7 +43,7 @@ def main():
             out = os.path.join(tmp, f"{name}.onnx")
             row = {"model": name}
             for n in (10, 50):
-                p, secs = run([a.prunec, model, "--pass",
+                p, secs = run_timed([a.prunec, model, "--pass",
                                f"ecodiff{{steps=1,denoise-steps={n},samples=1,holdout=0,compare=false}}",
                                "-o", out, "--no-validate", "--report-peak-rss"])
                 m = re.search(r"peak-rss-bytes: (\d+)", p.stderr)
@@ -60,7 +52,7 @@ def main():
             row["rss_ratio"] = row["peak_rss_50"] / row["peak_rss_10"]
             if not a.skip_quality:
                 report = os.path.join(tmp, f"{name}.json")
-                p, secs = run([a.prunec, model, "--pass", "ecodiff", "--pass", "fold-masks", "-o", out, "--report", report])
+                p, secs = run_timed([a.prunec, model, "--pass", "ecodiff", "--pass", "fold-masks", "-o", out, "--report", report])
                 with open(report) as f:
                     r = json.load(f)
                 stats = r["passes"][0]["statistics"]
@@ -82,9 +74,7 @@ def main():
               f"{q('default_seconds', '.0f')} s | {q('prunable_fraction_removed', '.3f')} | {q('holdout_drift', '.4f')} | "
               f"{q('magnitude_holdout_drift', '.4f')} |")
     if a.json:
-        os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
-        with open(a.json, "w") as f:
-            json.dump({"rows": rows}, f, indent=1)
+        write_json(a.json, {"rows": rows})
     return 0
 
 

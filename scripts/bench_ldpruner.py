@@ -31,12 +31,12 @@ Example (what `make bench-ldpruner` runs):
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from bench_common import run_timed, write_json  # noqa: E402
 EXAMPLES = os.path.join(ROOT, "examples/models")
 
 # name: (model, kinds, extra options)
@@ -71,14 +71,6 @@ def encoder(cache):
     return path, calib
 
 
-def run(cmd):
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {p.returncode}: {p.stderr.strip()[-800:]}")
-    return p, time.perf_counter() - t0
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prunec", default=os.environ.get("PRUNEC", os.path.join(ROOT, ".build/release/prunec")))
@@ -101,7 +93,7 @@ def main():
             for reuse in ("true", "false"):
                 options = ",".join(x for x in (f"kinds={kinds}", f"reuse={reuse}", "compare=false", extra) if x)
                 report = os.path.join(tmp, f"{name}.{reuse}.json")
-                _, wall = run([a.prunec, path, "--pass", f"ld-pruner{{{options}}}", "-o", os.path.join(tmp, "out.onnx"),
+                _, wall = run_timed([a.prunec, path, "--pass", f"ld-pruner{{{options}}}", "-o", os.path.join(tmp, "out.onnx"),
                                "--calib", calib, "--no-validate", "--report", report])
                 with open(report) as f:
                     stats = json.load(f)["passes"][0]["statistics"]
@@ -124,9 +116,7 @@ def main():
               f"{r['seconds']:.2f} | {1000 * r['seconds_per_unit']:.1f} | {1000 * r['seconds'] / max(r['evaluations'], 1):.2f} | "
               f"{100 * r['recomputed_fraction']:.1f}% | {speedup} |")
     if a.json:
-        os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
-        with open(a.json, "w") as f:
-            json.dump({"rows": rows}, f, indent=1)
+        write_json(a.json, {"rows": rows})
     return 0
 
 
