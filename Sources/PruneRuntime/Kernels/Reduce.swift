@@ -420,30 +420,18 @@ func integerReduce<I: FixedWidthInteger>(_ op: ReduceOp, _ p: UnsafePointer<I>, 
     }
 }
 
-extension Int8: ReduceElement {
-    static func reduce(_ op: ReduceOp, _ p: UnsafePointer<Int8>, _ n: Int, _ s: Int) -> Int8 { integerReduce(op, p, n, s) }
+// Every integer type reduces the same way (see ``integerReduce(_:_:_:_:)``).
+extension ReduceElement where Self: FixedWidthInteger {
+    static func reduce(_ op: ReduceOp, _ p: UnsafePointer<Self>, _ n: Int, _ s: Int) -> Self { integerReduce(op, p, n, s) }
 }
-extension Int16: ReduceElement {
-    static func reduce(_ op: ReduceOp, _ p: UnsafePointer<Int16>, _ n: Int, _ s: Int) -> Int16 { integerReduce(op, p, n, s) }
-}
-extension Int32: ReduceElement {
-    static func reduce(_ op: ReduceOp, _ p: UnsafePointer<Int32>, _ n: Int, _ s: Int) -> Int32 { integerReduce(op, p, n, s) }
-}
-extension Int64: ReduceElement {
-    static func reduce(_ op: ReduceOp, _ p: UnsafePointer<Int64>, _ n: Int, _ s: Int) -> Int64 { integerReduce(op, p, n, s) }
-}
-extension UInt8: ReduceElement {
-    static func reduce(_ op: ReduceOp, _ p: UnsafePointer<UInt8>, _ n: Int, _ s: Int) -> UInt8 { integerReduce(op, p, n, s) }
-}
-extension UInt16: ReduceElement {
-    static func reduce(_ op: ReduceOp, _ p: UnsafePointer<UInt16>, _ n: Int, _ s: Int) -> UInt16 { integerReduce(op, p, n, s) }
-}
-extension UInt32: ReduceElement {
-    static func reduce(_ op: ReduceOp, _ p: UnsafePointer<UInt32>, _ n: Int, _ s: Int) -> UInt32 { integerReduce(op, p, n, s) }
-}
-extension UInt64: ReduceElement {
-    static func reduce(_ op: ReduceOp, _ p: UnsafePointer<UInt64>, _ n: Int, _ s: Int) -> UInt64 { integerReduce(op, p, n, s) }
-}
+extension Int8: ReduceElement {}
+extension Int16: ReduceElement {}
+extension Int32: ReduceElement {}
+extension Int64: ReduceElement {}
+extension UInt8: ReduceElement {}
+extension UInt16: ReduceElement {}
+extension UInt32: ReduceElement {}
+extension UInt64: ReduceElement {}
 extension Bool: ReduceElement {
     /// Max is "any", min is "all" (the empty max is false, the empty min true).
     static func reduce(_ op: ReduceOp, _ p: UnsafePointer<Bool>, _ n: Int, _ s: Int) -> Bool {
