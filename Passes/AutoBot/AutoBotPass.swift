@@ -192,13 +192,10 @@ enum Threshold {
         // Then fill the gap below the target with the next units (in score order) that still fit:
         // a large head skipped for a few small neurons.
         var keep = set(lo)
-        var current = macs(keep)
         for (g, u, _) in order.dropFirst(lo) where !keep[g][u] {
             keep[g][u] = true
-            let m = macs(keep)
-            if m <= target { current = m } else { keep[g][u] = false }
+            if macs(keep) > target { keep[g][u] = false }
         }
-        _ = current
         return keep
     }
 }

@@ -98,9 +98,10 @@ public enum MaskFolding {
             let axes: [Int: [Int]]
         }
         var made: [CutKey: Value] = [:]
+        var position: [ObjectIdentifier: Int] = [:]
+        for (i, n) in graph.nodes.enumerated() { position[ObjectIdentifier(n)] = i }
         let ordered = cuts.sorted { a, b in
-            let pa = graph.nodes.firstIndex { $0 === a.key.node } ?? 0, pb = graph.nodes.firstIndex { $0 === b.key.node } ?? 0
-            return (pa, a.key.input) < (pb, b.key.input)
+            (position[ObjectIdentifier(a.key.node)] ?? 0, a.key.input) < (position[ObjectIdentifier(b.key.node)] ?? 0, b.key.input)
         }
         for (use, axes) in ordered {
             guard let source = use.node.inputs[use.input], var t = source.constantValue else { continue }
