@@ -10,7 +10,7 @@ import PruneRuntime
 public struct FoldConstantsPass: Pass {
     public struct Options: PassOptions {
         public static let declarations = [
-            OptionSpec("max-bytes", .int, default: .int(1 << 20), help: "largest folded result kept, in bytes (unless no larger than the inputs)"),
+            OptionSpec("max-bytes", .int, default: .int(1 << 20), help: "largest folded result kept, in bytes (unless no larger than the inputs that die with the node)"),
         ]
         public var maxBytes: Int
         public init(_ v: OptionValues) throws { maxBytes = v.int("max-bytes") }
