@@ -92,6 +92,16 @@ let package = Package(
             dependencies: ["PruneKit", "PruneIR"],
             path: "Passes/Magnitude"
         ),
+        .target(
+            name: "FluctuationPasses",
+            dependencies: ["PruneKit", "PruneIR", "PruneRuntime"],
+            path: "Passes/Fluctuation"
+        ),
+        .target(
+            name: "ReconstructPasses",
+            dependencies: ["PruneKit", "PruneIR", "PruneRuntime"],
+            path: "Passes/Reconstruct"
+        ),
         .executableTarget(
             name: "prunec",
             dependencies: [
@@ -104,6 +114,8 @@ let package = Package(
                 "DepthPasses",
                 "LDPrunerPasses",
                 "AutoBotPasses",
+                "ReconstructPasses",
+                "FluctuationPasses",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -123,7 +135,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PruneKitTests",
-            dependencies: ["PruneKit", "PruneIR", "PruneRuntime", "CleanupPasses", "MagnitudePasses", "EcoDiffPasses", "DepthPasses", "LDPrunerPasses", "AutoBotPasses", "PruneTestSupport"]
+            dependencies: ["PruneKit", "PruneIR", "PruneRuntime", "CleanupPasses", "MagnitudePasses", "EcoDiffPasses", "DepthPasses", "LDPrunerPasses", "AutoBotPasses", "ReconstructPasses", "FluctuationPasses", "PruneTestSupport"]
         ),
         .testTarget(
             name: "PrunecTests",

@@ -25,6 +25,12 @@ const char *prunec_cblas_config(void);
 /// Sets the number of threads OpenBLAS uses.
 void prunec_cblas_set_threads(int threads);
 
+/// Solves A X = B for a symmetric positive definite n×n A (LAPACK dposv, lower triangle, column
+/// major; OpenBLAS ships LAPACK). B holds nrhs columns of n; both are overwritten (A by its
+/// Cholesky factor, B by X). Returns LAPACK's info: 0 on success, k > 0 when A is not positive
+/// definite at order k.
+int prunec_lapack_dposv(int n, int nrhs, double *a, int lda, double *b, int ldb);
+
 #ifdef __cplusplus
 }
 #endif

@@ -4,6 +4,8 @@ import PruneIR
 public enum PruningError: Error, CustomStringConvertible {
     /// No group of the requested kinds can be pruned.
     case nothingToPrune(kinds: Set<GroupKind>, blocked: [(name: String, reason: String)])
+    /// The model or its data cannot be used as the pass needs; the message names what.
+    case invalid(String)
 
     public var description: String {
         switch self {
@@ -14,6 +16,8 @@ public enum PruningError: Error, CustomStringConvertible {
                 s += " (\(blocked.count) group\(blocked.count == 1 ? " is" : "s are") blocked; e.g. '\(first.name)': \(first.reason))"
             }
             return s + "; `prunec inspect --groups` lists them"
+        case .invalid(let message):
+            return message
         }
     }
 }

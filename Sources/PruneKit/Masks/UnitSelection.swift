@@ -18,8 +18,11 @@ public struct PruningTarget: Sendable, Equatable {
     public var amount: Double
     /// Rank all groups together (`true`) or prune each group by the same fraction.
     public var global: Bool
-    /// Most of one group that may go (global ranking), as a fraction of its units.
+    /// Most of one group that may go, as a fraction of its units.
     public var maxPerGroup: Double
+    /// Fewest units any group keeps (at least 1: an emptied group is a removed branch, which is
+    /// `kinds=blocks`' job).
+    public var minKeep: Int
     /// Which kinds of groups are pruned.
     public var kinds: Set<GroupKind>
     /// Kept channel and neuron counts are rounded to a multiple of this (1 = off): runtimes block
@@ -31,8 +34,10 @@ public struct PruningTarget: Sendable, Equatable {
         OptionSpec("sparsity", .fraction, default: .double(0.3), help: "fraction of each group's units to remove (ignored when params or flops is set)"),
         OptionSpec("params", .fraction, default: .double(0), help: "fraction of the model's parameters to remove (ranks globally; 0 = off)"),
         OptionSpec("flops", .fraction, default: .double(0), help: "fraction of the model's MACs to remove (ranks globally; 0 = off)"),
-        OptionSpec("scope", .choice(["layer", "global"]), default: .string("layer"), help: "rank units within each group (layer) or across groups (global)"),
-        OptionSpec("max-per-group", .fraction, default: .double(0.9), help: "largest fraction of one group that global ranking may remove"),
+        OptionSpec("scope", .choice(["auto", "layer", "global"]), default: .string("auto"),
+                   help: "layer: every group loses the same fraction; global: rank units across groups; auto: layer for sparsity, global for params/flops"),
+        OptionSpec("max-per-group", .fraction, default: .double(0.9), help: "largest fraction of one group that may be removed"),
+        OptionSpec("min-keep", .int, default: .int(1), help: "fewest units a group keeps (a floor per layer: 1 never empties a layer's heads)"),
         OptionSpec("kinds", .string, default: .string("all"),
                    help: "groups to prune, joined by '+': channels, heads, neurons, blocks; 'all' = channels+heads+neurons"),
         OptionSpec("round-to", .int, default: .int(1),
@@ -40,12 +45,13 @@ public struct PruningTarget: Sendable, Equatable {
     ]
 
     /// A target given in code.
-    public init(measure: Measure, amount: Double, global: Bool = true, maxPerGroup: Double = 0.9,
+    public init(measure: Measure, amount: Double, global: Bool = true, maxPerGroup: Double = 0.9, minKeep: Int = 1,
                 kinds: Set<GroupKind> = [.channels, .heads, .neurons], roundTo: Int = 1) {
         self.measure = measure
         self.amount = amount
         self.global = global
         self.maxPerGroup = maxPerGroup
+        self.minKeep = max(1, minKeep)
         self.kinds = kinds
         self.roundTo = roundTo
     }
@@ -69,8 +75,16 @@ public struct PruningTarget: Sendable, Equatable {
         guard amount < 1 else {
             throw OptionError(key: measure.rawValue, message: "would remove everything: use a fraction below 1 (100%)")
         }
-        global = measure != .sparsity || v.string("scope") == "global"
+        switch v.string("scope") {
+        case "global": global = true
+        case "layer": global = false
+        default: global = measure != .sparsity
+        }
         maxPerGroup = v.double("max-per-group")
+        minKeep = v.int("min-keep")
+        guard minKeep >= 1 else {
+            throw OptionError(key: "min-keep", message: "must be 1 or more (to drop a whole branch, use kinds=blocks), got \(minKeep)")
+        }
         let kinds = try GroupKind.parse(v.string("kinds"), allowing: Set(GroupKind.allCases))
         self.kinds = kinds
         roundTo = v.int("round-to")
@@ -99,10 +113,12 @@ public enum UnitSelection {
 
     /// Keep flags per group (parallel to `unitCounts`), removing the least important units.
     ///
-    /// Per-group (`target.global == false`): each group loses `round(amount × units)` units.
+    /// Per-group (`target.global == false`): each group loses `round(f × units)` units, with
+    /// f = `amount` for a sparsity target and, for a params or MACs target, the one fraction (found
+    /// by bisection) at which the removed params or MACs reach the target.
     /// Global: scores are divided by their group's mean (so layers of different scale compare),
-    /// then the lowest go first until the target is met, never more than `maxPerGroup` of a group
-    /// and never its last unit.
+    /// then the lowest go first until the target is met.
+    /// Either way a group never loses more than `maxPerGroup` of its units, and keeps `minKeep`.
     ///
     /// - Parameter totals: The model's params and MACs (the base of `params=` and `flops=`).
     /// - Throws: ``SelectionError`` when a group would be emptied or the target cannot be reached.
@@ -136,11 +152,40 @@ public enum UnitSelection {
         var byGroup = [[Candidate]](repeating: [], count: unitCounts.count)
         for c in candidates { byGroup[c.group].append(c) }
         if !target.global {
-            for (g, cs) in byGroup.enumerated() {
-                let n = unitCounts[g]
-                let k = Int((target.amount * Double(n)).rounded(.toNearestOrEven))
-                guard k < n else { throw SelectionError.emptied(group: names[g], units: n, amount: target.amount) }
-                for c in cs.sorted(by: { ($0.score, $0.unit) < ($1.score, $1.unit) }).prefix(k) { keep[g][c.unit] = false }
+            let sorted = byGroup.map { $0.sorted(by: { ($0.score, $0.unit) < ($1.score, $1.unit) }) }
+            // The units each group loses at fraction f, within its floor and cap.
+            func removals(_ f: Double, strict: Bool) throws -> [Int] {
+                try unitCounts.indices.map { g in
+                    let n = unitCounts[g]
+                    let k = Int((f * Double(n)).rounded(.toNearestOrEven))
+                    if strict, k > n - target.minKeep {
+                        throw SelectionError.emptied(group: names[g], units: n, amount: f)
+                    }
+                    return min(k, n - target.minKeep, Int((target.maxPerGroup * Double(n)).rounded(.down)))
+                }
+            }
+            var fraction = target.amount
+            if target.measure != .sparsity {
+                // The one fraction for every group that meets the params/MACs target (bisection).
+                let goal = target.amount * Double(target.measure == .params ? totalParams : totalMACs)
+                func cost(_ ks: [Int]) -> Double {
+                    zip(sorted, ks).reduce(0) { acc, e in
+                        acc + e.0.prefix(e.1).reduce(0) { $0 + (target.measure == .params ? $1.params : $1.macs) }
+                    }
+                }
+                var lo = 0.0, hi = 1.0
+                guard cost(try removals(hi, strict: false)) >= goal * 0.999 else {
+                    throw SelectionError.unreachable(measure: target.measure, amount: target.amount,
+                                                     reached: cost(try removals(hi, strict: false)) / max(goal, 1) * target.amount)
+                }
+                for _ in 0 ..< 50 {
+                    let mid = (lo + hi) / 2
+                    if cost(try removals(mid, strict: false)) >= goal { hi = mid } else { lo = mid }
+                }
+                fraction = hi
+            }
+            for (g, k) in try removals(fraction, strict: target.measure == .sparsity).enumerated() {
+                for c in sorted[g].prefix(k) { keep[g][c.unit] = false }
             }
             return keep
         }
@@ -160,7 +205,7 @@ public enum UnitSelection {
         var done = 0.0
         for c in normalized where done < goal {
             let n = unitCounts[c.group]
-            let cap = min(n - 1, Int((target.maxPerGroup * Double(n)).rounded(.down)))
+            let cap = min(n - target.minKeep, Int((target.maxPerGroup * Double(n)).rounded(.down)))
             guard removedInGroup[c.group] < cap else { continue }
             keep[c.group][c.unit] = false
             removedInGroup[c.group] += 1

@@ -78,6 +78,22 @@ public enum BLAS {
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
+    /// Solves `A X = B` for a symmetric positive definite `n`×`n` matrix `a` (row or column major:
+    /// it is symmetric) and `nrhs` right-hand sides stored one after another in `b` (each of `n`
+    /// elements). `b` becomes the solution; `a` is overwritten by its Cholesky factor.
+    ///
+    /// - Returns: `false` when `a` is not positive definite (add damping and retry).
+    public static func solvePositiveDefinite(_ a: inout [Double], n: Int, _ b: inout [Double], nrhs: Int) -> Bool {
+        precondition(a.count == n * n && b.count == n * nrhs)
+        guard n > 0, nrhs > 0 else { return true }
+        threads(forMACs: n * n * (n + nrhs))
+        return a.withUnsafeMutableBufferPointer { ap in
+            b.withUnsafeMutableBufferPointer { bp in
+                prunec_lapack_dposv(Int32(n), Int32(nrhs), ap.baseAddress!, Int32(n), bp.baseAddress!, Int32(n)) == 0
+            }
+        }
+    }
+
     /// Row-major single-precision matrix-vector product: `y = alpha * op(A) * x + beta * y`,
     /// with `A` of shape m×n (`op(A)` is n×m when `trans`).
     @inline(__always)

@@ -2,9 +2,11 @@ import AutoBotPasses
 import CleanupPasses
 import DepthPasses
 import EcoDiffPasses
+import FluctuationPasses
 import LDPrunerPasses
 import MagnitudePasses
 import PruneKit
+import ReconstructPasses
 
 /// The passes that ship with prunec (one line per pass family target).
 enum BuiltinPasses {
@@ -19,6 +21,8 @@ enum BuiltinPasses {
         r.register(DepthPass.self)
         r.register(LDPrunerPass.self)
         r.register(AutoBotPass.self)
+        r.register(ReconstructPass.self)
+        r.register(FluctuationPass.self)
         return r
     }
 }

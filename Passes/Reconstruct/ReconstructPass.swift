@@ -1,0 +1,191 @@
+import Foundation
+import PruneIR
+import PruneKit
+import PruneRuntime
+
+/// `reconstruct`: after a scoring pass has set masks, re-fits the layers that read the pruned
+/// units so that their outputs match the unpruned model's on the calibration data.
+///
+/// For every `MatMul`/`Gemm` whose input features a group slices and that has a zero mask, in
+/// graph order, it collects the layer's input as the masked model computes it (earlier layers
+/// already pruned and re-fitted) and its output as the unmasked model computes it, then solves a
+/// ridge least-squares problem for the layer's weights and bias (`mode=full`), or shifts only the
+/// bias by the mean error (`mode=bias`, the choice for `Conv`, always). Pruned features are zero in
+/// the input, so their rows keep their weights and `fold-masks` removes them as before; the model's
+/// structure does not change.
+///
+/// Run it between the scoring pass and `fold-masks`:
+/// `--pass 'ld-pruner{sparsity=0.2}' --pass reconstruct --pass fold-masks`.
+public struct ReconstructPass: Pass {
+    public struct Options: PassOptions {
+        public static let declarations: [OptionSpec] = [
+            OptionSpec("mode", .choice(["full", "bias"]), default: .string("full"),
+                       help: "full: ridge least squares of the weights and bias; bias: bias compensation only"),
+            OptionSpec("damp", .double, default: .double(0.05),
+                       help: "ridge weight, as a fraction of the mean diagonal of XᵀX (larger stays closer to the old weights)"),
+            OptionSpec("samples", .int, default: .int(0), help: "calibration sets to fit on (0 = all)"),
+            OptionSpec("sequential", .bool, default: .bool(true),
+                       help: "re-run the model after each layer so later layers see earlier fits (one model run per layer)"),
+            OptionSpec("max-features", .int, default: .int(8192),
+                       help: "layers with more input features than this get bias compensation only"),
+        ]
+        public var mode: String
+        public var damp: Double
+        public var samples: Int
+        public var sequential: Bool
+        public var maxFeatures: Int
+        public init(_ v: OptionValues) throws {
+            mode = v.string("mode")
+            damp = v.double("damp")
+            samples = v.int("samples")
+            sequential = v.bool("sequential")
+            maxFeatures = v.int("max-features")
+            guard damp > 0 else { throw OptionError(key: "damp", message: "must be greater than 0, got \(damp)") }
+            guard samples >= 0 else { throw OptionError(key: "samples", message: "must be 0 or more, got \(samples)") }
+        }
+    }
+
+    public static let name = "reconstruct"
+    public static let summary = "re-fit the layers that read pruned units (least squares on calibration data) to match the unpruned model"
+
+    public let options: Options
+    public init(options: Options) { self.options = options }
+
+    public func run(on model: Model, context: PassContext) throws -> PassResult {
+        guard !context.calibration.isEmpty else {
+            throw PruningError.invalid("reconstruct needs calibration data: pass --calib DATA (the layers are fitted to its activations)")
+        }
+        let groups = PruningGroups.analyze(model).groups.filter { $0.maskValues?.contains(0) == true }
+        let consumers = ConsumerLayer.find(in: model, groups: groups)
+        guard !consumers.isEmpty else {
+            context.logger.info("reconstruct: no masked unit is read by a MatMul, Gemm or Conv; nothing to fit (run a scoring pass first)")
+            return .unchanged
+        }
+        let sets = options.samples > 0 ? Array(context.calibration.prefix(options.samples)) : context.calibration
+        let names = NameScope(model.graph)
+        let reference = try ActivationProbe(model: model, values: consumers.map(\.target.name), edit: ActivationProbe.setMasksToOne)
+            .run(sets, threads: context.threads)
+        var current = try options.sequential ? [] : ActivationProbe(model: model, values: consumers.flatMap { [$0.input.name, $0.target.name] })
+            .run(sets, threads: context.threads)
+        var before = 0.0, after = 0.0, fitted = 0, biasOnly = 0
+        let start = Date()
+        for (i, c) in consumers.enumerated() {
+            if options.sequential {
+                current = try ActivationProbe(model: model, values: [c.input.name, c.target.name]).run(sets, threads: context.threads)
+            }
+            let full = options.mode == "full" && c.layout != .conv && c.weight.shape[c.layout == .rows ? 0 : 1] <= options.maxFeatures
+            let r = try fit(c, full: full, reference: reference, current: current, graph: model.graph, names: names)
+            before += r.errorBefore
+            after += r.errorAfter
+            fitted += 1
+            if !full { biasOnly += 1 }
+            context.logger.info("""
+                reconstruct [\(i + 1)/\(consumers.count)] \(c.node.name.isEmpty ? c.target.name : c.node.name) \
+                (\(full ? "weights+bias" : "bias")): relative error \(String(format: "%.4f → %.4f", r.errorBefore, r.errorAfter)) \
+                (\(String(format: "%.0f", Date().timeIntervalSince(start))) s)
+                """)
+        }
+        return PassResult(changed: true, statistics: [
+            "layers-refit": Double(fitted), "layers-bias-only": Double(biasOnly),
+            "mean-error-before": before / Double(max(fitted, 1)), "mean-error-after": after / Double(max(fitted, 1)),
+            "calibration-sets": Double(sets.count),
+        ])
+    }
+
+    /// Fits one consumer and writes its new constants.
+    private func fit(_ c: ConsumerLayer, full: Bool, reference: [[String: NDArray]], current: [[String: NDArray]], graph: Graph,
+                     names: NameScope) throws -> LeastSquaresFit.Result {
+        let target = c.target.name
+        if c.layout == .conv {
+            return try fitConvBias(c, reference: reference, current: current, graph: graph, names: names)
+        }
+        let w = c.weight
+        let (k, n) = c.layout == .rows ? (w.shape[0], w.shape[1]) : (w.shape[1], w.shape[0])
+        var x: [Double] = [], y: [Double] = []
+        for (ref, cur) in zip(reference, current) {
+            guard let xi = cur[c.input.name], let yi = ref[target], xi.shape.last == k, yi.shape.last == n,
+                  xi.count / k == yi.count / n else {
+                throw PruningError.invalid("reconstruct: '\(c.node.name)' reads \(cur[c.input.name]?.shape ?? []) and writes "
+                                           + "\(ref[target]?.shape ?? []), not [rows, \(k)] → [rows, \(n)]")
+            }
+            x += xi.doubles()
+            y += yi.doubles()
+        }
+        var wRows = try w.floats().map(Double.init)
+        if c.layout == .transposed { wRows = transpose(wRows, rows: n, cols: k) }
+        let bias = try c.bias.map { try $0.node.inputs[$0.input]!.constantValue!.floats().map(Double.init) }
+        let problem = LeastSquaresFit(x: x, y: y, rows: x.count / k, k: k, n: n)
+        var result: LeastSquaresFit.Result
+        if full, let r = problem.fitFull(w: wRows, b: bias, damp: options.damp) {
+            result = r
+        } else if let bias {
+            result = problem.fitBias(w: wRows, b: bias)
+        } else {
+            return problem.fitBias(w: wRows, b: [Double](repeating: 0, count: n)).withoutChange
+        }
+        if result.errorAfter >= result.errorBefore { return result.withoutChange }
+        var newW = zip(wRows, result.deltaW).map { $0 + $1 }
+        if c.layout == .transposed { newW = transpose(newW, rows: k, cols: n) }
+        ConsumerLayer.write(newW.map(Float.init), shape: w.shape, to: c.node, input: 1, in: graph, names: names)
+        if let (node, input) = c.bias, let db = result.deltaB, let b = bias {
+            let shape = node.inputs[input]!.constantValue!.shape
+            ConsumerLayer.write(zip(b, db).map { Float($0 + $1) }, shape: shape, to: node, input: input, in: graph, names: names)
+        }
+        return result
+    }
+
+    /// A `Conv`: its bias moves by the mean error per output channel (a bias is added when it has none).
+    private func fitConvBias(_ c: ConsumerLayer, reference: [[String: NDArray]], current: [[String: NDArray]], graph: Graph,
+                             names: NameScope) throws -> LeastSquaresFit.Result {
+        let channels = c.weight.shape[0]
+        var sum = [Double](repeating: 0, count: channels), count = 0
+        var errBefore = 0.0, norm = 0.0
+        var perSet: [([Double], [Double], Int)] = []
+        for (ref, cur) in zip(reference, current) {
+            guard let yr = ref[c.target.name], let yc = cur[c.target.name], yr.shape == yc.shape, yr.rank >= 2,
+                  yr.shape[1] == channels else { continue }
+            let a = yr.doubles(), b = yc.doubles()
+            let inner = yr.shape.dropFirst(2).reduce(1, *)
+            for i in a.indices {
+                let ch = (i / inner) % channels
+                sum[ch] += a[i] - b[i]
+                errBefore += (a[i] - b[i]) * (a[i] - b[i])
+                norm += a[i] * a[i]
+            }
+            count += yr.count / channels
+            perSet.append((a, b, inner))
+        }
+        guard count > 0 else { return .init(deltaW: [], deltaB: nil, errorBefore: 0, errorAfter: 0) }
+        let shift = sum.map { $0 / Double(count) }
+        var errAfter = 0.0
+        for (a, b, inner) in perSet {
+            for i in a.indices {
+                let d = a[i] - b[i] - shift[(i / inner) % channels]
+                errAfter += d * d
+            }
+        }
+        let scale = max(norm.squareRoot(), 1e-30)
+        if let (node, input) = c.bias {
+            let old = try node.inputs[input]!.constantValue!.floats()
+            ConsumerLayer.write(zip(old, shift).map { $0 + Float($1) }, shape: [channels], to: node, input: input, in: graph, names: names)
+        } else {
+            let t = Tensor(name: names.fresh(c.node.name + ".bias"), floats: shift.map(Float.init), shape: [channels])
+            let v = graph.addInitializer(t, name: t.name)
+            while c.node.inputs.count < 2 { c.node.appendInput(nil) }
+            c.node.appendInput(v)
+        }
+        return .init(deltaW: [], deltaB: shift, errorBefore: errBefore.squareRoot() / scale, errorAfter: errAfter.squareRoot() / scale)
+    }
+
+    private func transpose(_ m: [Double], rows: Int, cols: Int) -> [Double] {
+        var t = [Double](repeating: 0, count: m.count)
+        for r in 0 ..< rows { for c in 0 ..< cols { t[c * rows + r] = m[r * cols + c] } }
+        return t
+    }
+}
+
+extension LeastSquaresFit.Result {
+    /// The same errors, recorded as unchanged (the fit did not help on its own rows, or there was
+    /// nothing to move).
+    var withoutChange: Self { .init(deltaW: deltaW, deltaB: nil, errorBefore: errorBefore, errorAfter: errorBefore) }
+}

@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""Quality benchmark: prunec's passes on real pretrained models, judged on held-out text.
+
+Run `make quality` (it builds prunec, makes .venv-quality, exports the models with
+scripts/quality/export_models.py, then runs this). Every pruned model is written by prunec, then
+loaded and run by onnxruntime, which computes every figure here:
+
+  minilm   mean cosine of the pruned model's sentence embeddings (mean pooling + L2 normalize, as
+           sentence-transformers does) to the original's on held-out sentences; paraphrase retrieval
+           top-1 accuracy on 40 hand-written pairs; ORT latency of a batch.
+  smollm2  perplexity on held-out text chunks; ORT latency.
+
+Amounts for the encoder are fractions of its prunable encoder parameters (attention heads + FFN
+neurons), converted to prunec's `params=` (a fraction of all parameters) with the group analysis
+from `prunec inspect --groups --json`.
+Writes a JSON result and, with --markdown, the tables for docs/QUALITY.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_common import run_timed, write_json  # noqa: E402
+
+
+def session(path: Path, threads: int) -> ort.InferenceSession:
+    o = ort.SessionOptions()
+    o.intra_op_num_threads = threads
+    o.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
+
+
+def latency(sess, feeds, runs: int) -> float:
+    sess.run(None, feeds)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        sess.run(None, feeds)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)) * 1000
+
+
+def embed(sess, ids, mask, batch=64) -> np.ndarray:
+    out = []
+    for i in range(0, len(ids), batch):
+        h = sess.run(None, {"input_ids": ids[i:i + batch], "attention_mask": mask[i:i + batch]})[0]
+        m = mask[i:i + batch][..., None].astype(np.float64)
+        e = (h * m).sum(1) / np.maximum(m.sum(1), 1e-9)
+        out.append(e / np.linalg.norm(e, axis=1, keepdims=True))
+    return np.concatenate(out)
+
+
+def retrieval(sess, d, held_emb) -> float:
+    """Top-1 accuracy of finding each first sentence's paraphrase among the 40 second sentences and
+    the held-out sentences (distractors)."""
+    a = embed(sess, d["para_a.input_ids"], d["para_a.attention_mask"])
+    b = np.concatenate([embed(sess, d["para_b.input_ids"], d["para_b.attention_mask"]), held_emb])
+    return float((np.argmax(a @ b.T, axis=1) == np.arange(len(a))).mean())
+
+
+def perplexity(sess, ids, batch=4) -> float:
+    nll, count = 0.0, 0
+    for i in range(0, len(ids), batch):
+        x = ids[i:i + batch]
+        logits = sess.run(None, {"input_ids": x})[0].astype(np.float64)
+        logits -= logits.max(-1, keepdims=True)
+        logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+        tgt = x[:, 1:]
+        nll -= np.take_along_axis(logp[:, :-1], tgt[..., None], -1).sum()
+        count += tgt.size
+    return float(np.exp(nll / count))
+
+
+def prunable_fraction(prunec: str, model: Path, kinds: set[str]) -> tuple[float, int, int]:
+    """(prunable params / all params, prunable, all) for the groups of `kinds`."""
+    p = subprocess.run([prunec, "inspect", str(model), "--groups", "--json", "--no-check"], capture_output=True, text=True,
+                       check=True)
+    info = json.loads(p.stdout)
+    groups = [g for g in info["groups"] if g["kind"] in kinds and g.get("prunable", True)]
+    prunable = sum(g["params"] for g in groups)
+    return prunable / info["params"], prunable, info["params"]
+
+
+def run_pipeline(prunec, model, passes, out, calib, extra=()):
+    cmd = [prunec, str(model)]
+    for p in passes:
+        cmd += ["--pass", p]
+    cmd += ["-o", str(out), "--calib", str(calib), "--no-validate", *extra]
+    p, secs = run_timed(cmd)
+    return secs
+
+
+def params_of(path: Path) -> int:
+    import onnx
+    m = onnx.load(str(path), load_external_data=False)
+    return int(sum(int(np.prod(t.dims)) for t in m.graph.initializer))
+
+
+def encoder_pipelines(frac: float, amount: float) -> dict[str, list[str]]:
+    """Named pipelines removing `amount` of the heads+neurons parameters (`frac` of all parameters;
+    ecodiff's sparsity is already a share of the prunable parameters)."""
+    t = f"params={frac:.5f},kinds=heads+neurons"
+    return {
+        "magnitude (global L2)": [f"magnitude{{{t},norm=l2}}"],
+        "magnitude + reconstruct": [f"magnitude{{{t},norm=l2}}", "reconstruct"],
+        "ld-pruner": [f"ld-pruner{{{t},samples=8,holdout=0,compare=false}}"],
+        "ld-pruner + reconstruct": [f"ld-pruner{{{t},samples=8,holdout=0,compare=false}}", "reconstruct"],
+        "ecodiff (output)": [f"ecodiff{{sparsity={amount:.5f},objective=output,compare=false,holdout=0}}"],
+        "ecodiff (output) + reconstruct": [f"ecodiff{{sparsity={amount:.5f},objective=output,compare=false,holdout=0}}", "reconstruct"],
+    }
+
+
+def run_encoder(a, res):
+    d = a.data
+    model, calib = d / "minilm.onnx", d / "minilm.calib.npz"
+    held = dict(np.load(d / "minilm.heldout.npz"))
+    ref = session(model, a.threads)
+    e0 = embed(ref, held["input_ids"], held["attention_mask"])
+    lat_feeds = {"input_ids": held["input_ids"][:32], "attention_mask": held["attention_mask"][:32]}
+    share, prunable, total = prunable_fraction(a.prunec, model, {"heads", "neurons"})
+    rows = [{"amount": 0, "pipeline": "original", "params": total, "cosine": 1.0, "retrieval": retrieval(ref, held, e0),
+             "ort_ms": latency(ref, lat_feeds, a.runs), "seconds": 0}]
+    print(f"minilm: {total:,} params, {prunable:,} in heads+neurons groups ({share:.1%}); retrieval "
+          f"{rows[0]['retrieval']:.3f}", flush=True)
+    only = set(a.only.split(",")) if a.only else None
+    for amount in a.amounts:
+        pipes = encoder_pipelines(amount * share, amount)
+        if a.pipeline:
+            # --pipeline 'NAME=PASS;PASS' with {P} for params= and {S} for ecodiff's sparsity.
+            pipes = {n: [p.replace("{P}", f"{amount * share:.5f}").replace("{S}", f"{amount:.5f}") for p in ps.split(";")]
+                     for n, ps in (x.split("=", 1) for x in a.pipeline)}
+        for name, passes in pipes.items():
+            if only and not any(o in name for o in only):
+                continue
+            out = a.work / f"minilm.{amount:.2f}.{name.replace(' ', '_').replace('(', '').replace(')', '').replace('+', 'p')}.onnx"
+            secs = run_pipeline(a.prunec, model, passes + ["fold-masks"], out, calib)
+            s = session(out, a.threads)
+            e = embed(s, held["input_ids"], held["attention_mask"])
+            row = {"amount": amount, "pipeline": name, "passes": passes, "params": params_of(out),
+                   "cosine": float((e * e0).sum(1).mean()), "cosine_min": float((e * e0).sum(1).min()),
+                   "retrieval": retrieval(s, held, e), "ort_ms": latency(s, lat_feeds, a.runs), "seconds": secs}
+            rows.append(row)
+            print(f"  {amount:.0%} {name:34s} params {row['params']:>10,}  cosine {row['cosine']:.4f} "
+                  f"(min {row['cosine_min']:.3f})  retrieval {row['retrieval']:.3f}  ORT {row['ort_ms']:.1f} ms  "
+                  f"prunec {secs:.0f} s", flush=True)
+    res["minilm"] = {"params": total, "prunable": prunable, "rows": rows}
+
+
+def run_lm(a, res):
+    d = a.data
+    model, calib = d / "smollm2.onnx", d / "smollm2.calib.npz"
+    held = np.load(d / "smollm2.heldout.npz")["input_ids"]
+    ref = session(model, a.threads)
+    ppl0 = perplexity(ref, held)
+    feeds = {"input_ids": held[:1]}
+    rows = [{"pipeline": "original", "blocks": 0, "params": params_of(model), "ppl": ppl0,
+             "ort_ms": latency(ref, feeds, a.runs), "seconds": 0}]
+    print(f"smollm2: perplexity {ppl0:.2f} on {held.size:,} held-out tokens", flush=True)
+    k = a.lm_blocks
+    pipes = {
+        "depth (ppl, one-shot)": [f"depth{{blocks={k},criterion=ppl,baselines=false,holdout=0}}"],
+        "depth (ppl, one-shot) + reconstruct": [f"depth{{blocks={k},criterion=ppl,baselines=false,holdout=0}}",
+                                                "reconstruct"],
+    }
+    for name, passes in pipes.items():
+        out = a.work / f"smollm2.{name.replace(' ', '_').replace('(', '').replace(')', '').replace('+', 'p').replace(',', '')}.onnx"
+        secs = run_pipeline(a.prunec, model, passes + ["fold-masks"], out, calib)
+        s = session(out, a.threads)
+        row = {"pipeline": name, "passes": passes, "blocks": k, "params": params_of(out), "ppl": perplexity(s, held),
+               "ort_ms": latency(s, feeds, a.runs), "seconds": secs}
+        rows.append(row)
+        print(f"  {name:40s} params {row['params']:>11,}  ppl {row['ppl']:.2f} ({row['ppl'] / ppl0:.3f}x)  "
+              f"ORT {row['ort_ms']:.1f} ms  prunec {secs:.0f} s", flush=True)
+    res["smollm2"] = {"ppl": ppl0, "rows": rows}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--prunec", default=".build/release/prunec")
+    ap.add_argument("--data", type=Path, default=Path(".cache/quality"))
+    ap.add_argument("--work", type=Path, default=Path(".cache/quality/out"))
+    ap.add_argument("--models", default="minilm,smollm2")
+    ap.add_argument("--amounts", type=lambda s: [float(x) for x in s.split(",")], default=[0.2, 0.4])
+    ap.add_argument("--pipeline", action="append", default=[],
+                    help="NAME=PASS;PASS... instead of the standard encoder pipelines ({P}: params fraction, {S}: prunable fraction)")
+    ap.add_argument("--only", default="", help="comma-separated substrings of pipeline names to run")
+    ap.add_argument("--lm-blocks", type=int, default=6, help="residual blocks to remove from the LM (10%% of 60)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--json", default=".cache/quality/quality.json")
+    a = ap.parse_args()
+    a.work.mkdir(parents=True, exist_ok=True)
+    res = {}
+    if "minilm" in a.models:
+        run_encoder(a, res)
+    if "smollm2" in a.models:
+        run_lm(a, res)
+    write_json(a.json, res)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
