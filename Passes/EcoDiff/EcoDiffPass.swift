@@ -35,6 +35,9 @@ public struct EcoDiffPass: Pass {
             OptionSpec("sample", .string, default: .string("auto"), help: "the latent input (auto: the float input shaped like the output)"),
             OptionSpec("timestep", .string, default: .string("auto"), help: "the timestep input (auto: by name)"),
             OptionSpec("max-per-group", .fraction, default: .double(0.9), help: "largest fraction of one group that may be removed"),
+            OptionSpec("scope", .choice(["global", "layer"]), default: .string("global"),
+                       help: "global: binarize by log α across groups; layer: every group loses the same fraction of its units"),
+            OptionSpec("min-keep", .int, default: .int(1), help: "fewest units a group keeps"),
             OptionSpec("compare", .bool, default: .bool(true), help: "also report magnitude pruning's held-out drift at the same sparsity"),
         ]
         public var sparsity: Double
@@ -54,6 +57,8 @@ public struct EcoDiffPass: Pass {
         public var sample: String?
         public var timestep: String?
         public var maxPerGroup: Double
+        public var global: Bool
+        public var minKeep: Int
         public var compare: Bool
 
         public init(_ v: OptionValues) throws {
@@ -72,6 +77,9 @@ public struct EcoDiffPass: Pass {
             lr = v.double("lr")
             guard lr > 0 else { throw OptionError(key: "lr", message: "must be positive") }
             kinds = try GroupKind.parse(v.string("kinds"), allowing: [.channels, .heads, .neurons])
+            global = v.string("scope") == "global"
+            minKeep = v.int("min-keep")
+            guard minKeep >= 1 else { throw OptionError(key: "min-keep", message: "must be 1 or more, got \(minKeep)") }
             diffusion = v.string("objective") == "diffusion"
             sampler = NoiseSchedule.Sampler(rawValue: v.string("sampler")) ?? .ddim
             prediction = NoiseSchedule.Prediction(rawValue: v.string("prediction")) ?? .epsilon
@@ -147,7 +155,8 @@ public struct EcoDiffPass: Pass {
         }
 
         // Binarize: remove the units with the smallest log α until `sparsity` of the parameters go.
-        let target = PruningTarget(measure: .params, amount: options.sparsity, global: true, maxPerGroup: options.maxPerGroup, kinds: options.kinds)
+        let target = PruningTarget(measure: .params, amount: options.sparsity, global: options.global, maxPerGroup: options.maxPerGroup,
+                                   minKeep: options.minKeep, kinds: options.kinds)
         func keepFor(_ scores: [[Double]], normalize: Bool) throws -> [[Bool]] {
             var candidates: [UnitSelection.Candidate] = []
             for (g, group) in gates.groups.enumerated() {
