@@ -26,7 +26,7 @@ import Testing
         return try pm.run(on: model, context: PassContext(calibration: calibration))
     }
 
-    static func copy(_ m: Model) throws -> Model { try ModelImporter.load(proto: ModelExporter.proto(m), file: "copy") }
+    static func copy(_ m: Model) throws -> Model { try ModelImporter.load(proto: ModelExporter.proto(m), file: "copy", baseDirectory: nil) }
 
     /// Relative L2 distance of `candidate`'s outputs to `reference`'s over `sets`.
     static func drift(_ reference: Model, _ candidate: Model, _ sets: [[String: NDArray]]) throws -> Double {
