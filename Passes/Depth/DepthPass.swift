@@ -27,6 +27,8 @@ public struct DepthPass: Pass {
                        help: "bk-sdm-base: the last ResBlock+attention unit of every UNet stage that has several; bk-sdm: also the mid block"),
             OptionSpec("holdout", .int, default: .int(2), help: "calibration sets held out for the reported perplexity or drift"),
             OptionSpec("baselines", .bool, default: .bool(true), help: "also report removing as many blocks at random (median of 5 seeds) and the last ones"),
+            OptionSpec("keep-masks", .bool, default: .bool(false),
+                       help: "gate the chosen blocks with zero masks instead of removing them (for reconstruct; fold-masks removes them)"),
         ]
         public var blocks: Int
         public var params: Double
@@ -36,6 +38,7 @@ public struct DepthPass: Pass {
         public var preset: String
         public var holdout: Int
         public var baselines: Bool
+        public var keepMasks: Bool
 
         public init(_ v: OptionValues) throws {
             blocks = v.int("blocks")
@@ -46,6 +49,7 @@ public struct DepthPass: Pass {
             preset = v.string("preset")
             holdout = v.int("holdout")
             baselines = v.bool("baselines")
+            keepMasks = v.bool("keep-masks")
             guard params < 1 else { throw OptionError(key: "params", message: "would remove everything: use a fraction below 1 (100%)") }
             for (key, n, least) in [("blocks", blocks, 1), ("protect-first", protectFirst, 0), ("protect-last", protectLast, 0), ("holdout", holdout, 0)] where n < least {
                 throw OptionError(key: key, message: "must be at least \(least), got \(n)")
@@ -150,7 +154,11 @@ public struct DepthPass: Pass {
         context.logger.info("\(line)")
 
         let paramsBefore = CostModel.parameterCount(model)
-        for i in chosen.sorted(by: >) { try blocks[i].remove() }
+        if options.keepMasks {
+            for i in chosen { try Masks.set(0, for: blocks[i], in: model) }
+        } else {
+            for i in chosen.sorted(by: >) { try blocks[i].remove() }
+        }
         ShapeInference().run(on: model)
         stats["params-removed"] = Double(paramsBefore - CostModel.parameterCount(model))
         stats["seconds"] = Date().timeIntervalSince(started)

@@ -14,6 +14,10 @@ import PruneRuntime
 /// the input, so their rows keep their weights and `fold-masks` removes them as before; the model's
 /// structure does not change.
 ///
+/// Skipped residual blocks (zero block gates) are absorbed: the last `MatMul` of the kept block
+/// before a run of skipped ones is re-fitted so that the residual stream after the run matches the
+/// unmasked model's (see `BlockAbsorption`).
+///
 /// Run it between the scoring pass and `fold-masks`:
 /// `--pass 'ld-pruner{sparsity=0.2}' --pass reconstruct --pass fold-masks`.
 public struct ReconstructPass: Pass {
@@ -21,7 +25,7 @@ public struct ReconstructPass: Pass {
         public static let declarations: [OptionSpec] = [
             OptionSpec("mode", .choice(["full", "bias"]), default: .string("full"),
                        help: "full: ridge least squares of the weights and bias; bias: bias compensation only"),
-            OptionSpec("damp", .double, default: .double(0.05),
+            OptionSpec("damp", .double, default: .double(0.1),
                        help: "ridge weight, as a fraction of the mean diagonal of XᵀX (larger stays closer to the old weights)"),
             OptionSpec("samples", .int, default: .int(0), help: "calibration sets to fit on (0 = all)"),
             OptionSpec("sequential", .bool, default: .bool(true),
@@ -57,13 +61,18 @@ public struct ReconstructPass: Pass {
         }
         let groups = PruningGroups.analyze(model).groups.filter { $0.maskValues?.contains(0) == true }
         let consumers = ConsumerLayer.find(in: model, groups: groups)
-        guard !consumers.isEmpty else {
-            context.logger.info("reconstruct: no masked unit is read by a MatMul, Gemm or Conv; nothing to fit (run a scoring pass first)")
+        let (absorptions, unmatched) = BlockAbsorption.find(in: model)
+        if !unmatched.isEmpty {
+            context.logger.info("reconstruct: cannot absorb skipped blocks \(unmatched.joined(separator: "; "))")
+        }
+        guard !consumers.isEmpty || !absorptions.isEmpty else {
+            context.logger.info("reconstruct: no masked unit is read by a MatMul, Gemm or Conv and no skipped block can be absorbed; nothing to fit (run a scoring pass first)")
             return .unchanged
         }
         let sets = options.samples > 0 ? Array(context.calibration.prefix(options.samples)) : context.calibration
         let names = NameScope(model.graph)
-        let reference = try ActivationProbe(model: model, values: consumers.map(\.target.name), edit: ActivationProbe.setMasksToOne)
+        let reference = try ActivationProbe(model: model, values: consumers.map(\.target.name) + absorptions.map(\.stream.name),
+                                            edit: ActivationProbe.setMasksToOne)
             .run(sets, threads: context.threads)
         var current = try options.sequential ? [] : ActivationProbe(model: model, values: consumers.flatMap { [$0.input.name, $0.target.name] })
             .run(sets, threads: context.threads)
@@ -85,7 +94,19 @@ public struct ReconstructPass: Pass {
                 (\(String(format: "%.0f", Date().timeIntervalSince(start))) s)
                 """)
         }
+        for (i, a) in absorptions.enumerated() {
+            let cur = try ActivationProbe(model: model, values: [a.node.inputs[0]!.name, a.skip.name]).run(sets, threads: context.threads)
+            let r = try absorb(a, reference: reference, current: cur, graph: model.graph, names: names)
+            before += r.errorBefore
+            after += r.errorAfter
+            fitted += 1
+            context.logger.info("""
+                reconstruct block [\(i + 1)/\(absorptions.count)] \(a.node.name) absorbs \(a.skipped.joined(separator: ", ")): \
+                relative error \(String(format: "%.4f → %.4f", r.errorBefore, r.errorAfter))
+                """)
+        }
         return PassResult(changed: true, statistics: [
+            "blocks-absorbed": Double(absorptions.reduce(0) { $0 + $1.skipped.count }),
             "layers-refit": Double(fitted), "layers-bias-only": Double(biasOnly),
             "mean-error-before": before / Double(max(fitted, 1)), "mean-error-after": after / Double(max(fitted, 1)),
             "calibration-sets": Double(sets.count),
@@ -132,6 +153,34 @@ public struct ReconstructPass: Pass {
             ConsumerLayer.write(zip(b, db).map { Float($0 + $1) }, shape: shape, to: node, input: input, in: graph, names: names)
         }
         return result
+    }
+
+    /// Fits L of a ``BlockAbsorption`` so that L′(a) ≈ S − x_p.
+    private func absorb(_ a: BlockAbsorption, reference: [[String: NDArray]], current: [[String: NDArray]], graph: Graph,
+                        names: NameScope) throws -> LeastSquaresFit.Result {
+        let w = a.node.inputs[1]!.constantValue!
+        let (k, n) = (w.shape[0], w.shape[1])
+        var x: [Double] = [], y: [Double] = []
+        for (ref, cur) in zip(reference, current) {
+            guard let xi = cur[a.node.inputs[0]!.name], let s = ref[a.stream.name], let skip = cur[a.skip.name],
+                  xi.shape.last == k, s.shape == skip.shape, s.shape.last == n, xi.count / k == s.count / n else {
+                throw PruningError.invalid("reconstruct: cannot absorb \(a.skipped.joined(separator: ", ")) into '\(a.node.name)': shapes do not line up")
+            }
+            x += xi.doubles()
+            y += zip(s.doubles(), skip.doubles()).map { $0 - $1 }
+        }
+        let wRows = try w.floats().map(Double.init)
+        let bias = try a.bias.map { try $0.node.inputs[$0.input]!.constantValue!.floats().map(Double.init) }
+        guard let r = LeastSquaresFit(x: x, y: y, rows: x.count / k, k: k, n: n).fitFull(w: wRows, b: bias, damp: options.damp),
+              r.errorAfter < r.errorBefore else {
+            return LeastSquaresFit(x: x, y: y, rows: x.count / k, k: k, n: n).fitBias(w: wRows, b: bias ?? [Double](repeating: 0, count: n)).withoutChange
+        }
+        ConsumerLayer.write(zip(wRows, r.deltaW).map { Float($0 + $1) }, shape: w.shape, to: a.node, input: 1, in: graph, names: names)
+        if let (node, input) = a.bias, let db = r.deltaB, let b = bias {
+            ConsumerLayer.write(zip(b, db).map { Float($0 + $1) }, shape: node.inputs[input]!.constantValue!.shape, to: node, input: input,
+                                in: graph, names: names)
+        }
+        return r
     }
 
     /// A `Conv`: its bias moves by the mean error per output channel (a bias is added when it has none).
