@@ -109,13 +109,16 @@ def encoder_pipelines(frac: float, amount: float) -> dict[str, list[str]]:
     """Named pipelines removing `amount` of the heads+neurons parameters (`frac` of all parameters;
     ecodiff's sparsity is already a share of the prunable parameters)."""
     t = f"params={frac:.5f},kinds=heads+neurons"
+    eco = f"ecodiff{{sparsity={amount:.5f},objective=output,compare=false,holdout=0}}"
     return {
         "magnitude (global L2)": [f"magnitude{{{t},norm=l2}}"],
         "magnitude + reconstruct": [f"magnitude{{{t},norm=l2}}", "reconstruct"],
-        "ld-pruner": [f"ld-pruner{{{t},samples=8,holdout=0,compare=false}}"],
-        "ld-pruner + reconstruct": [f"ld-pruner{{{t},samples=8,holdout=0,compare=false}}", "reconstruct"],
-        "ecodiff (output)": [f"ecodiff{{sparsity={amount:.5f},objective=output,compare=false,holdout=0}}"],
-        "ecodiff (output) + reconstruct": [f"ecodiff{{sparsity={amount:.5f},objective=output,compare=false,holdout=0}}", "reconstruct"],
+        "fluctuation": [f"fluctuation{{{t}}}"],
+        "fluctuation + reconstruct{mode=bias}": [f"fluctuation{{{t}}}", "reconstruct{mode=bias}"],
+        "fluctuation + reconstruct": [f"fluctuation{{{t}}}", "reconstruct"],
+        "fluctuation{metric=energy} + reconstruct": [f"fluctuation{{{t},metric=energy}}", "reconstruct"],
+        "ecodiff (output)": [eco],
+        "ecodiff (output) + reconstruct": [eco, "reconstruct"],
     }
 
 
