@@ -78,6 +78,11 @@ let package = Package(
             path: "Passes/Depth"
         ),
         .target(
+            name: "DistillPasses",
+            dependencies: ["PruneKit", "PruneIR", "PruneRuntime"],
+            path: "Passes/Distill"
+        ),
+        .target(
             name: "EcoDiffPasses",
             dependencies: ["PruneKit", "PruneIR", "PruneRuntime"],
             path: "Passes/EcoDiff"
@@ -104,6 +109,7 @@ let package = Package(
                 "DepthPasses",
                 "LDPrunerPasses",
                 "AutoBotPasses",
+                "DistillPasses",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -123,7 +129,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PruneKitTests",
-            dependencies: ["PruneKit", "PruneIR", "PruneRuntime", "CleanupPasses", "MagnitudePasses", "EcoDiffPasses", "DepthPasses", "LDPrunerPasses", "AutoBotPasses", "PruneTestSupport"]
+            dependencies: ["PruneKit", "PruneIR", "PruneRuntime", "CleanupPasses", "MagnitudePasses", "EcoDiffPasses", "DepthPasses", "LDPrunerPasses", "AutoBotPasses", "DistillPasses", "PruneTestSupport"]
         ),
         .testTarget(
             name: "PrunecTests",

@@ -1,6 +1,7 @@
 import AutoBotPasses
 import CleanupPasses
 import DepthPasses
+import DistillPasses
 import EcoDiffPasses
 import LDPrunerPasses
 import MagnitudePasses
@@ -19,6 +20,7 @@ enum BuiltinPasses {
         r.register(DepthPass.self)
         r.register(LDPrunerPass.self)
         r.register(AutoBotPass.self)
+        r.register(DistillPass.self)
         return r
     }
 }
