@@ -35,7 +35,7 @@ public struct DistillPass: Pass {
 
         public static let declarations: [OptionSpec] = [
             OptionSpec("steps", .int, default: .int(100), help: "optimizer steps"),
-            OptionSpec("lr", .double, default: .double(1e-3), help: "AdamW learning rate"),
+            OptionSpec("lr", .double, default: .double(1e-4), help: "AdamW learning rate"),
             OptionSpec("batch", .int, default: .int(1), help: "samples per step (gradients averaged; one sample's activations in memory at a time)"),
             OptionSpec("train", .choice(Train.allCases.map(\.rawValue)), default: .string("all"),
                        help: "which weights train: all, norms-biases (rank-1 tensors), lora (low-rank adapters on MatMul/Gemm weights, merged at the end)"),

@@ -111,11 +111,11 @@ final class TrainableWeights {
             for use in x.uses {
                 let node = use.node
                 guard seen.insert(ObjectIdentifier(node)).inserted else { continue }
+                // A node with no float output (Shape, a comparison) passes no gradient on.
+                let floatOutputs = node.outputs.filter { o in !o.isOmitted && (o.type?.elementType).map { $0 == .float || $0 == .double } ?? true }
+                if floatOutputs.isEmpty { continue }
                 if GradientRegistry.standard.vjp(domain: node.opType.canonicalDomain, op: node.opType.name) == nil { return node.opType.name }
-                for o in node.outputs where !o.isOmitted {
-                    if let t = o.type?.elementType, !(t == .float || t == .double) { continue }
-                    stack.append(o)
-                }
+                stack.append(contentsOf: floatOutputs)
             }
         }
         return nil

@@ -31,13 +31,13 @@ import Testing
     @Test func unetAfterBKSDMDriftsLessToTheOriginal() throws {
         let started = Date()
         let (r, j, dir) = try run(["examples/models/unet.onnx", "--pass", "depth{preset=bk-sdm}",
-                                   "--pass", "distill{steps=24,lr=0.002,eval-every=6,train=all}", "--calib", "examples/models/unet.calib.npz"])
+                                   "--pass", "distill{steps=16,lr=0.0003,eval-every=8}", "--calib", "examples/models/unet.calib.npz"])
         defer { try? FileManager.default.removeItem(at: dir) }
         #expect(r.status == 0, "\(r.stderr)")
         let s = stats(j, "distill")
         print(table("distill on unet after depth{preset=bk-sdm} (\(String(format: "%.1f", Date().timeIntervalSince(started))) s)", s))
         let before = s["heldout-mse-before"] ?? .nan, after = s["heldout-mse-after"] ?? .nan
-        #expect(after * 2 <= before, "held-out latent MSE \(before) → \(after)")
+        #expect(after * 1.5 <= before, "held-out latent MSE \(before) → \(after)")
         #expect(r.stderr.contains("distill step"), "progress lines on stderr")
         try expectValidAndRunsInOnnxruntime("examples/models/unet.onnx", dir.appendingPathComponent("out.onnx").path, "examples/models/unet.calib.npz")
     }
@@ -45,7 +45,7 @@ import Testing
     @Test func bertAfterHeadNeuronPruningDriftsLessToTheOriginal() throws {
         let started = Date()
         let (r, j, dir) = try run(["examples/models/bert.onnx", "--pass", "magnitude{sparsity=0.4,kinds=heads+neurons}", "--pass", "fold-masks",
-                                   "--pass", "distill{steps=40,lr=0.003,eval-every=10}", "--calib", "examples/models/bert.calib.npz"])
+                                   "--pass", "distill{steps=80,eval-every=10}", "--calib", "examples/models/bert.calib.npz"])
         defer { try? FileManager.default.removeItem(at: dir) }
         #expect(r.status == 0, "\(r.stderr)")
         let s = stats(j, "distill")
