@@ -1,10 +1,10 @@
 import Foundation
 import PruneIR
-import PruneKit
 import PruneRuntime
 import Testing
 
 @testable import DistillPasses
+@testable import PruneKit
 
 /// Gradient checks of `distill`'s losses against central finite differences in float64: the
 /// normalized output MSE, the KL on logits, and the whole objective (output loss + weighted
@@ -104,6 +104,67 @@ struct DistillLossTests {
                 return loss(v)
             }
             #expect(close(analytic[i], n), "adapter part \(i): \(analytic[i]) vs \(n)")
+        }
+    }
+
+    func distill(_ text: String) throws -> DistillPass {
+        var r = PassRegistry()
+        r.register(DistillPass.self)
+        let p = try Pipeline.parse(text)
+        #expect(try Pipeline.parse(p.description) == p)
+        return try #require(try r.instantiate(p, text: text).first as? DistillPass)
+    }
+
+    func calibration(_ n: Int) -> [[String: NDArray]] {
+        var rng = NoiseSource(seed: 11)
+        return (0..<n).map { _ in ["x": NDArray((0..<8).map { _ in rng.normal() }, shape: [2, 4])] }
+    }
+
+    @Test func optionsParseAndPrint() throws {
+        let d = try distill("distill")
+        #expect(d.options.steps == 100 && d.options.lr == 1e-4 && d.options.train == .all && d.options.nodes == nil && d.options.heldOut == 0.25)
+        let o = try distill("distill{steps=5,train=lora,rank=2,nodes=*attn*,loss=kl,held-out=50%,feature-weight=0.0}")
+        #expect(o.options.train == .lora && o.options.rank == 2 && o.options.nodes == "*attn*" && o.options.loss == .kl && o.options.heldOut == 0.5)
+        #expect(throws: (any Error).self) { try distill("distill{held-out=1}") }
+    }
+
+    @Test func aStudentEqualToItsTeacherStaysUnchanged() throws {
+        let teacher = model(seed: 1), student = model(seed: 1)
+        let before = try NDArray(tensor: try #require(student.graph.value(named: "W1")?.initializer)).doubles()
+        let context = PassContext(calibration: calibration(4), original: teacher)
+        let result = try distill("distill{steps=4,eval-every=2}").run(on: student, context: context)
+        #expect(!result.changed)
+        #expect(result.statistics["heldout-loss-after"] == 0)
+        #expect(try NDArray(tensor: try #require(student.graph.value(named: "W1")?.initializer)).doubles() == before)
+    }
+
+    @Test func trainingLowersTheHeldOutLossOfASmallModel() throws {
+        let teacher = model(seed: 1), student = model(seed: 2)
+        let context = PassContext(calibration: calibration(8), original: teacher)
+        let result = try distill("distill{steps=60,lr=0.01,eval-every=10}").run(on: student, context: context)
+        #expect(result.changed)
+        #expect((result.statistics["heldout-loss-after"] ?? 1) < 0.5 * (result.statistics["heldout-loss-before"] ?? 0))
+    }
+
+    @Test func mismatchedOutputShapeIsNamed() throws {
+        let teacher = model(seed: 1)
+        let b = GraphBuilder()
+        let x = b.input("x", .double, [2, 4])
+        let y = b.add(.matMul, [x, b.initializer("W", NDArray([Double](repeating: 0.1, count: 8), shape: [4, 2]).tensor())], name: "fc")
+        y.name = "y"
+        b.output(y)
+        let student = b.model(opset: 17)
+        ShapeInference().run(on: student)
+        ShapeInference().run(on: teacher)
+        #expect {
+            _ = try distill("distill{steps=1}").run(on: student, context: PassContext(calibration: calibration(2), original: teacher))
+        } throws: { error in
+            "\(error)".contains("output 'y'")
+        }
+        #expect {
+            _ = try distill("distill{steps=1}").run(on: student, context: PassContext(calibration: [], original: teacher))
+        } throws: { error in
+            "\(error)".contains("calibration data")
         }
     }
 
