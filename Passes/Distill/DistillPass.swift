@@ -177,6 +177,7 @@ public struct DistillPass: Pass {
         var stepsRun = 0
         var lastTrain = 0.0
         var order: [Int] = []
+        var trainRefs: [Int: [String: NDArray]] = [:]
         for step in 0..<options.steps {
             var gradSum: [[Double]] = variables.map { [Double](repeating: 0, count: $0.count) }
             var lossSum = 0.0
@@ -185,7 +186,14 @@ public struct DistillPass: Pass {
                 if order.isEmpty { order = Self.shuffled(data.train.count, &rng) }
                 let k = order.removeLast()
                 let feeds = data.diffusion.map { $0.draw(data.train[k], rng: &rng) } ?? data.train[k]
-                let refs = try objective.teacherValues(feeds)
+                // Fixed samples: the teacher runs once per set (cached); denoiser draws are new each time.
+                let refs: [String: NDArray]
+                if data.diffusion == nil, let cached = trainRefs[k] {
+                    refs = cached
+                } else {
+                    refs = try objective.teacherValues(feeds)
+                    if data.diffusion == nil { trainRefs[k] = refs }
+                }
                 let (l, g) = try objective.lossAndGradient(feeds, refs: refs, weights: current)
                 let vg = lora?.gradients(g, adapters: variables) ?? g
                 lossSum += l
