@@ -23,16 +23,25 @@ public struct DistillPass: Pass {
     public struct Options: PassOptions {
         /// Which weights train.
         public enum Train: String, Sendable, CaseIterable {
+            /// Every float initializer with more than one element.
             case all
+            /// Rank-1 tensors: norm scales and shifts, biases.
             case normsBiases = "norms-biases"
+            /// Low-rank adapters on MatMul/Gemm weights, merged at the end.
             case lora
         }
 
         /// The output loss.
         public enum Loss: String, Sendable, CaseIterable {
-            case auto, mse, kl
+            /// `kl` for outputs named like logits, `mse` otherwise.
+        case auto
+        /// Normalized mean squared error.
+        case mse
+        /// KL divergence of the softmax over the last axis.
+        case kl
         }
 
+        /// The declared options (`prunec passes --options` lists them).
         public static let declarations: [OptionSpec] = [
             OptionSpec("steps", .int, default: .int(100), help: "optimizer steps"),
             OptionSpec("lr", .double, default: .double(1e-4), help: "AdamW learning rate"),
@@ -87,6 +96,10 @@ public struct DistillPass: Pass {
         /// Held-out draws per held-out set (denoisers).
         public var draws: Int
 
+        /// Reads and checks the options.
+        ///
+        /// - Throws: ``OptionError`` for counts below their minimum, a non-positive `lr`, a negative
+        ///   weight, or `held-out=1`.
         public init(_ v: OptionValues) throws {
             steps = v.int("steps")
             batch = v.int("batch")
@@ -119,12 +132,20 @@ public struct DistillPass: Pass {
         }
     }
 
+    /// The pipeline spelling.
     public static let name = "distill"
+    /// One line for `prunec passes`.
     public static let summary = "train the pruned model's weights back toward the original (output + feature distillation, BK-SDM style)"
 
+    /// The parsed options.
     public let options: Options
+    /// A pass with these options.
     public init(options: Options) { self.options = options }
 
+    /// Trains `model`'s weights toward ``PassContext/original`` and writes the best ones back.
+    ///
+    /// - Throws: ``DistillError`` without a teacher or calibration data, for outputs that do not
+    ///   match, or when no weight is selected; runtime errors of the interpreter.
     public func run(on model: Model, context: PassContext) throws -> PassResult {
         let started = Date()
         guard let teacher = context.original else { throw DistillError.noTeacher }
@@ -282,6 +303,7 @@ public enum DistillError: Error, CustomStringConvertible {
     /// The calibration data lacks an input the teacher or student needs.
     case missingInput(String)
 
+    /// The message the compile command prints.
     public var description: String {
         switch self {
         case .noTeacher:
