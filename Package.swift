@@ -78,6 +78,11 @@ let package = Package(
             path: "Passes/Depth"
         ),
         .target(
+            name: "DistillPasses",
+            dependencies: ["PruneKit", "PruneIR", "PruneRuntime"],
+            path: "Passes/Distill"
+        ),
+        .target(
             name: "EcoDiffPasses",
             dependencies: ["PruneKit", "PruneIR", "PruneRuntime"],
             path: "Passes/EcoDiff"
@@ -116,6 +121,7 @@ let package = Package(
                 "AutoBotPasses",
                 "ReconstructPasses",
                 "FluctuationPasses",
+                "DistillPasses",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -135,7 +141,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PruneKitTests",
-            dependencies: ["PruneKit", "PruneIR", "PruneRuntime", "CleanupPasses", "MagnitudePasses", "EcoDiffPasses", "DepthPasses", "LDPrunerPasses", "AutoBotPasses", "ReconstructPasses", "FluctuationPasses", "PruneTestSupport"]
+            dependencies: ["PruneKit", "PruneIR", "PruneRuntime", "CleanupPasses", "MagnitudePasses", "EcoDiffPasses", "DepthPasses", "LDPrunerPasses", "AutoBotPasses", "ReconstructPasses", "FluctuationPasses", "DistillPasses", "PruneTestSupport"]
         ),
         .testTarget(
             name: "PrunecTests",

@@ -61,4 +61,35 @@ import Testing
         // At 30% of the units, at least a tenth of the group's share must go (blocks: a whole branch).
         #expect(params.count == 2 && Double(params[0] - params[1]) > 0.01 * Double(params[0]), "\(c): params \(params)")
     }
+
+    /// The quality pipeline (docs/QUALITY.md) on a CNN and an encoder: activation scores, the
+    /// least-squares re-fit (conv biases on resnet, MatMul weights on bert), then folding. The
+    /// folded model passes onnx.checker, runs in onnxruntime, equals the re-fitted masked model,
+    /// and is smaller.
+    @Test(arguments: [("resnet", "channels"), ("bert", "heads+neurons")])
+    func fluctuationReconstructFoldInOnnxruntime(_ model: String, _ kinds: String) throws {
+        guard let python = OracleTests.python else {
+            Issue.record("oracle venv missing: run `make test` (or scripts/setup-venv.sh)")
+            return
+        }
+        let dir = try CLI.temporaryDirectory("quality-\(model)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = "examples/models/\(model).onnx", calib = "examples/models/\(model).calib.npz"
+        let masked = dir.appendingPathComponent("masked.onnx").path, folded = dir.appendingPathComponent("folded.onnx").path
+        let refit = try CLI.run([path, "--pass", "fluctuation{sparsity=0.3,kinds=\(kinds)}", "--pass", "reconstruct", "-o", masked,
+                                 "--calib", calib, "--no-validate"])
+        #expect(refit.status == 0, "\(refit.stderr)")
+        #expect(refit.stderr.contains("reconstruct ["), "\(refit.stderr)")
+        let fold = try CLI.run([masked, "--pass", "fold-masks", "-o", folded, "--no-validate"])
+        #expect(fold.status == 0, "\(fold.stderr)")
+        guard refit.status == 0, fold.status == 0 else { return }
+        let check = try CLI.exec(
+            URL(fileURLWithPath: python),
+            [CLI.repoRoot.appendingPathComponent("scripts/oracle/prune_check.py").path, masked, folded, calib,
+             "--set", "0", "--set", "3", "--atol", "1e-4", "--json"])
+        #expect(check.status == 0, "\(check.stdout) \(check.stderr)")
+        let result = try JSONSerialization.jsonObject(with: Data(check.stdout.utf8)) as? [String: Any]
+        let params = (result?["params"] as? [Int]) ?? []
+        #expect(params.count == 2 && params[1] < params[0], "params \(params)")
+    }
 }

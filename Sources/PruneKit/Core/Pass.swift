@@ -50,6 +50,11 @@ public struct PassContext: @unchecked Sendable {
     /// The calibration file, for passes that read more of it than the input sets (EcoDiff reads
     /// `uncond.<input>` arrays for classifier-free guidance).
     public var calibrationURL: URL?
+    /// The reference model for passes that compare against the original or train toward it
+    /// (`distill`'s teacher): the pipeline's input model as loaded, before any pass ran, or the
+    /// model named by `--teacher` when the input is a model pruned earlier. `nil` when the
+    /// driver provides none (passes that need it throw a clear error).
+    public var original: Model?
 
     /// An interpreter for `model` with the context's thread count (passes that score units by
     /// running the model use it on ``calibration``).
@@ -61,11 +66,12 @@ public struct PassContext: @unchecked Sendable {
 
     /// A context.
     public init(logger: Logger = Logger(label: "prunec"), seed: UInt64 = 0, threads: Int = 1, calibration: [[String: NDArray]] = [],
-                calibrationURL: URL? = nil) {
+                calibrationURL: URL? = nil, original: Model? = nil) {
         self.logger = logger
         self.seed = seed
         self.threads = threads
         self.calibration = calibration
         self.calibrationURL = calibrationURL
+        self.original = original
     }
 }

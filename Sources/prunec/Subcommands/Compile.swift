@@ -20,6 +20,11 @@ extension Prunec {
                 latency before and after. With --max-drift, a result whose relative L2 drift on any \
                 output exceeds the limit is not written (exit 1).
 
+                Passes that train toward the original (distill) use the input model, as loaded before \
+                any pass ran, as the teacher; when the input is a model pruned earlier, --teacher \
+                names the original, and the validation then compares the result with the teacher \
+                (its inputs and outputs must be the input model's).
+
                 With no pass this is a round trip: an unchanged model is written back byte-identical \
                 where its writer was a conforming protobuf serializer.
 
@@ -35,6 +40,9 @@ extension Prunec {
 
         @Option(name: .customLong("calib"), help: ArgumentHelp("Calibration data (.npz keyed by input name, with optional set1., set2. ... samples, or a test_data_set folder) for the passes and the validation.", valueName: "data"))
         var calib: String?
+
+        @Option(name: .customLong("teacher"), help: ArgumentHelp("The original model, when MODEL was pruned earlier: the teacher of distill and the reference of the validation (default: MODEL as loaded).", valueName: "original.onnx"))
+        var teacher: String?
 
         @Option(name: .customLong("report"), help: ArgumentHelp("Write the report (before/after, drift, passes) as JSON here.", valueName: "file.json"))
         var report: String?
@@ -136,12 +144,24 @@ extension Prunec {
                 }
                 let logger = StderrLog.logger(verbose: verbose)
                 let calibration = try calib.map { try CalibrationData.load(URL(fileURLWithPath: $0), for: model) } ?? []
+                // The teacher of passes that train toward the original: --teacher, or the input
+                // model loaded apart (only when such a pass runs: a second copy costs memory).
+                let teacherModel: Model? = try teacher.map { path in
+                    let t = try ModelInputOptions.load(path)
+                    ShapeInference().run(on: t)
+                    return t
+                } ?? (pipeline.elements.contains { $0.name == "distill" } ? {
+                    let t = try input.load()
+                    ShapeInference().run(on: t)
+                    return t
+                }() : nil)
                 let context = PassContext(logger: logger, seed: seed, threads: threadOptions.threads, calibration: calibration,
-                                          calibrationURL: calib.map { URL(fileURLWithPath: $0) })
-                // The original, loaded apart, is the reference for drift and the "before" column.
-                // A plain round trip (no pass, no gate, no report) is not validated.
+                                          calibrationURL: calib.map { URL(fileURLWithPath: $0) }, original: teacherModel)
+                // The original, loaded apart, is the reference for drift and the "before" column
+                // (the teacher when --teacher names one). A plain round trip (no pass, no gate, no
+                // report) is not validated.
                 let validating = !noValidate && (!passes.isEmpty || maxDrift != nil || report != nil)
-                let reference = validating ? try input.load() : nil
+                let reference = validating ? try teacher.map { try ModelInputOptions.load($0) } ?? input.load() : nil
                 let before = ModelStats(model)
                 let records: [PassRecord]
                 do {

@@ -1,6 +1,7 @@
 import AutoBotPasses
 import CleanupPasses
 import DepthPasses
+import DistillPasses
 import EcoDiffPasses
 import FluctuationPasses
 import LDPrunerPasses
@@ -23,6 +24,7 @@ enum BuiltinPasses {
         r.register(AutoBotPass.self)
         r.register(ReconstructPass.self)
         r.register(FluctuationPass.self)
+        r.register(DistillPass.self)
         return r
     }
 }
