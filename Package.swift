@@ -16,6 +16,9 @@ let package = Package(
         .library(name: "PruneIR", targets: ["PruneIR"]),
         .library(name: "PruneRuntime", targets: ["PruneRuntime"]),
         .library(name: "PruneKit", targets: ["PruneKit"]),
+        // What plugins link against (examples/plugin): at load time their references bind to the
+        // copy in prunec, which exports its symbols; see docs/ARCHITECTURE.md, "Plugins".
+        .library(name: "PruneKitDynamic", type: .dynamic, targets: ["PruneKit", "PruneIR", "PruneRuntime"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
@@ -124,6 +127,13 @@ let package = Package(
                 "DistillPasses",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            // Plugins (`--plugin lib.so`) link against PruneKitDynamic; this executable exports every
+            // symbol and answers to that library's soname, so the loader binds a plugin to the
+            // PruneKit in here and never loads a second one (docs/ARCHITECTURE.md, "Plugins").
+            linkerSettings: [
+                .unsafeFlags(["-use-ld=lld", "-Xlinker", "--export-dynamic", "-Xlinker", "-soname", "-Xlinker", "libPruneKitDynamic.so"],
+                             .when(platforms: [.linux])),
             ]
         ),
         .target(

@@ -17,7 +17,12 @@ struct Prunec: ParsableCommand {
 
             With no pass, `prunec MODEL -o OUT` is a round trip: import, verify, export.
 
-            Exit codes: 0 ok, 1 check failed, 64 usage error, 65 bad model or data, 70 internal error.
+            Plugins: --plugin lib.so (repeatable) or PRUNEC_PLUGIN_PATH=a.so:b.so adds a library's passes \
+            (see docs/WRITING_PASSES.md); `prunec passes --plugin lib.so` lists them.
+
+            Exit codes: 0 ok, 1 check failed, 64 usage error (a --plugin path that is no library \
+            included), 65 bad model or data (a plugin without the entry point, of another API \
+            version, or with a pass name already taken included), 70 internal error.
             """,
         version: PrunecVersion.string,
         subcommands: [Compile.self, Inspect.self, Run.self, Bench.self, Diff.self, Check.self, Passes.self],

@@ -28,8 +28,9 @@ public struct PassRecord: Sendable, Encodable {
     public var changed: Bool
     /// The pass's own statistics.
     public var statistics: [String: Double]
-    /// Counts before and after.
+    /// Counts before the pass.
     public var before: ModelStats
+    /// Counts after the pass.
     public var after: ModelStats
 }
 
@@ -44,8 +45,11 @@ public protocol PassInstrumentation: AnyObject {
 }
 
 extension PassInstrumentation {
+    /// Does nothing.
     public func before(_ pass: String, model: Model) {}
+    /// Does nothing.
     public func after(_ pass: String, model: Model, record: PassRecord) {}
+    /// Does nothing.
     public func failed(_ pass: String, model: Model, error: Error) {}
 }
 

@@ -29,9 +29,13 @@ public enum OptionKind: Sendable, Equatable, CustomStringConvertible {
 
 /// A parsed option value.
 public enum OptionValue: Sendable, Equatable, CustomStringConvertible {
+    /// A whole number (``OptionKind/int``).
     case int(Int)
+    /// A real number (``OptionKind/double`` and ``OptionKind/fraction``).
     case double(Double)
+    /// A flag (``OptionKind/bool``).
     case bool(Bool)
+    /// A word (``OptionKind/string`` and ``OptionKind/choice(_:)``).
     case string(String)
 
     /// The canonical pipeline spelling (what ``Pipeline/description`` prints).
@@ -163,7 +167,9 @@ public protocol PassOptions: Sendable {
 
 /// Options of a pass that has none.
 public struct NoOptions: PassOptions {
+    /// None.
     public static let declarations: [OptionSpec] = []
+    /// Reads nothing.
     public init(_ values: OptionValues) {}
     /// No options.
     public init() {}

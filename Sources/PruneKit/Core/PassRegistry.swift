@@ -10,6 +10,8 @@ public struct PassRegistry: Sendable {
         public let summary: String
         /// The declared options.
         public let options: [OptionSpec]
+        /// The plugin library that registered the pass; `nil` for passes built into the host.
+        public let origin: String?
         let make: @Sendable (OptionValues) throws -> any Pass
     }
 
@@ -19,10 +21,18 @@ public struct PassRegistry: Sendable {
     public init() {}
 
     /// Registers pass type `P` (a second registration of the same name replaces the first).
-    public mutating func register<P: Pass>(_ pass: P.Type) {
-        entries[P.name] = Entry(name: P.name, summary: P.summary, options: P.Options.declarations) { values in
+    ///
+    /// - Parameter origin: The plugin library that provides `P`, `nil` for a built-in pass.
+    public mutating func register<P: Pass>(_ pass: P.Type, origin: String? = nil) {
+        entries[P.name] = Entry(name: P.name, summary: P.summary, options: P.Options.declarations, origin: origin) { values in
             try P(options: P.Options(values))
         }
+    }
+
+    /// Adds an entry of another registry (a plugin's, see ``PluginLoader``), replacing one of the
+    /// same name.
+    public mutating func add(_ entry: Entry) {
+        entries[entry.name] = entry
     }
 
     /// The entry for `name`.

@@ -19,6 +19,7 @@ public struct DenoiserInputs: Sendable {
     public let timestep: String
     /// The timestep's shape and element type.
     public let timestepShape: [Int]
+    /// The timestep's element type.
     public let timestepType: DType
     /// The prediction output.
     public let output: String

@@ -23,6 +23,7 @@ public final class DiffusionHarness {
         /// Per-step noise for stochastic samplers (empty for DDIM).
         public var stepNoise: [NDArray]
 
+        /// A sample.
         public init(noise: NDArray, conditioning: [String: NDArray], unconditional: [String: NDArray]? = nil, stepNoise: [NDArray] = []) {
             self.noise = noise
             self.conditioning = conditioning
@@ -40,6 +41,7 @@ public final class DiffusionHarness {
     /// Guidance scale (used when a sample has unconditional inputs).
     public let guidance: Double
 
+    /// A harness running `inputs`'s denoiser in `interpreter` over the schedule's `steps`.
     public init(interpreter: Interpreter, inputs: DenoiserInputs, steps: [NoiseSchedule.Step], guidance: Double) {
         self.interpreter = interpreter
         self.inputs = inputs

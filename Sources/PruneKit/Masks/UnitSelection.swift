@@ -96,12 +96,18 @@ public struct PruningTarget: Sendable, Equatable {
 public enum UnitSelection {
     /// A unit to rank: group `group`, unit `unit`, with its score (higher = more important) and cost.
     public struct Candidate: Sendable {
+        /// Index of the unit's group (in the `unitCounts` passed to ``UnitSelection/select(unitCounts:names:candidates:target:totalParams:totalMACs:roundable:normalize:)``).
         public var group: Int
+        /// The unit within its group.
         public var unit: Int
+        /// Importance: higher is kept longer.
         public var score: Double
+        /// Parameters the unit holds (what `params=` targets count).
         public var params: Double
+        /// MACs the unit costs (what `flops=` targets count).
         public var macs: Double
 
+        /// A candidate.
         public init(group: Int, unit: Int, score: Double, params: Double, macs: Double) {
             self.group = group
             self.unit = unit

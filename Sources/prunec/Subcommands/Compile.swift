@@ -34,6 +34,7 @@ extension Prunec {
 
         @OptionGroup var input: ModelInputOptions
         @OptionGroup var outputOptions: ModelOutputOptions
+        @OptionGroup var pluginOptions: PluginOptions
 
         @Option(name: .customLong("pass"), help: ArgumentHelp("A pass or pipeline to run (repeatable), e.g. 'magnitude{sparsity=0.3}'.", valueName: "pipeline"))
         var passes: [String] = []
@@ -127,17 +128,19 @@ extension Prunec {
 
         func run() throws {
             try reportingErrors {
+                // Plugins load and the pipeline is checked against every pass before any model is read.
+                let registry = try pluginOptions.registry()
+                let pipeline = try pipeline()
+                let manager: PassManager
+                do {
+                    manager = try PassManager(pipeline: pipeline, registry: registry, text: passes.joined(separator: ","))
+                } catch let e as PipelineError {
+                    throw ValidationError("--pass: \(e)")
+                }
                 let model = try input.load()
                 // Types for every value, so MACs are counted and passes see shapes (not for a plain
                 // round trip, which must write back what it read).
                 if !passes.isEmpty { ShapeInference().run(on: model) }
-                let pipeline = try pipeline()
-                let manager: PassManager
-                do {
-                    manager = try PassManager(pipeline: pipeline, registry: BuiltinPasses.registry, text: passes.joined(separator: ","))
-                } catch let e as PipelineError {
-                    throw ValidationError("--pass: \(e)")
-                }
                 if verifyEach { manager.verifyEach = true }
                 if !printIRAfter.isEmpty {
                     manager.instrumentations.append(PrintIRAfter(Set(printIRAfter)) { FileHandle.standardError.write(Data($0.utf8)) })

@@ -6,16 +6,19 @@ extension Prunec {
     struct Passes: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "List the passes a pipeline can use.",
-            discussion: "One pass per line, its name first. With --options, each pass's options follow it, indented.")
+            discussion: "One pass per line, its name first; a plugin's passes end with [plugin: FILE]. With --options, each pass's options follow it, indented.")
+
+        @OptionGroup var pluginOptions: PluginOptions
 
         @Flag(help: "Also list each pass's options (key, type, default, help).")
         var options = false
 
         func run() throws {
-            let entries = BuiltinPasses.registry.all
+            let entries = try pluginOptions.registry().all
             let width = entries.map(\.name.count).max() ?? 0
             for e in entries {
-                print(e.name.padding(toLength: width + 2, withPad: " ", startingAt: 0) + e.summary)
+                let origin = e.origin.map { " [plugin: \($0)]" } ?? ""
+                print(e.name.padding(toLength: width + 2, withPad: " ", startingAt: 0) + e.summary + origin)
                 guard options else { continue }
                 for o in e.options {
                     let d = o.defaultValue.map { "default \($0)" } ?? "required"

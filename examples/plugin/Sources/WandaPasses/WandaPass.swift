@@ -1,0 +1,161 @@
+import Foundation
+import PruneIR
+import PruneKit
+import PruneRuntime
+
+/// `wanda`: structured Wanda (Sun et al., "A Simple and Effective Pruning Approach for LLMs").
+///
+/// Wanda scores a weight by `|W_ij| · ‖X_j‖₂`: its magnitude times the norm of the input feature
+/// it multiplies, over the calibration activations. Here a unit of a pruning group (a channel,
+/// head or neuron) scores the sum of that product over every weight it owns: the producing
+/// layer's rows and the consuming layer's columns (MatMul, Gemm and Conv weights). Activations
+/// come from running the model once per calibration set (`--calib`; sample inputs otherwise).
+/// The lowest-scoring units are gated to the target (the options of `magnitude`); run
+/// `fold-masks` afterwards to make the model smaller. A group with no such weight falls back to
+/// its weight norm.
+public struct WandaPass: Pass {
+    /// `magnitude`'s target options (`sparsity`, `params`, `flops`, `scope`, `kinds`, ...).
+    public struct Options: PassOptions {
+        public static let declarations = PruningTarget.declarations
+        /// How much to prune, and which groups.
+        public var target: PruningTarget
+        public init(_ v: OptionValues) throws {
+            target = try PruningTarget(v)
+        }
+    }
+
+    public static let name = "wanda"
+    public static let summary = "gate the units with the smallest |W|·‖X‖ (Wanda; weights times calibration activation norms)"
+
+    /// The options.
+    public let options: Options
+    public init(options: Options) { self.options = options }
+
+    public func run(on model: Model, context: PassContext) throws -> PassResult {
+        let analysis = PruningGroups.analyze(model)
+        let groups = analysis.groups(of: options.target.kinds.subtracting([.blocks]))
+        guard !groups.isEmpty else {
+            throw PruningError.nothingToPrune(kinds: options.target.kinds, blocked: analysis.blocked.map { ($0.name, $0.blockedReason ?? "") })
+        }
+        let weights = groups.map { $0.parameters.compactMap(WeightUse.init) }
+        let norms = try featureNorms(of: Set(weights.joined().map(\.activation)), in: model, context: context)
+
+        var candidates: [UnitSelection.Candidate] = []
+        var fallbacks = 0
+        for (gi, g) in groups.enumerated() {
+            var scores = [Double](repeating: 0, count: g.unitCount)
+            var scored = false
+            for w in weights[gi] {
+                guard let n = norms[w.activation] else { continue }
+                scored = try w.accumulate(into: &scores, norms: n) || scored
+            }
+            if !scored {
+                scores = try WeightNorms.unitScores(g)
+                fallbacks += 1
+            }
+            for u in 0 ..< g.unitCount {
+                candidates.append(.init(group: gi, unit: u, score: scores[u], params: Double(g.paramsPerUnit[u]), macs: g.macsPerUnit[u]))
+            }
+        }
+        let keep = try UnitSelection.select(
+            unitCounts: groups.map(\.unitCount), names: groups.map(\.name), candidates: candidates, target: options.target,
+            totalParams: CostModel.parameterCount(model), totalMACs: CostModel().totalMACs(model) ?? 0,
+            roundable: groups.map { $0.kind != .heads })
+        var stats: [String: Double] = ["groups": Double(groups.count), "weight-norm-fallbacks": Double(fallbacks)]
+        for (g, k) in zip(groups, keep) {
+            let removed = k.filter { !$0 }.count
+            stats["\(g.kind)-removed", default: 0] += Double(removed)
+            guard removed > 0 else { continue }
+            try Masks.set(k.map { $0 ? 1 : 0 }, for: g, in: model)
+            context.logger.debug("wanda: \(g.kind) group '\(g.name)': \(removed) of \(g.unitCount) units gated")
+        }
+        return PassResult(changed: true, statistics: stats)
+    }
+
+    /// ‖X_f‖₂ per input feature `f` of each named activation, over every calibration set (or one
+    /// set of sample inputs) and every position.
+    func featureNorms(of activations: Set<ActivationAxis>, in model: Model, context: PassContext) throws -> [ActivationAxis: [Double]] {
+        guard !activations.isEmpty else { return [:] }
+        // A copy whose outputs include the activations, so one run per set yields all of them.
+        let probe = try ModelImporter.load(proto: ModelExporter.proto(model), file: "wanda-probe", baseDirectory: nil)
+        let inputs = Set(probe.graph.inputs.map(\.name))
+        for a in activations where !inputs.contains(a.name) && !probe.graph.outputs.contains(where: { $0.name == a.name }) {
+            guard let v = probe.graph.value(named: a.name) else { continue }
+            probe.graph.outputs.append(v)
+        }
+        let sets = context.calibration.isEmpty ? [try SampleInputs.make(for: model, seed: context.seed)] : context.calibration
+        let interpreter = try context.interpreter(for: probe)
+        var sums: [ActivationAxis: [Double]] = [:]
+        for (i, feeds) in sets.enumerated() {
+            let outputs = try interpreter.run(feeds)
+            for a in activations {
+                guard let x = outputs[a.name] ?? feeds[a.name], x.dtype == .float, x.rank > 0 else { continue }
+                let axis = a.axis < 0 ? x.rank + a.axis : a.axis
+                guard (0 ..< x.rank).contains(axis) else { continue }
+                let n = x.shape[axis], inner = x.shape[(axis + 1)...].reduce(1, *)
+                var acc = sums[a] ?? [Double](repeating: 0, count: n)
+                guard acc.count == n else { continue }
+                for (j, v) in x.scalars(as: Float.self).enumerated() { acc[(j / inner) % n] += Double(v) * Double(v) }
+                sums[a] = acc
+            }
+            context.logger.debug("wanda: calibration set \(i + 1)/\(sets.count) done")
+        }
+        context.logger.info("wanda: input norms of \(sums.count) layers over \(sets.count) input sets")
+        return sums.mapValues { $0.map { $0.squareRoot() } }
+    }
+}
+
+/// An activation and the axis that holds its features (negative: from the end).
+struct ActivationAxis: Hashable {
+    let name: String
+    let axis: Int
+}
+
+/// A group's slice of a MatMul, Gemm or Conv weight, with where its input features are.
+struct WeightUse {
+    let slice: GroupSlice
+    let weight: Tensor
+    /// The layer's input and its feature axis.
+    let activation: ActivationAxis
+    /// Which element of the weight multiplies which input feature.
+    let feature: (_ index: Int) -> Int
+
+    init?(_ slice: GroupSlice) {
+        guard let node = slice.node, case .parameter(_, 1) = slice.target, let w = slice.value.constantValue,
+            w.dtype == .float, let x = node.inputs[0], !x.name.isEmpty
+        else { return nil }
+        let s = w.shape, r = s.count
+        switch node.opType {
+        case .matMul where r >= 2:
+            // W [..., in, out]: X's last axis.
+            activation = ActivationAxis(name: x.name, axis: -1)
+            feature = { ($0 / s[r - 1]) % s[r - 2] }
+        case .gemm where r == 2:
+            guard (try? node.attribute("transA", as: Int64.self)) ?? 0 == 0 else { return nil }
+            let transB = (try? node.attribute("transB", as: Int64.self)) ?? 0 != 0
+            activation = ActivationAxis(name: x.name, axis: 1)
+            feature = transB ? { $0 % s[1] } : { ($0 / s[1]) % s[0] }
+        case .conv where r >= 3:
+            // W [O, I/g, k...]: input channel of X = group index × I/g + channel within the group.
+            let groups = Int((try? node.attribute("group", as: Int64.self)) ?? 1)
+            let perGroup = s[0] / max(groups, 1), kernel = s[2...].reduce(1, *)
+            activation = ActivationAxis(name: x.name, axis: 1)
+            feature = { i in (i / (s[1] * kernel)) / max(perGroup, 1) * s[1] + (i / kernel) % s[1] }
+        default:
+            return nil
+        }
+        self.slice = slice
+        self.weight = w
+    }
+
+    /// Adds `|W| · ‖X_f‖` of every element to its unit's score; false when the norms do not fit.
+    func accumulate(into scores: inout [Double], norms: [Double]) throws -> Bool {
+        let values = try weight.floats()
+        let inner = weight.shape[(slice.axis + 1)...].reduce(1, *)
+        guard values.indices.allSatisfy({ feature($0) < norms.count }) else { return false }
+        for (i, v) in values.enumerated() {
+            scores[slice.units[(i / inner) % slice.size]] += Double(abs(v)) * norms[feature(i)]
+        }
+        return true
+    }
+}
