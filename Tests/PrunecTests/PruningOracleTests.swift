@@ -26,6 +26,18 @@ import Testing
         [base, "\(base).dynamo"].flatMap { file in kinds[base]!.map { Case(file: file, kind: $0) } }
     }
 
+    /// scripts/oracle/prune_check.py on two calibration sets: onnx.checker on both models, the
+    /// folded model's outputs equal to the masked one's in onnxruntime; returns [params before, after].
+    static func oracle(_ python: String, _ masked: String, _ folded: String, _ calib: String, atol: Double, label: String) throws -> [Int] {
+        let check = try CLI.exec(
+            URL(fileURLWithPath: python),
+            [CLI.repoRoot.appendingPathComponent("scripts/oracle/prune_check.py").path, masked, folded, calib,
+             "--set", "0", "--set", "3", "--atol", "\(atol)", "--json"])
+        #expect(check.status == 0, "\(label): \(check.stdout) \(check.stderr)")
+        let result = try JSONSerialization.jsonObject(with: Data(check.stdout.utf8)) as? [String: Any]
+        return (result?["params"] as? [Int]) ?? []
+    }
+
     @Test(arguments: cases)
     func magnitudeThenFoldMatchesTheMaskedModelInOnnxruntime(_ c: Case) throws {
         guard let python = OracleTests.python else {
@@ -50,13 +62,7 @@ import Testing
         #expect(fold.status == 0, "\(c): \(fold.stderr)")
         guard mask.status == 0, fold.status == 0 else { return }
 
-        let check = try CLI.exec(
-            URL(fileURLWithPath: python),
-            [CLI.repoRoot.appendingPathComponent("scripts/oracle/prune_check.py").path, masked, folded, calib,
-             "--set", "0", "--set", "3", "--atol", "1e-5", "--json"])
-        #expect(check.status == 0, "\(c): \(check.stdout) \(check.stderr)")
-        let result = try JSONSerialization.jsonObject(with: Data(check.stdout.utf8)) as? [String: Any]
-        let params = (result?["params"] as? [Int]) ?? []
+        let params = try Self.oracle(python, masked, folded, calib, atol: 1e-5, label: "\(c)")
         #expect(params.count == 2 && params[1] < params[0], "\(c): params \(params)")
         // At 30% of the units, at least a tenth of the group's share must go (blocks: a whole branch).
         #expect(params.count == 2 && Double(params[0] - params[1]) > 0.01 * Double(params[0]), "\(c): params \(params)")
@@ -83,13 +89,7 @@ import Testing
         let fold = try CLI.run([masked, "--pass", "fold-masks", "-o", folded, "--no-validate"])
         #expect(fold.status == 0, "\(fold.stderr)")
         guard refit.status == 0, fold.status == 0 else { return }
-        let check = try CLI.exec(
-            URL(fileURLWithPath: python),
-            [CLI.repoRoot.appendingPathComponent("scripts/oracle/prune_check.py").path, masked, folded, calib,
-             "--set", "0", "--set", "3", "--atol", "1e-4", "--json"])
-        #expect(check.status == 0, "\(check.stdout) \(check.stderr)")
-        let result = try JSONSerialization.jsonObject(with: Data(check.stdout.utf8)) as? [String: Any]
-        let params = (result?["params"] as? [Int]) ?? []
+        let params = try Self.oracle(python, masked, folded, calib, atol: 1e-4, label: model)
         #expect(params.count == 2 && params[1] < params[0], "params \(params)")
     }
 }

@@ -90,6 +90,17 @@ def prunable_fraction(prunec: str, model: Path, kinds: set[str]) -> tuple[float,
     return prunable / info["params"], prunable, info["params"]
 
 
+def selected(pipes: dict[str, list[str]], only: str) -> dict[str, list[str]]:
+    """The pipelines whose name contains one of the comma-separated substrings of `only` (all when empty)."""
+    keys = [o for o in only.split(",") if o]
+    return {n: p for n, p in pipes.items() if not keys or any(k in n for k in keys)}
+
+
+def out_path(work: Path, prefix: str, name: str) -> Path:
+    """A file name for a pipeline's result."""
+    return work / f"{prefix}.{''.join(c if c.isalnum() or c in '.-' else '_' for c in name)}.onnx"
+
+
 def run_pipeline(prunec, model, passes, out, calib, extra=()):
     cmd = [prunec, str(model)]
     for p in passes:
@@ -134,17 +145,14 @@ def run_encoder(a, res):
              "ort_ms": latency(ref, lat_feeds, a.runs), "seconds": 0}]
     print(f"minilm: {total:,} params, {prunable:,} in heads+neurons groups ({share:.1%}); retrieval "
           f"{rows[0]['retrieval']:.3f}", flush=True)
-    only = set(a.only.split(",")) if a.only else None
     for amount in a.amounts:
         pipes = encoder_pipelines(amount * share, amount)
         if a.pipeline:
             # --pipeline 'NAME=PASS;PASS' with {P} for params= and {S} for ecodiff's sparsity.
             pipes = {n: [p.replace("{P}", f"{amount * share:.5f}").replace("{S}", f"{amount:.5f}") for p in ps.split(";")]
                      for n, ps in (x.split("=", 1) for x in a.pipeline)}
-        for name, passes in pipes.items():
-            if only and not any(o in name for o in only):
-                continue
-            out = a.work / f"minilm.{amount:.2f}.{name.replace(' ', '_').replace('(', '').replace(')', '').replace('+', 'p')}.onnx"
+        for name, passes in selected(pipes, a.only).items():
+            out = out_path(a.work, f"minilm.{amount:.2f}", name)
             secs = run_pipeline(a.prunec, model, passes + ["fold-masks"], out, calib)
             s = session(out, a.threads)
             e = embed(s, held["input_ids"], held["attention_mask"])
@@ -174,11 +182,8 @@ def run_lm(a, res):
         "depth (ppl, one-shot) + reconstruct": [f"depth{{blocks={k},criterion=ppl,baselines=false,holdout=0,keep-masks=true}}",
                                                 "reconstruct"],
     }
-    only = set(a.only.split(",")) if a.only else None
-    for name, passes in pipes.items():
-        if only and not any(o in name for o in only):
-            continue
-        out = a.work / f"smollm2.{name.replace(' ', '_').replace('(', '').replace(')', '').replace('+', 'p').replace(',', '')}.onnx"
+    for name, passes in selected(pipes, a.only).items():
+        out = out_path(a.work, "smollm2", name)
         secs = run_pipeline(a.prunec, model, passes + ["fold-masks"], out, calib)
         s = session(out, a.threads)
         row = {"pipeline": name, "passes": passes, "blocks": k, "params": params_of(out), "ppl": perplexity(s, held),
