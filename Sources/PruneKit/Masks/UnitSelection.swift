@@ -32,8 +32,8 @@ public struct PruningTarget: Sendable, Equatable {
     /// The option declarations (`sparsity`, `params`, `flops`, `scope`, `max-per-group`, `kinds`).
     public static let declarations: [OptionSpec] = [
         OptionSpec("sparsity", .fraction, default: .double(0.3), help: "fraction of each group's units to remove (ignored when params or flops is set)"),
-        OptionSpec("params", .fraction, default: .double(0), help: "fraction of the model's parameters to remove (ranks globally; 0 = off)"),
-        OptionSpec("flops", .fraction, default: .double(0), help: "fraction of the model's MACs to remove (ranks globally; 0 = off)"),
+        OptionSpec("params", .fraction, default: .double(0), help: "fraction of the model's parameters to remove (0 = off; ranked globally unless scope=layer)"),
+        OptionSpec("flops", .fraction, default: .double(0), help: "fraction of the model's MACs to remove (0 = off; ranked globally unless scope=layer)"),
         OptionSpec("scope", .choice(["auto", "layer", "global"]), default: .string("auto"),
                    help: "layer: every group loses the same fraction; global: rank units across groups; auto: layer for sparsity, global for params/flops"),
         OptionSpec("max-per-group", .fraction, default: .double(0.9), help: "largest fraction of one group that may be removed"),
