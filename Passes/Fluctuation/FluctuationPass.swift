@@ -75,27 +75,17 @@ public struct FluctuationPass: Pass {
             for (j, u) in layer.units.enumerated() where j < norms.count && j < s.count { scores[g][u] += s[j] * norms[j] }
         }
         let standardized = Self.standardize(scores, kinds: groups.map(\.kind), how: options.standardize)
-        var candidates: [UnitSelection.Candidate] = []
-        for (g, group) in groups.enumerated() {
-            for u in 0 ..< group.unitCount {
-                let params = Double(group.paramsPerUnit[u]), macs = group.macsPerUnit[u]
-                let cost = options.target.measure == .flops ? macs : params
-                let score = options.perCost && cost > 0 ? standardized[g][u] / cost : standardized[g][u]
-                candidates.append(.init(group: g, unit: u, score: score, params: params, macs: macs))
+        // Per removed parameter (or MAC): a head costs as much as dozens of neurons.
+        let ranked = groups.enumerated().map { g, group in
+            (0 ..< group.unitCount).map { u in
+                let cost = options.target.measure == .flops ? group.macsPerUnit[u] : Double(group.paramsPerUnit[u])
+                return options.perCost && cost > 0 ? standardized[g][u] / cost : standardized[g][u]
             }
         }
-        let keep = try UnitSelection.select(
-            unitCounts: groups.map(\.unitCount), names: groups.map(\.name), candidates: candidates, target: options.target,
-            totalParams: CostModel.parameterCount(model), totalMACs: CostModel().totalMACs(model) ?? 0,
-            roundable: groups.map { $0.kind != .heads }, normalize: false)
-        var result: [String: Double] = ["groups": Double(groups.count), "layers-probed": Double(layers.count),
-                                        "calibration-sets": Double(sets.count)]
-        for (g, k) in zip(groups, keep) {
-            let removed = k.filter { !$0 }.count
-            result["\(g.kind)-removed", default: 0] += Double(removed)
-            guard removed > 0 else { continue }
-            try Masks.set(k.map { $0 ? 1 : 0 }, for: g, in: model)
-        }
+        var result = try UnitSelection.gate(scores: ranked, of: groups, in: model, target: options.target, normalize: false)
+        result["groups"] = Double(groups.count)
+        result["layers-probed"] = Double(layers.count)
+        result["calibration-sets"] = Double(sets.count)
         return PassResult(changed: true, statistics: result)
     }
 

@@ -35,24 +35,8 @@ public struct MagnitudePass: Pass {
         }
         var stats: [String: Double] = ["groups": Double(groups.count)]
         if !groups.isEmpty {
-            var candidates: [UnitSelection.Candidate] = []
-            for (gi, g) in groups.enumerated() {
-                let scores = try WeightNorms.unitScores(g, l1: options.norm == "l1")
-                for u in 0 ..< g.unitCount {
-                    candidates.append(.init(group: gi, unit: u, score: scores[u], params: Double(g.paramsPerUnit[u]), macs: g.macsPerUnit[u]))
-                }
-            }
-            let keep = try UnitSelection.select(
-                unitCounts: groups.map(\.unitCount), names: groups.map(\.name), candidates: candidates, target: options.target,
-                totalParams: CostModel.parameterCount(model), totalMACs: CostModel().totalMACs(model) ?? 0,
-                roundable: groups.map { $0.kind != .heads })
-            for (g, k) in zip(groups, keep) {
-                let removed = k.filter { !$0 }.count
-                stats["\(g.kind)-removed", default: 0] += Double(removed)
-                guard removed > 0 else { continue }
-                try Masks.set(k.map { $0 ? 1 : 0 }, for: g, in: model)
-                context.logger.debug("\(g.kind) group '\(g.name)': \(removed) of \(g.unitCount) units gated")
-            }
+            let scores = try groups.map { try WeightNorms.unitScores($0, l1: options.norm == "l1") }
+            stats.merge(try UnitSelection.gate(scores: scores, of: groups, in: model, target: options.target)) { $0 + $1 }
         }
         if !blocks.isEmpty {
             let scores = try blocks.map { b in try blockScore(b) }

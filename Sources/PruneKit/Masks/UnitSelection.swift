@@ -152,6 +152,32 @@ public enum UnitSelection {
         return keep
     }
 
+    /// Scores in, masks out: ranks `scores[g][u]` (higher = more important) of `groups` to
+    /// `target` with ``select(unitCounts:names:candidates:target:totalParams:totalMACs:roundable:normalize:)``
+    /// (heads are not rounded) and gates the removed units with ``Masks/set(_:for:in:)``.
+    ///
+    /// - Returns: `<kind>-removed` counts for the pass's statistics.
+    /// - Throws: ``SelectionError`` when the target cannot be met; mask errors.
+    public static func gate(scores: [[Double]], of groups: [PruningGroup], in model: Model, target: PruningTarget,
+                            normalize: Bool = true) throws -> [String: Double] {
+        var candidates: [Candidate] = []
+        for (g, group) in groups.enumerated() {
+            for u in 0 ..< group.unitCount {
+                candidates.append(.init(group: g, unit: u, score: scores[g][u], params: Double(group.paramsPerUnit[u]), macs: group.macsPerUnit[u]))
+            }
+        }
+        let keep = try select(unitCounts: groups.map(\.unitCount), names: groups.map(\.name), candidates: candidates, target: target,
+                              totalParams: CostModel.parameterCount(model), totalMACs: CostModel().totalMACs(model) ?? 0,
+                              roundable: groups.map { $0.kind != .heads }, normalize: normalize)
+        var removed: [String: Double] = [:]
+        for (g, k) in zip(groups, keep) {
+            let n = k.filter { !$0 }.count
+            removed["\(g.kind)-removed", default: 0] += Double(n)
+            if n > 0 { try Masks.set(k.map { $0 ? 1 : 0 }, for: g, in: model) }
+        }
+        return removed
+    }
+
     static func rank(unitCounts: [Int], names: [String], candidates: [Candidate], target: PruningTarget,
                      totalParams: Int, totalMACs: Int, normalize: Bool) throws -> [[Bool]] {
         var keep = unitCounts.map { [Bool](repeating: true, count: $0) }

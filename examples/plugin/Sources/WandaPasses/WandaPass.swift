@@ -40,9 +40,8 @@ public struct WandaPass: Pass {
         let weights = groups.map { $0.parameters.compactMap(WeightUse.init) }
         let norms = try featureNorms(of: Set(weights.joined().map(\.activation)), in: model, context: context)
 
-        var candidates: [UnitSelection.Candidate] = []
         var fallbacks = 0
-        for (gi, g) in groups.enumerated() {
+        let scores = try groups.enumerated().map { gi, g in
             var scores = [Double](repeating: 0, count: g.unitCount)
             var scored = false
             for w in weights[gi] {
@@ -50,25 +49,15 @@ public struct WandaPass: Pass {
                 scored = try w.accumulate(into: &scores, norms: n) || scored
             }
             if !scored {
-                scores = try WeightNorms.unitScores(g)
                 fallbacks += 1
+                return try WeightNorms.unitScores(g)
             }
-            for u in 0 ..< g.unitCount {
-                candidates.append(.init(group: gi, unit: u, score: scores[u], params: Double(g.paramsPerUnit[u]), macs: g.macsPerUnit[u]))
-            }
+            return scores
         }
-        let keep = try UnitSelection.select(
-            unitCounts: groups.map(\.unitCount), names: groups.map(\.name), candidates: candidates, target: options.target,
-            totalParams: CostModel.parameterCount(model), totalMACs: CostModel().totalMACs(model) ?? 0,
-            roundable: groups.map { $0.kind != .heads })
-        var stats: [String: Double] = ["groups": Double(groups.count), "weight-norm-fallbacks": Double(fallbacks)]
-        for (g, k) in zip(groups, keep) {
-            let removed = k.filter { !$0 }.count
-            stats["\(g.kind)-removed", default: 0] += Double(removed)
-            guard removed > 0 else { continue }
-            try Masks.set(k.map { $0 ? 1 : 0 }, for: g, in: model)
-            context.logger.debug("wanda: \(g.kind) group '\(g.name)': \(removed) of \(g.unitCount) units gated")
-        }
+        // Rank to the target and gate the losers (the same selection magnitude uses).
+        var stats = try UnitSelection.gate(scores: scores, of: groups, in: model, target: options.target)
+        stats["groups"] = Double(groups.count)
+        stats["weight-norm-fallbacks"] = Double(fallbacks)
         return PassResult(changed: true, statistics: stats)
     }
 
