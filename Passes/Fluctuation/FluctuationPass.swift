@@ -55,8 +55,7 @@ public struct FluctuationPass: Pass {
         let sets = options.samples > 0 ? Array(context.calibration.prefix(options.samples)) : context.calibration
         var stats = layers.map { FeatureStatistics(features: $0.units.count) }
         let probe = try ActivationProbe(model: model, values: Array(Set(layers.map(\.input.name))))
-        for (i, feeds) in sets.enumerated() {
-            let acts = try probe.run([feeds], threads: context.threads)[0]
+        try probe.forEach(sets, threads: context.threads) { i, acts in
             for (l, layer) in layers.enumerated() {
                 guard let x = acts[layer.input.name] else { continue }
                 try stats[l].add(x, channelAxis: layer.layout == .conv ? 1 : x.rank - 1, layer: layer.node.name)

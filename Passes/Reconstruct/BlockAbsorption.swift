@@ -76,19 +76,15 @@ struct BlockAbsorption {
     private static func lastLinear(_ p: ResidualBlock) -> (node: Node, bias: (node: Node, input: Int)?, output: Value)? {
         var v = p.branchOutput
         if let g = v.producer, g.opType == .mul, let m = g.inputs[1], Masks.isMask(m), let x = g.inputs[0] { v = x }
-        var bias: (Node, Int)? = nil
-        let output = v
-        if let add = v.producer, add.opType == .add, add.inputs.count == 2 {
-            for i in [0, 1] {
-                if let c = add.inputs[i]?.constantValue, c.dtype == .float, let y = add.inputs[1 - i], y.producer?.opType == .matMul {
-                    bias = (add, i)
-                    v = y
-                }
-            }
-        }
-        guard let mm = v.producer, mm.opType == .matMul, v.uses.count == 1, let w = mm.inputs[1]?.constantValue, w.dtype == .float,
-              w.shape.count == 2 else { return nil }
-        if let (node, input) = bias, node.inputs[input]?.constantValue?.elementCount != w.shape[1] { return nil }
-        return (mm, bias, output)
+        // v is the MatMul's output, or the output of the Add that follows it with its bias.
+        let matMul = v.producer?.opType == .add
+            ? v.producer?.inputs.compactMap { $0?.producer }.first { $0.opType == .matMul }
+            : v.producer
+        guard let mm = matMul, mm.opType == .matMul, let w = mm.inputs[1]?.constantValue, w.dtype == .float, w.shape.count == 2
+        else { return nil }
+        let bias = ConsumerLayer.biasAdd(after: mm)
+        // An Add that is not this MatMul's bias (a second branch, a computed term) is not a last layer.
+        guard bias?.node.outputs[0] === v || (bias == nil && mm.outputs[0] === v), mm.outputs[0].uses.count == 1 else { return nil }
+        return (mm, bias, v)
     }
 }

@@ -132,27 +132,8 @@ public struct ReconstructPass: Pass {
             x += xi.doubles()
             y += yi.doubles()
         }
-        var wRows = try w.floats().map(Double.init)
-        if c.layout == .transposed { wRows = transpose(wRows, rows: n, cols: k) }
-        let bias = try c.bias.map { try $0.node.inputs[$0.input]!.constantValue!.floats().map(Double.init) }
-        let problem = LeastSquaresFit(x: x, y: y, rows: x.count / k, k: k, n: n)
-        var result: LeastSquaresFit.Result
-        if full, let r = problem.fitFull(w: wRows, b: bias, damp: options.damp) {
-            result = r
-        } else if let bias {
-            result = problem.fitBias(w: wRows, b: bias)
-        } else {
-            return problem.fitBias(w: wRows, b: [Double](repeating: 0, count: n)).withoutChange
-        }
-        if result.errorAfter >= result.errorBefore { return result.withoutChange }
-        var newW = zip(wRows, result.deltaW).map { $0 + $1 }
-        if c.layout == .transposed { newW = transpose(newW, rows: k, cols: n) }
-        ConsumerLayer.write(newW.map(Float.init), shape: w.shape, to: c.node, input: 1, in: graph, names: names)
-        if let (node, input) = c.bias, let db = result.deltaB, let b = bias {
-            let shape = node.inputs[input]!.constantValue!.shape
-            ConsumerLayer.write(zip(b, db).map { Float($0 + $1) }, shape: shape, to: node, input: input, in: graph, names: names)
-        }
-        return result
+        return try refit(c.node, transposed: c.layout == .transposed, bias: c.bias, x: x, y: y, k: k, n: n, full: full,
+                         graph: graph, names: names)
     }
 
     /// Fits L of a ``BlockAbsorption`` so that L′(a) ≈ S − x_p.
@@ -169,18 +150,36 @@ public struct ReconstructPass: Pass {
             x += xi.doubles()
             y += zip(s.doubles(), skip.doubles()).map { $0 - $1 }
         }
-        let wRows = try w.floats().map(Double.init)
-        let bias = try a.bias.map { try $0.node.inputs[$0.input]!.constantValue!.floats().map(Double.init) }
-        guard let r = LeastSquaresFit(x: x, y: y, rows: x.count / k, k: k, n: n).fitFull(w: wRows, b: bias, damp: options.damp),
-              r.errorAfter < r.errorBefore else {
-            return LeastSquaresFit(x: x, y: y, rows: x.count / k, k: k, n: n).fitBias(w: wRows, b: bias ?? [Double](repeating: 0, count: n)).withoutChange
+        return try refit(a.node, transposed: false, bias: a.bias, x: x, y: y, k: k, n: n, full: true, graph: graph, names: names)
+    }
+
+    /// Solves for the weight (input 1 of `node`; [K, N], or [N, K] when `transposed`) and the bias
+    /// on rows `x` (R×K) → `y` (R×N): ridge least squares when `full` (bias compensation when that
+    /// is off or fails), and writes the new constants only when the fit lowers the error on its rows.
+    private func refit(_ node: Node, transposed: Bool, bias biasSite: (node: Node, input: Int)?, x: [Double], y: [Double],
+                       k: Int, n: Int, full: Bool, graph: Graph, names: NameScope) throws -> LeastSquaresFit.Result {
+        let w = node.inputs[1]!.constantValue!
+        var wRows = try w.floats().map(Double.init)
+        if transposed { wRows = transpose(wRows, rows: n, cols: k) }
+        let bias = try biasSite.map { try $0.node.inputs[$0.input]!.constantValue!.floats().map(Double.init) }
+        let problem = LeastSquaresFit(x: x, y: y, rows: x.count / k, k: k, n: n)
+        let result: LeastSquaresFit.Result
+        if full, let r = problem.fitFull(w: wRows, b: bias, damp: options.damp) {
+            result = r
+        } else if let bias {
+            result = problem.fitBias(w: wRows, b: bias)
+        } else {
+            return problem.fitBias(w: wRows, b: [Double](repeating: 0, count: n)).withoutChange
         }
-        ConsumerLayer.write(zip(wRows, r.deltaW).map { Float($0 + $1) }, shape: w.shape, to: a.node, input: 1, in: graph, names: names)
-        if let (node, input) = a.bias, let db = r.deltaB, let b = bias {
-            ConsumerLayer.write(zip(b, db).map { Float($0 + $1) }, shape: node.inputs[input]!.constantValue!.shape, to: node, input: input,
-                                in: graph, names: names)
+        if result.errorAfter >= result.errorBefore { return result.withoutChange }
+        var newW = zip(wRows, result.deltaW).map { $0 + $1 }
+        if transposed { newW = transpose(newW, rows: k, cols: n) }
+        ConsumerLayer.write(newW.map(Float.init), shape: w.shape, to: node, input: 1, in: graph, names: names)
+        if let (biasNode, input) = biasSite, let db = result.deltaB, let b = bias {
+            let shape = biasNode.inputs[input]!.constantValue!.shape
+            ConsumerLayer.write(zip(b, db).map { Float($0 + $1) }, shape: shape, to: biasNode, input: input, in: graph, names: names)
         }
-        return r
+        return result
     }
 
     /// A `Conv`: its bias moves by the mean error per output channel (a bias is added when it has none).

@@ -55,6 +55,16 @@ public struct ConsumerLayer {
         return found.sorted { order[ObjectIdentifier($0.node)] ?? 0 < order[ObjectIdentifier($1.node)] ?? 0 }
     }
 
+    /// The bias of the exporters' `Add(MatMul(x, W), b)`: the `Add` and the input that holds `b`,
+    /// when that `Add` is the `MatMul`'s only use and `b` is a float constant of W's width.
+    public static func biasAdd(after matMul: Node) -> (node: Node, input: Int)? {
+        guard let y = matMul.outputs.first, y.uses.count == 1, let use = y.uses.first, use.node.opType == .add,
+              use.node.inputs.count == 2, let n = matMul.inputs[1]?.constantValue?.shape.last else { return nil }
+        let other = 1 - use.inputIndex
+        guard let b = use.node.inputs[other]?.constantValue, b.dtype == .float, b.elementCount == n, b.shape.last == n else { return nil }
+        return (use.node, other)
+    }
+
     private static func make(_ node: Node, slicedAxis axis: Int, units: [Int], group: PruningGroup) -> ConsumerLayer? {
         guard node.outputs.count >= 1, let w = node.inputs[1]?.constantValue, w.dtype == .float,
               node.inputs[0] != nil else { return nil }
@@ -62,15 +72,8 @@ public struct ConsumerLayer {
         switch node.opType {
         case .matMul:
             guard w.shape.count == 2, axis == 0 else { return nil }
-            // The exporters' `Add(MatMul(x, W), b)`: the Add is the bias when it is the only use.
-            if y.uses.count == 1, let add = y.uses.first?.node, add.opType == .add, add.inputs.count == 2 {
-                let other = 1 - y.uses.first!.inputIndex
-                if let b = add.inputs[other]?.constantValue, b.dtype == .float, b.elementCount == w.shape[1],
-                   b.shape.last == w.shape[1] {
-                    return ConsumerLayer(node: node, layout: .rows, bias: (add, other), target: add.outputs[0], units: units, group: group)
-                }
-            }
-            return ConsumerLayer(node: node, layout: .rows, bias: nil, target: y, units: units, group: group)
+            let bias = biasAdd(after: node)
+            return ConsumerLayer(node: node, layout: .rows, bias: bias, target: bias?.node.outputs[0] ?? y, units: units, group: group)
         case .gemm:
             let transA = ((try? node.attribute("transA", as: Int.self)) ?? nil) ?? 0
             let transB = ((try? node.attribute("transB", as: Int.self)) ?? nil) ?? 0

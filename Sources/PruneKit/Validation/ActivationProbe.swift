@@ -43,10 +43,20 @@ public struct ActivationProbe {
     ///
     /// - Throws: `RuntimeError` from the interpreter.
     public func run(_ sets: [[String: NDArray]], threads: Int) throws -> [[String: NDArray]] {
+        var out: [[String: NDArray]] = []
+        try forEach(sets, threads: threads) { _, values in out.append(values) }
+        return out
+    }
+
+    /// Runs every input set and hands each set's probed values to `body` (index, values by name)
+    /// without keeping them: for statistics over many sets. One interpreter serves all sets.
+    ///
+    /// - Throws: `RuntimeError` from the interpreter; what `body` throws.
+    public func forEach(_ sets: [[String: NDArray]], threads: Int, _ body: (Int, [String: NDArray]) throws -> Void) throws {
         let interpreter = try Interpreter(model: model, options: Interpreter.Options(threads: threads, profile: false))
         let wanted = Set(values)
-        return try sets.map { feeds in
-            try interpreter.run(feeds).filter { wanted.contains($0.key) }
+        for (i, feeds) in sets.enumerated() {
+            try body(i, try interpreter.run(feeds).filter { wanted.contains($0.key) })
         }
     }
 
@@ -63,8 +73,8 @@ public struct ActivationProbe {
     /// Sets every mask initializer of `model` to ones (an edit for ``init(model:values:edit:)``).
     public static func setMasksToOne(_ model: Model) {
         for v in model.graph.initializers where Masks.isMask(v) {
-            guard let t = v.initializer, let n = Optional(t.elementCount), t.dtype == .float else { continue }
-            model.graph.setInitializer(v, to: Tensor(name: t.name, floats: [Float](repeating: 1, count: n), shape: t.shape))
+            guard let t = v.initializer, t.dtype == .float else { continue }
+            model.graph.setInitializer(v, to: Tensor(name: t.name, floats: [Float](repeating: 1, count: t.elementCount), shape: t.shape))
         }
     }
 }
