@@ -72,7 +72,7 @@ let package = Package(
         ),
         .target(
             name: "AutoBotPasses",
-            dependencies: ["PruneKit", "PruneIR", "PruneRuntime", "LDPrunerPasses"],
+            dependencies: ["PruneKit", "PruneIR", "PruneRuntime"],
             path: "Passes/AutoBot"
         ),
         .target(

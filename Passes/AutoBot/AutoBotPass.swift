@@ -2,7 +2,6 @@ import Foundation
 import PruneIR
 import PruneKit
 import PruneRuntime
-import LDPrunerPasses
 
 /// `autobot`: trainable bottlenecks (AutoBot). Every channel, head and neuron gets a gate σ(α)
 /// (σ = 0.9 at the start); with the weights frozen, only the gates are trained against
@@ -12,45 +11,27 @@ import LDPrunerPasses
 /// L_flops = (F−T)/(Fmax−T) if F > T else 1 − F/T, and L_bool = mean|λ − round λ|. Then a threshold
 /// on the gates is bisected so that the kept MACs meet the target, and binary masks are left for
 /// `fold-masks`. Held-out agreement with the original (top-1 for a classifier, cosine otherwise) is
-/// reported next to magnitude pruning at the same MACs.
+/// reported in the statistics (compare other methods with `prunec --compare PIPELINE`).
 public struct AutoBotPass: Pass {
     public struct Options: PassOptions {
-        public static let declarations: [OptionSpec] = [
-            OptionSpec("flops", .fraction, default: .double(0.5), help: "fraction of the MACs to remove (0.5 keeps half)"),
-            OptionSpec("steps", .int, default: .int(60), help: "optimizer steps"),
-            OptionSpec("lr", .double, default: .double(0.6), help: "Adam learning rate on the gate logits"),
-            OptionSpec("beta", .double, default: .double(6), help: "weight of the FLOPs term"),
-            OptionSpec("gamma", .double, default: .double(0.4), help: "weight of the bool term"),
-            OptionSpec("batch", .int, default: .int(2), help: "calibration sets per step"),
-            OptionSpec("kinds", .string, default: .string("channels+heads+neurons"), help: "group kinds to gate, joined by '+'"),
-            OptionSpec("holdout", .int, default: .int(3), help: "calibration sets held out for the reported agreement"),
-            OptionSpec("compare", .bool, default: .bool(true), help: "also report magnitude's and ld-pruner's agreement at the same MACs"),
-        ]
-        public var flops: Double
-        public var steps: Int
-        public var lr: Double
-        public var beta: Double
-        public var gamma: Double
-        public var batch: Int
-        public var kinds: Set<GroupKind>
-        public var holdout: Int
-        public var compare: Bool
-
-        public init(_ v: OptionValues) throws {
-            flops = v.double("flops")
-            guard flops > 0, flops < 1 else { throw OptionError(key: "flops", message: "must be between 0 and 1 (the fraction of MACs removed)") }
-            steps = v.int("steps")
-            lr = v.double("lr")
-            beta = v.double("beta")
-            gamma = v.double("gamma")
-            batch = v.int("batch")
-            holdout = v.int("holdout")
-            compare = v.bool("compare")
-            for (key, n, least) in [("steps", steps, 0), ("batch", batch, 1), ("holdout", holdout, 0)] where n < least {
-                throw OptionError(key: key, message: "must be at least \(least), got \(n)")
-            }
-            kinds = try GroupKind.parse(v.string("kinds"), allowing: [.channels, .heads, .neurons])
-        }
+        @PassOption("flops", .fraction, help: "fraction of the MACs to remove (0.5 keeps half)",
+                    check: { $0 > 0 && $0 < 1 ? nil : "must be between 0 and 1 (the fraction of MACs removed)" })
+        public var flops = 0.5
+        @PassOption("steps", .atLeast(0), help: "optimizer steps")
+        public var steps = 60
+        @PassOption("lr", help: "Adam learning rate on the gate logits")
+        public var lr = 0.6
+        @PassOption("beta", help: "weight of the FLOPs term")
+        public var beta = 6.0
+        @PassOption("gamma", help: "weight of the bool term")
+        public var gamma = 0.4
+        @PassOption("batch", .atLeast(1), help: "calibration sets per step")
+        public var batch = 2
+        @PassOption("kinds", help: "group kinds to gate, joined by '+'", check: GroupKind.only([.channels, .heads, .neurons]))
+        public var kinds: Set<GroupKind> = [.channels, .heads, .neurons]
+        @PassOption("holdout", .atLeast(0), help: "calibration sets held out for the reported agreement")
+        public var holdout = 3
+        public init() {}
     }
 
     public static let name = "autobot"
@@ -61,9 +42,6 @@ public struct AutoBotPass: Pass {
 
     public func run(on model: Model, context: PassContext) throws -> PassResult {
         let started = Date()
-        // LD-Pruner's scores for the comparison come from an ungated copy of the original.
-        let original = options.compare
-            ? try ModelImporter.load(proto: ModelExporter.proto(model), file: "ld-pruner copy", baseDirectory: model.sourceURL?.deletingLastPathComponent()) : nil
         let gates = try TrainableGates(model: model, kinds: options.kinds)
         let interpreter = try context.interpreter(for: gates.trainingModel)
         let needed = Set(gates.trainingModel.graph.inputs.filter { $0.initializer == nil }.map(\.name)).subtracting(gates.inputNames)
@@ -146,24 +124,7 @@ public struct AutoBotPass: Pass {
             stats["\(label)macs-kept-fraction"] = cost.evaluate(k.map { $0.map { $0 ? 1 : 0 } }).macs / fmax
             return "\(what) \(fmt(agree / n))" + (classifier ? " (cosine \(fmt(cos / n)))" : "")
         }
-        var line = "autobot: MACs \(String(format: "%.1f", 100 * kept / fmax))% of the original (target \(String(format: "%.1f", 100 * (1 - options.flops)))%); held-out \(try measure(keep, ""))"
-        if options.compare, let original {
-            let magnitude = Threshold.keep(scores: try gates.groups.map { g in
-                let s = try WeightNorms.unitScores(g)
-                let mean = s.reduce(0, +) / Double(max(s.count, 1))
-                return s.map { mean > 0 ? $0 / mean : $0 }
-            }, cost: cost, target: target)
-            line += "; at the same MACs: magnitude \(try measure(magnitude, "magnitude-"))"
-            var values: [String: OptionValue] = [:]
-            for spec in LDPrunerPass.Options.declarations { values[spec.key] = spec.defaultValue }
-            values["kinds"] = .string(options.kinds.map(\.rawValue).sorted().joined(separator: "+"))
-            var quiet = context
-            quiet.logger.logLevel = .warning
-            let ld = try LDPrunerPass(options: .init(OptionValues(values))).score(original, context: quiet)
-            if ld.gates.groups.map(\.unitCount) == gates.groups.map(\.unitCount) {
-                line += ", ld-pruner \(try measure(Threshold.keep(scores: ld.scores.units, cost: cost, target: target), "ld-pruner-"))"
-            }
-        }
+        let line = "autobot: MACs \(String(format: "%.1f", 100 * kept / fmax))% of the original (target \(String(format: "%.1f", 100 * (1 - options.flops)))%); held-out \(try measure(keep, ""))"
         context.logger.info("\(line)")
         for (g, k) in zip(gates.groups, keep) { stats["\(g.kind)-removed", default: 0] += Double(k.filter { !$0 }.count) }
         return PassResult(changed: true, statistics: stats)

@@ -12,7 +12,9 @@ public struct CleanupPass: Pass {
 
     public func run(on model: Model, context: PassContext) throws -> PassResult {
         // Shape arithmetic and folds that do not grow the model: a cleanup must not add parameters.
-        let folded = try FoldConstantsPass(options: .init(OptionValues(["max-bytes": .int(256)]))).run(on: model, context: context)
+        var fold = FoldConstantsPass.Options()
+        fold.maxBytes = 256
+        let folded = try FoldConstantsPass(options: fold).run(on: model, context: context)
         let graph = model.graph
         let outputs = Set(graph.outputs.map(ObjectIdentifier.init))
         var bypassed = 0

@@ -9,11 +9,9 @@ import PruneRuntime
 /// larger than the inputs that die with the node) are left alone. Run `dce` afterwards to drop what became unused.
 public struct FoldConstantsPass: Pass {
     public struct Options: PassOptions {
-        public static let declarations = [
-            OptionSpec("max-bytes", .int, default: .int(1 << 20), help: "largest folded result kept, in bytes (unless no larger than the inputs that die with the node)"),
-        ]
-        public var maxBytes: Int
-        public init(_ v: OptionValues) throws { maxBytes = v.int("max-bytes") }
+        @PassOption("max-bytes", .atLeast(0), help: "largest folded result kept, in bytes (unless no larger than the inputs that die with the node)")
+        public var maxBytes = 1 << 20
+        public init() {}
     }
 
     public static let name = "fold-constants"

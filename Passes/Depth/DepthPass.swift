@@ -12,49 +12,49 @@ import PruneRuntime
 /// the first and last blocks are protected, and the `blocks` least important (or enough to remove
 /// `params` of the parameters) are removed from the graph. `preset=bk-sdm` / `bk-sdm-base` pick
 /// BK-SDM's units of a diffusers UNet instead of scoring. The pass reports held-out perplexity (or
-/// drift) before and after, next to removing as many blocks at random (median of 5 seeds) and the
-/// last ones.
+/// drift) before and after. `criterion=last` and `criterion=random` choose without scoring: the
+/// baselines to give `prunec --compare`.
 public struct DepthPass: Pass {
     public struct Options: PassOptions {
-        public static let declarations: [OptionSpec] = [
-            OptionSpec("blocks", .int, default: .int(1), help: "number of residual blocks to remove (ignored with params or a preset)"),
-            OptionSpec("params", .fraction, default: .double(0), help: "remove blocks until this fraction of the parameters is gone (0 = use blocks)"),
-            OptionSpec("criterion", .choice(["auto", "ppl", "taylor", "drift"]), default: .string("auto"),
-                       help: "block importance: perplexity when skipped (causal LMs), Taylor+ Σ|W·∂L/∂W|, or output drift when skipped; auto = ppl for causal LMs, else drift"),
-            OptionSpec("protect-first", .int, default: .int(1), help: "blocks at the start that are never removed"),
-            OptionSpec("protect-last", .int, default: .int(1), help: "blocks at the end that are never removed"),
-            OptionSpec("preset", .choice(["none", "bk-sdm", "bk-sdm-base"]), default: .string("none"),
-                       help: "bk-sdm-base: the last ResBlock+attention unit of every UNet stage that has several; bk-sdm: also the mid block"),
-            OptionSpec("holdout", .int, default: .int(2), help: "calibration sets held out for the reported perplexity or drift"),
-            OptionSpec("baselines", .bool, default: .bool(true), help: "also report removing as many blocks at random (median of 5 seeds) and the last ones"),
-            OptionSpec("keep-masks", .bool, default: .bool(false),
-                       help: "gate the chosen blocks with zero masks instead of removing them (for reconstruct; fold-masks removes them)"),
-        ]
-        public var blocks: Int
-        public var params: Double
-        public var criterion: String
-        public var protectFirst: Int
-        public var protectLast: Int
-        public var preset: String
-        public var holdout: Int
-        public var baselines: Bool
-        public var keepMasks: Bool
-
-        public init(_ v: OptionValues) throws {
-            blocks = v.int("blocks")
-            params = v.double("params")
-            criterion = v.string("criterion")
-            protectFirst = v.int("protect-first")
-            protectLast = v.int("protect-last")
-            preset = v.string("preset")
-            holdout = v.int("holdout")
-            baselines = v.bool("baselines")
-            keepMasks = v.bool("keep-masks")
-            guard params < 1 else { throw OptionError(key: "params", message: "would remove everything: use a fraction below 1 (100%)") }
-            for (key, n, least) in [("blocks", blocks, 1), ("protect-first", protectFirst, 0), ("protect-last", protectLast, 0), ("holdout", holdout, 0)] where n < least {
-                throw OptionError(key: key, message: "must be at least \(least), got \(n)")
-            }
+        /// How a block's importance is measured.
+        public enum Criterion: String, PassOptionEnum {
+            /// `ppl` for causal LMs, else `drift`.
+            case auto
+            /// Perplexity with the block skipped (causal LMs).
+            case ppl
+            /// Taylor+ Σ|W·∂L/∂W|.
+            case taylor
+            /// Output drift with the block skipped.
+            case drift
+            /// No score: the last candidate blocks go first (a baseline for `--compare`).
+            case last
+            /// No score: blocks drawn with the seed (a baseline for `--compare`).
+            case random
         }
+        /// A fixed choice of blocks instead of scores.
+        public enum Preset: String, PassOptionEnum {
+            case none
+            case bkSDM = "bk-sdm"
+            case bkSDMBase = "bk-sdm-base"
+        }
+
+        @PassOption("blocks", .atLeast(1), help: "number of residual blocks to remove (ignored with params or a preset)")
+        public var blocks = 1
+        @PassOption("params", .fractionBelowOne, help: "remove blocks until this fraction of the parameters is gone (0 = use blocks)")
+        public var params = 0.0
+        @PassOption("criterion", help: "block importance: perplexity when skipped (causal LMs), Taylor+ Σ|W·∂L/∂W|, or output drift when skipped; auto = ppl for causal LMs, else drift; last and random are baselines")
+        public var criterion: Criterion = .auto
+        @PassOption("protect-first", .atLeast(0), help: "blocks at the start that are never removed")
+        public var protectFirst = 1
+        @PassOption("protect-last", .atLeast(0), help: "blocks at the end that are never removed")
+        public var protectLast = 1
+        @PassOption("preset", help: "bk-sdm-base: the last ResBlock+attention unit of every UNet stage that has several; bk-sdm: also the mid block")
+        public var preset: Preset = .none
+        @PassOption("holdout", .atLeast(0), help: "calibration sets held out for the reported perplexity or drift")
+        public var holdout = 2
+        @PassOption("keep-masks", help: "gate the chosen blocks with zero masks instead of removing them (for reconstruct; fold-masks removes them)")
+        public var keepMasks = false
+        public init() {}
     }
 
     public static let name = "depth"
@@ -74,31 +74,36 @@ public struct DepthPass: Pass {
         let gates = try TrainableGates(model: working, kinds: [.blocks])
         guard gates.blocks.count == blocks.count else { throw PruningError.nothingToPrune(kinds: [.blocks], blocked: []) }
         let eval = try BlockEvaluator(gates: gates, context: context, holdout: options.holdout)
-        let criterion = options.criterion == "auto" ? (eval.isCausalLM ? "ppl" : "drift") : options.criterion
-        if criterion == "ppl" && !eval.isCausalLM {
+        let criterion = options.criterion == .auto ? (eval.isCausalLM ? .ppl : .drift) : options.criterion
+        if criterion == .ppl && !eval.isCausalLM {
             throw DepthError.notACausalLM(inputs: eval.inputNames)
         }
 
-        let candidates = options.preset == "none"
+        let candidates = options.preset == .none
             ? Array(blocks.indices).dropFirst(options.protectFirst).dropLast(options.protectLast).map { $0 }
-            : try BKSDM.units(blocks, includeMid: options.preset == "bk-sdm")
+            : try BKSDM.units(blocks, includeMid: options.preset == .bkSDM)
         var chosen: [Int]
         var scores: [Int: Double] = [:]
-        if options.preset != "none" {
+        if options.preset != .none {
             chosen = candidates
         } else {
             guard !candidates.isEmpty else {
                 throw DepthError.allProtected(blocks: blocks.count, first: options.protectFirst, last: options.protectLast)
             }
             switch criterion {
-            case "taylor":
+            case .taylor:
                 let t = try TaylorScores.blocks(model, blocks: blocks, calibration: eval.scoring, isCausalLM: eval.isCausalLM, logits: eval.logits, tokens: eval.tokens, context: context)
                 for i in candidates { scores[i] = t[i] }
-            default:
+            case .last:
+                for i in candidates { scores[i] = -Double(i) }
+            case .random:
+                var rng = NoiseSource(seed: context.seed ^ 0xDE97)
+                for i in candidates { scores[i] = Double(rng.next() % 1_000_000) }
+            case .auto, .ppl, .drift:
                 for (k, i) in candidates.enumerated() {
                     var skip = [Double](repeating: 1, count: blocks.count)
                     skip[i] = 0
-                    scores[i] = try criterion == "ppl" ? eval.perplexity(skipping: skip, heldOut: false) : eval.drift(skipping: skip, heldOut: false)
+                    scores[i] = try criterion == .ppl ? eval.perplexity(skipping: skip, heldOut: false) : eval.drift(skipping: skip, heldOut: false)
                     context.logger.debug("depth: block \(i) '\(blocks[i].name)' scored \(scores[i]!) (\(k + 1)/\(candidates.count))")
                 }
             }
@@ -119,7 +124,7 @@ public struct DepthPass: Pass {
             }
         }
 
-        // Held-out quality of the choice, next to random choices and the last blocks.
+        // Held-out quality of the choice.
         var stats: [String: Double] = ["blocks-removed": Double(chosen.count), "candidates": Double(candidates.count)]
         let measure: ([Double]) throws -> Double = { skip in
             try eval.isCausalLM ? eval.perplexity(skipping: skip, heldOut: true) : eval.drift(skipping: skip, heldOut: true)
@@ -134,23 +139,7 @@ public struct DepthPass: Pass {
         let after = try measure(skipping(chosen))
         stats["\(label)-before"] = before
         stats["\(label)-after"] = after
-        var line = "depth: held-out \(label == "ppl" ? "perplexity" : "output drift") \(fmt(before)) → \(fmt(after)) removing \(chosen.map { blocks[$0].name })"
-        // Baselines draw from all blocks: they are what a user would do without a criterion.
-        if options.baselines && !chosen.isEmpty && chosen.count < blocks.count {
-            var rng = NoiseSource(seed: context.seed ^ 0xDE97)
-            var randoms: [Double] = []
-            for _ in 0..<5 {
-                var pool = Array(blocks.indices)
-                var pick: [Int] = []
-                for _ in 0..<chosen.count { pick.append(pool.remove(at: Int(rng.next() % UInt64(pool.count)))) }
-                randoms.append(try measure(skipping(pick)))
-            }
-            let median = randoms.sorted()[randoms.count / 2]
-            let last = try measure(skipping(Array(blocks.indices.suffix(chosen.count))))
-            stats["\(label)-random-median"] = median
-            stats["\(label)-last"] = last
-            line += "; random \(chosen.count) (median of 5): \(fmt(median)); last \(chosen.count): \(fmt(last))"
-        }
+        let line = "depth: held-out \(label == "ppl" ? "perplexity" : "output drift") \(fmt(before)) → \(fmt(after)) removing \(chosen.map { blocks[$0].name })"
         context.logger.info("\(line)")
 
         let paramsBefore = CostModel.parameterCount(model)

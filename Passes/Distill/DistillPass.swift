@@ -22,7 +22,7 @@ import PruneRuntime
 public struct DistillPass: Pass {
     public struct Options: PassOptions {
         /// Which weights train.
-        public enum Train: String, Sendable, CaseIterable {
+        public enum Train: String, PassOptionEnum {
             /// Every float initializer with more than one element.
             case all
             /// Rank-1 tensors: norm scales and shifts, biases.
@@ -32,7 +32,7 @@ public struct DistillPass: Pass {
         }
 
         /// The output loss.
-        public enum Loss: String, Sendable, CaseIterable {
+        public enum Loss: String, PassOptionEnum {
             /// `kl` for outputs named like logits, `mse` otherwise.
         case auto
         /// Normalized mean squared error.
@@ -41,99 +41,71 @@ public struct DistillPass: Pass {
         case kl
         }
 
-        /// The declared options (`prunec passes --options` lists them).
-        public static let declarations: [OptionSpec] = [
-            OptionSpec("steps", .int, default: .int(100), help: "optimizer steps"),
-            OptionSpec("lr", .double, default: .double(1e-4), help: "AdamW learning rate"),
-            OptionSpec("batch", .int, default: .int(1), help: "samples per step (gradients averaged; one sample's activations in memory at a time)"),
-            OptionSpec("train", .choice(Train.allCases.map(\.rawValue)), default: .string("all"),
-                       help: "which weights train: all, norms-biases (rank-1 tensors), lora (low-rank adapters on MatMul/Gemm weights, merged at the end)"),
-            OptionSpec("nodes", .string, default: .string("*"), help: "only weights whose name, or a reading node's name, matches this glob (e.g. *attn*)"),
-            OptionSpec("rank", .int, default: .int(4), help: "adapter rank for train=lora"),
-            OptionSpec("weight-decay", .double, default: .double(0.01), help: "AdamW decoupled weight decay on matrices and adapters (norms and biases get none)"),
-            OptionSpec("feature-weight", .double, default: .double(1), help: "weight of the feature loss (mean over matched block outputs); 0 for outputs only"),
-            OptionSpec("loss", .choice(Loss.allCases.map(\.rawValue)), default: .string("auto"),
-                       help: "output loss: mse, kl (on the last axis, for logits), auto (kl for outputs named *logits*, else mse)"),
-            OptionSpec("held-out", .fraction, default: .double(0.25), help: "fraction of the calibration sets held out for the report and early stopping"),
-            OptionSpec("eval-every", .int, default: .int(10), help: "steps between held-out evaluations (and progress lines)"),
-            OptionSpec("patience", .int, default: .int(3), help: "evaluations without a better held-out loss before stopping (0: never stop early)"),
-            OptionSpec("diffusion", .choice(["auto", "on", "off"]), default: .string("auto"),
-                       help: "sample a timestep and noise per training sample (auto: when the model is a denoiser with a timestep input)"),
-            OptionSpec("timesteps", .int, default: .int(1000), help: "training timesteps of the noise schedule t is drawn from (denoisers)"),
-            OptionSpec("betas", .choice(["scaled-linear", "linear"]), default: .string("scaled-linear"), help: "noise schedule (denoisers)"),
-            OptionSpec("draws", .int, default: .int(2), help: "held-out (timestep, noise) draws per held-out set (denoisers)"),
-        ]
-        /// Optimizer steps.
-        public var steps: Int
-        /// Learning rate.
-        public var lr: Double
-        /// Samples per step.
-        public var batch: Int
-        /// Which weights train.
-        public var train: Train
-        /// `nodes=` glob (`nil` for `*`).
-        public var nodes: String?
-        /// Adapter rank.
-        public var rank: Int
-        /// Weight decay on matrices.
-        public var weightDecay: Double
-        /// Weight of the feature loss.
-        public var featureWeight: Double
-        /// Output loss.
-        public var loss: Loss
-        /// Held-out fraction of the calibration sets.
-        public var heldOut: Double
-        /// Steps between evaluations.
-        public var evalEvery: Int
-        /// Early-stopping patience in evaluations (0: off).
-        public var patience: Int
-        /// Diffusion sampling: `nil` auto.
-        public var diffusion: Bool?
-        /// Schedule length.
-        public var timesteps: Int
-        /// Schedule betas.
-        public var betas: NoiseSchedule.Betas
-        /// Held-out draws per held-out set (denoisers).
-        public var draws: Int
+        /// Whether each training sample draws a timestep and noise.
+        public enum Diffusion: String, PassOptionEnum { case auto, on, off }
 
-        /// Reads and checks the options.
-        ///
-        /// - Throws: ``OptionError`` for counts below their minimum, a non-positive `lr`, a negative
-        ///   weight, or `held-out=1`.
-        public init(_ v: OptionValues) throws {
-            steps = v.int("steps")
-            batch = v.int("batch")
-            rank = v.int("rank")
-            evalEvery = v.int("eval-every")
-            patience = v.int("patience")
-            timesteps = v.int("timesteps")
-            draws = v.int("draws")
-            for (key, n, least) in [("steps", steps, 0), ("batch", batch, 1), ("rank", rank, 1), ("eval-every", evalEvery, 1),
-                                    ("patience", patience, 0), ("timesteps", timesteps, 1), ("draws", draws, 1)] where n < least {
-                throw OptionError(key: key, message: "must be at least \(least), got \(n)")
-            }
-            lr = v.double("lr")
-            guard lr > 0 else { throw OptionError(key: "lr", message: "must be positive") }
-            weightDecay = v.double("weight-decay")
-            featureWeight = v.double("feature-weight")
-            guard weightDecay >= 0 else { throw OptionError(key: "weight-decay", message: "must be 0 or more") }
-            guard featureWeight >= 0 else { throw OptionError(key: "feature-weight", message: "must be 0 or more") }
-            train = Train(rawValue: v.string("train")) ?? .all
-            nodes = v.string("nodes") == "*" ? nil : v.string("nodes")
-            loss = Loss(rawValue: v.string("loss")) ?? .auto
-            heldOut = v.double("held-out")
-            guard heldOut < 1 else { throw OptionError(key: "held-out", message: "must leave some sets to train on (below 1)") }
-            switch v.string("diffusion") {
-            case "on": diffusion = true
-            case "off": diffusion = false
-            default: diffusion = nil
-            }
-            betas = NoiseSchedule.Betas(rawValue: v.string("betas")) ?? .scaledLinear
-        }
+        /// Optimizer steps.
+        @PassOption("steps", .atLeast(0), help: "optimizer steps")
+        public var steps = 100
+        /// Learning rate.
+        @PassOption("lr", .positive, help: "AdamW learning rate")
+        public var lr = 1e-4
+        /// Samples per step.
+        @PassOption("batch", .atLeast(1), help: "samples per step (gradients averaged; one sample's activations in memory at a time)")
+        public var batch = 1
+        /// Which weights train.
+        @PassOption("train", help: "which weights train: all, norms-biases (rank-1 tensors), lora (low-rank adapters on MatMul/Gemm weights, merged at the end)")
+        public var train: Train = .all
+        /// The `nodes=` glob.
+        @PassOption("nodes", help: "only weights whose name, or a reading node's name, matches this glob (e.g. *attn*)")
+        public var nodesGlob = "*"
+        /// Adapter rank.
+        @PassOption("rank", .atLeast(1), help: "adapter rank for train=lora")
+        public var rank = 4
+        /// Weight decay on matrices.
+        @PassOption("weight-decay", .atLeast(0), help: "AdamW decoupled weight decay on matrices and adapters (norms and biases get none)")
+        public var weightDecay = 0.01
+        /// Weight of the feature loss.
+        @PassOption("feature-weight", .atLeast(0), help: "weight of the feature loss (mean over matched block outputs); 0 for outputs only")
+        public var featureWeight = 1.0
+        /// Output loss.
+        @PassOption("loss", help: "output loss: mse, kl (on the last axis, for logits), auto (kl for outputs named *logits*, else mse)")
+        public var loss: Loss = .auto
+        /// Held-out fraction of the calibration sets.
+        @PassOption("held-out", .fraction, help: "fraction of the calibration sets held out for the report and early stopping",
+                    check: { $0 < 1 ? nil : "must leave some sets to train on (below 1)" })
+        public var heldOut = 0.25
+        /// Steps between evaluations.
+        @PassOption("eval-every", .atLeast(1), help: "steps between held-out evaluations (and progress lines)")
+        public var evalEvery = 10
+        /// Early-stopping patience in evaluations (0: off).
+        @PassOption("patience", .atLeast(0), help: "evaluations without a better held-out loss before stopping (0: never stop early)")
+        public var patience = 3
+        /// Diffusion sampling.
+        @PassOption("diffusion", help: "sample a timestep and noise per training sample (auto: when the model is a denoiser with a timestep input)")
+        public var diffusionMode: Diffusion = .auto
+        /// Schedule length.
+        @PassOption("timesteps", .atLeast(1), help: "training timesteps of the noise schedule t is drawn from (denoisers)")
+        public var timesteps = 1000
+        /// Schedule betas.
+        @PassOption("betas", help: "noise schedule (denoisers)")
+        public var betas: NoiseSchedule.Betas = .scaledLinear
+        /// Held-out draws per held-out set (denoisers).
+        @PassOption("draws", .atLeast(1), help: "held-out (timestep, noise) draws per held-out set (denoisers)")
+        public var draws = 2
+
+        /// The `nodes=` glob, `nil` for `*`.
+        public var nodes: String? { nodesGlob == "*" ? nil : nodesGlob }
+        /// Diffusion sampling: `nil` for auto.
+        public var diffusion: Bool? { diffusionMode == .auto ? nil : diffusionMode == .on }
+        /// The defaults.
+        public init() {}
     }
 
     /// The pipeline spelling.
     public static let name = "distill"
+    /// The teacher and the data to train on.
+    public static let requirements: PassRequirements = [.originalModel]
     /// One line for `prunec passes`.
     public static let summary = "train the pruned model's weights back toward the original (output + feature distillation, BK-SDM style)"
 

@@ -12,84 +12,68 @@ import PruneRuntime
 /// remove `sparsity` of the prunable head+FFN parameters, and left as masks for `fold-masks`.
 ///
 /// `objective=output` trains against the model's outputs on the calibration inputs instead, for
-/// any model. The held-out drift of the result (and of magnitude pruning at the same sparsity,
-/// with `compare=true`) is reported in the pass statistics.
+/// any model. The held-out drift of the result is reported in the pass statistics (compare other
+/// methods with `prunec --compare PIPELINE`).
 public struct EcoDiffPass: Pass {
     public struct Options: PassOptions {
-        public static let declarations: [OptionSpec] = [
-            OptionSpec("sparsity", .fraction, default: .double(0.2), help: "fraction of the prunable head+FFN parameters to remove"),
-            OptionSpec("lambda", .double, default: .double(0.5), help: "weight of the sparsity regularizer"),
-            OptionSpec("reg", .choice(["l0", "l1"]), default: .string("l0"), help: "regularizer: expected L0 (P(gate ≠ 0)) or L1 of the gates, parameter-weighted"),
-            OptionSpec("steps", .int, default: .int(30), help: "optimizer steps (one denoising run each)"),
-            OptionSpec("lr", .double, default: .double(0.1), help: "AdamW learning rate on log α"),
-            OptionSpec("denoise-steps", .int, default: .int(8), help: "sampler steps per denoising run"),
-            OptionSpec("samples", .int, default: .int(4), help: "training samples (prompts from the calibration sets × noise seeds), used in turn"),
-            OptionSpec("holdout", .int, default: .int(2), help: "held-out samples (other seeds and prompts) for the reported drift"),
-            OptionSpec("kinds", .string, default: .string("heads+neurons"), help: "group kinds to gate, joined by '+' (heads, neurons, channels)"),
-            OptionSpec("objective", .choice(["diffusion", "output"]), default: .string("diffusion"),
-                       help: "diffusion: final latent of a sampling run; output: the model's outputs on the calibration inputs"),
-            OptionSpec("sampler", .choice(["ddim", "ddpm"]), default: .string("ddim"), help: "sampler of the denoising runs"),
-            OptionSpec("prediction", .choice(["epsilon", "v"]), default: .string("epsilon"), help: "what the denoiser predicts"),
-            OptionSpec("betas", .choice(["scaled-linear", "linear"]), default: .string("scaled-linear"), help: "noise schedule"),
-            OptionSpec("guidance", .double, default: .double(5), help: "classifier-free guidance scale (when the calibration data has uncond.<input> arrays)"),
-            OptionSpec("sample", .string, default: .string("auto"), help: "the latent input (auto: the float input shaped like the output)"),
-            OptionSpec("timestep", .string, default: .string("auto"), help: "the timestep input (auto: by name)"),
-            OptionSpec("max-per-group", .fraction, default: .double(0.9), help: "largest fraction of one group that may be removed"),
-            OptionSpec("scope", .choice(["global", "layer"]), default: .string("global"),
-                       help: "global: binarize by log α across groups; layer: every group loses the same fraction of its units"),
-            OptionSpec("min-keep", .int, default: .int(1), help: "fewest units a group keeps"),
-            OptionSpec("compare", .bool, default: .bool(true), help: "also report magnitude pruning's held-out drift at the same sparsity"),
-        ]
-        public var sparsity: Double
-        public var lambda: Double
-        public var l1: Bool
-        public var steps: Int
-        public var lr: Double
-        public var denoiseSteps: Int
-        public var samples: Int
-        public var holdout: Int
-        public var kinds: Set<GroupKind>
-        public var diffusion: Bool
-        public var sampler: NoiseSchedule.Sampler
-        public var prediction: NoiseSchedule.Prediction
-        public var betas: NoiseSchedule.Betas
-        public var guidance: Double
-        public var sample: String?
-        public var timestep: String?
-        public var maxPerGroup: Double
-        public var global: Bool
-        public var minKeep: Int
-        public var compare: Bool
+        /// The sparsity regularizer.
+        public enum Regularizer: String, PassOptionEnum { case l0, l1 }
+        /// What the gates are trained against.
+        public enum Objective: String, PassOptionEnum { case diffusion, output }
+        /// How the learned log α become masks.
+        public enum Scope: String, PassOptionEnum { case global, layer }
 
-        public init(_ v: OptionValues) throws {
-            sparsity = v.double("sparsity")
-            guard sparsity < 1 else { throw OptionError(key: "sparsity", message: "would remove everything: use a fraction below 1 (100%)") }
-            lambda = v.double("lambda")
-            guard lambda >= 0 else { throw OptionError(key: "lambda", message: "must be 0 or more") }
-            l1 = v.string("reg") == "l1"
-            steps = v.int("steps")
-            denoiseSteps = v.int("denoise-steps")
-            samples = v.int("samples")
-            holdout = v.int("holdout")
-            for (key, n, least) in [("steps", steps, 0), ("denoise-steps", denoiseSteps, 1), ("samples", samples, 1), ("holdout", holdout, 0)] where n < least {
-                throw OptionError(key: key, message: "must be at least \(least), got \(n)")
-            }
-            lr = v.double("lr")
-            guard lr > 0 else { throw OptionError(key: "lr", message: "must be positive") }
-            kinds = try GroupKind.parse(v.string("kinds"), allowing: [.channels, .heads, .neurons])
-            global = v.string("scope") == "global"
-            minKeep = v.int("min-keep")
-            guard minKeep >= 1 else { throw OptionError(key: "min-keep", message: "must be 1 or more, got \(minKeep)") }
-            diffusion = v.string("objective") == "diffusion"
-            sampler = NoiseSchedule.Sampler(rawValue: v.string("sampler")) ?? .ddim
-            prediction = NoiseSchedule.Prediction(rawValue: v.string("prediction")) ?? .epsilon
-            betas = NoiseSchedule.Betas(rawValue: v.string("betas")) ?? .scaledLinear
-            guidance = v.double("guidance")
-            sample = v.string("sample") == "auto" ? nil : v.string("sample")
-            timestep = v.string("timestep") == "auto" ? nil : v.string("timestep")
-            maxPerGroup = v.double("max-per-group")
-            compare = v.bool("compare")
-        }
+        @PassOption("sparsity", .fractionBelowOne, help: "fraction of the prunable head+FFN parameters to remove")
+        public var sparsity = 0.2
+        @PassOption("lambda", .atLeast(0), help: "weight of the sparsity regularizer")
+        public var lambda = 0.5
+        @PassOption("reg", help: "regularizer: expected L0 (P(gate ≠ 0)) or L1 of the gates, parameter-weighted")
+        public var reg: Regularizer = .l0
+        @PassOption("steps", .atLeast(0), help: "optimizer steps (one denoising run each)")
+        public var steps = 30
+        @PassOption("lr", .positive, help: "AdamW learning rate on log α")
+        public var lr = 0.1
+        @PassOption("denoise-steps", .atLeast(1), help: "sampler steps per denoising run")
+        public var denoiseSteps = 8
+        @PassOption("samples", .atLeast(1), help: "training samples (prompts from the calibration sets × noise seeds), used in turn")
+        public var samples = 4
+        @PassOption("holdout", .atLeast(0), help: "held-out samples (other seeds and prompts) for the reported drift")
+        public var holdout = 2
+        @PassOption("kinds", help: "group kinds to gate, joined by '+' (heads, neurons, channels)",
+                    check: GroupKind.only([.channels, .heads, .neurons]))
+        public var kinds: Set<GroupKind> = [.heads, .neurons]
+        @PassOption("objective", help: "diffusion: final latent of a sampling run; output: the model's outputs on the calibration inputs")
+        public var objective: Objective = .diffusion
+        @PassOption("sampler", help: "sampler of the denoising runs")
+        public var sampler: NoiseSchedule.Sampler = .ddim
+        @PassOption("prediction", help: "what the denoiser predicts")
+        public var prediction: NoiseSchedule.Prediction = .epsilon
+        @PassOption("betas", help: "noise schedule")
+        public var betas: NoiseSchedule.Betas = .scaledLinear
+        @PassOption("guidance", help: "classifier-free guidance scale (when the calibration data has uncond.<input> arrays)")
+        public var guidance = 5.0
+        @PassOption("sample", help: "the latent input (auto: the float input shaped like the output)")
+        public var sampleInput = "auto"
+        @PassOption("timestep", help: "the timestep input (auto: by name)")
+        public var timestepInput = "auto"
+        @PassOption("max-per-group", .fraction, help: "largest fraction of one group that may be removed")
+        public var maxPerGroup = 0.9
+        @PassOption("scope", help: "global: binarize by log α across groups; layer: every group loses the same fraction of its units")
+        public var scope: Scope = .global
+        @PassOption("min-keep", .atLeast(1), help: "fewest units a group keeps")
+        public var minKeep = 1
+
+        /// The regularizer is L1 of the gates rather than the expected L0.
+        public var l1: Bool { reg == .l1 }
+        /// Trained over denoising runs (rather than on the outputs).
+        public var diffusion: Bool { objective == .diffusion }
+        /// Binarized across groups.
+        public var global: Bool { scope == .global }
+        /// The latent input, `nil` for auto.
+        public var sample: String? { sampleInput == "auto" ? nil : sampleInput }
+        /// The timestep input, `nil` for auto.
+        public var timestep: String? { timestepInput == "auto" ? nil : timestepInput }
+        public init() {}
     }
 
     public static let name = "ecodiff"
@@ -157,6 +141,7 @@ public struct EcoDiffPass: Pass {
         // Binarize: remove the units with the smallest log α until `sparsity` of the parameters go.
         let target = PruningTarget(measure: .params, amount: options.sparsity, global: options.global, maxPerGroup: options.maxPerGroup,
                                    minKeep: options.minKeep, kinds: options.kinds)
+        // log α compares across groups as it is (no normalization by the group mean).
         func keepFor(_ scores: [[Double]], normalize: Bool) throws -> [[Bool]] {
             var candidates: [UnitSelection.Candidate] = []
             for (g, group) in gates.groups.enumerated() {
@@ -167,7 +152,6 @@ public struct EcoDiffPass: Pass {
             return try UnitSelection.select(unitCounts: gates.groups.map(\.unitCount), names: gates.groups.map(\.name), candidates: candidates,
                                             target: target, totalParams: Int(totalParams), totalMACs: 0, normalize: normalize)
         }
-        // log α compares across groups as it is; weight norms are divided by their group's mean.
         let keep = try keepFor(logAlpha, normalize: false)
         for (g, k) in zip(gates.groups, keep) { try Masks.set(k.map { $0 ? 1 : 0 }, for: g, in: model) }
 
@@ -182,13 +166,7 @@ public struct EcoDiffPass: Pass {
         if options.holdout > 0 {
             let drift = try objective.holdoutDrift(gates: gates.feeds(keep.map { $0.map { $0 ? 1 : 0 } }))
             stats["holdout-drift"] = drift
-            var line = "\(Self.name): held-out drift (rel L2 of the \(options.diffusion ? "final latent" : "outputs")) \(fmt(drift))"
-            if options.compare {
-                let magnitude = try keepFor(gates.groups.map { try WeightNorms.unitScores($0) }, normalize: true)
-                let md = try objective.holdoutDrift(gates: gates.feeds(magnitude.map { $0.map { $0 ? 1 : 0 } }))
-                stats["magnitude-holdout-drift"] = md
-                line += "; magnitude at the same sparsity: \(fmt(md))"
-            }
+            let line = "\(Self.name): held-out drift (rel L2 of the \(options.diffusion ? "final latent" : "outputs")) \(fmt(drift))"
             context.logger.info("\(line)")
         }
         return PassResult(changed: true, statistics: stats)

@@ -12,28 +12,23 @@ import PruneRuntime
 /// layer) to a `params`, `flops` or `sparsity` target. Needs calibration data; leaves masks.
 public struct FluctuationPass: Pass {
     public struct Options: PassOptions {
-        public static let declarations = PruningTarget.declarations + [
-            OptionSpec("metric", .choice(["fluctuation", "energy"]), default: .string("fluctuation"),
-                       help: "fluctuation: Var(x)·‖W‖²; energy: E[x²]·‖W‖² (Wanda-style)"),
-            OptionSpec("standardize", .choice(["kind", "group", "none"]), default: .string("none"),
-                       help: "make scores comparable before global ranking: per kind (z-score, as FLAP), per group (÷ mean), or raw errors"),
-            OptionSpec("per-cost", .bool, default: .bool(true),
-                       help: "rank by score per removed parameter (params/sparsity targets) or per MAC (flops target)"),
-            OptionSpec("samples", .int, default: .int(0), help: "calibration sets to collect statistics on (0 = all)"),
-        ]
-        public var target: PruningTarget
-        public var energy: Bool
-        public var standardize: String
-        public var samples: Int
-        public var perCost: Bool
-        public init(_ v: OptionValues) throws {
-            target = try PruningTarget(v)
-            energy = v.string("metric") == "energy"
-            standardize = v.string("standardize")
-            samples = v.int("samples")
-            perCost = v.bool("per-cost")
-            guard samples >= 0 else { throw OptionError(key: "samples", message: "must be 0 or more, got \(samples)") }
-        }
+        /// What a feature's score measures.
+        public enum Metric: String, PassOptionEnum { case fluctuation, energy }
+        /// How scores are made comparable before global ranking.
+        public enum Standardize: String, PassOptionEnum { case kind, group, none }
+        /// How much to remove, and where.
+        public var target = PruningTarget()
+        @PassOption("metric", help: "fluctuation: Var(x)·‖W‖²; energy: E[x²]·‖W‖² (Wanda-style)")
+        public var metric: Metric = .fluctuation
+        @PassOption("standardize", help: "make scores comparable before global ranking: per kind (z-score, as FLAP), per group (÷ mean), or raw errors")
+        public var standardize: Standardize = .none
+        @PassOption("per-cost", help: "rank by score per removed parameter (params/sparsity targets) or per MAC (flops target)")
+        public var perCost = true
+        @PassOption("samples", .atLeast(0), help: "calibration sets to collect statistics on (0 = all)")
+        public var samples = 0
+        /// Scores are E[x²]·‖W‖² rather than Var(x)·‖W‖².
+        public var energy: Bool { metric == .energy }
+        public init() {}
     }
 
     public static let name = "fluctuation"
@@ -115,14 +110,14 @@ public struct FluctuationPass: Pass {
 
     /// Scores made comparable across groups: z-scores per kind (FLAP's standardization), ÷ the
     /// group mean, or unchanged.
-    static func standardize(_ scores: [[Double]], kinds: [GroupKind], how: String) -> [[Double]] {
+    static func standardize(_ scores: [[Double]], kinds: [GroupKind], how: Options.Standardize) -> [[Double]] {
         switch how {
-        case "group":
+        case .group:
             return scores.map { s in
                 let mean = s.reduce(0, +) / Double(max(s.count, 1))
                 return mean > 0 ? s.map { $0 / mean } : s
             }
-        case "kind":
+        case .kind:
             var out = scores
             for kind in Set(kinds) {
                 let all = zip(scores, kinds).filter { $0.1 == kind }.flatMap(\.0)
@@ -133,7 +128,7 @@ public struct FluctuationPass: Pass {
                 }
             }
             return out
-        default:
+        case .none:
             return scores
         }
     }

@@ -13,37 +13,22 @@ import PruneRuntime
 ///
 /// Scoring dominates the cost: each sample is run once with a tape, and each masked unit re-executes
 /// only the steps downstream of its gate (`reuse=true`, ``Tape/rerun(changing:)``). The statistics
-/// report the runs, the share of steps recomputed, and the held-out drift of the result next to
-/// magnitude pruning's at the same target.
+/// report the runs, the share of steps recomputed, and the held-out drift of the result (compare it
+/// with other methods through `prunec --compare PIPELINE`).
 public struct LDPrunerPass: Pass {
     public struct Options: PassOptions {
-        public static let declarations = PruningTarget.declarations + [
-            OptionSpec("timesteps", .int, default: .int(3),
-                       help: "for a denoiser: noise levels per calibration sample, spread over the schedule (the latent is the sample's, noised)"),
-            OptionSpec("samples", .int, default: .int(8), help: "most calibration samples to score on"),
-            OptionSpec("holdout", .int, default: .int(1), help: "calibration samples held out (the last ones) for the reported drift"),
-            OptionSpec("reuse", .bool, default: .bool(true),
-                       help: "rerun only the steps downstream of each masked unit, reusing the recorded run (false: full runs)"),
-            OptionSpec("compare", .bool, default: .bool(true), help: "also report magnitude pruning's held-out drift at the same target"),
-        ]
-        public var target: PruningTarget
-        public var timesteps: Int
-        public var samples: Int
-        public var holdout: Int
-        public var reuse: Bool
-        public var compare: Bool
-
-        public init(_ v: OptionValues) throws {
-            target = try PruningTarget(v)
-            timesteps = v.int("timesteps")
-            samples = v.int("samples")
-            holdout = v.int("holdout")
-            for (key, n, least) in [("timesteps", timesteps, 1), ("samples", samples, 1), ("holdout", holdout, 0)] where n < least {
-                throw OptionError(key: key, message: "must be at least \(least), got \(n)")
-            }
-            reuse = v.bool("reuse")
-            compare = v.bool("compare")
-        }
+        /// How much to remove, and where.
+        public var target = PruningTarget()
+        @PassOption("timesteps", .atLeast(1),
+                    help: "for a denoiser: noise levels per calibration sample, spread over the schedule (the latent is the sample's, noised)")
+        public var timesteps = 3
+        @PassOption("samples", .atLeast(1), help: "most calibration samples to score on")
+        public var samples = 8
+        @PassOption("holdout", .atLeast(0), help: "calibration samples held out (the last ones) for the reported drift")
+        public var holdout = 1
+        @PassOption("reuse", help: "rerun only the steps downstream of each masked unit, reusing the recorded run (false: full runs)")
+        public var reuse = true
+        public init() {}
     }
 
     public static let name = "ld-pruner"
@@ -154,23 +139,7 @@ public struct LDPrunerPass: Pass {
             }
             let ld = try drift(keep, blockKeep)
             stats["holdout-drift"] = ld
-            var line = "\(Self.name): held-out drift (rel L2 of the \(s.evaluation.denoiser == nil ? "outputs" : "prediction"), \(held.count) inputs) \(fmt(ld))"
-            if options.compare {
-                let magnitude = try selectUnits(gates: gates, scores: gates.groups.map { try WeightNorms.unitScores($0) },
-                                                totalParams: totalParams, totalMACs: totalMACs, normalize: true)
-                var mp = 0.0, mm = 0.0
-                for (g, k) in zip(gates.groups, magnitude) {
-                    for (u, kept) in k.enumerated() where !kept {
-                        mp += Double(g.paramsPerUnit[u])
-                        mm += g.macsPerUnit[u]
-                    }
-                }
-                let magnitudeBlocks = try selectBlocks(gates.blocks, scores: try gates.blocks.map(blockWeightNorm), removedParams: mp,
-                                                       removedMACs: mm, totalParams: totalParams, totalMACs: totalMACs)
-                let md = try drift(magnitude, magnitudeBlocks)
-                stats["magnitude-holdout-drift"] = md
-                line += "; magnitude at the same \(target.measure.rawValue): \(fmt(md))"
-            }
+            let line = "\(Self.name): held-out drift (rel L2 of the \(s.evaluation.denoiser == nil ? "outputs" : "prediction"), \(held.count) inputs) \(fmt(ld))"
             context.logger.info("\(line)")
         }
         stats["seconds"] = Date().timeIntervalSince(started)
@@ -216,20 +185,6 @@ public struct LDPrunerPass: Pass {
             }
         }
         return keep
-    }
-
-    /// A block's L2 weight norm per parameter (magnitude pruning's block score).
-    func blockWeightNorm(_ b: ResidualBlock) throws -> Double {
-        var sum = 0.0, count = 0
-        var seen: Set<ObjectIdentifier> = []
-        for n in b.branch {
-            for case let v? in n.inputs where v.initializer != nil && !Masks.isMask(v) && seen.insert(ObjectIdentifier(v)).inserted {
-                guard let t = v.initializer, t.dtype.isFloatingPoint, t.elementCount > 1 else { continue }
-                for x in try t.floats() { sum += Double(x) * Double(x) }
-                count += t.elementCount
-            }
-        }
-        return count == 0 ? 0 : sum.squareRoot() / Double(count)
     }
 
     func fmt(_ x: Double) -> String { String(format: "%.4g", x) }

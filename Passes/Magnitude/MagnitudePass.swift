@@ -9,15 +9,13 @@ import PruneKit
 /// Run `fold-masks` afterwards to make the model smaller.
 public struct MagnitudePass: Pass {
     public struct Options: PassOptions {
-        public static let declarations = PruningTarget.declarations + [
-            OptionSpec("norm", .choice(["l1", "l2"]), default: .string("l2"), help: "weight norm that scores a unit"),
-        ]
-        public var target: PruningTarget
-        public var norm: String
-        public init(_ v: OptionValues) throws {
-            target = try PruningTarget(v)
-            norm = v.string("norm")
-        }
+        /// The norm that scores a unit.
+        public enum Norm: String, PassOptionEnum { case l1, l2 }
+        /// How much to remove, and where.
+        public var target = PruningTarget()
+        @PassOption("norm", help: "weight norm that scores a unit")
+        public var norm: Norm = .l2
+        public init() {}
     }
 
     public static let name = "magnitude"
@@ -35,7 +33,7 @@ public struct MagnitudePass: Pass {
         }
         var stats: [String: Double] = ["groups": Double(groups.count)]
         if !groups.isEmpty {
-            let scores = try groups.map { try WeightNorms.unitScores($0, l1: options.norm == "l1") }
+            let scores = try groups.map { try WeightNorms.unitScores($0, l1: options.norm == .l1) }
             stats.merge(try UnitSelection.gate(scores: scores, of: groups, in: model, target: options.target)) { $0 + $1 }
         }
         if !blocks.isEmpty {
@@ -58,10 +56,10 @@ public struct MagnitudePass: Pass {
         for n in b.branch {
             for case let v? in n.inputs where v.initializer != nil && seen.insert(ObjectIdentifier(v)).inserted {
                 guard let t = v.initializer, t.dtype.isFloatingPoint, t.elementCount > 1 else { continue }
-                for x in try t.floats() { sum += options.norm == "l1" ? Double(abs(x)) : Double(x) * Double(x) }
+                for x in try t.floats() { sum += options.norm == .l1 ? Double(abs(x)) : Double(x) * Double(x) }
                 count += t.elementCount
             }
         }
-        return count == 0 ? 0 : (options.norm == "l1" ? sum : sum.squareRoot()) / Double(count)
+        return count == 0 ? 0 : (options.norm == .l1 ? sum : sum.squareRoot()) / Double(count)
     }
 }

@@ -22,31 +22,19 @@ import PruneRuntime
 /// `--pass 'ld-pruner{sparsity=0.2}' --pass reconstruct --pass fold-masks`.
 public struct ReconstructPass: Pass {
     public struct Options: PassOptions {
-        public static let declarations: [OptionSpec] = [
-            OptionSpec("mode", .choice(["full", "bias"]), default: .string("full"),
-                       help: "full: ridge least squares of the weights and bias; bias: bias compensation only"),
-            OptionSpec("damp", .double, default: .double(0.1),
-                       help: "ridge weight, as a fraction of the mean diagonal of XᵀX (larger stays closer to the old weights)"),
-            OptionSpec("samples", .int, default: .int(0), help: "calibration sets to fit on (0 = all)"),
-            OptionSpec("sequential", .bool, default: .bool(true),
-                       help: "re-run the model after each layer so later layers see earlier fits (one model run per layer)"),
-            OptionSpec("max-features", .int, default: .int(8192),
-                       help: "layers with more input features than this get bias compensation only"),
-        ]
-        public var mode: String
-        public var damp: Double
-        public var samples: Int
-        public var sequential: Bool
-        public var maxFeatures: Int
-        public init(_ v: OptionValues) throws {
-            mode = v.string("mode")
-            damp = v.double("damp")
-            samples = v.int("samples")
-            sequential = v.bool("sequential")
-            maxFeatures = v.int("max-features")
-            guard damp > 0 else { throw OptionError(key: "damp", message: "must be greater than 0, got \(damp)") }
-            guard samples >= 0 else { throw OptionError(key: "samples", message: "must be 0 or more, got \(samples)") }
-        }
+        /// What is re-fitted.
+        public enum Mode: String, PassOptionEnum { case full, bias }
+        @PassOption("mode", help: "full: ridge least squares of the weights and bias; bias: bias compensation only")
+        public var mode: Mode = .full
+        @PassOption("damp", .positive, help: "ridge weight, as a fraction of the mean diagonal of XᵀX (larger stays closer to the old weights)")
+        public var damp = 0.1
+        @PassOption("samples", .atLeast(0), help: "calibration sets to fit on (0 = all)")
+        public var samples = 0
+        @PassOption("sequential", help: "re-run the model after each layer so later layers see earlier fits (one model run per layer)")
+        public var sequential = true
+        @PassOption("max-features", help: "layers with more input features than this get bias compensation only")
+        public var maxFeatures = 8192
+        public init() {}
     }
 
     public static let name = "reconstruct"
@@ -82,7 +70,7 @@ public struct ReconstructPass: Pass {
             if options.sequential {
                 current = try ActivationProbe(model: model, values: [c.input.name, c.target.name]).run(sets, threads: context.threads)
             }
-            let full = options.mode == "full" && c.layout != .conv && c.weight.shape[c.layout == .rows ? 0 : 1] <= options.maxFeatures
+            let full = options.mode == .full && c.layout != .conv && c.weight.shape[c.layout == .rows ? 0 : 1] <= options.maxFeatures
             let r = try fit(c, full: full, reference: reference, current: current, graph: model.graph, names: names)
             before += r.errorBefore
             after += r.errorAfter

@@ -12,7 +12,7 @@ public struct PassRegistry: Sendable {
         public let options: [OptionSpec]
         /// The plugin library that registered the pass; `nil` for passes built into the host.
         public let origin: String?
-        let make: @Sendable (OptionValues) throws -> any Pass
+        let make: @Sendable ([(key: String, value: String)]) throws -> any Pass
     }
 
     private var entries: [String: Entry] = [:]
@@ -24,8 +24,8 @@ public struct PassRegistry: Sendable {
     ///
     /// - Parameter origin: The plugin library that provides `P`, `nil` for a built-in pass.
     public mutating func register<P: Pass>(_ pass: P.Type, origin: String? = nil) {
-        entries[P.name] = Entry(name: P.name, summary: P.summary, options: P.Options.declarations, origin: origin) { values in
-            try P(options: P.Options(values))
+        entries[P.name] = Entry(name: P.name, summary: P.summary, options: P.Options.declarations, origin: origin) { given in
+            try P(options: P.Options.parse(given))
         }
     }
 
@@ -54,39 +54,13 @@ public struct PassRegistry: Sendable {
                                     message: "unknown pass '\(element.name)'" + (known.isEmpty ? "" : " (passes: \(known))"))
             }
             do {
-                return try entry.make(values(for: element, of: entry, source: source))
+                return try entry.make(element.options.map { ($0.key, $0.value) })
             } catch let e as OptionError {
-                // Checks across options (in the pass's Options init) point at the option they name.
-                let column = element.options.first { $0.key == e.key }?.valueColumn ?? element.column
+                // Unknown and missing options point at the key (or the pass); bad values at the value.
+                let option = element.options.first { $0.key == e.key }
+                let column = (e.unknown ? option?.column : option?.valueColumn) ?? element.column
                 throw PipelineError(text: source, column: max(1, column), message: "pass '\(entry.name)': \(e)")
             }
         }
-    }
-
-    /// Validated option values for one pipeline element: every declared key, defaults filled in.
-    public func values(for element: Pipeline.Element, of entry: Entry, source: String) throws -> OptionValues {
-        var values: [String: OptionValue] = [:]
-        for o in element.options {
-            guard let spec = entry.options.first(where: { $0.key == o.key }) else {
-                let keys = entry.options.map(\.key)
-                throw PipelineError(
-                    text: source, column: max(1, o.column),
-                    message: "pass '\(entry.name)' has no option '\(o.key)'"
-                        + (keys.isEmpty ? " (it takes none)" : " (options: \(keys.joined(separator: ", ")))"))
-            }
-            switch spec.parse(o.value) {
-            case .success(let v): values[o.key] = v
-            case .failure(let e):
-                throw PipelineError(text: source, column: max(1, o.valueColumn), message: "pass '\(entry.name)': \(e)")
-            }
-        }
-        for spec in entry.options where values[spec.key] == nil {
-            guard let d = spec.defaultValue else {
-                throw PipelineError(text: source, column: max(1, element.column),
-                                    message: "pass '\(entry.name)' needs option '\(spec.key)' (\(spec.kind)): \(spec.help)")
-            }
-            values[spec.key] = d
-        }
-        return OptionValues(values)
     }
 }

@@ -1,7 +1,8 @@
 import PruneIR
 
-/// How much a pruning pass removes: the options every scoring pass shares.
-public struct PruningTarget: Sendable, Equatable {
+/// How much a pruning pass removes: the options every scoring pass shares (declare a
+/// `public var target = PruningTarget()` in a pass's ``PassOptions`` to take them all).
+public struct PruningTarget: PassOptionGroup, Equatable {
     /// What the amount measures.
     public enum Measure: String, Sendable {
         /// A fraction of each group's units (or of all units, ranked globally).
@@ -12,83 +13,85 @@ public struct PruningTarget: Sendable, Equatable {
         case flops
     }
 
-    /// What is counted.
-    public var measure: Measure
-    /// The fraction to remove, in [0, 1).
-    public var amount: Double
-    /// Rank all groups together (`true`) or prune each group by the same fraction.
-    public var global: Bool
+    /// Where units are ranked against each other.
+    public enum Scope: String, PassOptionEnum {
+        /// `layer` for a sparsity target, `global` for params and flops.
+        case auto
+        /// Every group loses the same fraction.
+        case layer
+        /// Units of all groups are ranked together.
+        case global
+    }
+
+    @PassOption("sparsity", .fraction, help: "fraction of each group's units to remove (ignored when params or flops is set)")
+    public var sparsity = 0.3
+    @PassOption("params", .fraction, help: "fraction of the model's parameters to remove (0 = off; ranked globally unless scope=layer)")
+    public var params = 0.0
+    @PassOption("flops", .fraction, help: "fraction of the model's MACs to remove (0 = off; ranked globally unless scope=layer)")
+    public var flops = 0.0
+    @PassOption("scope", help: "layer: every group loses the same fraction; global: rank units across groups; auto: layer for sparsity, global for params/flops")
+    public var scope: Scope = .auto
     /// Most of one group that may go, as a fraction of its units.
-    public var maxPerGroup: Double
+    @PassOption("max-per-group", .fraction, help: "largest fraction of one group that may be removed")
+    public var maxPerGroup = 0.9
     /// Fewest units any group keeps (at least 1: an emptied group is a removed branch, which is
     /// `kinds=blocks`' job).
-    public var minKeep: Int
+    @PassOption("min-keep", help: "fewest units a group keeps (a floor per layer: 1 never empties a layer's heads)",
+                check: { $0 >= 1 ? nil : "must be 1 or more (to drop a whole branch, use kinds=blocks)" })
+    public var minKeep = 1
     /// Which kinds of groups are pruned.
-    public var kinds: Set<GroupKind>
+    @PassOption("kinds", help: "groups to prune, joined by '+': channels, heads, neurons, blocks; 'all' = channels+heads+neurons")
+    public var kinds: Set<GroupKind> = [.channels, .heads, .neurons]
     /// Kept channel and neuron counts are rounded to a multiple of this (1 = off): runtimes block
     /// channels by 8 or 16, and 45 kept channels can run slower than 48.
-    public var roundTo: Int
+    @PassOption("round-to", .atLeast(1), help: "keep a multiple of this many channels/neurons per group (16 suits AVX-512 runtimes; heads are not rounded)")
+    public var roundTo = 1
 
-    /// The option declarations (`sparsity`, `params`, `flops`, `scope`, `max-per-group`, `kinds`).
-    public static let declarations: [OptionSpec] = [
-        OptionSpec("sparsity", .fraction, default: .double(0.3), help: "fraction of each group's units to remove (ignored when params or flops is set)"),
-        OptionSpec("params", .fraction, default: .double(0), help: "fraction of the model's parameters to remove (0 = off; ranked globally unless scope=layer)"),
-        OptionSpec("flops", .fraction, default: .double(0), help: "fraction of the model's MACs to remove (0 = off; ranked globally unless scope=layer)"),
-        OptionSpec("scope", .choice(["auto", "layer", "global"]), default: .string("auto"),
-                   help: "layer: every group loses the same fraction; global: rank units across groups; auto: layer for sparsity, global for params/flops"),
-        OptionSpec("max-per-group", .fraction, default: .double(0.9), help: "largest fraction of one group that may be removed"),
-        OptionSpec("min-keep", .int, default: .int(1), help: "fewest units a group keeps (a floor per layer: 1 never empties a layer's heads)"),
-        OptionSpec("kinds", .string, default: .string("all"),
-                   help: "groups to prune, joined by '+': channels, heads, neurons, blocks; 'all' = channels+heads+neurons"),
-        OptionSpec("round-to", .int, default: .int(1),
-                   help: "keep a multiple of this many channels/neurons per group (16 suits AVX-512 runtimes; heads are not rounded)"),
-    ]
+    /// The defaults: 30% of each group's units.
+    public init() {}
 
     /// A target given in code.
     public init(measure: Measure, amount: Double, global: Bool = true, maxPerGroup: Double = 0.9, minKeep: Int = 1,
                 kinds: Set<GroupKind> = [.channels, .heads, .neurons], roundTo: Int = 1) {
-        self.measure = measure
-        self.amount = amount
-        self.global = global
+        switch measure {
+        case .sparsity: sparsity = amount
+        case .params: params = amount
+        case .flops: flops = amount
+        }
+        scope = global ? .global : .layer
         self.maxPerGroup = maxPerGroup
         self.minKeep = max(1, minKeep)
         self.kinds = kinds
         self.roundTo = roundTo
     }
 
-    /// Reads the shared options.
-    ///
-    /// - Throws: ``OptionError`` for a sparsity of 100%, both params and flops, or an unknown kind.
-    public init(_ v: OptionValues) throws {
-        let params = v.double("params"), flops = v.double("flops")
-        guard params == 0 || flops == 0 else { throw OptionError(key: "flops", message: "cannot be combined with params: set one target") }
-        if params > 0 {
-            measure = .params
-            amount = params
-        } else if flops > 0 {
-            measure = .flops
-            amount = flops
-        } else {
-            measure = .sparsity
-            amount = v.double("sparsity")
+    /// What is counted: params or flops when set, else sparsity.
+    public var measure: Measure { params > 0 ? .params : flops > 0 ? .flops : .sparsity }
+
+    /// The fraction to remove, in [0, 1).
+    public var amount: Double {
+        switch measure {
+        case .sparsity: return sparsity
+        case .params: return params
+        case .flops: return flops
         }
+    }
+
+    /// Rank all groups together (`true`) or prune each group by the same fraction.
+    public var global: Bool {
+        switch scope {
+        case .global: return true
+        case .layer: return false
+        case .auto: return measure != .sparsity
+        }
+    }
+
+    /// Refuses two targets at once and an amount that would remove everything.
+    public func validate() throws {
+        guard params == 0 || flops == 0 else { throw OptionError(key: "flops", message: "cannot be combined with params: set one target") }
         guard amount < 1 else {
             throw OptionError(key: measure.rawValue, message: "would remove everything: use a fraction below 1 (100%)")
         }
-        switch v.string("scope") {
-        case "global": global = true
-        case "layer": global = false
-        default: global = measure != .sparsity
-        }
-        maxPerGroup = v.double("max-per-group")
-        minKeep = v.int("min-keep")
-        guard minKeep >= 1 else {
-            throw OptionError(key: "min-keep", message: "must be 1 or more (to drop a whole branch, use kinds=blocks), got \(minKeep)")
-        }
-        let kinds = try GroupKind.parse(v.string("kinds"), allowing: Set(GroupKind.allCases))
-        self.kinds = kinds
-        roundTo = v.int("round-to")
-        guard roundTo >= 1 else { throw OptionError(key: "round-to", message: "must be 1 or more, got \(roundTo)") }
     }
 }
 
@@ -270,7 +273,27 @@ public enum SelectionError: Error, CustomStringConvertible {
     }
 }
 
+extension Set: PassOptionValue where Element == GroupKind {
+    public static var optionKind: OptionKind { .words(GroupKind.allCases.map(\.rawValue) + ["all"]) }
+    public init?(optionText: String) {
+        guard let kinds = try? GroupKind.parse(optionText, allowing: Set(GroupKind.allCases)), !kinds.isEmpty else { return nil }
+        self = kinds
+    }
+    /// The kinds in declaration order, joined by `+`.
+    public var optionText: String { GroupKind.allCases.filter(contains).map(\.rawValue).joined(separator: "+") }
+}
+
 extension GroupKind {
+    /// A `check:` for a `kinds` option that accepts only `allowed`.
+    public static func only(_ allowed: Set<GroupKind>) -> @Sendable (Set<GroupKind>) -> String? {
+        { kinds in
+            let extra = kinds.subtracting(allowed)
+            guard !extra.isEmpty else { return nil }
+            let names = allCases.filter { allowed.contains($0) }.map(\.rawValue) + ["all"]
+            return "has a kind this pass cannot gate, '\(extra.optionText)' (kinds: \(names.joined(separator: ", ")))"
+        }
+    }
+
     /// The kinds of a `kinds=` option: words joined by `+`; `all` is channels+heads+neurons.
     ///
     /// - Throws: ``OptionError`` for a word that is not a kind in `allowing`.

@@ -130,6 +130,8 @@ public enum SampleInputsError: Error, CustomStringConvertible, Equatable {
     case rankMismatch(input: String, given: Shape, declared: Shape)
     /// Inputs of this element type cannot be synthesized.
     case unsupportedType(input: String, dtype: DType)
+    /// A shape was given for a name that is not an input of the model.
+    case notAnInput(name: String, file: String, inputs: [String])
 
     public var description: String {
         switch self {
@@ -141,6 +143,8 @@ public enum SampleInputsError: Error, CustomStringConvertible, Equatable {
             return "--shape \(name) has rank \(given.rank), the model's input has rank \(declared.rank): \(declared)"
         case .unsupportedType(let name, let dtype):
             return "input '\(name)': cannot synthesize element type \(dtype); give data with --inputs"
+        case .notAnInput(let name, let file, let inputs):
+            return "--shape names '\(name)', which is not an input of \(file) (inputs: \(inputs.joined(separator: ", ")))"
         }
     }
 }

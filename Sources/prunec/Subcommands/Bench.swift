@@ -211,7 +211,7 @@ struct BenchReport: Encodable {
         out += "threads       \(threads)    BLAS core: \(blasCore)\n"
         out += "latency       median \(ms(medianMs))    min \(ms(minMs))    p90 \(ms(p90Ms))    (\(runs) runs after \(warmup) warmup)\n"
         if let macs {
-            out += "compute       \(InspectTables.grouped(macs)) MACs (\(Format.si(macs)))    \(String(format: "%.2f", gflops ?? 0)) GFLOP/s\n"
+            out += "compute       \(TextTable.grouped(macs)) MACs (\(Format.si(macs)))    \(String(format: "%.2f", gflops ?? 0)) GFLOP/s\n"
         } else {
             out += "compute       MACs unknown (some MatMul/Conv/Gemm shapes could not be inferred)\n"
         }
@@ -222,7 +222,7 @@ struct BenchReport: Encodable {
         out += "\n"
         out += "              weights \(Format.bytes(weightBytes)), peak RSS \(Format.bytes(peakRSSBytes))\n"
         out += "\n"
-        out += InspectTables.table(
+        out += TextTable.table(
             ["op", "calls", "ms/run", "%"],
             perOp.map { [$0.op, String($0.calls), String(format: "%.3f", $0.ms), String(format: "%.1f", $0.percent)] },
             rightAligned: [1, 2, 3])

@@ -83,7 +83,7 @@ enum OutputSummary {
             let first = (0..<min(a.count, 6)).map { number(a.element(at: $0)) }.joined(separator: ", ")
             return [o.name, "\(a.dtype)", shape, stats, "[" + first + (a.count > 6 ? ", ..." : "") + "]"]
         }
-        return InspectTables.table(["output", "type", "shape", "values", "first"], rows)
+        return TextTable.table(["output", "type", "shape", "values", "first"], rows)
     }
 
     static func number(_ x: Double) -> String {

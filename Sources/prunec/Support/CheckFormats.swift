@@ -19,7 +19,7 @@ enum CheckFormat: String, CaseIterable, ExpressibleByArgument {
 
 /// Shared cell formats.
 private enum Cells {
-    static func count(_ n: Int?) -> String { n.map(InspectTables.grouped) ?? "unknown" }
+    static func count(_ n: Int?) -> String { n.map(TextTable.grouped) ?? "unknown" }
     static func change(_ r: Double?) -> String {
         guard let r else { return "" }
         // A reduction is shown as the change: −30.5% when the model is smaller.
@@ -34,7 +34,7 @@ private enum Cells {
         let shown: String
         switch c.name {
         case "min-param-reduction", "min-mac-reduction": shown = String(format: "%.1f%%", 100 * c.limit)
-        case "max-params", "max-macs": shown = InspectTables.grouped(Int(c.limit))
+        case "max-params", "max-macs": shown = TextTable.grouped(Int(c.limit))
         default: shown = CheckReport.number(c.limit)
         }
         return (c.comparison == "at_least" ? "≥ " : "≤ ") + shown
@@ -43,7 +43,7 @@ private enum Cells {
         guard let m = c.measured else { return "unknown" }
         switch c.name {
         case "min-param-reduction", "min-mac-reduction": return String(format: "%.1f%%", 100 * m)
-        case "max-params", "max-macs": return InspectTables.grouped(Int(m))
+        case "max-params", "max-macs": return TextTable.grouped(Int(m))
         default: return CheckReport.number(m)
         }
     }
@@ -53,19 +53,19 @@ private enum Cells {
 enum CheckText {
     static func render(_ r: CheckReport) -> String {
         var out = "model     \(r.model)\nbaseline  \(r.baseline)\ninputs    \(r.inputs.phrase)\n\n"
-        out += InspectTables.table(
+        out += TextTable.table(
             ["", "baseline", "model", "change"],
             [["params", Cells.count(r.params.baseline), Cells.count(r.params.model), Cells.change(r.params.reduction)],
              ["MACs", Cells.count(r.macs.baseline), Cells.count(r.macs.model), Cells.change(r.macs.reduction)]],
             rightAligned: [1, 2, 3])
         out += "\n"
-        out += InspectTables.table(
+        out += TextTable.table(
             ["output", "max abs", "rel L2", "cosine"],
             r.drift.map { [$0.name, CheckReport.number($0.maxAbs), CheckReport.number($0.relL2), CheckReport.number($0.cosine)] },
             rightAligned: [1, 2, 3])
         if !r.checks.isEmpty {
             out += "\n"
-            out += InspectTables.table(
+            out += TextTable.table(
                 ["check", "measured", "limit", "result"],
                 r.checks.map { [$0.name, Cells.measured($0), Cells.limit($0), $0.passed ? "pass" : "FAIL"] },
                 rightAligned: [1, 2])

@@ -26,23 +26,23 @@ enum GroupTables {
         let prunable = a.groups
         out += "pruning groups: \(prunable.count) prunable (\(GroupKind.allCases.compactMap { k in let n = prunable.filter { $0.kind == k }.count; return n > 0 ? "\(n) \(k)" : nil }.joined(separator: ", "))), \(a.blocked.count) blocked, \(a.blocks.count) residual blocks\n\n"
         if !prunable.isEmpty {
-            out += InspectTables.table(
+            out += TextTable.table(
                 ["group", "kind", "units", "params", "MACs", "gates", "first layer"],
                 prunable.map { g in
                     [String(g.id), g.kind.rawValue, String(g.unitCount) + (g.maskValues.map { " (\($0.filter { $0 == 0 }.count) masked)" } ?? ""),
-                     InspectTables.grouped(g.params), InspectTables.grouped(Int(g.macs.rounded())), String(g.gateSites.count), g.name]
+                     TextTable.grouped(g.params), TextTable.grouped(Int(g.macs.rounded())), String(g.gateSites.count), g.name]
                 }, rightAligned: [0, 2, 3, 4, 5])
             out += "\n"
         }
         if !a.blocks.isEmpty {
-            out += InspectTables.table(
+            out += TextTable.table(
                 ["residual block", "nodes", "params", "MACs"],
-                a.blocks.map { [$0.name, String($0.branch.count), InspectTables.grouped($0.params), InspectTables.grouped($0.macs)] },
+                a.blocks.map { [$0.name, String($0.branch.count), TextTable.grouped($0.params), TextTable.grouped($0.macs)] },
                 rightAligned: [1, 2, 3])
             out += "\n"
         }
         if !a.blocked.isEmpty {
-            out += InspectTables.table(
+            out += TextTable.table(
                 ["blocked", "kind", "units", "first layer", "reason"],
                 a.blocked.map { [String($0.id), $0.kind.rawValue, String($0.unitCount), $0.name, $0.blockedReason ?? ""] },
                 rightAligned: [0, 2])

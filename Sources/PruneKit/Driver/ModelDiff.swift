@@ -7,32 +7,32 @@ import PruneIR
 /// `unchanged` | `changed` | `removed` | `added`, `a` and `b` = `{weight_shape, params, macs}` or
 /// null, `params_reduction`, `macs_reduction`), `totals` (`params`, `macs`, `nodes`, `file_bytes`,
 /// each `{a, b, reduction}`). Reductions are fractions, `(a − b) / a`; negative when B grew.
-struct ModelDiff: Encodable {
+public struct ModelDiff: Encodable {
     /// One model's view of a layer.
-    struct Side: Codable, Sendable {
-        @NullEncodable var weightShape: [Int]?
-        var params: Int
-        @NullEncodable var macs: Int?
+    public struct Side: Codable, Sendable {
+        @NullEncodable public var weightShape: [Int]?
+        public var params: Int
+        @NullEncodable public var macs: Int?
 
         enum CodingKeys: String, CodingKey {
             case params, macs
             case weightShape = "weight_shape"
         }
 
-        func same(as other: Side) -> Bool {
+        public func same(as other: Side) -> Bool {
             weightShape == other.weightShape && params == other.params && macs == other.macs
         }
     }
 
     /// One layer, matched by name across the two models.
-    struct Layer: Encodable {
-        var name: String
-        var op: String
-        var status: String
-        @NullEncodable var a: Side?
-        @NullEncodable var b: Side?
-        @NullEncodable var paramsReduction: Double?
-        @NullEncodable var macsReduction: Double?
+    public struct Layer: Encodable {
+        public var name: String
+        public var op: String
+        public var status: String
+        @NullEncodable public var a: Side?
+        @NullEncodable public var b: Side?
+        @NullEncodable public var paramsReduction: Double?
+        @NullEncodable public var macsReduction: Double?
 
         enum CodingKeys: String, CodingKey {
             case name, op, status, a, b
@@ -42,23 +42,23 @@ struct ModelDiff: Encodable {
     }
 
     /// A count in both models.
-    struct Total: Encodable {
-        @NullEncodable var a: Int?
-        @NullEncodable var b: Int?
-        @NullEncodable var reduction: Double?
+    public struct Total: Encodable {
+        @NullEncodable public var a: Int?
+        @NullEncodable public var b: Int?
+        @NullEncodable public var reduction: Double?
 
-        init(_ a: Int?, _ b: Int?) {
+        public init(_ a: Int?, _ b: Int?) {
             self.a = a
             self.b = b
             self.reduction = ModelDiff.reduction(a, b)
         }
     }
 
-    struct Totals: Encodable {
-        var params: Total
-        var macs: Total
-        var nodes: Total
-        var fileBytes: Total
+    public struct Totals: Encodable {
+        public var params: Total
+        public var macs: Total
+        public var nodes: Total
+        public var fileBytes: Total
 
         enum CodingKeys: String, CodingKey {
             case params, macs, nodes
@@ -66,14 +66,14 @@ struct ModelDiff: Encodable {
         }
     }
 
-    var a: String
-    var b: String
-    var layers: [Layer]
-    var totals: Totals
+    public var a: String
+    public var b: String
+    public var layers: [Layer]
+    public var totals: Totals
 
     /// Compares `modelA` (read from `fileA`) with `modelB`. Run shape inference on both first:
     /// MACs come from the value types.
-    init(_ modelA: Model, file fileA: String, _ modelB: Model, file fileB: String) {
+    public init(_ modelA: Model, file fileA: String, _ modelB: Model, file fileB: String) {
         a = fileA
         b = fileB
         let layersA = Self.collectLayers(of: modelA)
@@ -104,16 +104,16 @@ struct ModelDiff: Encodable {
     }
 
     /// `(a − b) / a`; `nil` when either is unknown or `a` is 0 (0 when both are).
-    static func reduction(_ a: Int?, _ b: Int?) -> Double? {
+    public static func reduction(_ a: Int?, _ b: Int?) -> Double? {
         guard let a, let b else { return nil }
         if a == 0 { return b == 0 ? 0 : nil }
         return Double(a - b) / Double(a)
     }
 
     private struct LayerInfo {
-        var key: String
-        var op: String
-        var side: Side
+        public var key: String
+        public var op: String
+        public var side: Side
     }
 
     /// The MAC-bearing nodes of `model`, each with the key that matches it in the other model:
@@ -155,7 +155,7 @@ struct ModelDiff: Encodable {
     }
 
     /// Bytes on disk: the model file plus the external data files its tensors name.
-    static func fileBytes(_ model: Model, file: String) -> Int? {
+    public static func fileBytes(_ model: Model, file: String) -> Int? {
         func size(_ path: String) -> Int? {
             (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int
         }
@@ -172,19 +172,19 @@ struct ModelDiff: Encodable {
     }
 
     /// One JSON object with sorted keys.
-    func json() throws -> String {
+    public func json() throws -> String {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return String(decoding: try e.encode(self), as: UTF8.self)
     }
 
     /// The human-readable tables.
-    func text() -> String {
+    public func text() -> String {
         func shape(_ s: Side?) -> String {
             guard let s else { return "—" }
             return s.weightShape.map { "[" + $0.map(String.init).joined(separator: ",") + "]" } ?? "-"
         }
-        func count(_ n: Int?) -> String { n.map(InspectTables.grouped) ?? "?" }
+        func count(_ n: Int?) -> String { n.map(TextTable.grouped) ?? "?" }
         func percent(_ r: Double?) -> String { r.map { String(format: "%.1f%%", 100 * $0) } ?? "?" }
         var out = "A  \(a)\nB  \(b)\n\n"
         let rows = layers.map { l -> [String] in
@@ -201,13 +201,13 @@ struct ModelDiff: Encodable {
         if rows.isEmpty {
             out += "no MAC-bearing layers (Conv, ConvTranspose, MatMul, Gemm, Einsum) in either model\n"
         } else {
-            out += InspectTables.table(["layer", "op", "weight A → B", "params A → B", "MACs A → B", "reduction"], rows, rightAligned: [5])
+            out += TextTable.table(["layer", "op", "weight A → B", "params A → B", "MACs A → B", "reduction"], rows, rightAligned: [5])
         }
         out += "\n"
         func total(_ label: String, _ t: Total, _ format: (Int?) -> String) -> [String] {
             [label, format(t.a), format(t.b), percent(t.reduction)]
         }
-        out += InspectTables.table(
+        out += TextTable.table(
             ["total", "A", "B", "reduction"],
             [total("params", totals.params, count), total("MACs", totals.macs, count), total("nodes", totals.nodes, count),
              total("file size", totals.fileBytes) { $0.map(Format.bytes) ?? "?" }],

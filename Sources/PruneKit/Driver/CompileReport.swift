@@ -1,6 +1,5 @@
 import Foundation
 import PruneIR
-import PruneKit
 import PruneRuntime
 
 /// What the compile command measured: `--report` JSON (sorted keys) and the table on stdout.
@@ -8,13 +7,29 @@ import PruneRuntime
 /// JSON: `model`, `output`, `pipeline`, `before` / `after` (`params`, `macs`, `nodes`,
 /// `latency_ms`), `drift` (per output: `max_abs`, `rel_l2`, `cosine`), `passes` (per pass: `pass`,
 /// `seconds`, `changed`, `statistics`, `before`, `after`), `inputs` (`source`, `sets`), `max_drift`,
-/// `passed`, `written`.
-struct CompileReport: Encodable {
-    struct Side: Encodable {
-        var params: Int
-        @NullEncodable var macs: Int?
-        var nodes: Int
-        @NullEncodable var latencyMs: Double?
+/// `passed`, `written`, and `compare` (per `--compare` pipeline: `pipeline`, `params`, `macs`,
+/// `drift`).
+public struct CompileReport: Encodable {
+    /// A baseline pipeline run on the original for comparison (`prunec --compare`).
+    public struct Comparison: Encodable {
+        /// The baseline's pipeline text.
+        public var pipeline: String
+        /// Its parameters.
+        public var params: Int
+        /// Its MACs where shapes are known.
+        @NullEncodable public var macs: Int?
+        /// Its drift from the original, per output, on the validation inputs.
+        public var drift: [String: OutputDrift]
+        /// The worst relative L2 drift over the outputs.
+        public var worstDrift: Double? { drift.values.map(\.relL2).max() }
+    }
+
+    /// One side of the report: parameters, MACs, nodes and latency.
+    public struct Side: Encodable {
+        public var params: Int
+        @NullEncodable public var macs: Int?
+        public var nodes: Int
+        @NullEncodable public var latencyMs: Double?
 
         enum CodingKeys: String, CodingKey {
             case params, macs, nodes
@@ -22,50 +37,56 @@ struct CompileReport: Encodable {
         }
     }
 
-    struct Inputs: Codable {
-        var source: String
-        var sets: Int
+    /// Where the validation inputs came from.
+    public struct Inputs: Codable {
+        public var source: String
+        public var sets: Int
     }
 
-    var model: String
-    @NullEncodable var output: String?
-    var pipeline: String
-    var before: Side
-    var after: Side
-    var drift: [String: OutputDrift]
-    var passes: [PassRecord]
-    @NullEncodable var inputs: Inputs?
-    @NullEncodable var maxDrift: Double?
-    var passed: Bool
-    var written: Bool
+    public var model: String
+    @NullEncodable public var output: String?
+    public var pipeline: String
+    public var before: Side
+    public var after: Side
+    public var drift: [String: OutputDrift]
+    public var passes: [PassRecord]
+    @NullEncodable public var inputs: Inputs?
+    @NullEncodable public var maxDrift: Double?
+    public var passed: Bool
+    public var written: Bool
     /// Outputs in model order (the JSON object's keys are sorted instead).
-    var driftOrder: [OutputDrift] = []
+    public var driftOrder: [OutputDrift] = []
+    /// The `--compare` baselines, in the order given.
+    public var compare: [Comparison] = []
 
     enum CodingKeys: String, CodingKey {
-        case model, output, pipeline, before, after, drift, passes, inputs, passed, written
+        case model, output, pipeline, before, after, drift, passes, inputs, passed, written, compare
         case maxDrift = "max_drift"
     }
 
     /// The worst relative L2 drift over the outputs.
-    var worstDrift: Double? { driftOrder.map(\.relL2).max() }
+    public var worstDrift: Double? { driftOrder.map(\.relL2).max() }
 
-    func json() throws -> String {
+    /// The report as pretty-printed JSON with sorted keys (NaN and infinities as strings).
+    public func json() throws -> String {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys, .prettyPrinted]
         e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
         return String(decoding: try e.encode(self), as: UTF8.self) + "\n"
     }
 
-    func text() -> String {
+    /// The tables printed on stdout: before/after, drift per output, the `--compare` baselines,
+    /// and what each pass did.
+    public func text() -> String {
         func change(_ a: Double?, _ b: Double?) -> String {
             guard let a, let b, a > 0 else { return "" }
             return String(format: "%+.1f%%", (b - a) / a * 100)
         }
-        func count(_ n: Int?) -> String { n.map(InspectTables.grouped) ?? "?" }
+        func count(_ n: Int?) -> String { n.map(TextTable.grouped) ?? "?" }
         func ms(_ x: Double?) -> String { x.map { String(format: "%.3f ms", $0) } ?? "-" }
         var out = "\(model) → \(output ?? "(not written)")\n"
         out += "pipeline  \(pipeline.isEmpty ? "(none)" : pipeline)\n\n"
-        out += InspectTables.table(
+        out += TextTable.table(
             ["", "before", "after", "change"],
             [
                 ["params", count(before.params), count(after.params), change(Double(before.params), Double(after.params))],
@@ -75,15 +96,23 @@ struct CompileReport: Encodable {
             ], rightAligned: [1, 2, 3])
         if !driftOrder.isEmpty {
             out += "\n"
-            out += InspectTables.table(
+            out += TextTable.table(
                 ["output", "max abs", "rel L2", "cosine"],
                 driftOrder.map { [$0.name, String(format: "%.3g", $0.maxAbs), String(format: "%.3g", $0.relL2), String(format: "%.6f", $0.cosine)] },
                 rightAligned: [1, 2, 3])
             if let inputs { out += "(on \(inputs.sets) \(inputs.source) input set\(inputs.sets == 1 ? "" : "s"); latency: interpreter median)\n" }
         }
+        if !compare.isEmpty {
+            out += "\n"
+            out += TextTable.table(
+                ["compared with", "params", "MACs", "worst rel L2"],
+                [[pipeline.isEmpty ? "(none)" : pipeline, count(after.params), count(after.macs), worstDrift.map { String(format: "%.3g", $0) } ?? "-"]]
+                    + compare.map { [$0.pipeline, count($0.params), count($0.macs), $0.worstDrift.map { String(format: "%.3g", $0) } ?? "-"] },
+                rightAligned: [1, 2, 3])
+        }
         if !passes.isEmpty {
             out += "\n"
-            out += InspectTables.table(
+            out += TextTable.table(
                 ["pass", "seconds", "what it did"],
                 passes.map { r in
                     let stats = r.statistics.filter { $0.value != 0 }.sorted { $0.key < $1.key }

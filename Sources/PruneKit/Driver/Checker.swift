@@ -1,52 +1,61 @@
-import ArgumentParser
 import Foundation
 import PruneIR
 import PruneKit
 import PruneRuntime
 
 /// The limits `prunec check` enforces; `nil` means not checked.
-struct CheckThresholds {
+public struct CheckThresholds: Sendable {
     /// Least `(baseline − model) / baseline` of the parameter count, as a fraction.
-    var minParamReduction: Double?
+    public var minParamReduction: Double?
     /// Least `(baseline − model) / baseline` of the MACs, as a fraction.
-    var minMACReduction: Double?
+    public var minMACReduction: Double?
     /// Most parameters the model may have.
-    var maxParams: Int?
+    public var maxParams: Int?
     /// Most MACs the model may have.
-    var maxMACs: Int?
+    public var maxMACs: Int?
     /// Most relative L2 drift of the worst output.
-    var maxDrift: Double?
+    public var maxDrift: Double?
 
-    var isEmpty: Bool {
+    public var isEmpty: Bool {
         minParamReduction == nil && minMACReduction == nil && maxParams == nil && maxMACs == nil && maxDrift == nil
+    }
+
+    /// Thresholds; `nil` skips that check.
+    public init(minParamReduction: Double? = nil, minMACReduction: Double? = nil, maxParams: Int? = nil, maxMACs: Int? = nil,
+                maxDrift: Double? = nil) {
+        self.minParamReduction = minParamReduction
+        self.minMACReduction = minMACReduction
+        self.maxParams = maxParams
+        self.maxMACs = maxMACs
+        self.maxDrift = maxDrift
     }
 }
 
 /// One evaluated threshold: what was measured, the limit, and whether it holds.
-struct CheckResult: Encodable {
+public struct CheckResult: Encodable {
     /// The flag's name without dashes: `min-param-reduction`, `max-params`, `max-macs`, `max-drift`, ...
-    var name: String
+    public var name: String
     /// The measured value; `nil` when it could not be measured (MACs of dynamic shapes).
-    @NullEncodable var measured: Double?
-    var limit: Double
+    @NullEncodable public var measured: Double?
+    public var limit: Double
     /// `at_least` or `at_most`.
-    var comparison: String
-    var passed: Bool
+    public var comparison: String
+    public var passed: Bool
     /// One line for people: `param reduction 30.5% (at least 20.0%)`.
-    var message: String
+    public var message: String
 }
 
 /// Everything `prunec check` measured and decided. JSON (sorted keys): `baseline`, `model` (files),
 /// `params`, `macs` (`{baseline, model, reduction}`), `drift` (per output), `inputs`
 /// (`{source, sets}`), `checks` (per threshold), `passed`.
-struct CheckReport: Encodable {
+public struct CheckReport: Encodable {
     /// A count in both models.
-    struct Count: Encodable {
-        @NullEncodable var baseline: Int?
-        @NullEncodable var model: Int?
-        @NullEncodable var reduction: Double?
+    public struct Count: Encodable {
+        @NullEncodable public var baseline: Int?
+        @NullEncodable public var model: Int?
+        @NullEncodable public var reduction: Double?
 
-        init(baseline: Int?, model: Int?) {
+        public init(baseline: Int?, model: Int?) {
             self.baseline = baseline
             self.model = model
             reduction = ModelDiff.reduction(baseline, model)
@@ -54,48 +63,52 @@ struct CheckReport: Encodable {
     }
 
     /// Where the drift inputs came from.
-    struct Inputs: Encodable {
+    public struct Inputs: Encodable {
         /// The source of synthesized inputs.
-        static let synthesized = "synthesized (seed 0)"
+        public static let synthesized = "synthesized (seed 0)"
 
         /// The data file, or ``synthesized``.
-        var source: String
-        var sets: Int
+        public var source: String
+        public var sets: Int
 
         /// `8 input sets from calib.npz`, `1 synthesized input set (seed 0)`.
-        var phrase: String {
+        public var phrase: String {
             let count = "\(sets) input set\(sets == 1 ? "" : "s")"
             return source == Self.synthesized ? "1 synthesized input set (seed 0)" : "\(count) from \(source)"
         }
     }
 
-    var model: String
-    var baseline: String
-    var params: Count
-    var macs: Count
-    var drift: [OutputDrift]
-    var inputs: Inputs
-    var checks: [CheckResult]
-    var passed: Bool
+    public var model: String
+    public var baseline: String
+    public var params: Count
+    public var macs: Count
+    public var drift: [OutputDrift]
+    public var inputs: Inputs
+    public var checks: [CheckResult]
+    public var passed: Bool
 
     /// The worst relative L2 drift over the outputs (NaN wins: it fails every limit).
-    var worstDrift: Double? {
+    public var worstDrift: Double? {
         drift.map(\.relL2).reduce(nil) { worst, x in
             guard let worst else { return x }
             return x.isNaN || worst.isNaN ? .nan : max(worst, x)
         }
     }
 
-    /// Loads both models, measures them and evaluates `thresholds`.
+    /// Measures `modelFile` against `baselineFile` (params, MACs, drift on the same inputs) and
+    /// applies `thresholds`: what `prunec check` reports.
     ///
-    /// Drift runs on every set of `inputs` (via ``CalibrationData``), or on one synthesized set
-    /// (``SampleInputs``, seed 0, `shapes` binding dynamic dims). MACs are counted with the
-    /// shapes of the first input set.
-    static func measure(model modelFile: String, baseline baselineFile: String, inputs dataFile: String?,
-                        shapes: [String: Shape], threads: Int, thresholds: CheckThresholds) throws -> CheckReport {
-        let baselineModel = try ModelInputOptions.load(baselineFile)
-        let model = try ModelInputOptions.load(modelFile)
-        try InputShapes.checkNames(shapes, in: baselineModel, file: baselineFile)
+    /// - Parameters:
+    ///   - inputs: An .npz, .npy or test_data_set folder; `nil` synthesizes one set (seed 0) with
+    ///     `shapes` binding dynamic dims.
+    /// - Throws: ``ModelFileError``/import errors for a bad model, ``SampleInputsError`` for a
+    ///   shape that names no input or inputs that cannot be synthesized, ``CheckError`` when the
+    ///   two models cannot be run on the same inputs.
+    public static func measure(model modelFile: String, baseline baselineFile: String, inputs dataFile: String?,
+                               shapes: [String: Shape], threads: Int, thresholds: CheckThresholds) throws -> CheckReport {
+        let baselineModel = try ModelFile.load(baselineFile)
+        let model = try ModelFile.load(modelFile)
+        try ModelFile.checkInputNames(shapes.keys, in: baselineModel, file: baselineFile)
         let sets: [[String: NDArray]]
         if let dataFile {
             sets = try CalibrationData.load(URL(fileURLWithPath: dataFile), for: baselineModel)
@@ -107,8 +120,7 @@ struct CheckReport: Encodable {
             drift = try Validation.drift(reference: baselineModel, candidate: model, inputs: sets, threads: threads)
         } catch let e as RuntimeError {
             // The interpreter's errors name nodes, not files: say which comparison failed.
-            Diagnostics.error("comparing \(modelFile) with \(baselineFile): \(e)")
-            throw ExitCode(PrunecExit.badInput)
+            throw CheckError.comparisonFailed(model: modelFile, baseline: baselineFile, reason: "\(e)")
         }
         // After the runs: inference binds the inputs' dims, which other sets might not share.
         let bound = sets.first?.mapValues { Shape($0.shape) } ?? shapes
@@ -127,8 +139,7 @@ struct CheckReport: Encodable {
         return report
     }
 
-    /// The checks `thresholds` asks for, in a fixed order.
-    func evaluate(_ thresholds: CheckThresholds) -> [CheckResult] {
+    public func evaluate(_ thresholds: CheckThresholds) -> [CheckResult] {
         var out: [CheckResult] = []
         func percent(_ x: Double) -> String { String(format: "%.1f%%", 100 * x) }
         // A tiny slack, so that 20 of 100 parameters removed meets "20%" despite rounding.
@@ -142,7 +153,7 @@ struct CheckReport: Encodable {
             out.append(CheckResult(name: name, measured: measured, limit: limit, comparison: "at_most", passed: ok,
                                    message: "\(what) \(measured.map(show) ?? "unknown") (at most \(show(limit)))"))
         }
-        func count(_ x: Double) -> String { InspectTables.grouped(Int(x)) }
+        func count(_ x: Double) -> String { TextTable.grouped(Int(x)) }
         if let limit = thresholds.minParamReduction {
             atLeast("min-param-reduction", "param reduction", params.reduction, limit, percent)
         }
@@ -164,17 +175,29 @@ struct CheckReport: Encodable {
     }
 
     /// `0.0123`-style numbers: 4 significant digits.
-    static func number(_ x: Double) -> String {
+    public static func number(_ x: Double) -> String {
         if x.isNaN { return "NaN" }
         if x.isInfinite { return x < 0 ? "-inf" : "inf" }
         return String(format: "%.4g", x)
     }
 
     /// One JSON object with sorted keys (NaN and infinities as the strings `NaN`, `Infinity`, `-Infinity`).
-    func json() throws -> String {
+    public func json() throws -> String {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
         return String(decoding: try e.encode(self), as: UTF8.self)
+    }
+}
+
+/// Why `prunec check` could not compare two models.
+public enum CheckError: Error, CustomStringConvertible {
+    /// The interpreter failed on one of them with the shared inputs.
+    case comparisonFailed(model: String, baseline: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .comparisonFailed(let model, let baseline, let reason): return "comparing \(model) with \(baseline): \(reason)"
+        }
     }
 }

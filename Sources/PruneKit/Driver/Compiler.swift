@@ -1,0 +1,196 @@
+import Foundation
+import Logging
+import PruneIR
+import PruneRuntime
+
+/// The compile driver: what `prunec MODEL --pass P -o OUT` does, callable from Swift.
+///
+/// 1. The pipeline is resolved against the registry when the compiler is made (unknown passes
+///    and bad options fail before any model is read).
+/// 2. ``compile(modelAt:)`` loads the model, infers shapes, reads the calibration data, gives the
+///    passes what they declared in ``Pass/requirements`` (the original model), and runs the
+///    pipeline through a ``PassManager``.
+/// 3. Validation runs the original (or the teacher) and the result on the calibration sets (or
+///    synthesized inputs) and reports drift, MACs and latency; each `compare` pipeline is run on
+///    the original too and reported beside the result.
+/// 4. The result is written atomically to ``Options/output`` unless its drift exceeds
+///    ``Options/maxDrift``.
+///
+/// ```swift
+/// var options = Compiler.Options(pipeline: "magnitude{sparsity=0.3},fold-masks")
+/// options.output = URL(fileURLWithPath: "small.onnx")
+/// let result = try Compiler(registry: registry, options: options).compile(modelAt: "model.onnx")
+/// print(result.report.text())
+/// ```
+public struct Compiler {
+    /// What to run and how.
+    public struct Options {
+        /// The pipeline text (several `--pass` flags joined by `,`); empty for a round trip.
+        public var pipeline: String
+        /// Calibration data (.npz, .npy or a test_data_set folder) for the passes and the validation.
+        public var calibration: URL?
+        /// The original model when the input was pruned earlier: the teacher of passes that need
+        /// the original and the reference of the validation.
+        public var teacher: URL?
+        /// Seed of passes and synthesized inputs.
+        public var seed: UInt64 = 0
+        /// Interpreter and BLAS threads.
+        public var threads: Int = 1
+        /// Shapes of synthesized inputs when there is no calibration data.
+        public var sampleShapes: [String: Shape] = [:]
+        /// Run the original and the result (drift, latency); `false` skips it.
+        public var validate = true
+        /// Timed interpreter runs per model for the latency figures.
+        public var latencyRuns = 5
+        /// Refuse to write a result whose worst relative L2 drift exceeds this.
+        public var maxDrift: Double?
+        /// Baseline pipelines run on the original and reported beside the result.
+        public var compare: [String] = []
+        /// Verify the IR after every pass (`nil`: the pass manager's default, on in debug builds).
+        public var verifyEach: Bool?
+        /// Hooks around every pass (`--print-ir-after`, timing).
+        public var instrumentations: [PassInstrumentation] = []
+        /// Where pass logs and progress go.
+        public var logger = Logger(label: "prunec")
+        /// Where to write the result; `nil` writes nothing.
+        public var output: URL?
+        /// How the result is written (external data).
+        public var exportOptions = ExportOptions()
+        /// Also validate a plain round trip (no pass) when a report is wanted.
+        public var validateRoundTrip = false
+
+        /// Options for `pipeline`, everything else at its default.
+        public init(pipeline: String) { self.pipeline = pipeline }
+    }
+
+    /// What a compilation produced.
+    public struct Result {
+        /// The pruned model (written to ``Options/output`` when ``CompileReport/written``).
+        public var model: Model
+        /// The measurements: before/after, drift, passes, comparisons.
+        public var report: CompileReport
+    }
+
+    /// The options.
+    public let options: Options
+    /// The resolved pipeline.
+    public let manager: PassManager
+    private let baselines: [PassManager]
+
+    /// Resolves `options.pipeline` (and every `compare` pipeline) against `registry`.
+    ///
+    /// - Throws: ``PipelineError`` at the column of a syntax error, an unknown pass or a bad option.
+    public init(registry: PassRegistry, options: Options) throws {
+        self.options = options
+        manager = try Self.manager(options.pipeline, registry: registry, options: options)
+        baselines = try options.compare.map { try Self.manager($0, registry: registry, options: options) }
+    }
+
+    private static func manager(_ text: String, registry: PassRegistry, options: Options) throws -> PassManager {
+        let pipeline = text.isEmpty ? Pipeline([]) : try Pipeline.parse(text)
+        let m = try PassManager(pipeline: pipeline, registry: registry, text: text)
+        if let v = options.verifyEach { m.verifyEach = v }
+        m.instrumentations = options.instrumentations
+        return m
+    }
+
+    /// What the passes of the pipeline need together.
+    public var requirements: PassRequirements {
+        (manager.passes + baselines.flatMap(\.passes)).reduce([]) { $0.union(type(of: $1.pass).requirements) }
+    }
+
+    /// Loads the model at `path` and compiles it (see ``compile(_:file:)``).
+    ///
+    /// - Throws: import errors naming `path`, calibration data errors, ``PassFailure`` naming the
+    ///   failing pass, export errors.
+    public func compile(modelAt path: String) throws -> Result {
+        try compile(ModelFile.load(path), file: path)
+    }
+
+    /// Compiles `model` (read from `file`, which names it in errors and reports): runs the
+    /// pipeline, validates the result against the original, and writes it when it passes.
+    /// `model` is changed in place and returned in the result.
+    public func compile(_ model: Model, file: String) throws -> Result {
+        let running = !manager.passes.isEmpty
+        // Types for every value, so MACs are counted and passes see shapes (not for a plain round
+        // trip, which must write back what it read).
+        if running { ShapeInference().run(on: model) }
+        let calibration = try options.calibration.map { try CalibrationData.load($0, for: model) } ?? []
+        let teacher = try options.teacher.map { url -> Model in
+            let t = try ModelFile.load(url.path)
+            ShapeInference().run(on: t)
+            return t
+        }
+        let validating = options.validate && (running || options.maxDrift != nil || options.validateRoundTrip || !baselines.isEmpty)
+        // The original as loaded, before any pass: the reference of the validation (unless a
+        // teacher is named), what `compare` pipelines start from, and what passes that train
+        // toward the original get (only copied when something needs it).
+        let needsOriginal = requirements.contains(.originalModel) && teacher == nil
+        let original = validating || needsOriginal || !baselines.isEmpty ? try Self.copy(model) : nil
+        if requirements.contains(.calibration) && calibration.isEmpty {
+            let names = (manager.passes + baselines.flatMap(\.passes)).filter { type(of: $0.pass).requirements.contains(.calibration) }
+            throw PruningError.invalid("\(names.map(\.text).joined(separator: ", ")) needs calibration data: pass --calib DATA")
+        }
+        var context = PassContext(logger: options.logger, seed: options.seed, threads: options.threads, calibration: calibration,
+                                  calibrationURL: options.calibration, original: teacher ?? (needsOriginal ? original : nil))
+        context.progress = { [logger = options.logger] p in logger.info("\(p.line)") }
+
+        let before = ModelStats(model)
+        let records = try manager.run(on: model, context: context)
+        var report = CompileReport(
+            model: file, output: options.output?.path, pipeline: manager.passes.map(\.text).joined(separator: ","),
+            before: .init(params: before.params, macs: before.macs, nodes: before.nodes),
+            after: .init(params: CostModel.parameterCount(model), macs: CostModel().totalMACs(model), nodes: model.graph.allNodes.count),
+            drift: [:], passes: records, maxDrift: options.maxDrift, passed: true, written: false)
+        if validating, let reference = teacher ?? original {
+            let sets = calibration.isEmpty ? [try SampleInputs.make(for: reference, shapes: options.sampleShapes, seed: options.seed)] : calibration
+            try validate(reference: reference, candidate: model, sets: sets, source: calibration.isEmpty ? "sample" : "calibration", into: &report)
+            for baseline in baselines {
+                let b = try Self.copy(original ?? reference)
+                try baseline.run(on: b, context: context)
+                let drift = try Validation.drift(reference: reference, candidate: b, inputs: sets, threads: options.threads)
+                report.compare.append(.init(pipeline: baseline.passes.map(\.text).joined(separator: ","), params: CostModel.parameterCount(b),
+                                            macs: try Self.macs(b, at: sets[0]),
+                                            drift: Dictionary(drift.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })))
+            }
+        }
+        if let maxDrift = options.maxDrift, let worst = report.worstDrift, !(worst <= maxDrift) { report.passed = false }
+        if let output = options.output, report.passed {
+            try ModelExporter.write(model, to: output, options: options.exportOptions)
+            report.written = true
+        }
+        if !report.passed { report.output = nil }
+        return Result(model: model, report: report)
+    }
+
+    /// Drift per output, MACs at the validation shapes, and interpreter latency of both models.
+    private func validate(reference: Model, candidate: Model, sets: [[String: NDArray]], source: String, into report: inout CompileReport) throws {
+        let drift = try Validation.drift(reference: reference, candidate: candidate, inputs: sets, threads: options.threads)
+        report.driftOrder = drift
+        report.drift = Dictionary(drift.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        report.inputs = .init(source: source, sets: sets.count)
+        for (model, isBefore) in [(reference, true), (candidate, false)] {
+            let macs = try Self.macs(model, at: sets[0])
+            let ms = try Validation.latency(model: model, inputs: sets[0], runs: options.latencyRuns, warmup: 1, threads: options.threads)
+            if isBefore {
+                report.before.macs = macs ?? report.before.macs
+                report.before.latencyMs = ms
+            } else {
+                report.after.macs = macs ?? report.after.macs
+                report.after.latencyMs = ms
+            }
+        }
+    }
+
+    /// MACs with the inputs bound to `inputs`' shapes, counted on a copy so the written model keeps
+    /// its symbolic dims.
+    private static func macs(_ model: Model, at inputs: [String: NDArray]) throws -> Int? {
+        let copy = try Self.copy(model)
+        ShapeInference(overrides: inputs.mapValues { Shape($0.shape) }).run(on: copy)
+        return CostModel().totalMACs(copy)
+    }
+
+    static func copy(_ model: Model) throws -> Model {
+        try ModelImporter.load(proto: ModelExporter.proto(model), file: "copy", baseDirectory: model.sourceURL?.deletingLastPathComponent())
+    }
+}
