@@ -29,7 +29,7 @@ import Testing
     }
 
     static func copy(_ m: Model) throws -> Model {
-        let c = try ModelImporter.load(proto: ModelExporter.proto(m), file: "copy", baseDirectory: nil)
+        let c = m.copy()
         ShapeInference().run(on: c)
         return c
     }

@@ -15,13 +15,13 @@ public final class Graph: CustomStringConvertible {
         set { proto.name = newValue }
     }
     /// Graph inputs in order (in models of IR version < 4 these may include initializers).
-    public private(set) var inputs: [Value] = []
+    public internal(set) var inputs: [Value] = []
     /// Graph outputs in order.
     public var outputs: [Value] = []
     /// Nodes in topological order.
-    public private(set) var nodes: [Node] = []
+    public internal(set) var nodes: [Node] = []
     /// Initializer values in file order; each has ``Value/initializer`` set.
-    public private(set) var initializers: [Value] = []
+    public internal(set) var initializers: [Value] = []
     /// Values listed in `value_info`, in file order.
     public internal(set) var valueInfos: [Value] = []
     /// Sparse initializers, kept in wire form.

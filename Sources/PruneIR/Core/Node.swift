@@ -15,11 +15,11 @@ public final class Node: CustomStringConvertible {
         set { proto.name = newValue }
     }
     /// Inputs, in order; `nil` marks an omitted optional input.
-    public private(set) var inputs: [Value?] = []
+    public internal(set) var inputs: [Value?] = []
     /// Outputs, in order. An omitted optional output is a value with an empty name.
     public private(set) var outputs: [Value] = []
     /// Attributes in file order.
-    public private(set) var attributes: [(name: String, value: Attribute)] = []
+    public internal(set) var attributes: [(name: String, value: Attribute)] = []
     /// The graph the node belongs to, once inserted.
     public internal(set) weak var graph: Graph?
 

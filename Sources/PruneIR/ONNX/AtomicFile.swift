@@ -6,39 +6,108 @@ import Glibc
 import Darwin
 #endif
 
+/// A file that could not be written; nothing was left behind at its path.
+public struct AtomicFileError: Error, Equatable, CustomStringConvertible {
+    /// The file as the caller named it.
+    public var file: String
+    /// What went wrong (the system's message).
+    public var reason: String
+
+    /// An error about writing `file`.
+    public init(file: String, reason: String) {
+        self.file = file
+        self.reason = reason
+    }
+
+    public var description: String { "\(file): cannot write: \(reason)" }
+}
+
 /// Temp-file-then-rename writes, so a failed run never leaves a partial file behind.
-enum AtomicFile {
-    /// Writes through `body` into a new temporary file next to `destination` and returns its URL.
-    /// The temporary file is removed when `body` throws.
-    static func writeTemporary(near destination: URL, _ body: (FileHandle) throws -> Void) throws -> URL {
-        let dir = destination.deletingLastPathComponent()
-        let temp = dir.appendingPathComponent(".\(destination.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0 ... .max))")
+///
+/// The temporary file is hidden (`.<name>.tmp-<pid>-<random>`) in the destination's folder, so
+/// the final rename stays on one file system and is atomic: readers see the old file or the
+/// complete new one. Every failure is an ``AtomicFileError`` naming the file.
+///
+/// ```swift
+/// try AtomicFile.write(Data(report.utf8), to: URL(fileURLWithPath: "report.json"))
+/// ```
+///
+/// Writers that produce several files, or that let a library create the file (a zip archive),
+/// use the steps: ``temporaryURL(near:)`` or ``writeTemporary(near:displayName:_:)``, then
+/// ``commit(_:to:displayName:)``, or ``discard(_:)`` on failure.
+public enum AtomicFile {
+    /// Writes `data` to `url` atomically.
+    ///
+    /// - Parameters:
+    ///   - data: The complete contents.
+    ///   - url: The destination; its folder must exist.
+    ///   - displayName: How errors name the file (defaults to the path as given).
+    /// - Throws: ``AtomicFileError``; on a throw the file at `url` is unchanged.
+    public static func write(_ data: Data, to url: URL, displayName: String? = nil) throws {
+        try write(to: url, displayName: displayName) { try $0.write(contentsOf: data) }
+    }
+
+    /// Writes `url` atomically through `body`, which receives a handle on the temporary file.
+    ///
+    /// - Throws: ``AtomicFileError``, or the error `body` threw if it is one; on a throw the file
+    ///   at `url` is unchanged.
+    public static func write(to url: URL, displayName: String? = nil, _ body: (FileHandle) throws -> Void) throws {
+        let temp = try writeTemporary(near: url, displayName: displayName, body)
+        try commit(temp, to: url, displayName: displayName)
+    }
+
+    /// A new hidden temporary name in `destination`'s folder (nothing is created).
+    public static func temporaryURL(near destination: URL) -> URL {
+        destination.deletingLastPathComponent()
+            .appendingPathComponent(".\(destination.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0 ... .max))")
+    }
+
+    /// Writes through `body` into a new temporary file next to `destination` and returns its URL,
+    /// to be passed to ``commit(_:to:displayName:)``. The temporary file is removed when `body`
+    /// throws.
+    ///
+    /// - Throws: ``AtomicFileError`` naming `destination`.
+    public static func writeTemporary(near destination: URL, displayName: String? = nil,
+                                      _ body: (FileHandle) throws -> Void) throws -> URL {
+        let file = displayName ?? destination.relativePath
+        let temp = temporaryURL(near: destination)
         guard FileManager.default.createFile(atPath: temp.path, contents: nil) else {
-            let reason = String(cString: strerror(errno))
-            throw ONNXExportError.writeFailed(file: destination.relativePath, reason: reason)
+            throw AtomicFileError(file: file, reason: String(cString: strerror(errno)))
         }
         do {
             let handle = try FileHandle(forWritingTo: temp)
             defer { try? handle.close() }
             try body(handle)
             try handle.synchronize()
+        } catch let e as AtomicFileError {
+            discard(temp)
+            throw e
         } catch {
             discard(temp)
-            throw ONNXExportError.writeFailed(file: destination.relativePath, reason: "\(error.localizedDescription)")
+            throw AtomicFileError(file: file, reason: error.localizedDescription)
         }
         return temp
     }
 
-    /// Renames a finished temporary file over `destination`.
-    static func commit(_ temp: URL, to destination: URL) throws {
+    /// Renames a finished temporary file over `destination`; the temporary file is removed when
+    /// the rename fails.
+    ///
+    /// - Throws: ``AtomicFileError`` naming `destination`.
+    public static func commit(_ temp: URL, to destination: URL, displayName: String? = nil) throws {
         if rename(temp.path, destination.path) != 0 {
             let reason = String(cString: strerror(errno))
             discard(temp)
-            throw ONNXExportError.writeFailed(file: destination.relativePath, reason: reason)
+            throw AtomicFileError(file: displayName ?? destination.relativePath, reason: reason)
         }
     }
 
+    /// Removes a temporary (or backup) file, ignoring a file that is already gone.
+    public static func discard(_ temp: URL) {
+        unlink(temp.path)
+    }
+
     /// Hard-links an existing file to a hidden backup name; `nil` when there is no file.
+    /// Used by writers of two files (model and data) to undo the first rename if the second fails.
     static func backup(_ url: URL) -> URL? {
         guard FileManager.default.fileExists(atPath: url.path) else { return nil }
         let b = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).bak-\(getpid())-\(UInt32.random(in: 0 ... .max))")
@@ -48,9 +117,5 @@ enum AtomicFile {
     /// Puts a backup made by ``backup(_:)`` back in place.
     static func restore(_ backup: URL, to url: URL) {
         if rename(backup.path, url.path) != 0 { discard(backup) }
-    }
-
-    static func discard(_ temp: URL) {
-        unlink(temp.path)
     }
 }

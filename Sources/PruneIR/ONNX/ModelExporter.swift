@@ -109,9 +109,9 @@ public enum ModelExporter {
                 }
                 throw error
             }
-        } catch let e as ONNXExportError {
+        } catch let e as AtomicFileError {
             if let dataTemp, !dataCommitted { AtomicFile.discard(dataTemp) }
-            throw e
+            throw ONNXExportError.writeFailed(file: e.file, reason: e.reason)
         } catch {
             if let dataTemp, !dataCommitted { AtomicFile.discard(dataTemp) }
             throw ONNXExportError.writeFailed(file: url.relativePath, reason: "\(error)")

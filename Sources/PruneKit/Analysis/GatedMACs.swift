@@ -31,7 +31,7 @@ public struct GatedMACs: Sendable {
     /// `shapes` (symbolic dims need numbers to count MACs; they are bound on a copy, not in `model`).
     public init(model: Model, groups: [PruningGroup], shapes: [String: Shape] = [:]) throws {
         unitCounts = groups.map(\.unitCount)
-        let copy = try ModelImporter.load(proto: ModelExporter.proto(model), file: "MACs copy", baseDirectory: model.sourceURL?.deletingLastPathComponent())
+        let copy = model.copy()
         ShapeInference(overrides: shapes).run(on: copy)
         // The copy has the same nodes in the same order.
         let macsOf = Dictionary(zip(model.graph.nodes.map(ObjectIdentifier.init), copy.graph.nodes.map { CostModel.macs(of: $0) })) { a, _ in a }

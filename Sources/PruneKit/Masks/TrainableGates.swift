@@ -63,8 +63,7 @@ public final class TrainableGates {
         // Re-analyse: the gates are now part of each group; keep the groups that have masks.
         let gated = chosen.isEmpty ? [] : PruningGroups.analyze(model).groups(of: kinds).filter { !$0.masks.isEmpty }
         groups = gated
-        let copy = try ModelImporter.load(proto: ModelExporter.proto(model), file: "training copy",
-                                          baseDirectory: model.sourceURL?.deletingLastPathComponent())
+        let copy = model.copy()
         let names = NameScope(copy.graph)
         func makeInput(_ name: String) throws -> (String, Tensor)? {
             guard let v = copy.graph.initializers.first(where: { $0.name == name }), let t = v.initializer else { return nil }

@@ -25,8 +25,7 @@ public struct ActivationProbe {
     ///   - edit: Changes applied to the copy before it runs (e.g. setting masks to ones).
     /// - Throws: ``PruningError`` naming a value the graph does not have.
     public init(model: Model, values: [String], edit: ((Model) throws -> Void)? = nil) throws {
-        let copy = try ModelImporter.load(proto: ModelExporter.proto(model), file: "probe copy",
-                                          baseDirectory: model.sourceURL?.deletingLastPathComponent())
+        let copy = model.copy()
         try edit?(copy)
         let outputs = Set(copy.graph.outputs.map(\.name))
         for name in values where !outputs.contains(name) {
@@ -62,10 +61,9 @@ public struct ActivationProbe {
 
     /// A copy of `model` whose masks (``Masks``) are all ones: the model the masks were set on.
     ///
-    /// - Throws: Errors of the model copy.
+    /// - Throws: Nothing today (``Model/copy()`` cannot fail); kept so callers need not change.
     public static func unmasked(_ model: Model) throws -> Model {
-        let copy = try ModelImporter.load(proto: ModelExporter.proto(model), file: "unmasked copy",
-                                          baseDirectory: model.sourceURL?.deletingLastPathComponent())
+        let copy = model.copy()
         setMasksToOne(copy)
         return copy
     }

@@ -201,9 +201,13 @@ public enum NPY {
     public static func write(_ array: NDArray, to url: URL, displayName: String? = nil) throws {
         let file = displayName ?? url.relativePath
         let head = try header(dtype: array.dtype, shape: array.shape, file: file)
-        try AtomicWrite.write(to: url, file: file) { handle in
-            try handle.write(contentsOf: head)
-            try handle.write(contentsOf: Data(bytesNoCopy: array.rawPointer, count: array.byteCount, deallocator: .none))
+        do {
+            try AtomicFile.write(to: url, displayName: file) { handle in
+                try handle.write(contentsOf: head)
+                try handle.write(contentsOf: Data(bytesNoCopy: array.rawPointer, count: array.byteCount, deallocator: .none))
+            }
+        } catch let e as AtomicFileError {
+            throw TensorDataError(file: e.file, reason: "cannot write: \(e.reason)")
         }
     }
 }
@@ -301,42 +305,6 @@ struct HeaderParser {
             if peek == "," { i += 1; continue }
             try expect(")")
             return dims
-        }
-    }
-}
-
-/// Temporary-file-then-rename writes: a failed write never leaves a partial file behind.
-enum AtomicWrite {
-    /// Writes through `body` into a hidden temporary file next to `url`, then renames it over `url`.
-    static func write(to url: URL, file: String, _ body: (FileHandle) throws -> Void) throws {
-        let temp = temporaryURL(near: url)
-        guard FileManager.default.createFile(atPath: temp.path, contents: nil) else {
-            throw TensorDataError(file: file, reason: "cannot write: \(String(cString: strerror(errno)))")
-        }
-        do {
-            let handle = try FileHandle(forWritingTo: temp)
-            defer { try? handle.close() }
-            try body(handle)
-            try handle.synchronize()
-        } catch {
-            unlink(temp.path)
-            if let e = error as? TensorDataError { throw e }
-            throw TensorDataError(file: file, reason: "cannot write: \(error.localizedDescription)")
-        }
-        try commit(temp, to: url, file: file)
-    }
-
-    /// A hidden temporary name in `url`'s folder (same file system, so the rename is atomic).
-    static func temporaryURL(near url: URL) -> URL {
-        url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0 ... .max))")
-    }
-
-    /// Renames a finished temporary file over `url` (removing the temporary file on failure).
-    static func commit(_ temp: URL, to url: URL, file: String) throws {
-        if rename(temp.path, url.path) != 0 {
-            let reason = String(cString: strerror(errno))
-            unlink(temp.path)
-            throw TensorDataError(file: file, reason: "cannot write: \(reason)")
         }
     }
 }

@@ -57,7 +57,7 @@ public enum NPZ {
         for (name, _) in arrays where !names.insert(name).inserted {
             throw TensorDataError(file: file, reason: "two arrays are named '\(name)'")
         }
-        let temp = AtomicWrite.temporaryURL(near: url)
+        let temp = AtomicFile.temporaryURL(near: url)
         do {
             // The archive closes its file when released, before the rename below.
             let archive: Archive
@@ -85,10 +85,14 @@ public enum NPZ {
                 }
             }
         } catch {
-            unlink(temp.path)
+            AtomicFile.discard(temp)
             throw error
         }
-        try AtomicWrite.commit(temp, to: url, file: file)
+        do {
+            try AtomicFile.commit(temp, to: url, displayName: file)
+        } catch let e as AtomicFileError {
+            throw TensorDataError(file: e.file, reason: "cannot write: \(e.reason)")
+        }
     }
 
     /// NumPy stamps members 1980-01-01 00:00; a fixed date also makes the output reproducible.
