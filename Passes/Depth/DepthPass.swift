@@ -70,7 +70,7 @@ public struct DepthPass: Pass {
             throw PruningError.nothingToPrune(kinds: [.blocks], blocked: [])
         }
         // Score on a gated copy: every block's branch is multiplied by a scalar gate input.
-        let working = try ModelImporter.load(proto: ModelExporter.proto(model), file: "depth copy", baseDirectory: model.sourceURL?.deletingLastPathComponent())
+        let working = model.copy()
         let gates = try TrainableGates(model: working, kinds: [.blocks])
         guard gates.blocks.count == blocks.count else { throw PruningError.nothingToPrune(kinds: [.blocks], blocked: []) }
         let eval = try BlockEvaluator(gates: gates, context: context, holdout: options.holdout)

@@ -128,8 +128,7 @@ public struct DistillPass: Pass {
         for s in weights.skipped { context.logger.info("\(Self.name): not training '\(s.name)': its gradient would cross \(s.op), which has no VJP") }
         guard !weights.params.isEmpty else { throw DistillError.nothingToTrain(train: options.train.rawValue, nodes: options.nodes ?? "*") }
 
-        let teacherCopy = try ModelImporter.load(proto: ModelExporter.proto(teacher), file: "teacher copy",
-                                                 baseDirectory: teacher.sourceURL?.deletingLastPathComponent())
+        let teacherCopy = teacher.copy()
         for f in features {
             if let v = teacherCopy.graph.value(named: f) { teacherCopy.graph.outputs.append(v) }
         }

@@ -64,8 +64,7 @@ final class TrainableWeights {
             chosen.append(v)
         }
         self.skipped = skipped
-        let copy = try ModelImporter.load(proto: ModelExporter.proto(student), file: "distillation copy",
-                                          baseDirectory: student.sourceURL?.deletingLastPathComponent())
+        let copy = student.copy()
         var params: [Param] = []
         for v in chosen {
             guard let cv = copy.graph.initializers.first(where: { $0.name == v.name }), let t = cv.initializer else { continue }

@@ -38,7 +38,7 @@ public struct CompileReport: Encodable {
     }
 
     /// Where the validation inputs came from.
-    public struct Inputs: Codable {
+    public struct Inputs: Codable, Sendable {
         public var source: String
         public var sets: Int
     }

@@ -190,7 +190,5 @@ public struct Compiler {
         return CostModel().totalMACs(copy)
     }
 
-    static func copy(_ model: Model) throws -> Model {
-        try ModelImporter.load(proto: ModelExporter.proto(model), file: "copy", baseDirectory: model.sourceURL?.deletingLastPathComponent())
-    }
+    static func copy(_ model: Model) throws -> Model { model.copy() }
 }

@@ -71,6 +71,21 @@ public struct ModelDiff: Encodable {
     public var layers: [Layer]
     public var totals: Totals
 
+    /// Loads the models at `fileA` and `fileB`, binds `shapes` (input name → dims) in both, and
+    /// compares them: what `prunec diff` reports.
+    ///
+    /// - Throws: import errors naming the file, ``SampleInputsError/notAnInput(name:file:inputs:)``
+    ///   for a shape that names no input of either model.
+    public static func compare(_ fileA: String, _ fileB: String, shapes: [String: Shape] = [:]) throws -> ModelDiff {
+        let modelA = try ModelFile.load(fileA)
+        let modelB = try ModelFile.load(fileB)
+        try ModelFile.checkInputNames(shapes.keys, in: modelA, file: fileA)
+        try ModelFile.checkInputNames(shapes.keys, in: modelB, file: fileB)
+        ShapeInference(overrides: shapes).run(on: modelA)
+        ShapeInference(overrides: shapes).run(on: modelB)
+        return ModelDiff(modelA, file: fileA, modelB, file: fileB)
+    }
+
     /// Compares `modelA` (read from `fileA`) with `modelB`. Run shape inference on both first:
     /// MACs come from the value types.
     public init(_ modelA: Model, file fileA: String, _ modelB: Model, file fileB: String) {

@@ -24,3 +24,18 @@ public enum ModelFile {
         }
     }
 }
+
+/// A model the interpreter cannot run (a node without a kernel, an input it rejects), named by
+/// its file.
+public struct ModelRunError: Error, CustomStringConvertible {
+    /// The model file.
+    public var file: String
+    /// The interpreter's message.
+    public var reason: String
+    /// An error about `file`.
+    public init(file: String, reason: String) {
+        self.file = file
+        self.reason = reason
+    }
+    public var description: String { "\(file): \(reason)" }
+}

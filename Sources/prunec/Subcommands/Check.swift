@@ -76,11 +76,9 @@ extension Prunec {
         func thresholds() throws -> CheckThresholds {
             func fraction(_ text: String?, _ flag: String) throws -> Double? {
                 guard let text else { return nil }
-                switch OptionSpec(flag, .fraction, default: nil, help: "").parse(text) {
-                case .success(.double(let v)): return v
-                case .success(let v): throw ValidationError("--\(flag) expects a fraction, got '\(v)'")
-                case .failure(let e): throw ValidationError("--\(flag) \(e.message)")
-                }
+                guard let v = Double(fractionText: text) else { throw ValidationError("--\(flag) expects a fraction (0.3 or 30%), got '\(text)'") }
+                guard (0...1).contains(v) else { throw ValidationError("--\(flag) must be between 0 and 1 (or 0% and 100%), got '\(text)'") }
+                return v
             }
             if let maxDrift, !(maxDrift.isFinite && maxDrift >= 0) {
                 throw ValidationError("--max-drift must be a number of 0 or more, got \(maxDrift)")
@@ -100,7 +98,7 @@ extension Prunec {
                     threads: threading.threads, thresholds: try thresholds())
                 let text = try format.render(report)
                 print(text, terminator: "")
-                if let output { try ReportFile.write(text, to: output) }
+                if let output { try AtomicFile.write(Data(text.utf8), to: URL(fileURLWithPath: output)) }
                 if !report.passed { throw ExitCode(1) }
             }
         }

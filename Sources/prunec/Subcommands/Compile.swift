@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PruneIR
 import PruneKit
 
 extension Prunec {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PruneIR
+import PruneKit
 
 extension Prunec {
     /// `prunec diff A B`: per-layer shrinkage between two models.
@@ -37,14 +38,7 @@ extension Prunec {
 
         func run() throws {
             try reportingErrors {
-                let shapes = try InputShapes.parse(shapes)
-                let modelA = try ModelInputOptions.load(a)
-                let modelB = try ModelInputOptions.load(b)
-                try InputShapes.checkNames(shapes, in: modelA, file: a)
-                try InputShapes.checkNames(shapes, in: modelB, file: b)
-                ShapeInference(overrides: shapes).run(on: modelA)
-                ShapeInference(overrides: shapes).run(on: modelB)
-                let diff = ModelDiff(modelA, file: a, modelB, file: b)
+                let diff = try ModelDiff.compare(a, b, shapes: try InputShapes.parse(shapes))
                 print(json ? try diff.json() : diff.text(), terminator: json ? "\n" : "")
             }
         }

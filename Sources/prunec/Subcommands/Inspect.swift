@@ -45,7 +45,7 @@ extension Prunec {
             try reportingErrors {
                 let model = try input.load()
                 let shapes = try parsedShapes()
-                try InputShapes.checkNames(shapes, in: model, file: input.model)
+                try ModelFile.checkInputNames(shapes.keys, in: model, file: input.model)
                 var check: LibONNXResult?
                 if !noCheck {
                     let opsets = Dictionary(model.opsetImports.map { ($0.domain, Int($0.version)) }, uniquingKeysWith: { a, _ in a })

@@ -20,10 +20,7 @@ extension Prunec {
                 let origin = e.origin.map { " [plugin: \($0)]" } ?? ""
                 print(e.name.padding(toLength: width + 2, withPad: " ", startingAt: 0) + e.summary + origin)
                 guard options else { continue }
-                for o in e.options {
-                    let d = o.defaultValue.map { "default \($0)" } ?? "required"
-                    print("    \(o.key)=<\(o.kind)> (\(d)): \(o.help)")
-                }
+                for o in e.options { print("    \(o.summary)") }
             }
         }
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PruneIR
+import PruneKit
 import PruneRuntime
 
 extension Prunec {

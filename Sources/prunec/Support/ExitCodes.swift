@@ -16,9 +16,13 @@ enum PrunecExit {
 /// that cannot be synthesized (`SampleInputsError`: bind a shape or give data); bad models and
 /// data (including tensor data files, inputs the interpreter rejects and models whose outputs
 /// cannot be compared) exit 65; anything unexpected exits 70.
-func reportingErrors(_ body: () throws -> Void) throws {
+/// A pass that failed is reported with `file`, the model it ran on.
+func reportingErrors(file: String? = nil, _ body: () throws -> Void) throws {
     do {
         try body()
+    } catch let f as PassFailure {
+        Diagnostics.error("\(file.map { "\($0): " } ?? "")\(f)")
+        throw ExitCode(PrunecExit.badInput)
     } catch let e as ExitCode {
         throw e
     } catch let e as ValidationError {
@@ -28,6 +32,7 @@ func reportingErrors(_ body: () throws -> Void) throws {
         throw ValidationError("\(e)")
     } catch let e where e is ONNXImportError || e is IRError || e is ONNXExportError || e is RuntimeError || e is TensorDataError
         || e is DriftError
+        || e is AtomicFileError || e is CheckError || e is PruningError || e is ModelRunError
     {
         Diagnostics.error("\(e)")
         throw ExitCode(PrunecExit.badInput)

@@ -24,12 +24,4 @@ enum InputShapes {
         }
         return out
     }
-
-    /// Throws a usage error when a `--shape` names something that is not an input of `model`.
-    static func checkNames(_ shapes: [String: Shape], in model: Model, file: String) throws {
-        let inputNames = Set(model.graph.inputs.map(\.name))
-        for name in shapes.keys.sorted() where !inputNames.contains(name) {
-            throw ValidationError("--shape names '\(name)', which is not an input of \(file) (inputs: \(model.graph.inputs.filter { $0.initializer == nil }.map(\.name).joined(separator: ", ")))")
-        }
-    }
 }

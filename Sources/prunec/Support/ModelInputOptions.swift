@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PruneIR
+import PruneKit
 
 /// The model argument shared by subcommands that read one model.
 struct ModelInputOptions: ParsableArguments {
@@ -14,14 +15,7 @@ struct ModelInputOptions: ParsableArguments {
 
     /// Loads the model and verifies its IR.
     func load() throws -> Model {
-        try Self.load(model)
-    }
-
-    /// Loads the model at `path` (errors name it as given) and verifies its IR.
-    static func load(_ path: String) throws -> Model {
-        let m = try ModelImporter.load(contentsOf: URL(fileURLWithPath: path), displayName: path)
-        try Verifier(checks: .all).verify(m)
-        return m
+        try ModelFile.load(model)
     }
 }
 
