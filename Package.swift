@@ -110,11 +110,10 @@ let package = Package(
             dependencies: ["PruneKit", "PruneIR", "PruneRuntime"],
             path: "Passes/Reconstruct"
         ),
-        .executableTarget(
-            name: "prunec",
+        // The registry of every built-in pass: the one target that depends on all pass families.
+        .target(
+            name: "BuiltinPasses",
             dependencies: [
-                "PruneIR",
-                "PruneRuntime",
                 "PruneKit",
                 "CleanupPasses",
                 "MagnitudePasses",
@@ -125,6 +124,15 @@ let package = Package(
                 "ReconstructPasses",
                 "FluctuationPasses",
                 "DistillPasses",
+            ]
+        ),
+        .executableTarget(
+            name: "prunec",
+            dependencies: [
+                "PruneIR",
+                "PruneRuntime",
+                "PruneKit",
+                "BuiltinPasses",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -151,7 +159,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PruneKitTests",
-            dependencies: ["PruneKit", "PruneIR", "PruneRuntime", "CleanupPasses", "MagnitudePasses", "EcoDiffPasses", "DepthPasses", "LDPrunerPasses", "AutoBotPasses", "ReconstructPasses", "FluctuationPasses", "DistillPasses", "PruneTestSupport"]
+            dependencies: ["PruneKit", "PruneIR", "PruneRuntime", "CleanupPasses", "MagnitudePasses", "EcoDiffPasses", "DepthPasses", "LDPrunerPasses", "AutoBotPasses", "ReconstructPasses", "FluctuationPasses", "DistillPasses", "BuiltinPasses", "PruneTestSupport"]
         ),
         .testTarget(
             name: "PrunecTests",

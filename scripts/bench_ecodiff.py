@@ -4,7 +4,7 @@
 usage: bench_ecodiff.py [--prunec BIN] [--models unet,dit] [--json OUT] [--skip-quality]
 
 1. Memory (time-step checkpointing): for each model, one optimizer step of
-   `ecodiff{steps=1,denoise-steps=N,samples=1,holdout=0,compare=false}` at N = 10 and N = 50,
+   `ecodiff{steps=1,denoise-steps=N,samples=1,holdout=0}` at N = 10 and N = 50,
    peak RSS (VmHWM, prunec's --report-peak-rss). Checkpointing keeps one step's activations plus
    N latents, so the 50-step peak should stay within 1.25x of the 10-step one.
 2. The literal headline command `prunec MODEL --pass ecodiff --pass fold-masks -o small.onnx`
@@ -44,7 +44,7 @@ def main():
             row = {"model": name}
             for n in (10, 50):
                 p, secs = run_timed([a.prunec, model, "--pass",
-                               f"ecodiff{{steps=1,denoise-steps={n},samples=1,holdout=0,compare=false}}",
+                               f"ecodiff{{steps=1,denoise-steps={n},samples=1,holdout=0}}",
                                "-o", out, "--no-validate", "--report-peak-rss"])
                 m = re.search(r"peak-rss-bytes: (\d+)", p.stderr)
                 row[f"peak_rss_{n}"] = int(m.group(1)) if m else None

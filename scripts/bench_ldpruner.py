@@ -91,7 +91,7 @@ def main():
                 path, calib = os.path.join(EXAMPLES, f"{model}.onnx"), os.path.join(EXAMPLES, f"{model}.calib.npz")
             seconds = {}
             for reuse in ("true", "false"):
-                options = ",".join(x for x in (f"kinds={kinds}", f"reuse={reuse}", "compare=false", extra) if x)
+                options = ",".join(x for x in (f"kinds={kinds}", f"reuse={reuse}", extra) if x)
                 report = os.path.join(tmp, f"{name}.{reuse}.json")
                 _, wall = run_timed([a.prunec, path, "--pass", f"ld-pruner{{{options}}}", "-o", os.path.join(tmp, "out.onnx"),
                                "--calib", calib, "--no-validate", "--report", report])

@@ -47,22 +47,13 @@ import Testing
 @Suite struct PassOptionsTests {
     struct Gate: Pass {
         struct Options: PassOptions {
-            static let declarations: [OptionSpec] = [
-                OptionSpec("sparsity", .fraction, default: .double(0.5), help: "fraction of each group to remove"),
-                OptionSpec("steps", .int, default: .int(10), help: "optimizer steps"),
-                OptionSpec("scope", .choice(["layer", "global"]), default: .string("layer"), help: "where ranks compare"),
-                OptionSpec("verbose", .bool, default: .bool(false), help: "log more"),
-            ]
-            var sparsity: Double
-            var steps: Int
-            var scope: String
-            var verbose: Bool
-            init(_ v: OptionValues) throws {
-                sparsity = v.double("sparsity")
-                steps = v.int("steps")
-                scope = v.string("scope")
-                verbose = v.bool("verbose")
-            }
+            enum Scope: String, PassOptionEnum { case layer, global }
+            @PassOption("keep", .fraction, help: "fraction of each group to keep") var keep = 0.5
+            @PassOption("steps", .atLeast(0), help: "optimizer steps") var steps = 10
+            @PassOption("where", help: "where ranks compare") var scope: Scope = .layer
+            @PassOption("verbose", help: "log more") var verbose = false
+            var target = PruningTarget()
+            init() {}
         }
         static let name = "gate"
         static let summary = "a test pass"
@@ -73,12 +64,13 @@ import Testing
 
     struct Needy: Pass {
         struct Options: PassOptions {
-            static let declarations = [OptionSpec("target", .fraction, default: nil, help: "what to keep")]
-            init(_ v: OptionValues) {}
+            @PassOption("target", help: "what to keep") var target: Double
+            init() {}
         }
         static let name = "needy"
         static let summary = "a pass with a required option"
-        init(options: Options) {}
+        let options: Options
+        init(options: Options) { self.options = options }
         func run(on model: Model, context: PassContext) throws -> PassResult { .unchanged }
     }
 
@@ -96,20 +88,41 @@ import Testing
 
     @Test func defaultsAndValues() throws {
         let d = try gate("gate")
-        #expect(d.sparsity == 0.5 && d.steps == 10 && d.scope == "layer" && !d.verbose)
-        let o = try gate("gate{sparsity=30%,steps=3,scope=global,verbose=true}")
-        #expect(o.sparsity == 0.3 && o.steps == 3 && o.scope == "global" && o.verbose)
-        #expect(try gate("gate{sparsity=0.25}").sparsity == 0.25)
+        #expect(d.keep == 0.5 && d.steps == 10 && d.scope == .layer && !d.verbose && d.target.amount == 0.3)
+        let o = try gate("gate{keep=30%,steps=3,where=global,verbose=true,params=0.2,kinds=heads}")
+        #expect(o.keep == 0.3 && o.steps == 3 && o.scope == .global && o.verbose)
+        #expect(o.target.measure == .params && o.target.amount == 0.2 && o.target.kinds == [.heads] && o.target.global)
+        #expect(try gate("gate{keep=0.25}").keep == 0.25)
+        #expect(try PassOptionsTests.registry.instantiate(try Pipeline.parse("needy{target=0.5}")).first.map { ($0 as? Needy)?.options.target } == 0.5)
+    }
+
+    @Test func declarationsListEveryOptionInOrder() {
+        let keys = Gate.Options.declarations.map(\.key)
+        #expect(keys == ["keep", "steps", "where", "verbose"] + PruningTarget.declarations.map(\.key))
+        let steps = Gate.Options.declarations[1]
+        #expect(steps.summary == "steps=<an integer> (default 10; at least 0): optimizer steps")
+        #expect(Needy.Options.declarations[0].defaultText == nil)
+    }
+
+    @Test func canonicalTextPrintsOnlyWhatDiffersFromTheDefaults() throws {
+        let passes = try PassOptionsTests.registry.instantiate(try Pipeline.parse("gate{steps=3,keep=50%,kinds=neurons+heads}"))
+        #expect(passes[0].pipelineText == "gate{steps=3,kinds=heads+neurons}")
+        #expect(Gate(options: .init()).pipelineText == "gate")
     }
 
     @Test(arguments: [
-        ("gate{sparsity=1.5}", 15, "between 0 and 1"),
-        ("gate{sparsity=abc}", 15, "expects a fraction"),
+        ("gate{keep=1.5}", 11, "between 0 and 1"),
+        ("gate{keep=abc}", 11, "expects a fraction"),
         ("gate{steps=2.5}", 12, "expects an integer"),
-        ("gate{scope=local}", 12, "one of layer, global"),
-        ("gate{sparsty=0.3}", 6, "has no option 'sparsty' (options: sparsity, steps, scope, verbose)"),
+        ("gate{steps=-1}", 12, "must be at least 0, got '-1'"),
+        ("gate{where=local}", 12, "one of layer, global"),
+        ("gate{params=0.2,flops=0.1}", 23, "cannot be combined with params"),
+        ("gate{params=1}", 13, "would remove everything"),
+        ("gate{lambda=nan}", 6, "has no option 'lambda'"),
+        ("gate{sparsty=0.3}", 6, "has no option 'sparsty' (options: keep, steps, where, verbose, sparsity, params"),
         ("gate,magnitud", 6, "unknown pass 'magnitud' (passes: gate, needy)"),
         ("needy", 1, "needs option 'target'"),
+        ("needy{target=inf}", 14, "expects a number"),
     ])
     func badPipelinesNameTheProblem(text: String, column: Int, message: String) {
         #expect {
@@ -119,4 +132,14 @@ import Testing
             return e.column == column && e.message.contains(message)
         }
     }
+}
+
+/// A key declared by a pass and by one of its option groups is refused when the options are made.
+@Test func aKeyDeclaredTwiceIsRefused() {
+    struct Twice: PassOptions {
+        @PassOption("sparsity", help: "shadows the target's") var sparsity = 0.5
+        var target = PruningTarget()
+        init() {}
+    }
+    #expect(throws: OptionError.self) { _ = try Twice.parse([]) }
 }

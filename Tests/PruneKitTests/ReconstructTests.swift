@@ -158,7 +158,7 @@ import Testing
         let sets = try CalibrationData.load(TestPaths.examples.appendingPathComponent("llama.calib.npz"), for: original) { _ in }
         let calib = Array(sets.prefix(6)), heldOut = Array(sets.suffix(2))
         let masked = try Self.copy(original)
-        _ = try Self.run("depth{blocks=2,criterion=ppl,keep-masks=true,baselines=false,holdout=0}", on: masked, calibration: calib)
+        _ = try Self.run("depth{blocks=2,criterion=ppl,keep-masks=true,holdout=0}", on: masked, calibration: calib)
         let refit = try Self.copy(masked)
         let stats = try Self.run("reconstruct", on: refit, calibration: calib)[0].statistics
         #expect(stats["blocks-absorbed"] == 2)

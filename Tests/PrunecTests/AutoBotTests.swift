@@ -11,7 +11,8 @@ import Testing
         defer { try? FileManager.default.removeItem(at: dir) }
         let model = "examples/models/\(name).onnx", calib = "examples/models/\(name).calib.npz"
         let out = dir.appendingPathComponent("small.onnx").path, report = dir.appendingPathComponent("r.json").path
-        let r = try CLI.run([model, "--pass", "autobot{flops=0.5}", "--pass", "fold-masks", "-o", out, "--calib", calib, "--report", report])
+        let r = try CLI.run([model, "--pass", "autobot{flops=0.5}", "--pass", "fold-masks", "-o", out, "--calib", calib, "--report", report,
+                             "--compare", "magnitude{flops=0.5},fold-masks"])
         #expect(r.status == 0, "\(r.stderr)")
         guard r.status == 0 else { return }
         #expect(r.stderr.contains("autobot step 1/") && r.stderr.contains("ETA"))
@@ -20,11 +21,13 @@ import Testing
         let kept = Double(m1) / Double(max(m0, 1))
         #expect(abs(kept - 0.5) <= 0.02, "\(name): kept \(kept) of the MACs (\(m0) → \(m1))")
         let s = ((j["passes"] as? [[String: Any]])?.first?["statistics"] as? [String: Double]) ?? [:]
-        let a = s["holdout-cosine"] ?? .nan, mag = s["magnitude-holdout-cosine"] ?? .nan, ld = s["ld-pruner-holdout-cosine"] ?? .nan
-        print("autobot \(name): held-out cosine \(a), agreement \(s["holdout-agreement"] ?? .nan); magnitude \(mag), \(s["magnitude-holdout-agreement"] ?? .nan); ld-pruner \(ld), \(s["ld-pruner-holdout-agreement"] ?? .nan)")
-        #expect(a > mag, "autobot \(a) vs magnitude \(mag)")
-        #expect(ld.isFinite)
-        #expect(abs((s["magnitude-macs-kept-fraction"] ?? 0) - 0.5) <= 0.02 && abs((s["ld-pruner-macs-kept-fraction"] ?? 0) - 0.5) <= 0.02)
+        let drift = ReportDrift(j)
+        let magnitudeMACs = ((j["compare"] as? [[String: Any]])?.first?["macs"] as? Int).map { Double($0) / Double(max(m0, 1)) } ?? .nan
+        print("autobot \(name): held-out cosine \(s["holdout-cosine"] ?? .nan), agreement \(s["holdout-agreement"] ?? .nan); "
+              + "drift (rel L2) \(drift.result) vs magnitude at the same MACs \(drift.baselines) (kept \(magnitudeMACs) of the MACs)")
+        #expect((s["holdout-cosine"] ?? .nan).isFinite)
+        #expect(drift.baselines.count == 1 && drift.result < drift.baselines[0], "autobot \(drift.result) vs magnitude \(drift.baselines)")
+        #expect(abs(magnitudeMACs - 0.5) <= 0.02)
         try expectValidAndRunsInOnnxruntime(model, out, calib)
     }
 }

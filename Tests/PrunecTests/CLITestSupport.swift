@@ -74,3 +74,18 @@ func expectValidAndRunsInOnnxruntime(_ reference: String, _ pruned: String, _ ca
                          [CLI.repoRoot.appendingPathComponent("scripts/oracle/prune_check.py").path, reference, pruned, calib, "--atol", "1e9"])
     #expect(c.status == 0, "\(c.stdout) \(c.stderr)")
 }
+
+/// Figures of a compile `--report`: the result's worst relative L2 drift and each `--compare`
+/// baseline's, in the order given.
+struct ReportDrift {
+    let result: Double
+    let baselines: [Double]
+
+    init(_ report: [String: Any]) {
+        func worst(_ d: Any?) -> Double {
+            ((d as? [String: [String: Any]]) ?? [:]).values.compactMap { $0["rel_l2"] as? Double }.max() ?? .nan
+        }
+        result = worst(report["drift"])
+        baselines = ((report["compare"] as? [[String: Any]]) ?? []).map { worst($0["drift"]) }
+    }
+}

@@ -20,24 +20,34 @@ import Testing
             .reduce(0) { $0 + ($1["params"] as? Int ?? 0) }
     }
 
+    func totalParams(_ model: String) throws -> Int {
+        let r = try CLI.run(["inspect", model, "--json", "--no-check"])
+        return (try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["params"] as? Int ?? 0
+    }
+
     @Test(arguments: cases)
     func beatsMagnitudeAndFoldsToAValidSmallerModel(_ c: Case) throws {
         let dir = try CLI.temporaryDirectory("ecodiff-\(c.model)")
         defer { try? FileManager.default.removeItem(at: dir) }
         let model = "examples/models/\(c.model).onnx", calib = "examples/models/\(c.model).calib.npz"
         let out = dir.appendingPathComponent("small.onnx").path, report = dir.appendingPathComponent("r.json").path
-        let r = try CLI.run([model, "--pass", "ecodiff{\(c.options)}", "--pass", "fold-masks", "-o", out, "--calib", calib, "--report", report])
+        let prunable = try prunableHeadAndFFNParams(model)
+        let total = try totalParams(model)
+        // Magnitude pruning of as many head+FFN parameters, ranked globally: the baseline.
+        let baseline = String(format: "magnitude{params=%.6f,kinds=heads+neurons},fold-masks", 0.2 * Double(prunable) / Double(total))
+        let r = try CLI.run([model, "--pass", "ecodiff{\(c.options)}", "--pass", "fold-masks", "-o", out, "--calib", calib, "--report", report,
+                             "--compare", baseline])
         #expect(r.status == 0, "\(r.stderr)")
         guard r.status == 0 else { return }
         #expect(r.stderr.contains("ecodiff step 1/") && r.stderr.contains("ETA"), "progress lines: \(r.stderr.prefix(400))")
         let j = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report))) as? [String: Any] ?? [:]
         let before = (j["before"] as? [String: Any])?["params"] as? Int ?? 0, after = (j["after"] as? [String: Any])?["params"] as? Int ?? 0
-        let prunable = try prunableHeadAndFFNParams(model)
         #expect(prunable > 0 && Double(before - after) >= 0.2 * Double(prunable), "removed \(before - after) of \(prunable) prunable")
         let stats = ((j["passes"] as? [[String: Any]])?.first?["statistics"] as? [String: Double]) ?? [:]
-        let eco = stats["holdout-drift"] ?? .nan, mag = stats["magnitude-holdout-drift"] ?? .nan
-        print("ecodiff \(c.model): held-out final-latent drift \(eco) vs magnitude \(mag); removed \(before - after) of \(prunable) prunable params")
-        #expect(eco < mag, "held-out drift: ecodiff \(eco), magnitude \(mag)")
+        let drift = ReportDrift(j)
+        print("ecodiff \(c.model): held-out final-latent drift \(stats["holdout-drift"] ?? .nan); prediction drift \(drift.result) vs magnitude \(drift.baselines); removed \(before - after) of \(prunable) prunable params")
+        #expect((stats["holdout-drift"] ?? .nan).isFinite)
+        #expect(drift.baselines.count == 1 && drift.result < drift.baselines[0], "drift: ecodiff \(drift.result), magnitude \(drift.baselines)")
         #expect(r.stdout.contains("holdout-drift"))
         try expectValidAndRunsInOnnxruntime(model, out, calib)
     }
@@ -48,7 +58,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: dir) }
         var peaks: [Int: Int] = [:]
         for n in [10, 50] {
-            let r = try CLI.run(["examples/models/dit.onnx", "--pass", "ecodiff{steps=1,denoise-steps=\(n),samples=1,holdout=0,compare=false}",
+            let r = try CLI.run(["examples/models/dit.onnx", "--pass", "ecodiff{steps=1,denoise-steps=\(n),samples=1,holdout=0}",
                                  "-o", dir.appendingPathComponent("o.onnx").path, "--no-validate", "--report-peak-rss"])
             #expect(r.status == 0, "\(r.stderr)")
             let line = r.stderr.split(separator: "\n").first { $0.hasPrefix("peak-rss-bytes:") }

@@ -23,23 +23,23 @@ import Testing
         defer { try? FileManager.default.removeItem(at: dir) }
         let model = "examples/models/\(c.model).onnx", calib = "examples/models/\(c.model).calib.npz"
         let out = dir.appendingPathComponent("small.onnx").path, report = dir.appendingPathComponent("r.json").path
-        let r = try CLI.run([model, "--pass", "ld-pruner{\(c.options)}", "--pass", "fold-masks", "-o", out, "--calib", calib, "--report", report])
+        let r = try CLI.run([model, "--pass", "ld-pruner{\(c.options)}", "--pass", "fold-masks", "-o", out, "--calib", calib, "--report", report,
+                             "--compare", "magnitude{\(c.options.split(separator: ",").filter { !$0.hasPrefix("timesteps") && !$0.hasPrefix("samples") && !$0.hasPrefix("holdout") }.joined(separator: ","))},fold-masks"])
         #expect(r.status == 0, "\(r.stderr)")
         guard r.status == 0 else { return }
         #expect(r.stderr.contains("ld-pruner: scored ") && r.stderr.contains("ETA"), "progress lines: \(r.stderr.prefix(600))")
-        #expect(r.stderr.contains("magnitude at the same sparsity"), "\(r.stderr.prefix(600))")
         let j = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report))) as? [String: Any] ?? [:]
         let before = (j["before"] as? [String: Any])?["params"] as? Int ?? 0, after = (j["after"] as? [String: Any])?["params"] as? Int ?? 0
         #expect(after > 0 && after < before, "params \(before) → \(after)")
         let stats = ((j["passes"] as? [[String: Any]])?.first?["statistics"] as? [String: Double]) ?? [:]
-        let ld = stats["holdout-drift"] ?? .nan, mag = stats["magnitude-holdout-drift"] ?? .nan
+        let ld = stats["holdout-drift"] ?? .nan, mag = ReportDrift(j).baselines.first ?? .nan
         print("ld-pruner \(c.model): held-out drift \(ld) vs magnitude \(mag) at the same sparsity; params \(before) → \(after); "
               + "\(Int(stats["units-scored"] ?? 0)) units, \(Int(stats["evaluations"] ?? 0)) masked runs in \(stats["scoring-seconds"] ?? 0) s, "
               + "recomputed fraction \(stats["recomputed-fraction"] ?? 1)")
         #expect(ld.isFinite && mag.isFinite && ld > 0 && mag > 0, "drift \(ld), magnitude \(mag)")
         #expect((stats["units-scored"] ?? 0) > 0 && (stats["evaluations"] ?? 0) > 0)
         #expect((stats["recomputed-fraction"] ?? 1) < 1, "reuse recomputes only part of the steps")
-        #expect(r.stdout.contains("holdout-drift") && r.stdout.contains("magnitude-holdout-drift"))
+        #expect(r.stdout.contains("holdout-drift") && r.stdout.contains("compared with"))
         try expectValidAndRunsInOnnxruntime(model, out, calib)
     }
 
@@ -55,7 +55,7 @@ import Testing
         let j = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report))) as? [String: Any] ?? [:]
         let stats = ((j["passes"] as? [[String: Any]])?.first?["statistics"] as? [String: Double]) ?? [:]
         #expect((stats["blocks-removed"] ?? 0) >= 1, "\(stats)")
-        #expect((stats["holdout-drift"] ?? .nan).isFinite && (stats["magnitude-holdout-drift"] ?? .nan).isFinite, "\(stats)")
+        #expect((stats["holdout-drift"] ?? .nan).isFinite, "\(stats)")
     }
 
     @Test(arguments: [

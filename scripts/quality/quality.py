@@ -120,7 +120,7 @@ def encoder_pipelines(frac: float, amount: float) -> dict[str, list[str]]:
     """Named pipelines removing `amount` of the heads+neurons parameters (`frac` of all parameters;
     ecodiff's sparsity is already a share of the prunable parameters)."""
     t = f"params={frac:.5f},kinds=heads+neurons"
-    eco = f"ecodiff{{sparsity={amount:.5f},objective=output,compare=false,holdout=0}}"
+    eco = f"ecodiff{{sparsity={amount:.5f},objective=output,holdout=0}}"
     return {
         "magnitude (global L2)": [f"magnitude{{{t},norm=l2}}"],
         "magnitude + reconstruct": [f"magnitude{{{t},norm=l2}}", "reconstruct"],
@@ -178,8 +178,8 @@ def run_lm(a, res):
     print(f"smollm2: perplexity {ppl0:.2f} on {held.size:,} held-out tokens", flush=True)
     k = a.lm_blocks
     pipes = {
-        "depth (ppl, one-shot)": [f"depth{{blocks={k},criterion=ppl,baselines=false,holdout=0}}"],
-        "depth (ppl, one-shot) + reconstruct": [f"depth{{blocks={k},criterion=ppl,baselines=false,holdout=0,keep-masks=true}}",
+        "depth (ppl, one-shot)": [f"depth{{blocks={k},criterion=ppl,holdout=0}}"],
+        "depth (ppl, one-shot) + reconstruct": [f"depth{{blocks={k},criterion=ppl,holdout=0,keep-masks=true}}",
                                                 "reconstruct"],
     }
     for name, passes in selected(pipes, a.only).items():

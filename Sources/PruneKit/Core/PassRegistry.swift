@@ -53,6 +53,17 @@ public struct PassRegistry: Sendable {
                 throw PipelineError(text: source, column: max(1, element.column),
                                     message: "unknown pass '\(element.name)'" + (known.isEmpty ? "" : " (passes: \(known))"))
             }
+            for o in element.options where !entry.options.contains(where: { $0.key == o.key }) {
+                let keys = entry.options.map(\.key)
+                throw PipelineError(
+                    text: source, column: max(1, o.column),
+                    message: "pass '\(entry.name)' has no option '\(o.key)'"
+                        + (keys.isEmpty ? " (it takes none)" : " (options: \(keys.joined(separator: ", ")))"))
+            }
+            for spec in entry.options where spec.defaultText == nil && !element.options.contains(where: { $0.key == spec.key }) {
+                throw PipelineError(text: source, column: max(1, element.column),
+                                    message: "pass '\(entry.name)' needs option '\(spec.key)' (\(spec.kind)): \(spec.help)")
+            }
             do {
                 return try entry.make(element.options.map { ($0.key, $0.value) })
             } catch let e as OptionError {

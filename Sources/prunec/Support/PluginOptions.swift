@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import BuiltinPasses
 import PruneKit
 
 /// `--plugin PATH` (repeatable) and `PRUNEC_PLUGIN_PATH`: the pass registry is the built-in passes

@@ -9,9 +9,11 @@ import MagnitudePasses
 import PruneKit
 import ReconstructPasses
 
-/// The passes that ship with prunec (one line per pass family target).
-enum BuiltinPasses {
-    static var registry: PassRegistry {
+/// The passes that ship with prunec (one line per pass). The one target that depends on every
+/// pass family, so that PruneKit and the families stay independent of each other.
+public enum BuiltinPasses {
+    /// A registry of every built-in pass (plugins add theirs to a copy).
+    public static var registry: PassRegistry {
         var r = PassRegistry()
         r.register(DeadCodeEliminationPass.self)
         r.register(FoldConstantsPass.self)
