@@ -14,14 +14,17 @@ import PruneRuntime
 /// `fold-masks` afterwards to make the model smaller. A group with no such weight falls back to
 /// its weight norm.
 public struct WandaPass: Pass {
-    /// `magnitude`'s target options (`sparsity`, `params`, `flops`, `scope`, `kinds`, ...).
+    /// `magnitude`'s target options (`sparsity`, `params`, `flops`, `scope`, `kinds`, ...) and one
+    /// of its own. Each option is declared once: key, range and help here, type and default from
+    /// the property; the pass reads typed properties.
     public struct Options: PassOptions {
-        public static let declarations = PruningTarget.declarations
         /// How much to prune, and which groups.
-        public var target: PruningTarget
-        public init(_ v: OptionValues) throws {
-            target = try PruningTarget(v)
-        }
+        public var target = PruningTarget()
+        /// Calibration sets whose activations are averaged (0 = all of them).
+        @PassOption("samples", .atLeast(0), help: "calibration sets to collect activation norms on (0 = all)")
+        public var samples = 0
+        /// The defaults.
+        public init() {}
     }
 
     public static let name = "wanda"
@@ -72,7 +75,8 @@ public struct WandaPass: Pass {
             guard let v = probe.graph.value(named: a.name) else { continue }
             probe.graph.outputs.append(v)
         }
-        let sets = context.calibration.isEmpty ? [try SampleInputs.make(for: model, seed: context.seed)] : context.calibration
+        let all = context.calibration.isEmpty ? [try SampleInputs.make(for: model, seed: context.seed)] : context.calibration
+        let sets = options.samples > 0 ? Array(all.prefix(options.samples)) : all
         let interpreter = try context.interpreter(for: probe)
         var sums: [ActivationAxis: [Double]] = [:]
         for (i, feeds) in sets.enumerated() {
