@@ -100,7 +100,9 @@ public struct AutoBotPass: Pass {
             var n = 0
             for i in alpha.indices { for u in alpha[i].indices { alpha[i][u] = flat[n]; n += 1 } }
             let elapsed = Date().timeIntervalSince(started)
-            context.logger.info("autobot step \(step + 1)/\(options.steps): loss \(fmt(preserve + options.beta * lf + options.gamma * lb)) (preserve \(fmt(preserve)), flops \(fmt(lf)), bool \(fmt(lb))), MACs \(String(format: "%.1f", 100 * f / fmax))% of the original, \(String(format: "%.1f", elapsed)) s, ETA \(String(format: "%.0f", elapsed / Double(step + 1) * Double(options.steps - step - 1))) s")
+            context.progress(PassProgress(
+                pass: Self.name, step: step + 1, total: options.steps, elapsed: elapsed,
+                detail: "loss \(fmt(preserve + options.beta * lf + options.gamma * lb)) (preserve \(fmt(preserve)), flops \(fmt(lf)), bool \(fmt(lb))), MACs \(String(format: "%.1f", 100 * f / fmax))% of the original"))
         }
 
         let keep = Threshold.keep(scores: alpha, cost: cost, target: target)

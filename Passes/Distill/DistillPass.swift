@@ -206,8 +206,9 @@ public struct DistillPass: Pass {
                     stale += 1
                 }
                 let elapsed = Date().timeIntervalSince(started)
-                let eta = elapsed / Double(stepsRun) * Double(options.steps - stepsRun)
-                context.logger.info("\(Self.name) step \(stepsRun)/\(options.steps): train loss \(fmt(lastTrain)), held-out loss \(fmt(held)) (best \(fmt(best.loss)) at step \(best.step)), \(String(format: "%.1f", elapsed)) s, ETA \(String(format: "%.0f", eta)) s")
+                context.progress(PassProgress(
+                    pass: Self.name, step: stepsRun, total: options.steps, elapsed: elapsed,
+                    detail: "train loss \(fmt(lastTrain)), held-out loss \(fmt(held)) (best \(fmt(best.loss)) at step \(best.step))"))
                 if options.patience > 0 && stale >= options.patience && !data.held.isEmpty {
                     context.logger.info("\(Self.name): no better held-out loss in \(options.patience) evaluations; stopping at step \(stepsRun)")
                     break

@@ -134,8 +134,9 @@ public struct EcoDiffPass: Pass {
             lastFit = fit
             let open = zip(logAlpha.joined(), params.joined()).reduce(0) { $0 + (hc.gate(logAlpha: $1.0) > 0 ? $1.1 : 0) } / max(totalParams, 1)
             let elapsed = Date().timeIntervalSince(started)
-            let eta = elapsed / Double(step + 1) * Double(options.steps - step - 1)
-            context.logger.info("\(Self.name) step \(step + 1)/\(options.steps): loss \(fmt(lastLoss)) (fit \(fmt(fit)), reg \(fmt(reg))), sparsity \(String(format: "%.1f", 100 * (1 - open)))% (closed gates' share of the prunable parameters), \(String(format: "%.1f", elapsed)) s, ETA \(String(format: "%.0f", eta)) s")
+            context.progress(PassProgress(
+                pass: Self.name, step: step + 1, total: options.steps, elapsed: elapsed,
+                detail: "loss \(fmt(lastLoss)) (fit \(fmt(fit)), reg \(fmt(reg))), sparsity \(String(format: "%.1f", 100 * (1 - open)))% (closed gates' share of the prunable parameters)"))
         }
 
         // Binarize: remove the units with the smallest log α until `sparsity` of the parameters go.
