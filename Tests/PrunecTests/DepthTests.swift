@@ -20,7 +20,8 @@ import Testing
     func decoderLosesTwoBlocksNoWorseThanRandom(_ model: String, _ criterion: String) throws {
         let path = "examples/models/\(model).onnx", calib = "examples/models/llama.calib.npz"
         let (r, j, out) = try run([path, "--pass", "depth{blocks=2,criterion=\(criterion)}", "--calib", calib,
-                                   "--compare", "depth{blocks=2,criterion=random}", "--compare", "depth{blocks=2,criterion=last}"])
+                                   "--compare", "depth{blocks=2,criterion=random,protect-first=0,protect-last=0}",
+                                   "--compare", "depth{blocks=2,criterion=last,protect-first=0,protect-last=0}"])
         defer { try? FileManager.default.removeItem(at: URL(fileURLWithPath: out).deletingLastPathComponent()) }
         #expect(r.status == 0, "\(r.stderr)")
         let s = stats(j)
@@ -30,7 +31,7 @@ import Testing
         print("depth \(model) \(criterion): held-out perplexity \(before) → \(after); logits drift \(drift.result); random 2, last 2: \(drift.baselines)")
         #expect(after.isFinite && before.isFinite && drift.baselines.count == 2)
         #expect(drift.result <= drift.baselines[0], "criterion \(criterion): drift \(drift.result) vs random \(drift.baselines[0])")
-        #expect(r.stdout.contains("depth{blocks=2,criterion=random}") && r.stdout.contains("depth{blocks=2,criterion=last}"))
+        #expect(r.stdout.contains("depth{blocks=2,criterion=random,") && r.stdout.contains("depth{blocks=2,criterion=last,"))
         let p0 = (j["before"] as? [String: Any])?["params"] as? Int ?? 0, p1 = (j["after"] as? [String: Any])?["params"] as? Int ?? 0
         #expect(p0 - p1 == Int(s["params-removed"] ?? -1), "params \(p0) → \(p1), removed \(s["params-removed"] ?? -1)")
         try expectValidAndRunsInOnnxruntime(path, out, calib)

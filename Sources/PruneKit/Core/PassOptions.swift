@@ -172,6 +172,13 @@ public protocol PassOptionValue: Sendable, Equatable {
     init?(optionText: String)
     /// The canonical pipeline text (parsing it gives the same value back).
     var optionText: String { get }
+    /// Why `text` is not a value, when the type can say more than "expects <kind>".
+    static func optionError(_ text: String) -> String?
+}
+
+extension PassOptionValue {
+    /// Nothing more to say than the kind.
+    public static func optionError(_ text: String) -> String? { nil }
 }
 
 extension Int: PassOptionValue {
@@ -319,7 +326,7 @@ public struct PassOption<Value: PassOptionValue>: Sendable, DeclaredOption {
                     self.value = v
                 }
             } else {
-                context.errors.append(OptionError(key: key, message: "expects \(kind), got '\(t)'"))
+                context.errors.append(OptionError(key: key, message: Value.optionError(t) ?? "expects \(kind), got '\(t)'"))
             }
         } else if value == nil {
             context.errors.append(OptionError(key: key, message: "is required (\(kind)): \(help)", unknown: true))

@@ -279,6 +279,17 @@ extension Set: PassOptionValue where Element == GroupKind {
         guard let kinds = try? GroupKind.parse(optionText, allowing: Set(GroupKind.allCases)), !kinds.isEmpty else { return nil }
         self = kinds
     }
+    /// The unknown word, named with the kinds there are.
+    public static func optionError(_ text: String) -> String? {
+        do {
+            _ = try GroupKind.parse(text, allowing: Set(GroupKind.allCases))
+            return nil
+        } catch let e as OptionError {
+            return e.message
+        } catch {
+            return nil
+        }
+    }
     /// The kinds in declaration order, joined by `+`.
     public var optionText: String { GroupKind.allCases.filter(contains).map(\.rawValue).joined(separator: "+") }
 }

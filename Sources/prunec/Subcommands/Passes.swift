@@ -10,11 +10,16 @@ extension Prunec {
 
         @OptionGroup var pluginOptions: PluginOptions
 
-        @Flag(help: "Also list each pass's options (key, type, default, help).")
+        @Flag(help: "Also list each pass's options (key, type, default, range, help).")
         var options = false
 
+        @Flag(help: "Print the pass reference in Markdown instead (docs/PASSES.md is this output).")
+        var markdown = false
+
         func run() throws {
-            let entries = try pluginOptions.registry().all
+            let registry = try pluginOptions.registry()
+            if markdown { return print(PassReference.markdown(registry), terminator: "") }
+            let entries = registry.all
             let width = entries.map(\.name.count).max() ?? 0
             for e in entries {
                 let origin = e.origin.map { " [plugin: \($0)]" } ?? ""

@@ -69,7 +69,7 @@ public struct WandaPass: Pass {
     func featureNorms(of activations: Set<ActivationAxis>, in model: Model, context: PassContext) throws -> [ActivationAxis: [Double]] {
         guard !activations.isEmpty else { return [:] }
         // A copy whose outputs include the activations, so one run per set yields all of them.
-        let probe = try ModelImporter.load(proto: ModelExporter.proto(model), file: "wanda-probe", baseDirectory: nil)
+        let probe = model.copy()
         let inputs = Set(probe.graph.inputs.map(\.name))
         for a in activations where !inputs.contains(a.name) && !probe.graph.outputs.contains(where: { $0.name == a.name }) {
             guard let v = probe.graph.value(named: a.name) else { continue }
