@@ -16,6 +16,8 @@ let package = Package(
         .library(name: "PruneIR", targets: ["PruneIR"]),
         .library(name: "PruneRuntime", targets: ["PruneRuntime"]),
         .library(name: "PruneKit", targets: ["PruneKit"]),
+        // Every built-in pass in one registry, for programs that drive PruneKit themselves.
+        .library(name: "BuiltinPasses", targets: ["BuiltinPasses"]),
         // What plugins link against (examples/plugin): at load time their references bind to the
         // copy in prunec, which exports its symbols; see docs/ARCHITECTURE.md, "Plugins".
         .library(name: "PruneKitDynamic", type: .dynamic, targets: ["PruneKit", "PruneIR", "PruneRuntime"]),
