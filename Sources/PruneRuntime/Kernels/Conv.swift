@@ -147,7 +147,7 @@ final class ConvKernel: Kernel {
                 }
                 T.gemm(transA: false, transB: false, m: mg, n: outSize, k: rows, alpha: 1,
                        a: pw + gi * mg * rows, lda: rows, b: bmat, ldb: outSize,
-                       beta: 0, c: dst, ldc: outSize)
+                       beta: 0, c: dst, ldc: outSize, threads: ctx.threads)
             }
             if let pb {
                 let base = py + i * m * outSize
@@ -414,13 +414,13 @@ extension ConvKernel {
                     }
                     // dW_g [mg, rows] += dY_g [mg, out] · colᵀ [out, rows]
                     T.gemm(transA: false, transB: true, m: mg, n: rows, k: outSize, alpha: 1, a: gyg, lda: outSize,
-                           b: cols, ldb: outSize, beta: 1, c: dw.pointer(as: T.self) + gi * mg * rows, ldc: rows)
+                           b: cols, ldb: outSize, beta: 1, c: dw.pointer(as: T.self) + gi * mg * rows, ldc: rows, threads: ctx.threads)
                 }
                 if let dx {
                     let dst = dx.pointer(as: T.self) + (i * c + gi * cg) * inSize
                     // dcol [rows, out] = W_gᵀ [rows, mg] · dY_g [mg, out]; pointwise: straight into dX.
                     T.gemm(transA: true, transB: false, m: rows, n: outSize, k: mg, alpha: 1, a: wg, lda: rows,
-                           b: gyg, ldb: outSize, beta: 0, c: dcol ?? dst, ldc: outSize)
+                           b: gyg, ldb: outSize, beta: 0, c: dcol ?? dst, ldc: outSize, threads: ctx.threads)
                     if let dcol {
                         ctx.parallelFor(cg, grain: max(1, 16384 / max(1, outSize * kSize))) { range in
                             for ch in range {
