@@ -7,48 +7,38 @@ import CKernels
 /// Each C function picks its AVX2/AVX-512 or portable build from the CPU at run time.
 /// Pointers are the caller's and are only read or written during the call.
 enum VectorKernels {
-    // MARK: Elementwise float32 (x and y may be the same array)
+    // MARK: Elementwise float32
 
-    /// y[i] = exp(x[i]), about 1 ulp; results under 2.5e-38 (x < -86.6) flush to 0.
-    @inline(__always)
-    static func exp(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
-        ck_exp_f32(x, y, count)
+    /// A vectorized float32 function of one argument.
+    enum Function {
+        /// exp(x), about 1 ulp; results under 2.5e-38 (x < -86.6) flush to 0.
+        case exp
+        /// 1 / (1 + exp(-x)).
+        case sigmoid
+        /// tanh(x) (rational approximation, a few ulp).
+        case tanh
+        /// erf(x) (rational approximation, within about 7 ulp).
+        case erf
+        /// 0.5 x (1 + erf(x / √2)).
+        case gelu
+        /// 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))).
+        case geluTanh
+        /// x / (1 + exp(-alpha x)).
+        case swish(alpha: Float)
     }
 
-    /// y[i] = 1 / (1 + exp(-x[i])).
+    /// y[i] = f(x[i]) for `count` elements; `x` and `y` may be the same array.
     @inline(__always)
-    static func sigmoid(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
-        ck_sigmoid_f32(x, y, count)
-    }
-
-    /// y[i] = tanh(x[i]) (rational approximation, a few ulp).
-    @inline(__always)
-    static func tanh(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
-        ck_tanh_f32(x, y, count)
-    }
-
-    /// y[i] = erf(x[i]) (rational approximation, within about 7 ulp).
-    @inline(__always)
-    static func erf(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
-        ck_erf_f32(x, y, count)
-    }
-
-    /// y[i] = 0.5 x (1 + erf(x / √2)).
-    @inline(__always)
-    static func gelu(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
-        ck_gelu_f32(x, y, count)
-    }
-
-    /// y[i] = 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))).
-    @inline(__always)
-    static func geluTanh(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
-        ck_gelu_tanh_f32(x, y, count)
-    }
-
-    /// y[i] = x[i] / (1 + exp(-alpha x[i])).
-    @inline(__always)
-    static func swish(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int, alpha: Float) {
-        ck_swish_f32(x, y, count, alpha)
+    static func apply(_ f: Function, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
+        switch f {
+        case .exp: ck_exp_f32(x, y, count)
+        case .sigmoid: ck_sigmoid_f32(x, y, count)
+        case .tanh: ck_tanh_f32(x, y, count)
+        case .erf: ck_erf_f32(x, y, count)
+        case .gelu: ck_gelu_f32(x, y, count)
+        case .geluTanh: ck_gelu_tanh_f32(x, y, count)
+        case .swish(let alpha): ck_swish_f32(x, y, count, alpha)
+        }
     }
 
     // MARK: Softmax

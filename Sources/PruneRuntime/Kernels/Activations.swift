@@ -45,7 +45,7 @@ private enum ActivationFn {
         // exp(-x) overflows to +inf for very negative x, giving 0 (not NaN).
         @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { 1 / (1 + T.mExp(-x)) }
         @inline(__always) func mapFloat32(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) -> Bool {
-            VectorKernels.sigmoid(s, d, count: n)
+            VectorKernels.apply(.sigmoid, s, d, count: n)
             return true
         }
     }
@@ -79,7 +79,7 @@ private enum ActivationFn {
     struct TanhOp: FloatUnaryOp {
         @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mTanh(x) }
         @inline(__always) func mapFloat32(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) -> Bool {
-            VectorKernels.tanh(s, d, count: n)
+            VectorKernels.apply(.tanh, s, d, count: n)
             return true
         }
     }
@@ -89,7 +89,7 @@ private enum ActivationFn {
             T(0.5) * x * (1 + T.mErf(x * T(0.70710678118654752440)))
         }
         @inline(__always) func mapFloat32(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) -> Bool {
-            VectorKernels.gelu(s, d, count: n)
+            VectorKernels.apply(.gelu, s, d, count: n)
             return true
         }
     }
@@ -100,7 +100,7 @@ private enum ActivationFn {
             return T(0.5) * x * (1 + T.mTanh(inner))
         }
         @inline(__always) func mapFloat32(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) -> Bool {
-            VectorKernels.geluTanh(s, d, count: n)
+            VectorKernels.apply(.geluTanh, s, d, count: n)
             return true
         }
     }
@@ -115,7 +115,7 @@ private enum ActivationFn {
         let alpha: Float
         @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { x / (1 + T.mExp(-T(alpha) * x)) }
         @inline(__always) func mapFloat32(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) -> Bool {
-            VectorKernels.swish(s, d, count: n, alpha: alpha)
+            VectorKernels.apply(.swish(alpha: alpha), s, d, count: n)
             return true
         }
     }

@@ -234,7 +234,7 @@ private enum UnaryFn {
         @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mExp(x) }
         // About 1 ulp; results under 2.5e-38 (x < -86.6) flush to 0.
         @inline(__always) func mapFloat32(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) -> Bool {
-            VectorKernels.exp(s, d, count: n)
+            VectorKernels.apply(.exp, s, d, count: n)
             return true
         }
     }
@@ -260,7 +260,7 @@ private enum UnaryFn {
         @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mErf(x) }
         // Rational approximation, within about 7 ulp (4.5e-7 absolute).
         @inline(__always) func mapFloat32(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) -> Bool {
-            VectorKernels.erf(s, d, count: n)
+            VectorKernels.apply(.erf, s, d, count: n)
             return true
         }
     }
