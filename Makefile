@@ -1,4 +1,5 @@
-# prunec: build, test and demo entry points. CI runs `bash .ci/run`, which runs `make test`.
+# prunec: build, test and demo entry points. CI runs `bash .ci/run`, which runs `make test`, then
+# `make demo`.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
@@ -35,6 +36,7 @@ test: deps venv
 	swift test --parallel
 
 demo: build
+	mkdir -p .cache
 	$(PRUNEC) examples/models/bert.onnx --pass 'magnitude{sparsity=0.3}' --pass fold-masks \
 		-o .cache/bert.pruned.onnx --calib examples/models/bert.calib.npz --report .cache/bert.report.json
 	$(PRUNEC) inspect examples/models/bert.onnx --groups --no-check

@@ -54,10 +54,8 @@ struct GradientAttentionTests {
         #expect(failures.isEmpty, "\(failures.prefix(4))")
     }
 
-    /// Needs the Softmax VJP, which another change adds; until it is registered this test is
-    /// skipped (the block above covers everything else on the path).
-    @Test(.enabled(if: GradientRegistry.standard.vjp(op: "Softmax") != nil, "no Softmax VJP registered yet"))
-    func attentionWithSoftmax() throws {
+    /// The whole attention block, Softmax's VJP included.
+    @Test func attentionWithSoftmax() throws {
         let failures = try R.checkGraph(Self.model(softmax: true), feeds: Self.feeds(), wrt: Self.parameters, probes: 16)
         #expect(failures.isEmpty, "\(failures.prefix(4))")
     }
@@ -65,13 +63,13 @@ struct GradientAttentionTests {
     /// The key bias only shifts every score of a query by the same amount: under Softmax its
     /// gradient is zero (a check on the whole chain that finite differences alone would not make
     /// obvious).
-    @Test(.enabled(if: GradientRegistry.standard.vjp(op: "Softmax") != nil, "no Softmax VJP registered yet"))
-    func keyBiasHasNoGradientUnderSoftmax() throws {
+    @Test func keyBiasHasNoGradientUnderSoftmax() throws {
         let interp = try Interpreter(model: Self.model(softmax: true), options: .init(threads: 1, profile: false, foldConstants: false))
         let tape = try interp.runRecording(Self.feeds())
         let (name, y) = try #require(tape.outputs.first)
         let g = try tape.backward(seeds: [name: R.random(y.shape, seed: 60)], wrt: ["bk", "bq"])
-        #expect(g["bk"]!.buffer(as: Double.self).allSatisfy { abs($0) < 1e-12 })
-        #expect(g["bq"]!.buffer(as: Double.self).contains { abs($0) > 1e-6 })
+        let bk = try #require(g["bk"]), bq = try #require(g["bq"])
+        #expect(bk.buffer(as: Double.self).allSatisfy { abs($0) < 1e-12 })
+        #expect(bq.buffer(as: Double.self).contains { abs($0) > 1e-6 })
     }
 }

@@ -94,6 +94,23 @@ import Testing
         try expectRefused(plugins: [lib], status: 65, mentions: ["libnoentry.so", "does not export prunec_plugin_register", "undefined symbol"], in: dir)
     }
 
+    /// The PruneKit library SwiftPM builds beside the plugin is a Swift library, not a plugin: it
+    /// is refused like any library without the entry point. It used to crash prunec (signal 11):
+    /// the loader unloaded it after the failed lookup, and the Swift runtime then read the
+    /// conformance records of the unmapped image.
+    @Test func thePruneKitLibraryBesideThePluginIsRefusedWithoutACrash() throws {
+        let built = try Self.plugin.get()
+        let lib = URL(fileURLWithPath: built).deletingLastPathComponent().appendingPathComponent("libPruneKitDynamic.so").path
+        try #require(FileManager.default.fileExists(atPath: lib), "SwiftPM no longer builds \(lib)")
+        let dir = try CLI.temporaryDirectory("plugin-prunekit")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try expectRefused(plugins: [lib], status: 65, mentions: ["libPruneKitDynamic.so", "does not export prunec_plugin_register"], in: dir)
+        // A good plugin after the refused library: the refused one is never loaded into the registry.
+        let p = try CLI.run(["passes", "--plugin", lib, "--plugin", built])
+        #expect(p.status == 65, "\(p.stderr)")
+        #expect(!p.stdout.contains("wanda "))
+    }
+
     @Test func aLibraryOfAnotherAPIVersionIsRefused() throws {
         let dir = try CLI.temporaryDirectory("plugin-version")
         defer { try? FileManager.default.removeItem(at: dir) }

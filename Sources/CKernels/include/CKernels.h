@@ -7,6 +7,8 @@
 // `__attribute__((target(...)))` and is picked at run time from the CPU's features, so the
 // package needs no compiler flags; portable builds of the same formulas run elsewhere.
 // Arrays may be unaligned; for the elementwise functions `x` and `y` may be the same array.
+// Only Sources/PruneRuntime/Core/VectorKernels.swift imports this module; kernels call its typed
+// Swift functions.
 
 #include <stddef.h>
 

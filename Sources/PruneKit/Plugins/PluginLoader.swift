@@ -48,7 +48,8 @@ public enum PluginError: Error, Equatable, CustomStringConvertible {
 /// middle of a pass), finds `prunec_plugin_register`, calls it with a ``PluginRegistrar`` handle,
 /// checks the API version and that the plugin used this process's PruneKit, checks every pass
 /// name against the registry, and only then adds the passes, with the library's path as their
-/// ``PassRegistry/Entry/origin``. Libraries stay loaded for the life of the process.
+/// ``PassRegistry/Entry/origin``. Libraries stay loaded for the life of the process, refused ones
+/// too (a Swift library cannot be unloaded safely).
 public enum PluginLoader {
     /// The paths in a `PRUNEC_PLUGIN_PATH`-style list: colon-separated, empty items skipped.
     public static func paths(fromEnvironmentValue value: String?) -> [String] {
@@ -66,14 +67,17 @@ public enum PluginLoader {
         guard FileManager.default.fileExists(atPath: file) else {
             throw PluginError.notALibrary(path: path, reason: "no such file")
         }
-        guard let library = dlopen(file, RTLD_NOW | RTLD_LOCAL) else {
+        // A library is never unloaded, refused or not: loading a Swift library registers its
+        // type metadata and protocol conformances with the Swift runtime, which keeps pointers
+        // into them; after dlclose the next conformance lookup (any generic call) reads freed
+        // memory. That is how a wrong library (libPruneKitDynamic.so itself) used to crash.
+        // RTLD_NODELETE keeps it mapped even if a dlclose comes from elsewhere.
+        guard let library = dlopen(file, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) else {
             throw PluginError.notALibrary(path: path, reason: lastError())
         }
         _ = dlerror()
         guard let symbol = dlsym(library, PruneKitAPI.entryPoint) else {
-            let reason = lastError()
-            dlclose(library)
-            throw PluginError.missingEntryPoint(path: path, reason: reason)
+            throw PluginError.missingEntryPoint(path: path, reason: lastError())
         }
         typealias Entry = @convention(c) (UnsafeMutableRawPointer?) -> Int32
         let entry = unsafeBitCast(symbol, to: Entry.self)

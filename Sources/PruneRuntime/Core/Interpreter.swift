@@ -10,7 +10,8 @@ import PruneIR
 public final class Interpreter {
     /// Interpreter settings.
     public struct Options: Sendable {
-        /// Threads for BLAS and the parallel loops of the other kernels.
+        /// Threads for BLAS and the parallel loops of the other kernels. Each interpreter passes
+        /// its own count to its BLAS calls, so interpreters with different counts can coexist.
         public var threads: Int
         /// Record time per node (cheap; on by default).
         public var profile: Bool
@@ -73,7 +74,6 @@ public final class Interpreter {
             }
         }
         if !unsupported.isEmpty { throw RuntimeError.unsupportedNodes(unsupported) }
-        BLAS.setThreads(options.threads)
         if options.foldConstants {
             for plan in [mainPlan] + Array(subgraphPlans.values) { foldedSteps += fold(plan) }
         }

@@ -1,4 +1,3 @@
-import CKernels
 import Foundation
 import PruneIR
 
@@ -46,7 +45,7 @@ private enum ActivationFn {
         // exp(-x) overflows to +inf for very negative x, giving 0 (not NaN).
         @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { 1 / (1 + T.mExp(-x)) }
         @inline(__always) func mapFloat32(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) -> Bool {
-            ck_sigmoid_f32(s, d, n)
+            VectorKernels.apply(.sigmoid, s, d, count: n)
             return true
         }
     }
@@ -80,7 +79,7 @@ private enum ActivationFn {
     struct TanhOp: FloatUnaryOp {
         @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mTanh(x) }
         @inline(__always) func mapFloat32(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) -> Bool {
-            ck_tanh_f32(s, d, n)
+            VectorKernels.apply(.tanh, s, d, count: n)
             return true
         }
     }
@@ -90,7 +89,7 @@ private enum ActivationFn {
             T(0.5) * x * (1 + T.mErf(x * T(0.70710678118654752440)))
         }
         @inline(__always) func mapFloat32(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) -> Bool {
-            ck_gelu_f32(s, d, n)
+            VectorKernels.apply(.gelu, s, d, count: n)
             return true
         }
     }
@@ -101,7 +100,7 @@ private enum ActivationFn {
             return T(0.5) * x * (1 + T.mTanh(inner))
         }
         @inline(__always) func mapFloat32(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) -> Bool {
-            ck_gelu_tanh_f32(s, d, n)
+            VectorKernels.apply(.geluTanh, s, d, count: n)
             return true
         }
     }
@@ -116,7 +115,7 @@ private enum ActivationFn {
         let alpha: Float
         @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { x / (1 + T.mExp(-T(alpha) * x)) }
         @inline(__always) func mapFloat32(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) -> Bool {
-            ck_swish_f32(s, d, n, alpha)
+            VectorKernels.apply(.swish(alpha: alpha), s, d, count: n)
             return true
         }
     }

@@ -219,6 +219,7 @@ final class AttentionKernel: Kernel {
         qkOut.withUnsafeMutableBufferPointer { qkp in
             let qBase = qp.baseAddress!, kBase = kp.baseAddress!, vBase = vp.baseAddress!, yBase = yp.baseAddress!
             let work = Sq * L * (Dh + Dv)
+            // Heads run in parallel, so each head's products run on one BLAS thread.
             context.parallelFor(batch * Hq, grain: max(1, 65536 / max(1, work))) { range in
                 var scores = [Float](repeating: 0, count: Sq * L)
                 var bias = [Float](repeating: 0, count: Sq * L)
@@ -249,7 +250,7 @@ final class AttentionKernel: Kernel {
                         // scores = scale · Q Kᵀ
                         BLAS.sgemm(transA: false, transB: true, m: Sq, n: L, k: Dh, alpha: scaleValue,
                                    a: qBase + bh * Sq * Dh, lda: Dh, b: kBase + (b * Hkv + kvh) * L * Dh, ldb: Dh,
-                                   c: s, ldc: L)
+                                   c: s, ldc: L, threads: 1)
                         if bf16 { roundToBFloat16(s, Sq * L) }
                         if softcapValue > 0 {
                             if bf16 {
@@ -296,7 +297,7 @@ final class AttentionKernel: Kernel {
                         // Y = softmax · V
                         BLAS.sgemm(transA: false, transB: false, m: Sq, n: Dv, k: L,
                                    a: s, lda: L, b: vBase + (b * Hkv + kvh) * L * Dv, ldb: Dv,
-                                   c: yBase + bh * Sq * Dv, ldc: Dv)
+                                   c: yBase + bh * Sq * Dv, ldc: Dv, threads: 1)
                     }
                 }
                 }

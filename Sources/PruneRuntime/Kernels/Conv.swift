@@ -1,4 +1,3 @@
-import CKernels
 import PruneIR
 
 // Conv over 1 to 3 spatial dimensions: groups, strides, dilations, pads and auto_pad, bias.
@@ -26,7 +25,7 @@ final class ConvKernel: Kernel {
     let window: WindowAttributes
     let group: Int
 
-    /// Constant float32 weights packed for `ck_gemm_rows` at build time (all groups, each
+    /// Constant float32 weights packed for `VectorKernels.gemmRows` at build time (all groups, each
     /// `prepackedCount` floats), with the weights' shape they were packed from.
     private var prepacked: UnsafeMutablePointer<Float>?
     private var prepackedCount = 0
@@ -43,11 +42,11 @@ final class ConvKernel: Kernel {
     func prepack(_ w: NDArray) {
         guard w.dtype == .float, w.rank >= 3, group > 0, w.shape[0] % group == 0, w.count > 0 else { return }
         let mg = w.shape[0] / group, kRows = w.count / w.shape[0]
-        let count = ck_packed_weights_count(Int32(mg), Int32(kRows))
+        let count = VectorKernels.packedWeightsCount(m: mg, k: kRows)
         let buf = UnsafeMutablePointer<Float>.allocate(capacity: group * count)
         let pw = w.pointer(as: Float.self)
         for gi in 0..<group {
-            ck_pack_weights(Int32(mg), Int32(kRows), pw + gi * mg * kRows, Int32(kRows), buf + gi * count)
+            VectorKernels.packWeights(m: mg, k: kRows, pw + gi * mg * kRows, ldw: kRows, into: buf + gi * count)
         }
         prepacked = buf
         prepackedCount = count
@@ -147,7 +146,7 @@ final class ConvKernel: Kernel {
                 }
                 T.gemm(transA: false, transB: false, m: mg, n: outSize, k: rows, alpha: 1,
                        a: pw + gi * mg * rows, lda: rows, b: bmat, ldb: outSize,
-                       beta: 0, c: dst, ldc: outSize)
+                       beta: 0, c: dst, ldc: outSize, threads: ctx.threads)
             }
             if let pb {
                 let base = py + i * m * outSize
@@ -163,7 +162,7 @@ final class ConvKernel: Kernel {
     }
 
     /// Whether the AVX2/AVX-512 row-pointer GEMM of CKernels can run on this CPU.
-    static let vectorGemm = ck_conv_gemm_available() != 0
+    static let vectorGemm = VectorKernels.convGemmAvailable
 
     /// Convolution as a GEMM whose right-hand matrix is given by one pointer per row (CKernels):
     ///
@@ -181,14 +180,14 @@ final class ConvKernel: Kernel {
         let cg = c / group, mg = m / group
         let inSize = g.inSize, outSize = g.outSize, kSize = g.kernelSize
         let kRows = cg * kSize
-        let packCount = ck_packed_weights_count(Int32(mg), Int32(kRows))
+        let packCount = VectorKernels.packedWeightsCount(m: mg, k: kRows)
         // The scratch arrays stay referenced until the end: their storage returns to the pool
         // when they are released.
         let packedArray = prepacked == nil ? ctx.allocate(.float, [group * packCount]) : nil
         let packed = prepacked ?? packedArray!.pointer(as: Float.self)
         if prepacked == nil {
             for gi in 0..<group {
-                ck_pack_weights(Int32(mg), Int32(kRows), pw + gi * mg * kRows, Int32(kRows), packed + gi * packCount)
+                VectorKernels.packWeights(m: mg, k: kRows, pw + gi * mg * kRows, ldw: kRows, into: packed + gi * packCount)
             }
         }
         let r = padsEnd.count
@@ -238,8 +237,8 @@ final class ConvKernel: Kernel {
                     let rowsBase = UnsafePointer(rows.baseAddress!)
                     let panels = (nCols + 31) / 32
                     ctx.parallelFor(panels, grain: max(1, 4096 / max(1, mg * kRows))) { range in
-                        ck_gemm_rows(Int32(mg), Int32(kRows), w, rowsBase, Int32(range.lowerBound * 32),
-                                     Int32(min(nCols, range.upperBound * 32)), out, Int32(ldy), bias)
+                        VectorKernels.gemmRows(m: mg, k: kRows, packed: w, rows: rowsBase,
+                                               columns: range.lowerBound * 32 ..< min(nCols, range.upperBound * 32), y: out, ldy: ldy, bias: bias)
                     }
                     if let tmp {
                         for oc in 0..<mg {
@@ -414,13 +413,13 @@ extension ConvKernel {
                     }
                     // dW_g [mg, rows] += dY_g [mg, out] · colᵀ [out, rows]
                     T.gemm(transA: false, transB: true, m: mg, n: rows, k: outSize, alpha: 1, a: gyg, lda: outSize,
-                           b: cols, ldb: outSize, beta: 1, c: dw.pointer(as: T.self) + gi * mg * rows, ldc: rows)
+                           b: cols, ldb: outSize, beta: 1, c: dw.pointer(as: T.self) + gi * mg * rows, ldc: rows, threads: ctx.threads)
                 }
                 if let dx {
                     let dst = dx.pointer(as: T.self) + (i * c + gi * cg) * inSize
                     // dcol [rows, out] = W_gᵀ [rows, mg] · dY_g [mg, out]; pointwise: straight into dX.
                     T.gemm(transA: true, transB: false, m: rows, n: outSize, k: mg, alpha: 1, a: wg, lda: rows,
-                           b: gyg, ldb: outSize, beta: 0, c: dcol ?? dst, ldc: outSize)
+                           b: gyg, ldb: outSize, beta: 0, c: dcol ?? dst, ldc: outSize, threads: ctx.threads)
                     if let dcol {
                         ctx.parallelFor(cg, grain: max(1, 16384 / max(1, outSize * kSize))) { range in
                             for ch in range {

@@ -118,7 +118,7 @@ final class ConvTransposeKernel: Kernel {
                 // col [mg*k, inSize] = W_gᵀ [mg*k, cg] · X_g [cg, inSize]
                 T.gemm(transA: true, transB: false, m: rows, n: inSize, k: cg, alpha: 1,
                        a: pw + gi * cg * rows, lda: rows, b: px + (i * c + gi * cg) * inSize, ldb: inSize,
-                       beta: 0, c: pc, ldc: inSize)
+                       beta: 0, c: pc, ldc: inSize, threads: ctx.threads)
                 let dst = py + (i * m + gi * mg) * outSize
                 ctx.parallelFor(mg, grain: max(1, 16384 / max(1, outSize * kSize))) { range in
                     for oc in range {
@@ -218,12 +218,12 @@ extension ConvTransposeKernel {
                 if let dx {
                     // dX_g [cg, small] = W_g [cg, rows] · dcol [rows, small]
                     T.gemm(transA: false, transB: false, m: cg, n: small, k: rows, alpha: 1, a: pw + gi * cg * rows, lda: rows,
-                           b: dcol, ldb: small, beta: 0, c: dx.pointer(as: T.self) + (i * c + gi * cg) * small, ldc: small)
+                           b: dcol, ldb: small, beta: 0, c: dx.pointer(as: T.self) + (i * c + gi * cg) * small, ldc: small, threads: ctx.threads)
                 }
                 if let dw {
                     // dW_g [cg, rows] += X_g [cg, small] · dcolᵀ [small, rows]
                     T.gemm(transA: false, transB: true, m: cg, n: rows, k: small, alpha: 1, a: px + (i * c + gi * cg) * small, lda: small,
-                           b: dcol, ldb: small, beta: 1, c: dw.pointer(as: T.self) + gi * cg * rows, ldc: rows)
+                           b: dcol, ldb: small, beta: 1, c: dw.pointer(as: T.self) + gi * cg * rows, ldc: rows, threads: ctx.threads)
                 }
             }
         }

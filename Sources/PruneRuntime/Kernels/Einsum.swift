@@ -182,7 +182,7 @@ final class EinsumKernel: Kernel {
         for i in 0..<nb {
             T.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 1,
                    a: pa + i * m * k, lda: transA ? m : k, b: pb + i * k * n, ldb: transB ? k : n,
-                   beta: 0, c: pc + i * m * n, ldc: n)
+                   beta: 0, c: pc + i * m * n, ldc: n, threads: ctx.threads)
         }
         return Operand(data: out, labels: outLabels)
     }

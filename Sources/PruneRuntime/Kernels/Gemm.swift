@@ -94,7 +94,7 @@ final class GemmKernel: Kernel {
         if m * n > 0 {
             T.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: T(alpha),
                    a: a.pointer(as: T.self), lda: a.shape[1], b: b.pointer(as: T.self), ldb: b.shape[1],
-                   beta: beta, c: py, ldc: n)
+                   beta: beta, c: py, ldc: n, threads: ctx.threads)
         }
         return y
     }
@@ -153,11 +153,11 @@ extension GemmKernel {
             if transA {
                 // dA [k, m] = alpha · op(B) [k, n] · dYᵀ [n, m]
                 T.gemm(transA: transB, transB: true, m: k, n: m, k: n, alpha: alpha, a: pb, lda: ldb,
-                       b: pg, ldb: n, beta: 0, c: out.pointer(as: T.self), ldc: m)
+                       b: pg, ldb: n, beta: 0, c: out.pointer(as: T.self), ldc: m, threads: c.kernel.threads)
             } else {
                 // dA [m, k] = alpha · dY [m, n] · op(B)ᵀ [n, k]
                 T.gemm(transA: false, transB: !transB, m: m, n: k, k: n, alpha: alpha, a: pg, lda: n,
-                       b: pb, ldb: ldb, beta: 0, c: out.pointer(as: T.self), ldc: k)
+                       b: pb, ldb: ldb, beta: 0, c: out.pointer(as: T.self), ldc: k, threads: c.kernel.threads)
             }
             da = out
         }
@@ -166,11 +166,11 @@ extension GemmKernel {
             if transB {
                 // dB [n, k] = alpha · dYᵀ [n, m] · op(A) [m, k]
                 T.gemm(transA: true, transB: transA, m: n, n: k, k: m, alpha: alpha, a: pg, lda: n,
-                       b: pa, ldb: lda, beta: 0, c: out.pointer(as: T.self), ldc: k)
+                       b: pa, ldb: lda, beta: 0, c: out.pointer(as: T.self), ldc: k, threads: c.kernel.threads)
             } else {
                 // dB [k, n] = alpha · op(A)ᵀ [k, m] · dY [m, n]
                 T.gemm(transA: !transA, transB: false, m: k, n: n, k: m, alpha: alpha, a: pa, lda: lda,
-                       b: pg, ldb: n, beta: 0, c: out.pointer(as: T.self), ldc: n)
+                       b: pg, ldb: n, beta: 0, c: out.pointer(as: T.self), ldc: n, threads: c.kernel.threads)
             }
             db = out
         }

@@ -102,12 +102,12 @@ final class MatMulKernel: Kernel {
         if p.foldIntoM {
             // One large GEMM: the batch of A stacks into its rows.
             T.gemm(transA: false, transB: false, m: p.batch * m, n: n, k: k, alpha: 1, a: pa, lda: k,
-                   b: pb, ldb: n, beta: 0, c: pc, ldc: n)
+                   b: pb, ldb: n, beta: 0, c: pc, ldc: n, threads: ctx.threads)
             return out
         }
         for i in 0..<p.batch {
             T.gemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: pa + p.aOffsets[i] * m * k, lda: k,
-                   b: pb + p.bOffsets[i] * k * n, ldb: n, beta: 0, c: pc + i * m * n, ldc: n)
+                   b: pb + p.bOffsets[i] * k * n, ldb: n, beta: 0, c: pc + i * m * n, ldc: n, threads: ctx.threads)
         }
         return out
     }

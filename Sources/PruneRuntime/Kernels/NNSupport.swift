@@ -100,36 +100,37 @@ protocol BLASElement: TensorElement, BinaryFloatingPoint {
     static func blasGemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
                          alpha: Self, a: UnsafePointer<Self>, lda: Int,
                          b: UnsafePointer<Self>, ldb: Int,
-                         beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
+                         beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int, threads: Int)
     /// The BLAS GEMV of this type (`BLAS.sgemv` or `BLAS.dgemv`).
     static func blasGemv(trans: Bool, m: Int, n: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int,
-                         x: UnsafePointer<Self>, incx: Int, beta: Self, y: UnsafeMutablePointer<Self>, incy: Int)
+                         x: UnsafePointer<Self>, incx: Int, beta: Self, y: UnsafeMutablePointer<Self>, incy: Int, threads: Int)
 }
 
 extension BLASElement {
     /// Row-major GEMM: `C = alpha * op(A) * op(B) + beta * C`. A single row or column goes to
-    /// GEMV: GEMM would pack the whole other matrix on every call.
+    /// GEMV: GEMM would pack the whole other matrix on every call. `threads` is the most threads
+    /// BLAS may use: the kernel context's count, or 1 inside a loop already running in parallel.
     @inline(__always)
     static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
                      alpha: Self, a: UnsafePointer<Self>, lda: Int,
                      b: UnsafePointer<Self>, ldb: Int,
-                     beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int) {
+                     beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int, threads: Int) {
         if m == 1 && k > 0 {
             // c[1, n] = op(B)ᵀ · the row of a
             if transB {
-                blasGemv(trans: false, m: n, n: k, alpha: alpha, a: b, lda: ldb, x: a, incx: transA ? lda : 1, beta: beta, y: c, incy: 1)
+                blasGemv(trans: false, m: n, n: k, alpha: alpha, a: b, lda: ldb, x: a, incx: transA ? lda : 1, beta: beta, y: c, incy: 1, threads: threads)
             } else {
-                blasGemv(trans: true, m: k, n: n, alpha: alpha, a: b, lda: ldb, x: a, incx: transA ? lda : 1, beta: beta, y: c, incy: 1)
+                blasGemv(trans: true, m: k, n: n, alpha: alpha, a: b, lda: ldb, x: a, incx: transA ? lda : 1, beta: beta, y: c, incy: 1, threads: threads)
             }
             return
         }
         if n == 1 && k > 0 {
             blasGemv(trans: transA, m: transA ? k : m, n: transA ? m : k, alpha: alpha, a: a, lda: lda,
-                     x: b, incx: transB ? 1 : ldb, beta: beta, y: c, incy: ldc)
+                     x: b, incx: transB ? 1 : ldb, beta: beta, y: c, incy: ldc, threads: threads)
             return
         }
         blasGemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                 b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+                 b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, threads: threads)
     }
 }
 
@@ -137,14 +138,14 @@ extension Float: BLASElement {
     @inline(__always)
     static func blasGemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
                          alpha: Float, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                         beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
-        BLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+                         beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int) {
+        BLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, threads: threads)
     }
 
     @inline(__always)
     static func blasGemv(trans: Bool, m: Int, n: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
-                         x: UnsafePointer<Float>, incx: Int, beta: Float, y: UnsafeMutablePointer<Float>, incy: Int) {
-        BLAS.sgemv(trans: trans, m: m, n: n, alpha: alpha, a: a, lda: lda, x: x, incx: incx, beta: beta, y: y, incy: incy)
+                         x: UnsafePointer<Float>, incx: Int, beta: Float, y: UnsafeMutablePointer<Float>, incy: Int, threads: Int) {
+        BLAS.sgemv(trans: trans, m: m, n: n, alpha: alpha, a: a, lda: lda, x: x, incx: incx, beta: beta, y: y, incy: incy, threads: threads)
     }
 }
 
@@ -152,14 +153,14 @@ extension Double: BLASElement {
     @inline(__always)
     static func blasGemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
                          alpha: Double, a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int,
-                         beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int) {
-        BLAS.dgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+                         beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int, threads: Int) {
+        BLAS.dgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, threads: threads)
     }
 
     @inline(__always)
     static func blasGemv(trans: Bool, m: Int, n: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int,
-                         x: UnsafePointer<Double>, incx: Int, beta: Double, y: UnsafeMutablePointer<Double>, incy: Int) {
-        BLAS.dgemv(trans: trans, m: m, n: n, alpha: alpha, a: a, lda: lda, x: x, incx: incx, beta: beta, y: y, incy: incy)
+                         x: UnsafePointer<Double>, incx: Int, beta: Double, y: UnsafeMutablePointer<Double>, incy: Int, threads: Int) {
+        BLAS.dgemv(trans: trans, m: m, n: n, alpha: alpha, a: a, lda: lda, x: x, incx: incx, beta: beta, y: y, incy: incy, threads: threads)
     }
 }
 

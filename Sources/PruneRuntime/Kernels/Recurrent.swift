@@ -238,7 +238,7 @@ final class RecurrentKernel: Kernel {
         let G = cell.gates, GH = G * H
         let acts = activations[d]
         // Input projection for every (time, batch) row of X at once; row order follows the layout.
-        BLAS.sgemm(transA: false, transB: true, m: T * B, n: GH, k: I, a: x, lda: I, b: w, ldb: I, c: xp, ldc: GH)
+        BLAS.sgemm(transA: false, transB: true, m: T * B, n: GH, k: I, a: x, lda: I, b: w, ldb: I, c: xp, ldc: GH, threads: context.threads)
         // Wb + Rb, except GRU's Rb_h under linear_before_reset, which goes inside r ⊙ (...).
         let rbh: UnsafeMutablePointer<Float>? = (cell == .gru && linearBeforeReset) ? bias.map { $0.advanced(by: GH + 2 * H) } : nil
         for g in 0..<GH {
@@ -272,7 +272,7 @@ final class RecurrentKernel: Kernel {
             }
             switch cell {
             case .rnn:
-                BLAS.sgemm(transA: false, transB: true, m: B, n: H, k: H, a: h, lda: H, b: r, ldb: H, beta: 1, c: gates, ldc: GH)
+                BLAS.sgemm(transA: false, transB: true, m: B, n: H, k: H, a: h, lda: H, b: r, ldb: H, beta: 1, c: gates, ldc: GH, threads: context.threads)
                 for b in 0..<B {
                     let g = gates.advanced(by: b * GH)
                     clipped(g, H)
@@ -280,7 +280,7 @@ final class RecurrentKernel: Kernel {
                     hNew.advanced(by: b * H).update(from: g, count: H)
                 }
             case .lstm:
-                BLAS.sgemm(transA: false, transB: true, m: B, n: GH, k: H, a: h, lda: H, b: r, ldb: H, beta: 1, c: gates, ldc: GH)
+                BLAS.sgemm(transA: false, transB: true, m: B, n: GH, k: H, a: h, lda: H, b: r, ldb: H, beta: 1, c: gates, ldc: GH, threads: context.threads)
                 for b in 0..<B {
                     // Gate order in W/R/B: input, output, forget, cell.
                     let gi = gates.advanced(by: b * GH), go = gi + H, gf = gi + 2 * H, gc = gi + 3 * H
@@ -306,9 +306,9 @@ final class RecurrentKernel: Kernel {
             case .gru:
                 // Gate order: update (z), reset (r), hidden (h).
                 if linearBeforeReset {
-                    BLAS.sgemm(transA: false, transB: true, m: B, n: GH, k: H, a: h, lda: H, b: r, ldb: H, c: rec, ldc: GH)
+                    BLAS.sgemm(transA: false, transB: true, m: B, n: GH, k: H, a: h, lda: H, b: r, ldb: H, c: rec, ldc: GH, threads: context.threads)
                 } else {
-                    BLAS.sgemm(transA: false, transB: true, m: B, n: 2 * H, k: H, a: h, lda: H, b: r, ldb: H, c: rec, ldc: GH)
+                    BLAS.sgemm(transA: false, transB: true, m: B, n: 2 * H, k: H, a: h, lda: H, b: r, ldb: H, c: rec, ldc: GH, threads: context.threads)
                 }
                 for b in 0..<B {
                     let gz = gates.advanced(by: b * GH), gr = gz + H
@@ -330,7 +330,7 @@ final class RecurrentKernel: Kernel {
                         for j in 0..<H { dst[j] = gr[j] * hp[j] }
                     }
                     BLAS.sgemm(transA: false, transB: true, m: B, n: H, k: H, a: hNew, lda: H,
-                               b: r.advanced(by: 2 * H * H), ldb: H, beta: 1, c: gates.advanced(by: 2 * H), ldc: GH)
+                               b: r.advanced(by: 2 * H * H), ldb: H, beta: 1, c: gates.advanced(by: 2 * H), ldc: GH, threads: context.threads)
                 }
                 for b in 0..<B {
                     let gz = gates.advanced(by: b * GH), gh = gz + 2 * H

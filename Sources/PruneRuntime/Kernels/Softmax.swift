@@ -1,4 +1,3 @@
-import CKernels
 import Foundation
 import PruneIR
 
@@ -106,11 +105,11 @@ final class SoftmaxKernel: Kernel {
         let grain = max(1, 8192 / max(1, n))
         if F.self == Float.self && inner == 1 && kind != .hardmax {
             let xf = UnsafePointer<Float>(OpaquePointer(xp)), yf = UnsafeMutablePointer<Float>(OpaquePointer(yp))
-            let log: Int32 = kind == .logSoftmax ? 1 : 0
+            let log = kind == .logSoftmax
             ctx.parallelFor(outer, grain: grain) { range in
                 var o = range.lowerBound
                 while o < range.upperBound {
-                    o += ck_softmax_rows_f32(xf + o * n, yf + o * n, range.upperBound - o, n, log)
+                    o += VectorKernels.softmaxRows(xf + o * n, yf + o * n, rows: range.upperBound - o, length: n, log: log)
                     // A row whose maximum is not finite (inf, NaN, all -inf): the exact path gives
                     // the reference's NaNs / values.
                     if o < range.upperBound {

@@ -1,4 +1,3 @@
-import CKernels
 import Foundation
 import PruneIR
 
@@ -235,7 +234,7 @@ private enum UnaryFn {
         @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mExp(x) }
         // About 1 ulp; results under 2.5e-38 (x < -86.6) flush to 0.
         @inline(__always) func mapFloat32(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) -> Bool {
-            ck_exp_f32(s, d, n)
+            VectorKernels.apply(.exp, s, d, count: n)
             return true
         }
     }
@@ -261,7 +260,7 @@ private enum UnaryFn {
         @inline(__always) func apply<T: UnaryMathFloat>(_ x: T) -> T { T.mErf(x) }
         // Rational approximation, within about 7 ulp (4.5e-7 absolute).
         @inline(__always) func mapFloat32(_ s: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int) -> Bool {
-            ck_erf_f32(s, d, n)
+            VectorKernels.apply(.erf, s, d, count: n)
             return true
         }
     }

@@ -1,0 +1,79 @@
+import CKernels
+
+/// The runtime's door to the hand-vectorized C kernels: the only file that imports `CKernels`.
+///
+/// Typed Swift calls over the `ck_*` functions (float32 transcendental functions, softmax rows,
+/// the row-pointer convolution GEMM), with Swift integer types; C's `int` and `long` stay here.
+/// Each C function picks its AVX2/AVX-512 or portable build from the CPU at run time.
+/// Pointers are the caller's and are only read or written during the call.
+enum VectorKernels {
+    // MARK: Elementwise float32
+
+    /// A vectorized float32 function of one argument.
+    enum Function {
+        /// exp(x), about 1 ulp; results under 2.5e-38 (x < -86.6) flush to 0.
+        case exp
+        /// 1 / (1 + exp(-x)).
+        case sigmoid
+        /// tanh(x) (rational approximation, a few ulp).
+        case tanh
+        /// erf(x) (rational approximation, within about 7 ulp).
+        case erf
+        /// 0.5 x (1 + erf(x / √2)).
+        case gelu
+        /// 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))).
+        case geluTanh
+        /// x / (1 + exp(-alpha x)).
+        case swish(alpha: Float)
+    }
+
+    /// y[i] = f(x[i]) for `count` elements; `x` and `y` may be the same array.
+    @inline(__always)
+    static func apply(_ f: Function, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
+        switch f {
+        case .exp: ck_exp_f32(x, y, count)
+        case .sigmoid: ck_sigmoid_f32(x, y, count)
+        case .tanh: ck_tanh_f32(x, y, count)
+        case .erf: ck_erf_f32(x, y, count)
+        case .gelu: ck_gelu_f32(x, y, count)
+        case .geluTanh: ck_gelu_tanh_f32(x, y, count)
+        case .swish(let alpha): ck_swish_f32(x, y, count, alpha)
+        }
+    }
+
+    // MARK: Softmax
+
+    /// Softmax (log-softmax when `log`) of `rows` contiguous rows of `length` floats.
+    ///
+    /// - Returns: How many rows were done: a row whose maximum is not finite stops the call
+    ///   unwritten (the caller's exact path handles it), so the result is less than `rows` then.
+    @inline(__always)
+    static func softmaxRows(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int, length: Int, log: Bool) -> Int {
+        ck_softmax_rows_f32(x, y, rows, length, log ? 1 : 0)
+    }
+
+    // MARK: Row-pointer convolution GEMM
+
+    /// Whether the CPU has AVX2 and FMA, so ``gemmRows(m:k:packed:rows:columns:y:ldy:bias:)`` can
+    /// run (callers use their portable path otherwise).
+    static let convGemmAvailable = ck_conv_gemm_available() != 0
+
+    /// Floats ``packWeights(m:k:_:ldw:into:)`` writes for an `m`×`k` weight matrix.
+    static func packedWeightsCount(m: Int, k: Int) -> Int {
+        ck_packed_weights_count(Int32(m), Int32(k))
+    }
+
+    /// Packs the row-major `m`×`k` matrix `w` (row stride `ldw`) into the panel layout
+    /// ``gemmRows(m:k:packed:rows:columns:y:ldy:bias:)`` reads (``packedWeightsCount(m:k:)`` floats).
+    static func packWeights(m: Int, k: Int, _ w: UnsafePointer<Float>, ldw: Int, into packed: UnsafeMutablePointer<Float>) {
+        ck_pack_weights(Int32(m), Int32(k), w, Int32(ldw), packed)
+    }
+
+    /// `y[i][p] = bias[i] + Σₖ W[i][k] · rows[k][p]` for `i` in `0..<m` and `p` in `columns`, where
+    /// `W` was packed by ``packWeights(m:k:_:ldw:into:)`` and `rows` holds `k` row pointers of the
+    /// right-hand matrix (read only at `columns`). `bias` `nil` is zero; `y` has row stride `ldy`.
+    static func gemmRows(m: Int, k: Int, packed: UnsafePointer<Float>, rows: UnsafePointer<UnsafePointer<Float>?>,
+                         columns: Range<Int>, y: UnsafeMutablePointer<Float>, ldy: Int, bias: UnsafePointer<Float>?) {
+        ck_gemm_rows(Int32(m), Int32(k), packed, rows, Int32(columns.lowerBound), Int32(columns.upperBound), y, Int32(ldy), bias)
+    }
+}
