@@ -219,7 +219,7 @@ public enum GemmEfficiency {
         for _ in 0..<5 {
             let t0 = Clock.now()
             c.withUnsafeMutableBufferPointer { cp in
-                BLAS.sgemm(transA: false, transB: false, m: n, n: n, k: n, a: a, lda: n, b: b, ldb: n, c: cp.baseAddress!, ldc: n)
+                BLAS.sgemm(transA: false, transB: false, m: n, n: n, k: n, a: a, lda: n, b: b, ldb: n, c: cp.baseAddress!, ldc: n, threads: threads)
             }
             best = min(best, Clock.now() - t0)
         }
