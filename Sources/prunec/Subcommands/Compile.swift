@@ -44,6 +44,9 @@ extension Prunec {
                 throw ValidationError("missing -o/--output: where should the compiled model go?")
             }
             _ = try pipeline.pipelineText()
+            if !pipeline.compare.isEmpty && validation.noValidate {
+                throw ValidationError("--compare needs the validation that --no-validate skips")
+            }
         }
 
         /// The driver's options from the flags.
@@ -74,7 +77,7 @@ extension Prunec {
                 do {
                     compiler = try Compiler(registry: try pluginOptions.registry(), options: try options())
                 } catch let e as PipelineError {
-                    throw ValidationError("--pass: \(e)")
+                    throw ValidationError("\(pipeline.compare.contains(e.text) ? "--compare" : "--pass"): \(e)")
                 }
                 let result = try compiler.compile(modelAt: input.model).report
                 if let path = validation.report { try AtomicFile.write(Data(try result.json().utf8), to: URL(fileURLWithPath: path)) }
