@@ -105,7 +105,7 @@ public struct DistillPass: Pass {
     /// The pipeline spelling.
     public static let name = "distill"
     /// The teacher and the data to train on.
-    public static let requirements: PassRequirements = [.originalModel]
+    public static let requirements: PassRequirements = [.originalModel, .calibration]
     /// One line for `prunec passes`.
     public static let summary = "train the pruned model's weights back toward the original (output + feature distillation, BK-SDM style)"
 

@@ -32,6 +32,8 @@ public struct FluctuationPass: Pass {
     }
 
     public static let name = "fluctuation"
+    /// Units are scored on calibration activations.
+    public static let requirements: PassRequirements = [.calibration]
     public static let summary = "gate the units whose input to the next layer varies least, weighted by that layer's weights (FLAP)"
 
     public let options: Options

@@ -38,6 +38,8 @@ public struct ReconstructPass: Pass {
     }
 
     public static let name = "reconstruct"
+    /// Layers are fitted to calibration activations.
+    public static let requirements: PassRequirements = [.calibration]
     public static let summary = "re-fit the layers that read pruned units (least squares on calibration data) to match the unpruned model"
 
     public let options: Options
