@@ -38,7 +38,8 @@ test: deps venv
 demo: build
 	mkdir -p .cache
 	$(PRUNEC) examples/models/bert.onnx --pass 'magnitude{sparsity=0.3}' --pass fold-masks \
-		-o .cache/bert.pruned.onnx --calib examples/models/bert.calib.npz --report .cache/bert.report.json
+		-o .cache/bert.pruned.onnx --calib examples/models/bert.calib.npz --report .cache/bert.report.json \
+		--compare 'magnitude{sparsity=0.5},fold-masks'
 	$(PRUNEC) inspect examples/models/bert.onnx --groups --no-check
 	$(PRUNEC) inspect examples/models/resnet.onnx
 	$(PRUNEC) inspect examples/models/bert.onnx --shape input_ids=1x16 --shape attention_mask=1x16
