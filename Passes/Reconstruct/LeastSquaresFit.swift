@@ -14,6 +14,8 @@ struct LeastSquaresFit {
     let rows: Int
     let k: Int
     let n: Int
+    /// BLAS threads for the products and the solve.
+    var threads = 1
 
     /// The fit's outcome: the weight change (K×N), the bias change (N, when fitted) and the
     /// relative error ‖Y − ŷ‖/‖Y‖ before and after on the fitting rows.
@@ -31,7 +33,7 @@ struct LeastSquaresFit {
             w.withUnsafeBufferPointer { wp in
                 e.withUnsafeMutableBufferPointer { ep in
                     BLAS.dgemm(transA: false, transB: false, m: rows, n: n, k: k, alpha: -1, a: xp.baseAddress!, lda: k,
-                               b: wp.baseAddress!, ldb: n, beta: 1, c: ep.baseAddress!, ldc: n)
+                               b: wp.baseAddress!, ldb: n, beta: 1, c: ep.baseAddress!, ldc: n, threads: threads)
                 }
             }
         }
@@ -74,12 +76,12 @@ struct LeastSquaresFit {
         xa.withUnsafeBufferPointer { xp in
             g.withUnsafeMutableBufferPointer { gp in
                 BLAS.dgemm(transA: true, transB: false, m: k1, n: k1, k: rows, a: xp.baseAddress!, lda: k1,
-                           b: xp.baseAddress!, ldb: k1, c: gp.baseAddress!, ldc: k1)
+                           b: xp.baseAddress!, ldb: k1, c: gp.baseAddress!, ldc: k1, threads: threads)
             }
             e.withUnsafeBufferPointer { ep in
                 c.withUnsafeMutableBufferPointer { cp in
                     BLAS.dgemm(transA: true, transB: false, m: k1, n: n, k: rows, a: xp.baseAddress!, lda: k1,
-                               b: ep.baseAddress!, ldb: n, c: cp.baseAddress!, ldc: n)
+                               b: ep.baseAddress!, ldb: n, c: cp.baseAddress!, ldc: n, threads: threads)
                 }
             }
         }
@@ -89,7 +91,7 @@ struct LeastSquaresFit {
         // LAPACK wants the right-hand sides column by column: Cᵀ, row major.
         var rhs = [Double](repeating: 0, count: k1 * n)
         for i in 0 ..< k1 { for j in 0 ..< n { rhs[j * k1 + i] = c[i * n + j] } }
-        guard BLAS.solvePositiveDefinite(&g, n: k1, &rhs, nrhs: n) else { return nil }
+        guard BLAS.solvePositiveDefinite(&g, n: k1, &rhs, nrhs: n, threads: threads) else { return nil }
         var dw = [Double](repeating: 0, count: k * n)
         var db: [Double]? = b == nil ? nil : [Double](repeating: 0, count: n)
         for j in 0 ..< n {

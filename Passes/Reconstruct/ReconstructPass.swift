@@ -73,7 +73,7 @@ public struct ReconstructPass: Pass {
                 current = try ActivationProbe(model: model, values: [c.input.name, c.target.name]).run(sets, threads: context.threads)
             }
             let full = options.mode == .full && c.layout != .conv && c.weight.shape[c.layout == .rows ? 0 : 1] <= options.maxFeatures
-            let r = try fit(c, full: full, reference: reference, current: current, graph: model.graph, names: names)
+            let r = try fit(c, full: full, reference: reference, current: current, graph: model.graph, names: names, threads: context.threads)
             before += r.errorBefore
             after += r.errorAfter
             fitted += 1
@@ -86,7 +86,7 @@ public struct ReconstructPass: Pass {
         }
         for (i, a) in absorptions.enumerated() {
             let cur = try ActivationProbe(model: model, values: [a.node.inputs[0]!.name, a.skip.name]).run(sets, threads: context.threads)
-            let r = try absorb(a, reference: reference, current: cur, graph: model.graph, names: names)
+            let r = try absorb(a, reference: reference, current: cur, graph: model.graph, names: names, threads: context.threads)
             before += r.errorBefore
             after += r.errorAfter
             fitted += 1
@@ -105,7 +105,7 @@ public struct ReconstructPass: Pass {
 
     /// Fits one consumer and writes its new constants.
     private func fit(_ c: ConsumerLayer, full: Bool, reference: [[String: NDArray]], current: [[String: NDArray]], graph: Graph,
-                     names: NameScope) throws -> LeastSquaresFit.Result {
+                     names: NameScope, threads: Int) throws -> LeastSquaresFit.Result {
         let target = c.target.name
         if c.layout == .conv {
             return try fitConvBias(c, reference: reference, current: current, graph: graph, names: names)
@@ -123,12 +123,12 @@ public struct ReconstructPass: Pass {
             y += yi.doubles()
         }
         return try refit(c.node, transposed: c.layout == .transposed, bias: c.bias, x: x, y: y, k: k, n: n, full: full,
-                         graph: graph, names: names)
+                         graph: graph, names: names, threads: threads)
     }
 
     /// Fits L of a ``BlockAbsorption`` so that L′(a) ≈ S − x_p.
     private func absorb(_ a: BlockAbsorption, reference: [[String: NDArray]], current: [[String: NDArray]], graph: Graph,
-                        names: NameScope) throws -> LeastSquaresFit.Result {
+                        names: NameScope, threads: Int) throws -> LeastSquaresFit.Result {
         let w = a.node.inputs[1]!.constantValue!
         let (k, n) = (w.shape[0], w.shape[1])
         var x: [Double] = [], y: [Double] = []
@@ -140,19 +140,19 @@ public struct ReconstructPass: Pass {
             x += xi.doubles()
             y += zip(s.doubles(), skip.doubles()).map { $0 - $1 }
         }
-        return try refit(a.node, transposed: false, bias: a.bias, x: x, y: y, k: k, n: n, full: true, graph: graph, names: names)
+        return try refit(a.node, transposed: false, bias: a.bias, x: x, y: y, k: k, n: n, full: true, graph: graph, names: names, threads: threads)
     }
 
     /// Solves for the weight (input 1 of `node`; [K, N], or [N, K] when `transposed`) and the bias
     /// on rows `x` (R×K) → `y` (R×N): ridge least squares when `full` (bias compensation when that
     /// is off or fails), and writes the new constants only when the fit lowers the error on its rows.
     private func refit(_ node: Node, transposed: Bool, bias biasSite: (node: Node, input: Int)?, x: [Double], y: [Double],
-                       k: Int, n: Int, full: Bool, graph: Graph, names: NameScope) throws -> LeastSquaresFit.Result {
+                       k: Int, n: Int, full: Bool, graph: Graph, names: NameScope, threads: Int) throws -> LeastSquaresFit.Result {
         let w = node.inputs[1]!.constantValue!
         var wRows = try w.floats().map(Double.init)
         if transposed { wRows = transpose(wRows, rows: n, cols: k) }
         let bias = try biasSite.map { try $0.node.inputs[$0.input]!.constantValue!.floats().map(Double.init) }
-        let problem = LeastSquaresFit(x: x, y: y, rows: x.count / k, k: k, n: n)
+        let problem = LeastSquaresFit(x: x, y: y, rows: x.count / k, k: k, n: n, threads: threads)
         let result: LeastSquaresFit.Result
         if full, let r = problem.fitFull(w: wRows, b: bias, damp: options.damp) {
             result = r
