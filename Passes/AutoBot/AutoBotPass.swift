@@ -17,19 +17,19 @@ public struct AutoBotPass: Pass {
         @PassOption("flops", .fraction, help: "fraction of the MACs to remove (0.5 keeps half)",
                     check: { $0 > 0 && $0 < 1 ? nil : "must be between 0 and 1 (the fraction of MACs removed)" })
         public var flops = 0.5
-        @PassOption("steps", .atLeast(0), help: "optimizer steps")
+        @PassOption("steps", .between(0, 100_000), help: "optimizer steps")
         public var steps = 60
-        @PassOption("lr", help: "Adam learning rate on the gate logits")
+        @PassOption("lr", .between(1e-9, 100), help: "Adam learning rate on the gate logits")
         public var lr = 0.6
-        @PassOption("beta", help: "weight of the FLOPs term")
+        @PassOption("beta", .between(0, 1e4), help: "weight of the FLOPs term")
         public var beta = 6.0
-        @PassOption("gamma", help: "weight of the bool term")
+        @PassOption("gamma", .between(0, 1e4), help: "weight of the bool term")
         public var gamma = 0.4
-        @PassOption("batch", .atLeast(1), help: "calibration sets per step")
+        @PassOption("batch", .between(1, 1024), help: "calibration sets per step")
         public var batch = 2
         @PassOption("kinds", help: "group kinds to gate, joined by '+'", check: GroupKind.only([.channels, .heads, .neurons]))
         public var kinds: Set<GroupKind> = [.channels, .heads, .neurons]
-        @PassOption("holdout", .atLeast(0), help: "calibration sets held out for the reported agreement")
+        @PassOption("holdout", .between(0, 1024), help: "calibration sets held out for the reported agreement")
         public var holdout = 3
         public init() {}
     }

@@ -9,7 +9,7 @@ import PruneRuntime
 /// larger than the inputs that die with the node) are left alone. Run `dce` afterwards to drop what became unused.
 public struct FoldConstantsPass: Pass {
     public struct Options: PassOptions {
-        @PassOption("max-bytes", .atLeast(0), help: "largest folded result kept, in bytes (unless no larger than the inputs that die with the node)")
+        @PassOption("max-bytes", .between(0, 1 << 40), help: "largest folded result kept, in bytes (unless no larger than the inputs that die with the node)")
         public var maxBytes = 1 << 20
         public init() {}
     }

@@ -38,19 +38,19 @@ public struct DepthPass: Pass {
             case bkSDMBase = "bk-sdm-base"
         }
 
-        @PassOption("blocks", .atLeast(1), help: "number of residual blocks to remove (ignored with params or a preset)")
+        @PassOption("blocks", .between(1, 100_000), help: "number of residual blocks to remove (ignored with params or a preset)")
         public var blocks = 1
         @PassOption("params", .fractionBelowOne, help: "remove blocks until this fraction of the parameters is gone (0 = use blocks)")
         public var params = 0.0
         @PassOption("criterion", help: "block importance: perplexity when skipped (causal LMs), Taylor+ Σ|W·∂L/∂W|, or output drift when skipped; auto = ppl for causal LMs, else drift; last and random are baselines")
         public var criterion: Criterion = .auto
-        @PassOption("protect-first", .atLeast(0), help: "blocks at the start that are never removed")
+        @PassOption("protect-first", .between(0, 100_000), help: "blocks at the start that are never removed")
         public var protectFirst = 1
-        @PassOption("protect-last", .atLeast(0), help: "blocks at the end that are never removed")
+        @PassOption("protect-last", .between(0, 100_000), help: "blocks at the end that are never removed")
         public var protectLast = 1
         @PassOption("preset", help: "bk-sdm-base: the last ResBlock+attention unit of every UNet stage that has several; bk-sdm: also the mid block")
         public var preset: Preset = .none
-        @PassOption("holdout", .atLeast(0), help: "calibration sets held out for the reported perplexity or drift")
+        @PassOption("holdout", .between(0, 1024), help: "calibration sets held out for the reported perplexity or drift")
         public var holdout = 2
         @PassOption("keep-masks", help: "gate the chosen blocks with zero masks instead of removing them (for reconstruct; fold-masks removes them)")
         public var keepMasks = false

@@ -45,13 +45,13 @@ public struct DistillPass: Pass {
         public enum Diffusion: String, PassOptionEnum { case auto, on, off }
 
         /// Optimizer steps.
-        @PassOption("steps", .atLeast(0), help: "optimizer steps")
+        @PassOption("steps", .between(0, 1_000_000), help: "optimizer steps")
         public var steps = 100
         /// Learning rate.
-        @PassOption("lr", .positive, help: "AdamW learning rate")
+        @PassOption("lr", .between(1e-12, 10), help: "AdamW learning rate")
         public var lr = 1e-4
         /// Samples per step.
-        @PassOption("batch", .atLeast(1), help: "samples per step (gradients averaged; one sample's activations in memory at a time)")
+        @PassOption("batch", .between(1, 1024), help: "samples per step (gradients averaged; one sample's activations in memory at a time)")
         public var batch = 1
         /// Which weights train.
         @PassOption("train", help: "which weights train: all, norms-biases (rank-1 tensors), lora (low-rank adapters on MatMul/Gemm weights, merged at the end)")
@@ -60,13 +60,13 @@ public struct DistillPass: Pass {
         @PassOption("nodes", help: "only weights whose name, or a reading node's name, matches this glob (e.g. *attn*)")
         public var nodesGlob = "*"
         /// Adapter rank.
-        @PassOption("rank", .atLeast(1), help: "adapter rank for train=lora")
+        @PassOption("rank", .between(1, 4096), help: "adapter rank for train=lora")
         public var rank = 4
         /// Weight decay on matrices.
-        @PassOption("weight-decay", .atLeast(0), help: "AdamW decoupled weight decay on matrices and adapters (norms and biases get none)")
+        @PassOption("weight-decay", .between(0, 10), help: "AdamW decoupled weight decay on matrices and adapters (norms and biases get none)")
         public var weightDecay = 0.01
         /// Weight of the feature loss.
-        @PassOption("feature-weight", .atLeast(0), help: "weight of the feature loss (mean over matched block outputs); 0 for outputs only")
+        @PassOption("feature-weight", .between(0, 1e4), help: "weight of the feature loss (mean over matched block outputs); 0 for outputs only")
         public var featureWeight = 1.0
         /// Output loss.
         @PassOption("loss", help: "output loss: mse, kl (on the last axis, for logits), auto (kl for outputs named *logits*, else mse)")
@@ -76,22 +76,22 @@ public struct DistillPass: Pass {
                     check: { $0 < 1 ? nil : "must leave some sets to train on (below 1)" })
         public var heldOut = 0.25
         /// Steps between evaluations.
-        @PassOption("eval-every", .atLeast(1), help: "steps between held-out evaluations (and progress lines)")
+        @PassOption("eval-every", .between(1, 1_000_000), help: "steps between held-out evaluations (and progress lines)")
         public var evalEvery = 10
         /// Early-stopping patience in evaluations (0: off).
-        @PassOption("patience", .atLeast(0), help: "evaluations without a better held-out loss before stopping (0: never stop early)")
+        @PassOption("patience", .between(0, 1_000_000), help: "evaluations without a better held-out loss before stopping (0: never stop early)")
         public var patience = 3
         /// Diffusion sampling.
         @PassOption("diffusion", help: "sample a timestep and noise per training sample (auto: when the model is a denoiser with a timestep input)")
         public var diffusionMode: Diffusion = .auto
         /// Schedule length.
-        @PassOption("timesteps", .atLeast(1), help: "training timesteps of the noise schedule t is drawn from (denoisers)")
+        @PassOption("timesteps", .between(1, 100_000), help: "training timesteps of the noise schedule t is drawn from (denoisers)")
         public var timesteps = 1000
         /// Schedule betas.
         @PassOption("betas", help: "noise schedule (denoisers)")
         public var betas: NoiseSchedule.Betas = .scaledLinear
         /// Held-out draws per held-out set (denoisers).
-        @PassOption("draws", .atLeast(1), help: "held-out (timestep, noise) draws per held-out set (denoisers)")
+        @PassOption("draws", .between(1, 1024), help: "held-out (timestep, noise) draws per held-out set (denoisers)")
         public var draws = 2
 
         /// The `nodes=` glob, `nil` for `*`.

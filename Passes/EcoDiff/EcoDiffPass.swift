@@ -25,19 +25,19 @@ public struct EcoDiffPass: Pass {
 
         @PassOption("sparsity", .fractionBelowOne, help: "fraction of the prunable head+FFN parameters to remove")
         public var sparsity = 0.2
-        @PassOption("lambda", .atLeast(0), help: "weight of the sparsity regularizer")
+        @PassOption("lambda", .between(0, 1e6), help: "weight of the sparsity regularizer")
         public var lambda = 0.5
         @PassOption("reg", help: "regularizer: expected L0 (P(gate ≠ 0)) or L1 of the gates, parameter-weighted")
         public var reg: Regularizer = .l0
-        @PassOption("steps", .atLeast(0), help: "optimizer steps (one denoising run each)")
+        @PassOption("steps", .between(0, 1_000_000), help: "optimizer steps (one denoising run each)")
         public var steps = 30
-        @PassOption("lr", .positive, help: "AdamW learning rate on log α")
+        @PassOption("lr", .between(1e-9, 100), help: "AdamW learning rate on log α")
         public var lr = 0.1
-        @PassOption("denoise-steps", .atLeast(1), help: "sampler steps per denoising run")
+        @PassOption("denoise-steps", .between(1, 1000), help: "sampler steps per denoising run")
         public var denoiseSteps = 8
-        @PassOption("samples", .atLeast(1), help: "training samples (prompts from the calibration sets × noise seeds), used in turn")
+        @PassOption("samples", .between(1, 1024), help: "training samples (prompts from the calibration sets × noise seeds), used in turn")
         public var samples = 4
-        @PassOption("holdout", .atLeast(0), help: "held-out samples (other seeds and prompts) for the reported drift")
+        @PassOption("holdout", .between(0, 64), help: "held-out samples (other seeds and prompts) for the reported drift")
         public var holdout = 2
         @PassOption("kinds", help: "group kinds to gate, joined by '+' (heads, neurons, channels)",
                     check: GroupKind.only([.channels, .heads, .neurons]))
@@ -50,7 +50,7 @@ public struct EcoDiffPass: Pass {
         public var prediction: NoiseSchedule.Prediction = .epsilon
         @PassOption("betas", help: "noise schedule")
         public var betas: NoiseSchedule.Betas = .scaledLinear
-        @PassOption("guidance", help: "classifier-free guidance scale (when the calibration data has uncond.<input> arrays)")
+        @PassOption("guidance", .between(0, 100), help: "classifier-free guidance scale (when the calibration data has uncond.<input> arrays)")
         public var guidance = 5.0
         @PassOption("sample", help: "the latent input (auto: the float input shaped like the output)")
         public var sampleInput = "auto"
@@ -60,7 +60,7 @@ public struct EcoDiffPass: Pass {
         public var maxPerGroup = 0.9
         @PassOption("scope", help: "global: binarize by log α across groups; layer: every group loses the same fraction of its units")
         public var scope: Scope = .global
-        @PassOption("min-keep", .atLeast(1), help: "fewest units a group keeps")
+        @PassOption("min-keep", .between(1, 1_000_000), help: "fewest units a group keeps")
         public var minKeep = 1
 
         /// The regularizer is L1 of the gates rather than the expected L0.

@@ -19,12 +19,12 @@ public struct LDPrunerPass: Pass {
     public struct Options: PassOptions {
         /// How much to remove, and where.
         public var target = PruningTarget()
-        @PassOption("timesteps", .atLeast(1),
+        @PassOption("timesteps", .between(1, 1000),
                     help: "for a denoiser: noise levels per calibration sample, spread over the schedule (the latent is the sample's, noised)")
         public var timesteps = 3
-        @PassOption("samples", .atLeast(1), help: "most calibration samples to score on")
+        @PassOption("samples", .between(1, 4096), help: "most calibration samples to score on")
         public var samples = 8
-        @PassOption("holdout", .atLeast(0), help: "calibration samples held out (the last ones) for the reported drift")
+        @PassOption("holdout", .between(0, 1024), help: "calibration samples held out (the last ones) for the reported drift")
         public var holdout = 1
         @PassOption("reuse", help: "rerun only the steps downstream of each masked unit, reusing the recorded run (false: full runs)")
         public var reuse = true

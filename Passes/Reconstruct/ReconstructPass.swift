@@ -26,13 +26,13 @@ public struct ReconstructPass: Pass {
         public enum Mode: String, PassOptionEnum { case full, bias }
         @PassOption("mode", help: "full: ridge least squares of the weights and bias; bias: bias compensation only")
         public var mode: Mode = .full
-        @PassOption("damp", .positive, help: "ridge weight, as a fraction of the mean diagonal of XᵀX (larger stays closer to the old weights)")
+        @PassOption("damp", .between(1e-12, 1e6), help: "ridge weight, as a fraction of the mean diagonal of XᵀX (larger stays closer to the old weights)")
         public var damp = 0.1
-        @PassOption("samples", .atLeast(0), help: "calibration sets to fit on (0 = all)")
+        @PassOption("samples", .between(0, 1_000_000), help: "calibration sets to fit on (0 = all)")
         public var samples = 0
         @PassOption("sequential", help: "re-run the model after each layer so later layers see earlier fits (one model run per layer)")
         public var sequential = true
-        @PassOption("max-features", help: "layers with more input features than this get bias compensation only")
+        @PassOption("max-features", .between(1, 1 << 20), help: "layers with more input features than this get bias compensation only")
         public var maxFeatures = 8192
         public init() {}
     }

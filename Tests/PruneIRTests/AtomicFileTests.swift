@@ -12,6 +12,24 @@ import PruneIR
 
     private struct Stop: Error {}
 
+    /// Temp and backup files of writers that were killed are removed by the next write of the same
+    /// file; those of live processes (this one) and of other files stay.
+    @Test func deadWritersTempFilesAreRemovedByTheNextWrite() throws {
+        let dir = try TestPaths.temporaryDirectory("atomic-stale")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let finished = Process()
+        finished.executableURL = URL(fileURLWithPath: "/bin/true")
+        try finished.run()
+        finished.waitUntilExit()
+        let dead = finished.processIdentifier, alive = ProcessInfo.processInfo.processIdentifier
+        let names = [".out.onnx.tmp-\(dead)-17", ".out.onnx.bak-\(dead)-18", ".out.onnx.tmp-\(alive)-19", ".other.onnx.tmp-\(dead)-20",
+                     ".out.onnx.tmp-x-1"]
+        for n in names { try Data([1]).write(to: dir.appendingPathComponent(n)) }
+        try AtomicFile.write(Data([2]), to: dir.appendingPathComponent("out.onnx"))
+        let left = Set(try Self.hiddenFiles(in: dir))
+        #expect(left == [".out.onnx.tmp-\(alive)-19", ".other.onnx.tmp-\(dead)-20", ".out.onnx.tmp-x-1"])
+    }
+
     @Test func writesAndReplacesData() throws {
         let dir = try TestPaths.temporaryDirectory("atomic")
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -59,8 +59,8 @@ import Testing
     }
 
     @Test(arguments: [
-        ("ld-pruner{samples=0}", "must be at least 1"),
-        ("ld-pruner{timesteps=0}", "must be at least 1"),
+        ("ld-pruner{samples=0}", "must be from 1 to 4096"),
+        ("ld-pruner{timesteps=0}", "must be from 1 to 1000"),
         ("ld-pruner{kinds=rows}", "unknown kind 'rows'"),
     ])
     func badOptionsAreClearErrors(_ pipeline: String, _ message: String) throws {

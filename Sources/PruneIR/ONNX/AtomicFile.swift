@@ -56,10 +56,36 @@ public enum AtomicFile {
         try commit(temp, to: url, displayName: displayName)
     }
 
-    /// A new hidden temporary name in `destination`'s folder (nothing is created).
+    /// A new hidden temporary name in `destination`'s folder (nothing is created). The temporary
+    /// and backup files that earlier writers of `destination` left behind when they were killed
+    /// (their process is gone) are removed first.
     public static func temporaryURL(near destination: URL) -> URL {
-        destination.deletingLastPathComponent()
+        removeStale(near: destination)
+        return destination.deletingLastPathComponent()
             .appendingPathComponent(".\(destination.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0 ... .max))")
+    }
+
+    /// Removes `.<name>.tmp-<pid>-<n>` and `.<name>.bak-<pid>-<n>` files of `destination` whose
+    /// writer process no longer exists (a run killed with SIGKILL cannot clean up after itself).
+    /// Files of live processes, this one included, are left alone.
+    ///
+    /// - Returns: The names removed.
+    @discardableResult
+    public static func removeStale(near destination: URL) -> [String] {
+        let folder = destination.deletingLastPathComponent()
+        let prefix = ".\(destination.lastPathComponent)."
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder.path) else { return [] }
+        var removed: [String] = []
+        for name in names where name.hasPrefix(prefix) {
+            let rest = name.dropFirst(prefix.count)
+            guard rest.hasPrefix("tmp-") || rest.hasPrefix("bak-") else { continue }
+            let fields = rest.dropFirst(4).split(separator: "-")
+            guard fields.count == 2, let pid = pid_t(fields[0]), pid > 0, UInt32(fields[1]) != nil, pid != getpid() else { continue }
+            // kill(pid, 0) fails with ESRCH only when no such process exists.
+            guard kill(pid, 0) != 0 && errno == ESRCH else { continue }
+            if unlink(folder.appendingPathComponent(name).path) == 0 { removed.append(name) }
+        }
+        return removed
     }
 
     /// Writes through `body` into a new temporary file next to `destination` and returns its URL,

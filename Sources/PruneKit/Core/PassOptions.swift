@@ -347,12 +347,14 @@ public struct PassOption<Value: PassOptionValue>: Sendable, DeclaredOption {
 }
 
 extension PassOption where Value: Comparable {
-    /// An option whose value must lie within `bounds` (and pass `check`, when given).
-    public init(wrappedValue: Value, _ key: String, _ bounds: OptionBounds<Value>, help: String,
+    /// An option whose value must lie within `bounds` (and pass `check`, when given); `hint`
+    /// follows the range in the error (what to do instead).
+    public init(wrappedValue: Value, _ key: String, _ bounds: OptionBounds<Value>, help: String, hint: String? = nil,
                 check: @escaping @Sendable (Value) -> String? = { _ in nil }) {
         let range = bounds.text { $0.optionText }
+        let refusal = "must be \(range)" + (hint.map { " (\($0))" } ?? "")
         self.init(value: wrappedValue, key: key, kind: Value.optionKind, range: range, help: help,
-                  parse: { Value(optionText: $0) }, check: { bounds.contains($0) ? check($0) : "must be \(range)" })
+                  parse: { Value(optionText: $0) }, check: { bounds.contains($0) ? check($0) : refusal })
     }
 }
 

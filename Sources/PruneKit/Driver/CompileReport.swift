@@ -116,7 +116,7 @@ public struct CompileReport: Encodable {
                 ["pass", "seconds", "what it did"],
                 passes.map { r in
                     let stats = r.statistics.filter { $0.value != 0 }.sorted { $0.key < $1.key }
-                        .map { "\($0.key) \($0.value == $0.value.rounded() ? String(Int($0.value)) : String(format: "%.3g", $0.value))" }
+                        .map { "\($0.key) \($0.value == $0.value.rounded() && abs($0.value) < 1e15 ? String(Int($0.value)) : String(format: "%.3g", $0.value))" }
                     return [r.pass, String(format: "%.3f", r.seconds), stats.isEmpty ? (r.changed ? "changed" : "unchanged") : stats.joined(separator: ", ")]
                 }, rightAligned: [1])
         }

@@ -36,15 +36,15 @@ public struct PruningTarget: PassOptionGroup, Equatable {
     public var maxPerGroup = 0.9
     /// Fewest units any group keeps (at least 1: an emptied group is a removed branch, which is
     /// `kinds=blocks`' job).
-    @PassOption("min-keep", help: "fewest units a group keeps (a floor per layer: 1 never empties a layer's heads)",
-                check: { $0 >= 1 ? nil : "must be 1 or more (to drop a whole branch, use kinds=blocks)" })
+    @PassOption("min-keep", .between(1, 1_000_000), help: "fewest units a group keeps (a floor per layer: 1 never empties a layer's heads)",
+                hint: "to drop a whole branch, use kinds=blocks")
     public var minKeep = 1
     /// Which kinds of groups are pruned.
     @PassOption("kinds", help: "groups to prune, joined by '+': channels, heads, neurons, blocks; 'all' = channels+heads+neurons")
     public var kinds: Set<GroupKind> = [.channels, .heads, .neurons]
     /// Kept channel and neuron counts are rounded to a multiple of this (1 = off): runtimes block
     /// channels by 8 or 16, and 45 kept channels can run slower than 48.
-    @PassOption("round-to", .atLeast(1), help: "keep a multiple of this many channels/neurons per group (16 suits AVX-512 runtimes; heads are not rounded)")
+    @PassOption("round-to", .between(1, 4096), help: "keep a multiple of this many channels/neurons per group (16 suits AVX-512 runtimes; heads are not rounded)")
     public var roundTo = 1
 
     /// The defaults: 30% of each group's units.

@@ -119,7 +119,11 @@ public enum NPY {
         guard let dtype = dtype(descr) else {
             throw fail("unsupported dtype '\(descr)' (supported: <f2 <f4 <f8 <i1..<i8 <u1..<u8 |b1, little-endian)")
         }
-        guard shape.allSatisfy({ $0 >= 0 }), Shape.product(shape) != nil else { throw fail("invalid shape \(shape)") }
+        guard shape.allSatisfy({ $0 >= 0 }), let count = Shape.product(shape) else { throw fail("invalid shape \(shape)") }
+        // The byte count must be representable before anything compares or allocates it.
+        guard dtype == .bool || !count.multipliedReportingOverflow(by: max(1, dtype.bitWidth)).overflow else {
+            throw fail("shape \(shape) of \(npyName(dtype)) is too large to exist")
+        }
         return Header(dtype: dtype, shape: shape, dataOffset: headerStart + headerLength)
     }
 

@@ -32,7 +32,7 @@ public enum NPZ {
             guard seen.insert(key).inserted else {
                 throw TensorDataError(file: file, member: member, reason: "appears twice in the archive")
             }
-            var decoder = StreamDecoder(file: file, member: member)
+            var decoder = StreamDecoder(file: file, member: member, memberSize: Int(clamping: entry.uncompressedSize))
             let crc: CRC32
             do {
                 crc = try archive.extract(entry, bufferSize: 1 << 20, skipCRC32: false) { chunk in try decoder.consume(chunk) }
@@ -117,10 +117,14 @@ struct StreamDecoder {
     private var array: NDArray?
     private var written = 0
     private var need = 0
+    /// The member's uncompressed size as the archive declares it: the header's shape must account
+    /// for exactly these bytes before the array is allocated.
+    let memberSize: Int
 
-    init(file: String, member: String) {
+    init(file: String, member: String, memberSize: Int) {
         self.file = file
         self.member = member
+        self.memberSize = memberSize
     }
 
     mutating func consume(_ chunk: Data) throws {
@@ -129,6 +133,16 @@ struct StreamDecoder {
             head += chunk
             chunk = Data()[...]
             guard let h = try headerIfComplete() else { return }
+            // Checked before allocating: a 200-byte member must not ask for terabytes.
+            let declared = h.byteCount
+            guard declared == memberSize - h.dataOffset else {
+                throw TensorDataError(file: file, member: member,
+                                      reason: "header says shape \(h.shape) of \(h.dtype) (\(declared) bytes of data), the member holds \(max(0, memberSize - h.dataOffset))")
+            }
+            guard UInt64(declared) <= ProcessInfo.processInfo.physicalMemory else {
+                throw TensorDataError(file: file, member: member,
+                                      reason: "shape \(h.shape) needs \(declared) bytes, more than this machine's memory")
+            }
             let a = NDArray(uninitialized: h.dtype, shape: h.shape)
             array = a
             need = a.byteCount

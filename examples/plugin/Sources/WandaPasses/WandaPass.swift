@@ -21,7 +21,7 @@ public struct WandaPass: Pass {
         /// How much to prune, and which groups.
         public var target = PruningTarget()
         /// Calibration sets whose activations are averaged (0 = all of them).
-        @PassOption("samples", .atLeast(0), help: "calibration sets to collect activation norms on (0 = all)")
+        @PassOption("samples", .between(0, 1_000_000), help: "calibration sets to collect activation norms on (0 = all)")
         public var samples = 0
         /// The defaults.
         public init() {}
