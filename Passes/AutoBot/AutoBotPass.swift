@@ -97,6 +97,8 @@ public struct AutoBotPass: Pass {
                 }
             }
             adam.step(&flat, gradients: flatGrad)
+            try PruningError.checkFinite([preserve, lf, lb] + flat, pass: Self.name, step: step + 1, what: "the loss or a gate logit",
+                                         hint: "lower lr (now \(options.lr)), beta (now \(options.beta)) or gamma (now \(options.gamma))")
             var n = 0
             for i in alpha.indices { for u in alpha[i].indices { alpha[i][u] = flat[n]; n += 1 } }
             let elapsed = Date().timeIntervalSince(started)

@@ -197,6 +197,10 @@ public struct DistillPass: Pass {
             }
             lastTrain = lossSum * scale
             stepsRun = step + 1
+            for values in [[lastTrain]] + variables {
+                try PruningError.checkFinite(values, pass: Self.name, step: stepsRun, what: "the training loss or a weight",
+                                             hint: "lower lr (now \(options.lr))")
+            }
             if stepsRun % options.evalEvery == 0 || stepsRun == options.steps {
                 let held = try objective.evaluate(evalSet, refs: evalRefs, weights: effective(variables)).loss
                 if held < best.loss {

@@ -131,6 +131,8 @@ public struct EcoDiffPass: Pass {
                 }
             }
             lastLoss = fit + options.lambda * reg
+            try PruningError.checkFinite([lastLoss] + flat, pass: Self.name, step: step + 1, what: "the loss or a gate's log α",
+                                         hint: "lower lr (now \(options.lr)) or lambda (now \(options.lambda))")
             lastFit = fit
             let open = zip(logAlpha.joined(), params.joined()).reduce(0) { $0 + (hc.gate(logAlpha: $1.0) > 0 ? $1.1 : 0) } / max(totalParams, 1)
             let elapsed = Date().timeIntervalSince(started)

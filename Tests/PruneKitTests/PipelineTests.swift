@@ -143,3 +143,15 @@ import Testing
     }
     #expect(throws: OptionError.self) { _ = try Twice.parse([]) }
 }
+
+/// A training loop that produces NaN or infinity stops with a message naming the pass, the step
+/// and what to lower.
+@Test func divergenceIsNamed() {
+    #expect(throws: Never.self) { try PruningError.checkFinite([1, 2], pass: "ecodiff", step: 3, what: "the loss", hint: "lower lr") }
+    do {
+        try PruningError.checkFinite([1, .infinity], pass: "ecodiff", step: 3, what: "the loss", hint: "lower lr (now 100.0)")
+        Issue.record("an infinite loss was accepted")
+    } catch {
+        #expect("\(error)" == "ecodiff diverged at step 3: the loss is inf; lower lr (now 100.0)")
+    }
+}
