@@ -75,8 +75,7 @@ public struct LDPrunerPass: Pass {
             guard done == total || now.timeIntervalSince(lastLog) >= 1 else { return }
             lastLog = now
             let perInput = max(1, total / max(probes, 1))
-            let eta = elapsed / Double(done) * Double(total - done)
-            context.logger.info("\(Self.name): scored \(done / perInput)/\(probes) units, \(String(format: "%.1f", elapsed)) s, ETA \(String(format: "%.0f", eta)) s")
+            context.progress(PassProgress(pass: Self.name, step: done / perInput, total: probes, elapsed: elapsed, detail: "units scored"))
         }
         return Scoring(gates: gates, evaluation: evaluation, scores: scores, interpreter: interpreter)
     }
