@@ -1,4 +1,5 @@
 import Foundation
+import ONNXProto
 import PruneIR
 import PruneRuntime
 import Testing
@@ -97,6 +98,16 @@ struct HostileInputTests {
         zip.replaceSubrange(open.lowerBound..<close, with: Data(header.utf8))
         try zip.write(to: absurd)
         out.append(("absurd-header", absurd))
+        // An ONNX test_data_set whose tensor claims 8 PB in 64 bytes of raw data.
+        var t = Onnx_TensorProto()
+        t.name = arrays[0].name
+        t.dataType = Int32(Onnx_TensorProto.DataType.int64.rawValue)
+        t.dims = [100_000, 100_000, 100_000]
+        t.rawData = Data(count: 64)
+        let set = dir.appendingPathComponent("\(model).pb-absurd-dims/test_data_set_0")
+        try FileManager.default.createDirectory(at: set, withIntermediateDirectories: true)
+        try t.serializedData().write(to: set.appendingPathComponent("input_0.pb"))
+        out.append(("pb-absurd-dims", set.deletingLastPathComponent()))
         let folder = dir.appendingPathComponent("\(model).a-directory.npz")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         out.append(("a-directory", folder))
@@ -125,7 +136,7 @@ struct HostileInputTests {
             }
         }
         print("hostile calibration files: \(runs) runs, exit codes \(statuses.sorted { $0.key < $1.key })")
-        #expect(runs == Self.models.count * 14 * 3)
+        #expect(runs == Self.models.count * 15 * 3)
         #expect(failures.isEmpty, "\(failures.count) of \(runs) runs: \(failures.joined(separator: "\n"))")
     }
 
