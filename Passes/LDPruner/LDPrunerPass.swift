@@ -82,6 +82,11 @@ public struct LDPrunerPass: Pass {
 
     public func run(on model: Model, context: PassContext) throws -> PassResult {
         let started = Date()
+        // Nothing to remove: scoring every unit (the whole cost of the pass) would decide nothing.
+        guard options.target.amount > 0 else {
+            context.logger.info("\(Self.name): the target removes nothing (\(options.target.measure.rawValue)=0); no unit scored")
+            return .unchanged
+        }
         let totalParams = CostModel.parameterCount(model), totalMACs = CostModel().totalMACs(model) ?? 0
         let s = try score(model, context: context)
         let gates = s.gates, target = options.target

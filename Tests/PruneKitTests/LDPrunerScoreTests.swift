@@ -161,4 +161,14 @@ import Testing
         let ld = try #require(stats["holdout-drift"])
         #expect(ld.isFinite && ld > 0)
     }
+
+    /// A target of zero removes nothing, so nothing is scored and the model is untouched.
+    @Test func aZeroTargetChangesNothing() throws {
+        let model = Self.residualMLP()
+        let before = try ModelExporter.proto(model).serializedBytes() as [UInt8]
+        let context = PassContext(calibration: Self.calibration("x", [2, 4, 8], count: 3, seed: 7))
+        let result = try pass("sparsity=0").run(on: model, context: context)
+        #expect(!result.changed && result.statistics.isEmpty)
+        #expect(try ModelExporter.proto(model).serializedBytes() as [UInt8] == before)
+    }
 }
