@@ -132,6 +132,11 @@ struct HostileInputTests {
                     runs += 1
                     statuses[r.status ?? -1, default: 0] += 1
                     if let f = Self.judge("\(model) \(label) \(name)", r, output: output) { failures.append(f) }
+                    // Non-finite data that a model accepts is worth a warning on compile (the
+                    // float-input models; the token models take no NaN).
+                    if ["nan", "inf"].contains(name) && ["unet", "resnet"].contains(model) && label != "run" && r.status == 0 && !r.stderr.contains("has a non-finite value") {
+                        failures.append("\(model) \(label) \(name): accepted without a warning")
+                    }
                 }
             }
         }

@@ -116,6 +116,15 @@ public struct Compiler {
         // trip, which must write back what it read).
         if running { ShapeInference().run(on: model) }
         let calibration = try options.calibration.map { try CalibrationData.load($0, for: model) } ?? []
+        // NaN or inf in the data is legal input but makes every statistic and drift NaN: say so.
+        for (i, set) in calibration.enumerated() {
+            for (name, a) in set.sorted(by: { $0.key < $1.key }) where a.dtype.isFloatingPoint {
+                if let k = (0..<a.count).first(where: { !a.element(at: $0).isFinite }) {
+                    options.logger.warning("calibration set \(i) input '\(name)' has a non-finite value (\(a.element(at: k)) at element \(k)): scores and drift computed on it will be NaN")
+                    break
+                }
+            }
+        }
         let teacher = try options.teacher.map { url -> Model in
             let t = try ModelFile.load(url.path)
             ShapeInference().run(on: t)
