@@ -8,7 +8,7 @@ DEB_PACKAGES := libopenblas-dev libonnx-dev libprotobuf-dev zlib1g-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PRUNEC := .build/release/prunec
 
-.PHONY: deps venv build test demo bench-io bench bench-prune bench-ecodiff bench-ldpruner quality clean
+.PHONY: deps venv build test demo bench-io bench bench-prune bench-ecodiff bench-ldpruner quality quality-sweep clean
 
 # Debian packages the build links against; apt-get runs only when one is missing.
 deps:
@@ -76,6 +76,18 @@ quality: build
 	bash scripts/quality/setup-venv.sh
 	.venv-quality/bin/python scripts/quality/export_models.py --out .cache/quality
 	.venv-quality/bin/python scripts/quality/quality.py --prunec $(PRUNEC) --data .cache/quality --json .cache/quality/quality.json --markdown .cache/quality/QUALITY.tables.md
+
+# The size / quality / latency sweep of the real MiniLM encoder (quality venv, as `make quality`):
+# fluctuation + reconstruct and magnitude at five amounts, onnxruntime latency included. The
+# reports (not the models) are copied to docs/sweep-minilm/, the example the README links.
+quality-sweep: build venv
+	bash scripts/quality/setup-venv.sh
+	.venv-quality/bin/python scripts/quality/export_models.py --out .cache/quality
+	$(PRUNEC) sweep .cache/quality/minilm.onnx --calib .cache/quality/minilm.calib.npz --at 0.05,0.1,0.15,0.2,0.25 \
+		--pass 'fluctuation{params=$$x,kinds=heads+neurons},reconstruct,fold-masks' \
+		--pass 'magnitude{params=$$x,kinds=heads+neurons},fold-masks' --ort .venv/bin/python -o .cache/quality/sweep
+	mkdir -p docs/sweep-minilm
+	cp .cache/quality/sweep/report.html .cache/quality/sweep/report.json .cache/quality/sweep/report.csv docs/sweep-minilm/
 
 clean:
 	rm -rf .build .cache .venv

@@ -48,8 +48,30 @@ public struct FluctuationPass: Pass {
         guard !groups.isEmpty else {
             throw PruningError.nothingToPrune(kinds: options.target.kinds, blocked: analysis.blocked.map { ($0.name, $0.blockedReason ?? "") })
         }
-        let layers = ConsumerLayer.find(in: model, groups: groups)
         let sets = options.samples > 0 ? Array(context.calibration.prefix(options.samples)) : context.calibration
+        let key = ScoreCache.key(pass: Self.name, options: "\(options.metric)|\(options.samples)|\(sets.count)", groups: groups)
+        var probed = 0
+        let scores = try context.scoreCache.map { cache in try cache.scores(for: key) { try rawScores(groups, in: model, sets: sets, context: context, probed: &probed) } }
+            ?? rawScores(groups, in: model, sets: sets, context: context, probed: &probed)
+        if probed == 0 { context.logger.info("fluctuation: unit scores reused from an earlier run of this pipeline (same model and scoring options)") }
+        let standardized = Self.standardize(scores, kinds: groups.map(\.kind), how: options.standardize)
+        // Per removed parameter (or MAC): a head costs as much as dozens of neurons.
+        let ranked = groups.enumerated().map { g, group in
+            (0 ..< group.unitCount).map { u in
+                let cost = options.target.measure == .flops ? group.macsPerUnit[u] : Double(group.paramsPerUnit[u])
+                return options.perCost && cost > 0 ? standardized[g][u] / cost : standardized[g][u]
+            }
+        }
+        var result = try UnitSelection.gate(scores: ranked, of: groups, in: model, target: options.target, normalize: false)
+        result["groups"] = Double(groups.count)
+        result["layers-probed"] = Double(probed)
+        result["calibration-sets"] = Double(sets.count)
+        return PassResult(changed: true, statistics: result)
+    }
+
+    /// Σ over the layers reading each unit of stat_j · ‖W_j‖²: one pass of the model over `sets`.
+    private func rawScores(_ groups: [PruningGroup], in model: Model, sets: [[String: NDArray]], context: PassContext, probed: inout Int) throws -> [[Double]] {
+        let layers = ConsumerLayer.find(in: model, groups: groups)
         var stats = layers.map { FeatureStatistics(features: $0.units.count) }
         let probe = try ActivationProbe(model: model, values: Array(Set(layers.map(\.input.name))))
         try probe.forEach(sets, threads: context.threads) { i, acts in
@@ -70,19 +92,8 @@ public struct FluctuationPass: Pass {
             let s = options.energy ? stats[l].energy : stats[l].variance
             for (j, u) in layer.units.enumerated() where j < norms.count && j < s.count { scores[g][u] += s[j] * norms[j] }
         }
-        let standardized = Self.standardize(scores, kinds: groups.map(\.kind), how: options.standardize)
-        // Per removed parameter (or MAC): a head costs as much as dozens of neurons.
-        let ranked = groups.enumerated().map { g, group in
-            (0 ..< group.unitCount).map { u in
-                let cost = options.target.measure == .flops ? group.macsPerUnit[u] : Double(group.paramsPerUnit[u])
-                return options.perCost && cost > 0 ? standardized[g][u] / cost : standardized[g][u]
-            }
-        }
-        var result = try UnitSelection.gate(scores: ranked, of: groups, in: model, target: options.target, normalize: false)
-        result["groups"] = Double(groups.count)
-        result["layers-probed"] = Double(layers.count)
-        result["calibration-sets"] = Double(sets.count)
-        return PassResult(changed: true, statistics: result)
+        probed = layers.count
+        return scores
     }
 
     /// ‖W_j‖² per input feature (channel) j of the layer.

@@ -33,7 +33,9 @@ public struct MagnitudePass: Pass {
         }
         var stats: [String: Double] = ["groups": Double(groups.count)]
         if !groups.isEmpty {
-            let scores = try groups.map { try WeightNorms.unitScores($0, l1: options.norm == .l1) }
+            let key = ScoreCache.key(pass: Self.name, options: options.norm.rawValue, groups: groups)
+            let compute = { try groups.map { try WeightNorms.unitScores($0, l1: options.norm == .l1) } }
+            let scores = try context.scoreCache.map { try $0.scores(for: key, compute: compute) } ?? compute()
             stats.merge(try UnitSelection.gate(scores: scores, of: groups, in: model, target: options.target)) { $0 + $1 }
         }
         if !blocks.isEmpty {

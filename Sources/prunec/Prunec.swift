@@ -14,6 +14,7 @@ struct Prunec: ParsableCommand {
 
               prunec model.onnx --pass 'magnitude{sparsity=0.3}' --pass fold-masks -o small.onnx --calib data.npz
               prunec check small.onnx --baseline model.onnx --min-param-reduction 20% --max-drift 0.05
+              prunec sweep model.onnx --pass 'magnitude{params=$x},fold-masks' --at 0.1,0.2,0.3 --calib data.npz -o sweep/
 
             With no pass, `prunec MODEL -o OUT` is a round trip: import, verify, export.
 
@@ -25,7 +26,7 @@ struct Prunec: ParsableCommand {
             version, or with a pass name already taken included), 70 internal error.
             """,
         version: PrunecVersion.string,
-        subcommands: [Compile.self, Inspect.self, Run.self, Bench.self, Diff.self, Check.self, Passes.self],
+        subcommands: [Compile.self, Inspect.self, Run.self, Bench.self, Diff.self, Check.self, Sweep.self, Passes.self],
         defaultSubcommand: Compile.self
     )
 }

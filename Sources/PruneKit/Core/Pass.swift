@@ -120,6 +120,8 @@ public struct PassContext: @unchecked Sendable {
     /// model named by `--teacher` when the input is a model pruned earlier. `nil` when the
     /// driver provides none (passes that need it throw a clear error).
     public var original: Model?
+    /// Scores kept across the runs of one sweep pipeline (``ScoreCache``); `nil` outside a sweep.
+    public var scoreCache: ScoreCache?
     /// Where progress of long work goes (the driver's default logs ``PassProgress/line`` at info
     /// level, which the CLI shows on stderr).
     public var progress: @Sendable (PassProgress) -> Void

@@ -58,6 +58,8 @@ public struct Compiler {
         public var exportOptions = ExportOptions()
         /// Also validate a plain round trip (no pass) when a report is wanted.
         public var validateRoundTrip = false
+        /// Unit scores shared with other runs of this pipeline on this model (a sweep).
+        public var scoreCache: ScoreCache?
 
         /// Options for `pipeline`, everything else at its default.
         public init(pipeline: String) { self.pipeline = pipeline }
@@ -143,6 +145,7 @@ public struct Compiler {
         var context = PassContext(logger: options.logger, seed: options.seed, threads: options.threads, calibration: calibration,
                                   calibrationURL: options.calibration, original: teacher ?? (needsOriginal ? original : nil))
         context.progress = { [logger = options.logger] p in logger.info("\(p.line)") }
+        context.scoreCache = options.scoreCache
 
         let before = ModelStats(model)
         let records = try manager.run(on: model, context: context)

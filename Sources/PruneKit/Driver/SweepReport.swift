@@ -167,6 +167,22 @@ public struct SweepReport: Codable, Sendable {
         runs(of: template).filter { $0.cosine >= minCosine }.map(\.paramsRemoved).max() ?? 0
     }
 
+    /// The sweep gate of `prunec check --sweep`: for each template (all, or `templates`), the
+    /// largest fraction of parameters removed with mean cosine ≥ `minCosine` must be at least
+    /// `minRemoved`.
+    ///
+    /// - Throws: ``SweepError/unknownTemplate(_:known:)`` for a template the sweep did not run.
+    public func gate(minCosine: Double, minRemoved: Double, templates chosen: [String]? = nil) throws -> [CheckResult] {
+        try (chosen ?? templates).map { t in
+            guard templates.contains(t) else { throw SweepError.unknownTemplate(t, known: templates) }
+            let best = largestRemoval(of: t, minCosine: minCosine)
+            let ok = best >= minRemoved - 1e-12
+            return CheckResult(name: "min-removed", measured: best, limit: minRemoved, comparison: "at_least", passed: ok,
+                               message: "\(t): removes " + String(format: "%.1f%% of the parameters with cosine ≥ %g (at least %.1f%%)",
+                                                                  100 * best, minCosine, 100 * minRemoved))
+        }
+    }
+
     /// The report as pretty-printed JSON with sorted keys.
     public func json() throws -> String {
         let e = JSONEncoder()

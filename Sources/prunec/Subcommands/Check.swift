@@ -16,13 +16,20 @@ extension Prunec {
                 baseline) and cosine; --max-drift limits the worst relative L2. Each threshold \
                 given is a named check; without any, the report is printed and the exit status is 0.
 
+                With --sweep DIR/report.json (from `prunec sweep`), the gate is the trade-off curve \
+                instead: for each pipeline, the largest fraction of parameters removed while the mean \
+                cosine stays at least --min-cosine must reach --min-removed.
+
                 Exit codes: 0 all checks passed, 1 a check failed, 64 usage error, 65 bad model or data.
                 """)
 
-        @OptionGroup var input: ModelInputOptions
+        @Argument(help: ArgumentHelp("The model to check (not with --sweep).", valueName: "model"))
+        var model: String?
 
         @Option(help: ArgumentHelp("The model to compare against (the original).", valueName: "model"))
-        var baseline: String
+        var baseline: String?
+
+        @OptionGroup var sweep: SweepGateOptions
 
         @Option(
             name: .customLong("min-param-reduction"),
@@ -65,6 +72,11 @@ extension Prunec {
         @OptionGroup var threading: ThreadOptions
 
         func validate() throws {
+            if sweep.sweep != nil {
+                guard model == nil && baseline == nil else { throw ValidationError("--sweep checks a sweep report: give no model or --baseline") }
+                return try sweep.check()
+            }
+            guard model != nil, baseline != nil else { throw ValidationError("give MODEL and --baseline (or --sweep report.json)") }
             _ = try thresholds()
             if !shapes.isEmpty && inputs != nil {
                 throw ValidationError("--shape sets the shapes of synthesized inputs; with --inputs the data gives the shapes")
@@ -93,8 +105,9 @@ extension Prunec {
 
         func run() throws {
             try reportingErrors {
+                if let path = sweep.sweep { return try sweep.run(path) }
                 let report = try CheckReport.measure(
-                    model: input.model, baseline: baseline, inputs: inputs, shapes: try InputShapes.parse(shapes),
+                    model: model ?? "", baseline: baseline ?? "", inputs: inputs, shapes: try InputShapes.parse(shapes),
                     threads: threading.threads, thresholds: try thresholds())
                 let text = try format.render(report)
                 print(text, terminator: "")

@@ -32,7 +32,7 @@ func reportingErrors(file: String? = nil, _ body: () throws -> Void) throws {
         throw ValidationError("\(e)")
     } catch let e where e is ONNXImportError || e is IRError || e is ONNXExportError || e is RuntimeError || e is TensorDataError
         || e is DriftError
-        || e is AtomicFileError || e is CheckError || e is PruningError || e is ModelRunError
+        || e is AtomicFileError || e is CheckError || e is PruningError || e is ModelRunError || e is SweepError
     {
         Diagnostics.error("\(e)")
         throw ExitCode(PrunecExit.badInput)
