@@ -1,4 +1,5 @@
 import Foundation
+import PruneTestSupport
 import Testing
 
 /// Runs the built `prunec` binary and captures what it says.
@@ -32,20 +33,8 @@ enum CLI {
 
     /// Runs any executable (the oracle's Python, say) with `arguments` in `directory`.
     static func exec(_ executable: URL, _ arguments: [String], in directory: URL? = nil) throws -> Result {
-        let p = Process()
-        p.executableURL = executable
-        p.arguments = arguments
-        p.currentDirectoryURL = directory ?? repoRoot
-        let out = Pipe()
-        let err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        // Read before waiting so a large output cannot fill the pipe and block the child.
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+        let r = try TestProcess.run(executable, arguments, in: directory ?? repoRoot)
+        return Result(status: r.status, stdout: r.stdout, stderr: r.stderr)
     }
 
     static func temporaryDirectory(_ label: String) throws -> URL {

@@ -42,6 +42,26 @@ public enum Format {
         return unit.isEmpty ? "\(n)" : String(format: "%.2f %@", v, unit)
     }
 
+    /// Text safe in XML (and well-formed HTML) attributes and content: the five markup characters
+    /// as entities, tab and newlines as character references, other control characters dropped
+    /// (XML 1.0 does not allow them at all).
+    public static func xml(_ s: String) -> String {
+        var out = ""
+        for u in s.unicodeScalars {
+            switch u {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            case "'": out += "&apos;"
+            case "\t", "\n", "\r": out += "&#\(u.value);"
+            default:
+                if u.value >= 0x20 { out.unicodeScalars.append(u) }
+            }
+        }
+        return out
+    }
+
     private static func scaled(_ n: Int, by base: Double, units: [String]) -> (Double, String) {
         var v = Double(n)
         var u = 0

@@ -121,38 +121,20 @@ enum CheckJUnit {
         out += "  <properties>\n"
         for (name, value) in [("model", r.model), ("baseline", r.baseline), ("inputs", r.inputs.source),
                               ("params", Cells.count(r.params.model)), ("macs", Cells.count(r.macs.model))] {
-            out += "    <property name=\"\(escape(name))\" value=\"\(escape(value))\"/>\n"
+            out += "    <property name=\"\(Format.xml(name))\" value=\"\(Format.xml(value))\"/>\n"
         }
         out += "  </properties>\n"
         for c in r.checks {
-            let head = "  <testcase classname=\"prunec.check\" name=\"\(escape(c.name))\""
+            let head = "  <testcase classname=\"prunec.check\" name=\"\(Format.xml(c.name))\""
             if c.passed {
                 out += head + "/>\n"
             } else {
                 out += head + ">\n"
-                out += "    <failure type=\"threshold\" message=\"\(escape(c.message))\">\(escape(c.message))</failure>\n"
+                out += "    <failure type=\"threshold\" message=\"\(Format.xml(c.message))\">\(Format.xml(c.message))</failure>\n"
                 out += "  </testcase>\n"
             }
         }
         out += "</testsuite>\n"
-        return out
-    }
-
-    /// Text safe in XML attributes and content (control characters other than tab and newlines dropped).
-    static func escape(_ s: String) -> String {
-        var out = ""
-        for u in s.unicodeScalars {
-            switch u {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&apos;"
-            case "\t", "\n", "\r": out += "&#\(u.value);"
-            default:
-                if u.value >= 0x20 { out.unicodeScalars.append(u) }
-            }
-        }
         return out
     }
 }
