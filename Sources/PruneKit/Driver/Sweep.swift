@@ -141,7 +141,7 @@ public struct Sweep {
                                  sensitivity: try sensitivity(original, amount: amount, quality: quality), sensitivityAmount: amount)
         try AtomicFile.write(Data(try report.json().utf8), to: options.folder.appendingPathComponent("report.json"))
         try AtomicFile.write(Data(report.csv().utf8), to: options.folder.appendingPathComponent("report.csv"))
-        // HTMLPLACEHOLDER try AtomicFile.write(Data(SweepHTML.render(report).utf8), to: options.folder.appendingPathComponent("report.html"))
+        try AtomicFile.write(Data(SweepHTML.render(report).utf8), to: options.folder.appendingPathComponent("report.html"))
         return report
     }
 
