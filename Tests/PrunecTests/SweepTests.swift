@@ -26,6 +26,9 @@ struct SweepTests {
 
         let report = try SweepReport.read(Data(contentsOf: out.appendingPathComponent("report.json")))
         #expect(report.runs.count == 10 && report.templates == Self.templates && report.amounts == [0.05, 0.1, 0.15, 0.2, 0.3])
+        // Files are named as the user gave them: a report can be committed without machine paths.
+        #expect(report.calibration == "examples/models/bert.calib.npz" && report.model == "examples/models/bert.onnx")
+        #expect(report.runs.allSatisfy { $0.command.contains("--calib examples/models/bert.calib.npz") })
         for t in Self.templates {
             let runs = report.runs(of: t)
             #expect(runs.count == 5)

@@ -136,7 +136,7 @@ public struct Sweep {
             options.logger.info("sweep: \(template): scores computed \(cache.misses) time\(cache.misses == 1 ? "" : "s"), reused \(cache.hits) time\(cache.hits == 1 ? "" : "s")")
         }
         let amount = options.sensitivityAmount ?? options.amounts.sorted()[options.amounts.count / 2]
-        let report = SweepReport(model: path, calibration: options.calibration?.path, templates: options.templates,
+        let report = SweepReport(model: path, calibration: options.calibration?.relativePath, templates: options.templates,
                                  amounts: options.amounts.sorted(), baseline: baseline, runs: runs,
                                  sensitivity: try sensitivity(original, amount: amount, quality: quality), sensitivityAmount: amount)
         try AtomicFile.write(Data(try report.json().utf8), to: options.folder.appendingPathComponent("report.json"))
@@ -188,7 +188,7 @@ public struct Sweep {
 
     /// The command line that reproduces one run.
     static func command(_ model: String, _ pipeline: String, calibration: URL?, output: URL, seed: UInt64) -> String {
-        "prunec \(model) --pass '\(pipeline)'" + (calibration.map { " --calib \($0.path)" } ?? "") + " -o \(output.lastPathComponent)"
+        "prunec \(model) --pass '\(pipeline)'" + (calibration.map { " --calib \($0.relativePath)" } ?? "") + " -o \(output.lastPathComponent)"
             + (seed == 0 ? "" : " --seed \(seed)")
     }
 
