@@ -10,10 +10,16 @@ import Testing
     static let plugin: Result<String, PluginBuildError> = {
         let scratch = CLI.repoRoot.appendingPathComponent(".build-plugin-example").path
         let start = Date()
-        let build: CLI.Result
+        var build: CLI.Result
         do {
-            build = try CLI.exec(URL(fileURLWithPath: "/usr/bin/env"),
-                                 ["swift", "build", "--package-path", "examples/plugin", "--scratch-path", scratch])
+            let args = ["swift", "build", "--package-path", "examples/plugin", "--scratch-path", scratch]
+            build = try CLI.exec(URL(fileURLWithPath: "/usr/bin/env"), args)
+            // SwiftPM can keep a stale list of a path dependency's sources (a file added to
+            // PruneKit since the last build is then "not in scope"): build once more from clean.
+            if build.status != 0 {
+                try? FileManager.default.removeItem(atPath: scratch)
+                build = try CLI.exec(URL(fileURLWithPath: "/usr/bin/env"), args)
+            }
         } catch {
             return .failure(PluginBuildError(log: "\(error)"))
         }
