@@ -9,7 +9,8 @@
 /// - 2: options are typed and declared once (``PassOption`` property wrappers in a
 ///   ``PassOptions`` struct with `init()`; `OptionValues` and the `declarations` arrays are gone);
 ///   ``Pass`` requires `var options` and may declare ``Pass/requirements`` (the original model,
-///   calibration data) instead of the host matching pass names; ``PassContext/progress``; the
+///   calibration data) instead of the host matching pass names; ``PassContext/progress`` and
+///   ``PassContext/scoreCache`` (scores shared across a sweep's amounts); the
 ///   drivers (``Compiler``, ``CheckReport/measure(model:baseline:inputs:shapes:threads:thresholds:)``,
 ///   ``ModelDiff/compare(_:_:shapes:)``) and `Model.copy()` are public.
 /// - 1: the first plugin API.
