@@ -104,4 +104,24 @@ struct SweepTests {
         #expect(r.status == 64 && r.stderr.contains(message), "\(r.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("s").path))
     }
+
+    /// An amount beyond what the prunable groups allow is skipped and listed; the reachable ones run.
+    @Test func unreachableAmountsAreSkippedAndListed() throws {
+        let dir = try CLI.temporaryDirectory("sweep-skip")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("s")
+        let base = ["sweep", "examples/models/bert.onnx", "--pass", "magnitude{params=$x},fold-masks", "-o", out.path, "--runs", "1"]
+        let r = try CLI.run(base + ["--at", "0.1,0.45"])
+        try #require(r.status == 0, "\(r.stderr.suffix(1500))")
+        let report = try SweepReport.read(Data(contentsOf: out.appendingPathComponent("report.json")))
+        #expect(report.runs.map(\.amount) == [0.1])
+        #expect(report.skipped?.map(\.pipeline) == ["magnitude{params=0.45},fold-masks"])
+        #expect(report.skipped?.first?.reason.contains("cannot be reached") == true)
+        #expect(r.stdout.contains("skipped magnitude{params=0.45},fold-masks") && r.stderr.contains("warning: sweep: skipping"))
+        let html = try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
+        #expect(html.contains("Not run") && html.contains("magnitude{params=0.45},fold-masks"))
+        let none = try CLI.run(base + ["--at", "0.45,0.5", "-o", dir.appendingPathComponent("t").path])
+        #expect(none.status == 65 && none.stderr.contains("no run of the sweep could be made"), "\(none.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("t/report.json").path))
+    }
 }

@@ -98,6 +98,7 @@ public struct Sweep {
             ortLatencyMs: try ortLatency(URL(fileURLWithPath: path), inputs: inputsFile), perplexity: quality.referencePerplexity)
         let widthsBefore = Self.widths(original)
         var runs: [SweepReport.Run] = []
+        var skipped: [SweepReport.Skipped] = []
         for (t, template) in options.templates.enumerated() {
             let cache = ScoreCache()
             for amount in options.amounts.sorted() {
@@ -114,7 +115,15 @@ public struct Sweep {
                 o.scoreCache = cache
                 options.logger.info("sweep: \(text) (\(runs.count + 1)/\(options.templates.count * options.amounts.count))")
                 let started = Date()
-                let result = try Compiler(registry: registry, options: o).compile(original.copy(), file: path)
+                let result: Compiler.Result
+                do {
+                    result = try Compiler(registry: registry, options: o).compile(original.copy(), file: path)
+                } catch let f as PassFailure where f.underlying is SelectionError {
+                    // A target beyond what the groups allow: keep the runs that can be made.
+                    options.logger.warning("sweep: skipping \(text): \(f.underlying)")
+                    skipped.append(.init(pipeline: text, amount: amount, reason: "\(f.underlying)"))
+                    continue
+                }
                 let seconds = Date().timeIntervalSince(started)
                 let m = result.model
                 let measured = try quality.measure(m)
@@ -136,9 +145,11 @@ public struct Sweep {
             options.logger.info("sweep: \(template): scores computed \(cache.misses) time\(cache.misses == 1 ? "" : "s"), reused \(cache.hits) time\(cache.hits == 1 ? "" : "s")")
         }
         let amount = options.sensitivityAmount ?? options.amounts.sorted()[options.amounts.count / 2]
-        let report = SweepReport(model: path, calibration: options.calibration?.relativePath, templates: options.templates,
+        guard !runs.isEmpty else { throw SweepError.nothingRan(skipped.map { "\($0.pipeline): \($0.reason)" }) }
+        var report = SweepReport(model: path, calibration: options.calibration?.relativePath, templates: options.templates,
                                  amounts: options.amounts.sorted(), baseline: baseline, runs: runs,
                                  sensitivity: try sensitivity(original, amount: amount, quality: quality), sensitivityAmount: amount)
+        report.skipped = skipped.isEmpty ? nil : skipped
         try AtomicFile.write(Data(try report.json().utf8), to: options.folder.appendingPathComponent("report.json"))
         try AtomicFile.write(Data(report.csv().utf8), to: options.folder.appendingPathComponent("report.csv"))
         try AtomicFile.write(Data(SweepHTML.render(report).utf8), to: options.folder.appendingPathComponent("report.html"))
@@ -309,6 +320,8 @@ public enum SweepError: Error, CustomStringConvertible {
     case badAmounts([Double])
     /// onnxruntime could not time a model.
     case ort(model: String, message: String)
+    /// Every run was skipped (no amount is reachable).
+    case nothingRan([String])
     /// A gated template the sweep did not run.
     case unknownTemplate(String, known: [String])
 
@@ -318,6 +331,7 @@ public enum SweepError: Error, CustomStringConvertible {
         case .noPlaceholder(let t): return "pipeline '\(t)' has no $x placeholder for the amount (e.g. 'magnitude{params=$x},fold-masks')"
         case .badAmounts(let a): return "amounts must be fractions from 0 to below 1, got \(a.map(\.optionText).joined(separator: ","))"
         case .ort(let model, let message): return "onnxruntime could not time \(model): \(message)"
+        case .nothingRan(let reasons): return "no run of the sweep could be made: " + reasons.joined(separator: "; ")
         case .unknownTemplate(let t, let known): return "the sweep ran no pipeline '\(t)' (it ran: \(known.joined(separator: "; ")))"
         }
     }

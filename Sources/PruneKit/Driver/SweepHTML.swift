@@ -178,7 +178,13 @@ public enum SweepHTML {
             cells += [num(fixed(run.seconds, 1)), "<td>\(esc(run.output))</td>", "<td><code>\(esc(run.command))</code></td>"]
             out += "<tr>" + cells.joined() + "</tr>\n"
         }
-        return out + "</tbody>\n</table>\n"
+        out += "</tbody>\n</table>\n"
+        if let skipped = r.skipped, !skipped.isEmpty {
+            out += "<p class=\"note\">Not run, the target is beyond what the model's prunable groups allow:</p>\n<ul class=\"skipped\">\n"
+            out += skipped.map { "<li><code>\(esc($0.pipeline))</code>: \(esc($0.reason))</li>\n" }.joined()
+            out += "</ul>\n"
+        }
+        return out
     }
 
     private static func widths(_ r: SweepReport, _ colours: Colours) -> String {

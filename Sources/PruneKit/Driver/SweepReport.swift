@@ -128,6 +128,23 @@ public struct SweepReport: Codable, Sendable {
         }
     }
 
+    /// A pipeline at an amount it cannot reach (the model's prunable groups allow less).
+    public struct Skipped: Codable, Sendable {
+        /// The pipeline that was refused.
+        public var pipeline: String
+        /// The amount.
+        public var amount: Double
+        /// The pass's message.
+        public var reason: String
+
+        /// A skipped run.
+        public init(pipeline: String, amount: Double, reason: String) {
+            self.pipeline = pipeline
+            self.amount = amount
+            self.reason = reason
+        }
+    }
+
     /// The model file.
     public var model: String
     /// The calibration file the runs were measured on.
@@ -144,6 +161,8 @@ public struct SweepReport: Codable, Sendable {
     public var sensitivity: [Sensitivity]
     /// The amount each group loses in the sensitivity analysis.
     public var sensitivityAmount: Double
+    /// Runs whose target the model cannot reach (`nil` or empty when every run ran).
+    public var skipped: [Skipped]?
 
     /// A report.
     public init(model: String, calibration: String?, templates: [String], amounts: [Double], baseline: Baseline, runs: [Run],

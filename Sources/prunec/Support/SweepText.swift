@@ -21,6 +21,7 @@ enum SweepText {
         out += "original: \(TextTable.grouped(r.baseline.params)) params, \(String(format: "%.3f", r.baseline.latencyMs)) ms"
             + (r.baseline.ortLatencyMs.map { String(format: " (onnxruntime %.3f ms)", $0) } ?? "")
             + (r.baseline.perplexity.map { String(format: ", perplexity %.4g", $0) } ?? "") + "\n"
+        for s in r.skipped ?? [] { out += "skipped \(s.pipeline): \(s.reason)\n" }
         if let most = r.sensitivity.first, let least = r.sensitivity.last {
             out += "sensitivity at \(pct(r.sensitivityAmount)) of one group: most \(most.group) (rel L2 \(num(most.relL2))), least \(least.group) (rel L2 \(num(least.relL2)))\n"
         }
