@@ -2,6 +2,7 @@ import Foundation
 import ONNXProto
 import PruneIR
 import PruneRuntime
+import PruneTestSupport
 import Testing
 
 /// The hostile-input campaign: calibration files that are broken in every way a user or an
@@ -14,31 +15,11 @@ struct HostileInputTests {
     /// Seconds one run may take (debug build, 2 shared cores).
     static let budget = 90.0
 
-    /// Runs prunec with a deadline; `nil` status when it had to be killed.
+    /// Runs prunec with a deadline; `nil` status when it had to be killed, 128 + N for a death by signal N.
     static func run(_ args: [String], budget: Double = budget) throws -> (status: Int32?, stderr: String, seconds: Double) {
-        let p = Process()
-        p.executableURL = CLI.binary
-        p.arguments = args
-        p.currentDirectoryURL = CLI.repoRoot
-        let err = Pipe()
-        p.standardError = err
-        p.standardOutput = FileHandle.nullDevice
         let start = Date()
-        try p.run()
-        let done = DispatchSemaphore(value: 0)
-        DispatchQueue.global().async {
-            p.waitUntilExit()
-            done.signal()
-        }
-        let timedOut = done.wait(timeout: .now() + budget) == .timedOut
-        if timedOut {
-            kill(p.processIdentifier, SIGKILL)
-            done.wait()
-        }
-        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        // A signal death is a crash (uncaughtSignal), whatever its number.
-        let status: Int32? = timedOut ? nil : p.terminationReason == .uncaughtSignal ? 128 + p.terminationStatus : p.terminationStatus
-        return (status, text, Date().timeIntervalSince(start))
+        let r = try TestProcess.run(CLI.binary, args, timeout: budget)
+        return (r.timedOut ? nil : r.signaled ? 128 + r.status : r.status, r.stderr, Date().timeIntervalSince(start))
     }
 
     /// Checks one run of the campaign and returns a line for the tally when it fails.

@@ -137,7 +137,7 @@ public struct Compiler {
         // teacher is named), what `compare` pipelines start from, and what passes that train
         // toward the original get (only copied when something needs it).
         let needsOriginal = requirements.contains(.originalModel) && teacher == nil
-        let original = validating || needsOriginal || !baselines.isEmpty ? try Self.copy(model) : nil
+        let original = validating || needsOriginal || !baselines.isEmpty ? model.copy() : nil
         if requirements.contains(.calibration) && calibration.isEmpty {
             let names = (manager.passes + baselines.flatMap(\.passes)).filter { type(of: $0.pass).requirements.contains(.calibration) }
             throw PruningError.invalid("\(names.map(\.text).joined(separator: ", ")) needs calibration data: pass --calib DATA")
@@ -158,11 +158,11 @@ public struct Compiler {
             let sets = calibration.isEmpty ? [try SampleInputs.make(for: reference, shapes: options.sampleShapes, seed: options.seed)] : calibration
             try validate(reference: reference, candidate: model, sets: sets, source: calibration.isEmpty ? "sample" : "calibration", into: &report)
             for baseline in baselines {
-                let b = try Self.copy(original ?? reference)
+                let b = (original ?? reference).copy()
                 try baseline.run(on: b, context: context)
                 let drift = try Validation.drift(reference: reference, candidate: b, inputs: sets, threads: options.threads)
                 report.compare.append(.init(pipeline: baseline.passes.map(\.text).joined(separator: ","), params: CostModel.parameterCount(b),
-                                            macs: try Self.macs(b, at: sets[0]),
+                                            macs: Validation.macs(model: b, at: sets[0]),
                                             drift: Dictionary(drift.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })))
             }
         }
@@ -182,7 +182,7 @@ public struct Compiler {
         report.drift = Dictionary(drift.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         report.inputs = .init(source: source, sets: sets.count)
         for (model, isBefore) in [(reference, true), (candidate, false)] {
-            let macs = try Self.macs(model, at: sets[0])
+            let macs = Validation.macs(model: model, at: sets[0])
             let ms = try Validation.latency(model: model, inputs: sets[0], runs: options.latencyRuns, warmup: 1, threads: options.threads)
             if isBefore {
                 report.before.macs = macs ?? report.before.macs
@@ -193,14 +193,4 @@ public struct Compiler {
             }
         }
     }
-
-    /// MACs with the inputs bound to `inputs`' shapes, counted on a copy so the written model keeps
-    /// its symbolic dims.
-    private static func macs(_ model: Model, at inputs: [String: NDArray]) throws -> Int? {
-        let copy = try Self.copy(model)
-        ShapeInference(overrides: inputs.mapValues { Shape($0.shape) }).run(on: copy)
-        return CostModel().totalMACs(copy)
-    }
-
-    static func copy(_ model: Model) throws -> Model { model.copy() }
 }

@@ -28,7 +28,7 @@ public struct Sweep {
         public var sampleShapes: [String: Shape] = [:]
         /// Timed interpreter runs per model.
         public var latencyRuns = 5
-        /// A Python with onnxruntime: latency in onnxruntime too (`scripts/ort_latency.py`).
+        /// A Python with onnxruntime: latency in onnxruntime too (``ortScript``).
         public var ortPython: String?
         /// The fraction of its units each group loses alone in the sensitivity analysis (`nil`:
         /// the middle amount).
@@ -93,7 +93,7 @@ public struct Sweep {
         defer { try? fm.removeItem(at: inputsFile) }
 
         let baseline = SweepReport.Baseline(
-            params: CostModel.parameterCount(original), macs: try Self.macs(original, at: sets[0]),
+            params: CostModel.parameterCount(original), macs: Validation.macs(model: original, at: sets[0]),
             latencyMs: try Validation.latency(model: original, inputs: sets[0], runs: options.latencyRuns, warmup: 1, threads: options.threads),
             ortLatencyMs: try ortLatency(URL(fileURLWithPath: path), inputs: inputsFile), perplexity: quality.referencePerplexity)
         let widthsBefore = Self.widths(original)
@@ -127,7 +127,7 @@ public struct Sweep {
                 let seconds = Date().timeIntervalSince(started)
                 let m = result.model
                 let measured = try quality.measure(m)
-                let params = CostModel.parameterCount(m), macs = try Self.macs(m, at: sets[0])
+                let params = CostModel.parameterCount(m), macs = Validation.macs(model: m, at: sets[0])
                 let after = Self.widths(m)
                 let widths = widthsBefore.map { SweepReport.LayerWidth(layer: $0.key, before: $0.value, after: after[$0.key] ?? 0) }
                 let paramsRemoved = 1 - Double(params) / Double(max(baseline.params, 1))
@@ -176,14 +176,26 @@ public struct Sweep {
         return out.sorted { ($0.relL2.isNaN ? .infinity : $0.relL2) > ($1.relL2.isNaN ? .infinity : $1.relL2) }
     }
 
-    /// onnxruntime's median latency through `scripts/ort_latency.py`, when `ortPython` is set.
+    /// Times a model in onnxruntime: `python -c ortScript MODEL INPUTS.npz RUNS THREADS` prints the
+    /// median milliseconds. Carried in the binary, so an installed prunec needs no script file.
+    static let ortScript = """
+        import sys, time, numpy as np, onnxruntime as ort
+        model, inputs, runs, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+        so = ort.SessionOptions(); so.intra_op_num_threads = threads; so.inter_op_num_threads = 1
+        sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+        data = np.load(inputs); feeds = {i.name: data[i.name] for i in sess.get_inputs()}
+        sess.run(None, feeds); times = []
+        for _ in range(runs):
+            t0 = time.perf_counter(); sess.run(None, feeds); times.append((time.perf_counter() - t0) * 1000)
+        print(float(np.median(times)))
+        """
+
+    /// onnxruntime's median latency (``ortScript``), when `ortPython` is set.
     private func ortLatency(_ model: URL, inputs: URL) throws -> Double? {
         guard let python = options.ortPython else { return nil }
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("scripts/ort_latency.py")
         let p = Process()
         p.executableURL = URL(fileURLWithPath: python)
-        p.arguments = [script.path, model.path, inputs.path, "--runs", String(max(5, options.latencyRuns)), "--threads", String(options.threads)]
+        p.arguments = ["-c", Self.ortScript, model.path, inputs.path, String(max(5, options.latencyRuns)), String(options.threads)]
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
@@ -191,7 +203,7 @@ public struct Sweep {
         let data = out.fileHandleForReading.readDataToEndOfFile()
         let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()
-        guard p.terminationStatus == 0, let j = try JSONSerialization.jsonObject(with: data) as? [String: Any], let ms = j["median_ms"] as? Double else {
+        guard p.terminationStatus == 0, let ms = Double(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) else {
             throw SweepError.ort(model: model.lastPathComponent, message: String(message.suffix(400)))
         }
         return ms
@@ -201,13 +213,6 @@ public struct Sweep {
     static func command(_ model: String, _ pipeline: String, calibration: URL?, output: URL, seed: UInt64) -> String {
         "prunec \(model) --pass '\(pipeline)'" + (calibration.map { " --calib \($0.relativePath)" } ?? "") + " -o \(output.lastPathComponent)"
             + (seed == 0 ? "" : " --seed \(seed)")
-    }
-
-    /// MACs at the shapes of `inputs` (counted on a copy).
-    static func macs(_ model: Model, at inputs: [String: NDArray]) throws -> Int? {
-        let copy = model.copy()
-        ShapeInference(overrides: inputs.mapValues { Shape($0.shape) }).run(on: copy)
-        return CostModel().totalMACs(copy)
     }
 
     /// Output features of every MAC-bearing layer with a constant weight, by node name.
@@ -254,18 +259,14 @@ struct QualityProbe {
     func measure(_ model: Model) throws -> (cosine: Double, relL2: Double, top1: Double?, perplexity: Double?) {
         let interpreter = try Interpreter(model: model, options: Interpreter.Options(threads: threads, profile: false))
         let outputs = try sets.map { try interpreter.run($0) }
-        var dot = [Double](repeating: 0, count: names.count), na = dot, nb = dot, diff = dot
+        var sums = [DriftSums](repeating: DriftSums(), count: names.count)
+        var compared = Set<Int>()
         var agree = 0, rows = 0
         for (ref, out) in zip(reference, outputs) {
             for (k, name) in names.enumerated() {
                 guard let a = ref[name], let b = out[name], a.shape == b.shape, a.dtype.isFloatingPoint else { continue }
-                for i in 0..<a.count {
-                    let x = a.element(at: i), y = b.element(at: i)
-                    dot[k] += x * y
-                    na[k] += x * x
-                    nb[k] += y * y
-                    diff[k] += (x - y) * (x - y)
-                }
+                sums[k].add(a, b)
+                compared.insert(k)
             }
             // A classifier: the first output is [batch, classes].
             if let a = ref[names[0]], let b = out[names[0]], a.shape.count == 2, a.shape[1] > 1, a.shape == b.shape, tokens == nil {
@@ -278,9 +279,10 @@ struct QualityProbe {
                 }
             }
         }
-        let used = names.indices.filter { na[$0] > 0 }
-        let cosine = used.isEmpty ? .nan : used.map { dot[$0] / max((na[$0] * nb[$0]).squareRoot(), 1e-30) }.reduce(0, +) / Double(used.count)
-        let rel = used.map { (diff[$0] / na[$0]).squareRoot() }.max() ?? .nan
+        // Only the floating-point outputs that were compared (integer outputs have no drift).
+        let drift = compared.sorted().map { sums[$0].drift(name: names[$0]) }
+        let cosine = drift.isEmpty ? .nan : drift.map(\.cosine).reduce(0, +) / Double(drift.count)
+        let rel = drift.map(\.relL2).max() ?? .nan
         return (cosine, rel, rows > 0 ? Double(agree) / Double(rows) : nil, perplexity(outputs))
     }
 

@@ -127,6 +127,14 @@ public enum Validation {
         return n % 2 == 1 ? ms[n / 2] : (ms[n / 2 - 1] + ms[n / 2]) / 2
     }
 
+    /// MACs of `model` with its inputs bound to the shapes of `inputs`, counted on a copy so the
+    /// model keeps its symbolic dims (`nil` where the shape rules do not reach).
+    public static func macs(model: Model, at inputs: [String: NDArray]) -> Int? {
+        let copy = model.copy()
+        ShapeInference(overrides: inputs.mapValues { Shape($0.shape) }).run(on: copy)
+        return CostModel().totalMACs(copy)
+    }
+
     /// The arrays of `set` that name an input of `model`.
     private static func feeds(_ set: [String: NDArray], for model: Model) -> [String: NDArray] {
         let names = Set(model.graph.inputs.map(\.name))
@@ -153,7 +161,9 @@ public enum DriftError: Error, CustomStringConvertible, Equatable {
 }
 
 /// Running sums from which the drift of one output is computed, so input sets need not be kept.
-private struct DriftSums {
+/// Running sums of two outputs' differences over calibration sets: what ``Validation/drift``
+/// and the sweep's quality probe reduce to max abs, relative L2 and cosine.
+struct DriftSums {
     var maxAbs = 0.0
     var diffSquares = 0.0
     var referenceSquares = 0.0
