@@ -57,6 +57,16 @@ final class GroupBuilder {
         let base: Int
     }
 
+    /// "Axis `site` has `dim(source, sourceAxis) * times / over` elements", from a computed shape.
+    struct ShapeCheck {
+        let site: Int
+        let node: Node
+        let source: Value
+        let sourceAxis: Int
+        let times: Int
+        let over: Int
+    }
+
     enum Port: Hashable {
         case input(Int)
         case output(Int)
@@ -84,6 +94,9 @@ final class GroupBuilder {
     var regrouped: Set<Int> = []
     /// Contractions that consume a site (the next layer's input channels): gates go there.
     var absorbing: [(site: Int, node: Node)] = []
+    /// Shape elements computed from another tensor's size (``ShapeSource``): valid only if that
+    /// tensor's axis ends up in the same group with matching unit sizes; checked per group.
+    var shapeChecks: [ShapeCheck] = []
     var visited: Set<Visit> = []
     var queue: [Int] = []
 

@@ -91,7 +91,7 @@ extension GroupBuilder {
             for u in sl.units { macs[u] += share }
         }
 
-        var reason = blockReason[r]
+        var reason = blockReason[r] ?? failedShapeCheck(root: r, unitsBySite: unitsBySite)
         let gates = reason == nil ? gateSites(absorbed, members: ss, unitCount: unitCount, unitsBySite: unitsBySite) : []
         if reason == nil {
             if unitCount < 2 {
@@ -115,6 +115,26 @@ extension GroupBuilder {
         let name = first.map { $0.name.isEmpty ? ($0.inputs[1]?.name ?? $0.displayName) : $0.name } ?? sites[r].value.name
         return PruningGroup(id: id, kind: kind, name: name, unitCount: unitCount, slices: slices, gateSites: gates,
                             blockedReason: reason, paramsPerUnit: params, macsPerUnit: macs, maskValues: masks)
+    }
+
+    /// The first computed shape element of the group that would go wrong after pruning: its
+    /// source tensor is not in the group, or a unit's share of the two axes differs from the
+    /// element's factor (`dim(k) * 3` must keep three query heads per kv head).
+    private func failedShapeCheck(root r: Int, unitsBySite: [Int: [Int]]) -> String? {
+        for c in shapeChecks where findSite(c.site) == r {
+            guard let src = siteIndex[.activation(ObjectIdentifier(c.source), c.sourceAxis)], findSite(src) == r,
+                let a = unitsBySite[c.site], let b = unitsBySite[src]
+            else {
+                return "the target shape of \(c.node.displayName) is computed from axis \(c.sourceAxis) of '\(c.source.name)', which is not pruned with it"
+            }
+            var na: [Int: Int] = [:], nb: [Int: Int] = [:]
+            for u in a { na[u, default: 0] += 1 }
+            for u in b { nb[u, default: 0] += 1 }
+            for u in Set(na.keys).union(nb.keys) where (na[u] ?? 0) * c.over != (nb[u] ?? 0) * c.times {
+                return "the target shape of \(c.node.displayName) is computed from '\(c.source.name)' in proportions its units do not keep"
+            }
+        }
+        return nil
     }
 
     /// One gate per layer input that contracts the group's axis, placed on the nearest value
@@ -142,23 +162,30 @@ extension GroupBuilder {
     private func consumerGateSites(_ absorbed: [Int], unitsBySite: [Int: [Int]]) -> [GateSite] {
         var out: [GateSite] = []
         var seen: Set<Int> = []
-        outer: for start in absorbed {
+        for start in absorbed {
+            // The nearest value up the chain that holds each unit once; failing that (a unit
+            // spread over several indices, as the query heads of one kv group), the smallest one.
             var s = start
+            var best = start
             for _ in 0 ..< 8 {
                 let units = unitsBySite[s] ?? []
                 if Set(units).count == units.count {
-                    if seen.insert(s).inserted { out.append(GateSite(value: sites[s].value, axis: sites[s].axis, units: units)) }
-                    continue outer
+                    best = s
+                    break
                 }
+                if sites[s].size < sites[best].size { best = s }
                 guard let p = sites[s].value.producer, p.opType.canonicalDomain.isEmpty,
                     GroupBuilder.reshapeLike.contains(p.opType.name) || p.opType.name == "Transpose"
                         || GroupBuilder.elementwiseUnary.contains(p.opType.name),
                     let x = p.inputs.first ?? nil, let rank = rankOf(x),
                     let up = (0 ..< rank).compactMap({ siteIndex[.activation(ObjectIdentifier(x), $0)] }).first(where: { findSite($0) == findSite(s) })
-                else { return [] }
+                else { break }
                 s = up
             }
-            return []
+            guard sites[best].value.producer != nil else { return [] }
+            if seen.insert(best).inserted {
+                out.append(GateSite(value: sites[best].value, axis: sites[best].axis, units: unitsBySite[best] ?? []))
+            }
         }
         return out
     }

@@ -286,8 +286,24 @@ extension GroupBuilder {
             linkCoarse(fine: t, coarse: s, factor: factor, headSplit: fromOutput)
             outAxis = fromOutput ? sites[s].axis : a
         }
-        if node.opType.name == "Reshape", !ShapeConstants.reshapeTargetIsEditable(node, axis: outAxis, constants: constants) {
-            block(s, "the target shape of \(node.displayName) at axis \(outAxis) is computed and cannot be resized")
+        if node.opType.name == "Reshape" {
+            let outSite = fromOutput ? s : activationSite(out, outAxis)
+            checkTarget(node, element: outAxis, outputSite: outSite, s)
+        }
+    }
+
+    /// Records what a Reshape/Expand target element that names the group's axis needs: nothing
+    /// for `-1` or a stored number (fold rewrites it), a same-group check for a size computed from
+    /// another tensor; anything else closes the group.
+    func checkTarget(_ node: Node, element k: Int, outputSite: Int?, _ s: Int) {
+        switch ShapeConstants.targetElement(node, axis: k, constants: constants) {
+        case .inferred, .stored:
+            return
+        case .follows(let source, let axis, let times, let over):
+            guard let o = outputSite else { return block(s, "unknown size after \(node.displayName)") }
+            shapeChecks.append(ShapeCheck(site: o, node: node, source: source, sourceAxis: axis, times: times, over: over))
+        case .computed:
+            block(s, "the target shape of \(node.displayName) at axis \(k) is computed in a way the analysis cannot follow")
         }
     }
 
@@ -426,19 +442,29 @@ extension GroupBuilder {
         passThrough(node, s, port)
     }
 
+    /// Expand: an axis the shape keeps at 1 (or at the input's own size, stored or computed from
+    /// a tensor of the group, as torch writes repeat_kv) passes; an axis it broadcasts blocks.
     func expandRule(_ node: Node, _ s: Int, _ port: Port) {
         guard let x = node.inputs.first ?? nil, let rx = rankOf(x), let out = node.outputs.first, let r = rankOf(out),
-            node.inputs.count > 1, let shapeValue = node.inputs[1], let shape = constants.ints(of: shapeValue)
-        else { return block(s, "the shape of \(node.displayName) is computed") }
+            node.inputs.count > 1, let shapeValue = node.inputs[1], let length = dim(shapeValue, 0)
+        else { return block(s, "the shape of \(node.displayName) has an unknown length") }
         let a: Int
         switch port {
         case .input: a = sites[s].axis + (r - rx)
         case .output: a = sites[s].axis
         }
-        let k = a - (r - shape.count)
-        guard k < 0 || shape[k] == 1 else { return block(s, "\(node.displayName) names the channel count in its shape") }
         let ax = a - (r - rx)
         guard ax >= 0, let d = dim(x, ax), d != 1 else { return block(s, "\(node.displayName) broadcasts the channels") }
+        let k = a - (r - length)
+        if k >= 0 {
+            switch ShapeConstants.targetElement(node, axis: k, constants: constants) {
+            case .stored(let owner, let input, let index):
+                let e = owner.inputs[input]?.constantValue.flatMap { try? $0.int64s() }.map { Int($0[index]) }
+                guard e == d else { return block(s, "\(node.displayName) names another channel count in its shape") }
+            default:
+                checkTarget(node, element: k, outputSite: activationSite(out, a), s)
+            }
+        }
         link(s, node, input: 0, axis: ax)
         link(s, node, output: 0, axis: a)
     }

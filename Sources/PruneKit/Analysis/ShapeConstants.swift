@@ -4,41 +4,61 @@ import PruneIR
 /// `Concat` of `Shape → Gather` pieces and constants, as the torch exporters write them) and
 /// `Slice` bounds. The analysis asks whether a count can be changed; mask folding changes it.
 enum ShapeConstants {
-    /// Where element `axis` of a Reshape's target comes from.
+    /// Where element `axis` of a Reshape's (or Expand's) target comes from.
     enum TargetElement {
-        /// `-1`: inferred, follows the input by itself.
+        /// A Reshape's `-1` or an Expand's `1`: follows the input by itself.
         case inferred
         /// A number stored in a constant: `owner` reads it as input `input`; `index` is its position.
         case stored(owner: Node, input: Int, index: Int)
-        /// Computed at run time, or copied from the input (`0`).
+        /// Computed at run time as `dim(source, axis) * times / over` (see ``ShapeSource``), or a
+        /// Reshape's `0`, which copies the input's dim: it follows that tensor, nothing to rewrite.
+        case follows(Value, axis: Int, times: Int, over: Int)
+        /// Computed at run time in a way the analysis does not follow.
         case computed
     }
 
-    static func targetElement(_ reshape: Node, axis: Int, constants: KnownIntegers) -> TargetElement {
-        guard reshape.inputs.count > 1, let target = reshape.inputs[1] else { return .computed }
-        if let t = target.constantValue, let v = try? t.int64s(), axis < v.count {
-            return v[axis] == -1 ? .inferred : (v[axis] == 0 ? .computed : .stored(owner: reshape, input: 1, index: axis))
+    static func targetElement(_ node: Node, axis: Int, constants: KnownIntegers) -> TargetElement {
+        guard node.inputs.count > 1, let target = node.inputs[1] else { return .computed }
+        let isReshape = node.opType.name == "Reshape"
+        let allowZero = ((try? node.attribute("allowzero", as: Int.self)) ?? nil) ?? 0
+        func stored(_ e: Int, owner: Node, input: Int, index: Int) -> TargetElement {
+            if isReshape ? e == -1 : e == 1 { return .inferred }
+            if isReshape && e == 0 && allowZero == 0, let x = node.inputs[0] { return .follows(x, axis: axis, times: 1, over: 1) }
+            return .stored(owner: owner, input: input, index: index)
+        }
+        func traced(_ v: Value, _ i: Int) -> TargetElement {
+            switch ShapeSource.trace(v, element: i, constants: constants) {
+            case .number(let e):
+                if isReshape ? e == -1 : e == 1 { return .inferred }
+                if isReshape && e == 0 && allowZero == 0, let x = node.inputs[0] { return .follows(x, axis: axis, times: 1, over: 1) }
+                return .computed
+            case .dim(let src, let a, let t, let o): return .follows(src, axis: a, times: t, over: o)
+            case .unknown: return .computed
+            }
+        }
+        if let t = target.constantValue, let v = try? t.int64s() {
+            guard axis < v.count else { return .computed }
+            return stored(Int(v[axis]), owner: node, input: 1, index: axis)
         }
         if let p = target.producer, p.opType == .concat {
             var offset = 0
             for (i, part) in p.inputs.enumerated() {
                 guard let part, let n = part.type?.shape?.dims.first?.value ?? part.constantValue?.elementCount else { return .computed }
                 if axis < offset + n {
-                    guard let v = constants.ints(of: part) else { return .computed }
-                    let e = v[axis - offset]
-                    if e == -1 { return .inferred }
-                    return part.constantValue != nil && e != 0 ? .stored(owner: p, input: i, index: axis - offset) : .computed
+                    if let c = part.constantValue, let v = try? c.int64s() {
+                        return stored(Int(v[axis - offset]), owner: p, input: i, index: axis - offset)
+                    }
+                    return traced(part, axis - offset)
                 }
                 offset += n
             }
             return .computed
         }
-        if let v = constants.ints(of: target), axis < v.count, v[axis] == -1 { return .inferred }
-        return .computed
+        return traced(target, axis)
     }
 
-    /// Whether the size of output axis `axis` of `reshape` can change (its target names it as `-1`
-    /// or as a stored number).
+    /// Whether the size of output axis `axis` of `reshape` can change (its target names it as `-1`,
+    /// as a stored number, or as the size of a tensor that shrinks with it).
     static func reshapeTargetIsEditable(_ reshape: Node, axis: Int, constants: KnownIntegers) -> Bool {
         if case .computed = targetElement(reshape, axis: axis, constants: constants) { return false }
         return true
@@ -48,7 +68,7 @@ enum ShapeConstants {
     /// names it (shared constants and `Concat`s are copied, so other reshapes keep theirs).
     static func setReshapeTarget(_ reshape: Node, axis: Int, to size: Int, constants: KnownIntegers, in graph: Graph, names: NameScope) throws {
         switch targetElement(reshape, axis: axis, constants: constants) {
-        case .inferred: return
+        case .inferred, .follows: return
         case .computed:
             throw MaskFoldError.shapeNotEditable(reshape.displayName, axis: axis)
         case .stored(let owner, let input, let index):
