@@ -115,6 +115,17 @@ import Testing
             }
             if bad > 0 { throw Mismatch(description: "output \(name): \(bad) of \(got.count) elements differ; first \(first)") }
         }
+        // Shape inference must agree with what ran: the element type always, the shape where it is static.
+        _ = ShapeInference().run(on: model)
+        for (i, got) in outputs.enumerated() {
+            let v = model.graph.outputs[i]
+            if v.type?.elementType != got.dtype {
+                throw Mismatch(description: "shape inference: output \(v.name) is \(String(describing: v.type)), ran as \(got.dtype)\(got.shape)")
+            }
+            if let dims = v.type?.shape?.dims, dims.allSatisfy({ $0.value != nil }), dims.map({ $0.value! }) != got.shape {
+                throw Mismatch(description: "shape inference: output \(v.name) is \(dims), ran as \(got.shape)")
+            }
+        }
         return (worstAbs, worstRel)
     }
 
