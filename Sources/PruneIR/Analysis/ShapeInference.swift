@@ -582,8 +582,66 @@ extension ShapeInference {
             return [Inferred(c.dtype(0), c.shape(0))]
         case "SimplifiedLayerNormalization", "SkipLayerNormalization", "SkipSimplifiedLayerNormalization":
             return inferLayerNorm(c)
+        case "RotaryEmbedding":
+            return [Inferred(c.dtype(0), c.shape(0))]
+        case "EmbedLayerNormalization":
+            // output and embedding_sum [B, S, hidden] in the embeddings' type; mask_index [B] int32.
+            let ids = c.shape(0)?.dims, hidden = c.shape(2)?.dims.last
+            let out = Inferred(c.dtype(2), ids.flatMap { $0.count == 2 ? Shape($0 + [hidden ?? .unknown]) : nil })
+            return [out, Inferred(.int32, ids.map { Shape([$0.first ?? .unknown]) }), out]
+        case "Attention":
+            // output [B, S, v_hidden]: qkv_hidden_sizes[2], else a third of the weights' width.
+            guard let x = c.shape(0)?.dims, x.count == 3 else { return [Inferred(c.dtype(0), nil)] }
+            let width = c.attrInts("qkv_hidden_sizes").map { Dim.known($0[2]) }
+                ?? c.shape(1)?.dims.last?.value.map { Dim.known($0 / 3) } ?? .unknown
+            return [Inferred(c.dtype(0), Shape([x[0], x[1], width])), Inferred(c.dtype(0), nil)]
+        case "MultiHeadAttention":
+            return inferMultiHeadAttention(c)
+        case "GroupQueryAttention":
+            return inferGroupQueryAttention(c)
         default:
             return nil
         }
+    }
+
+    /// `com.microsoft::MultiHeadAttention` with 3-D query [B, S, hq], key [B, L, hq], value [B, L, hv]:
+    /// output [B, S, hv]; present_key/present_value [B, N, P + L, head size].
+    static func inferMultiHeadAttention(_ c: NodeContext) -> [Inferred] {
+        let dt = c.dtype(0)
+        guard let q = c.shape(0)?.dims, q.count == 3, let v = c.shape(2)?.dims, v.count == 3 else {
+            return [Inferred(dt, nil), Inferred(dt, nil), Inferred(dt, nil)]
+        }
+        let n = c.attrInt("num_heads") ?? 0
+        func perHead(_ d: Dim) -> Dim { n > 0 ? d.value.map { .known($0 / n) } ?? .unknown : .unknown }
+        let past = c.shape(6)?.dims
+        let total: Dim = past == nil ? v[1] : (past!.count == 4 ? past![2].value.flatMap { p in v[1].value.map { .known(p + $0) } } ?? .unknown : .unknown)
+        let heads: Dim = n > 0 ? .known(n) : .unknown
+        return [
+            Inferred(dt, Shape([q[0], q[1], v[2]])),
+            Inferred(dt, Shape([q[0], heads, total, perHead(q[2])])),
+            Inferred(dt, Shape([q[0], heads, total, perHead(v[2])])),
+        ]
+    }
+
+    /// `com.microsoft::GroupQueryAttention`: output [B, S, num_heads·D]; present_key/present_value
+    /// [B, kv_num_heads, max(past capacity, total_sequence_length), D]. With key omitted, query is
+    /// packed QKV of width (num_heads + 2·kv_num_heads)·D.
+    static func inferGroupQueryAttention(_ c: NodeContext) -> [Inferred] {
+        let dt = c.dtype(0)
+        let n = c.attrInt("num_heads") ?? 0, kvN = c.attrInt("kv_num_heads") ?? 0
+        guard let q = c.shape(0)?.dims, q.count == 3, n > 0, kvN > 0 else {
+            return [Inferred(dt, nil), Inferred(dt, nil), Inferred(dt, nil)]
+        }
+        let packed = !c.hasInput(1)
+        let headSize = q[2].value.map { $0 / (packed ? n + 2 * kvN : n) }
+        let width: Dim = packed ? headSize.map { .known(n * $0) } ?? .unknown : q[2]
+        var length = Dim.unknown
+        if let total = c.scalarInt(6) {
+            let past = c.shape(3)?.dims
+            let pastCapacity = c.hasInput(3) ? (past?.count == 4 ? past![2].value : nil) : 0
+            if let pastCapacity { length = .known(max(pastCapacity, total)) }
+        }
+        let present = Inferred(dt, Shape([q[0], .known(kvN), length, headSize.map { .known($0) } ?? .unknown]))
+        return [Inferred(dt, Shape([q[0], q[1], width])), present, present]
     }
 }

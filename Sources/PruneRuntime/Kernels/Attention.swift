@@ -15,13 +15,13 @@ func registerAttentionKernels(_ r: inout KernelRegistry) {
     r.register("RotaryEmbedding", since: 23) { info in try RotaryEmbeddingKernel(info: info) }
 }
 
-/// Element types the attention kernels convert to and from float32.
-private func attentionTypeSupported(_ t: DType) -> Bool {
+/// Element types the attention kernels convert to and from float32 (the contrib kernels use it too).
+func attentionTypeSupported(_ t: DType) -> Bool {
     t == .float || t == .float16 || t == .bfloat16 || t == .double
 }
 
 /// The elements of `a` as float32.
-private func attentionFloats(_ a: NDArray) -> [Float] {
+func attentionFloats(_ a: NDArray) -> [Float] {
     let n = a.count
     switch a.dtype {
     case .float:
@@ -57,7 +57,7 @@ private func roundToBFloat16(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
 }
 
 /// A new `dtype` array of `shape` holding `values` (float32) converted.
-private func attentionArray(_ values: UnsafePointer<Float>, _ dtype: DType, _ shape: [Int], _ context: KernelContext) -> NDArray {
+func attentionArray(_ values: UnsafePointer<Float>, _ dtype: DType, _ shape: [Int], _ context: KernelContext) -> NDArray {
     let out = context.allocate(dtype, shape)
     let n = out.count
     switch dtype {

@@ -35,4 +35,9 @@ func registerStandardKernels(_ r: inout KernelRegistry) {
     registerPoolKernels(&r)
     registerResizeKernels(&r)
     registerEinsumKernels(&r)
+    // onnxruntime's contrib ops (com.microsoft domain).
+    registerContribNormalizationKernels(&r)
+    registerContribActivationKernels(&r)
+    registerContribRotaryKernels(&r)
+    registerContribAttentionKernels(&r)
 }
