@@ -177,16 +177,23 @@ def run_lm(a, res):
              "ort_ms": latency(ref, feeds, a.runs), "seconds": 0}]
     print(f"smollm2: perplexity {ppl0:.2f} on {held.size:,} held-out tokens", flush=True)
     k = a.lm_blocks
+    # A share of the query heads, removed as whole kv groups (SmolLM2: 9 query heads read 3 kv
+    # heads per layer), against FFN neurons alone at the same parameter count.
+    share, heads_params, total = prunable_fraction(a.prunec, model, {"heads"})
+    frac = a.lm_heads * share
     pipes = {
         "depth (ppl, one-shot)": [f"depth{{blocks={k},criterion=ppl,holdout=0}}"],
         "depth (ppl, one-shot) + reconstruct": [f"depth{{blocks={k},criterion=ppl,holdout=0,keep-masks=true}}",
                                                 "reconstruct"],
+        f"fluctuation + reconstruct, {a.lm_heads:.0%} of query heads (kv groups)": [
+            f"fluctuation{{params={frac:.5f},kinds=heads}}", "reconstruct"],
+        f"fluctuation + reconstruct, FFN neurons, same params": [f"fluctuation{{params={frac:.5f},kinds=neurons}}", "reconstruct"],
     }
     for name, passes in selected(pipes, a.only).items():
         out = out_path(a.work, "smollm2", name)
         secs = run_pipeline(a.prunec, model, passes + ["fold-masks"], out, calib)
         s = session(out, a.threads)
-        row = {"pipeline": name, "passes": passes, "file": str(out), "blocks": k, "params": params_of(out), "ppl": perplexity(s, held),
+        row = {"pipeline": name, "passes": passes, "file": str(out), "blocks": k if name.startswith("depth") else 0, "params": params_of(out), "ppl": perplexity(s, held),
                "ort_ms": latency(s, feeds, a.runs), "seconds": secs}
         rows.append(row)
         print(f"  {name:40s} params {row['params']:>11,}  ppl {row['ppl']:.2f} ({row['ppl'] / ppl0:.3f}x)  "
@@ -260,6 +267,7 @@ def main() -> int:
                     help="NAME=PASS;PASS... instead of the standard encoder pipelines ({P}: params fraction, {S}: prunable fraction)")
     ap.add_argument("--only", default="", help="comma-separated substrings of pipeline names to run")
     ap.add_argument("--lm-blocks", type=int, default=6, help="residual blocks to remove from the LM (10%% of 60)")
+    ap.add_argument("--lm-heads", type=float, default=0.25, help="share of the LM's query heads to remove (as kv groups)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--json", default=".cache/quality/quality.json")

@@ -334,6 +334,10 @@ enum TypeMerge {
         switch (old, new) {
         case (_, .known): return new
         case (.known, _): return old
+        // An inferred symbol is an input's dim carried exactly; a declared one may be a placeholder
+        // that a converter's shape inference made up (onnx writes `unk__N` for every dim it could
+        // not relate, and fp16 converters keep them), which would hide that two dims are equal.
+        case (.symbol, .symbol): return new
         case (.symbol, _): return old
         case (.unknown, _): return new
         }

@@ -125,6 +125,10 @@ final class GroupBuilder {
     func seed(of node: Node) -> (Value, Int)? {
         guard let out = node.outputs.first, let rank = rankOf(out) else { return nil }
         func constant(_ i: Int) -> Bool { node.inputs.count > i && node.inputs[i]?.constantValue != nil }
+        if node.opType.canonicalDomain == "com.microsoft" {
+            // The fused Attention's packed QKV projection: its output features are the heads'.
+            return node.opType.name == "Attention" && constant(1) && rank == 3 ? (out, 2) : nil
+        }
         guard node.opType.canonicalDomain.isEmpty else { return nil }
         switch node.opType.name {
         case "Conv", "ConvTranspose":

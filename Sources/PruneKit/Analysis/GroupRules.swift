@@ -14,6 +14,19 @@ extension GroupBuilder {
         "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Mean", "Sum", "Where", "PRelu", "Equal", "Less", "Greater",
         "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor", "Mod", "BitShift",
     ]
+    /// onnxruntime's fused element-wise ops: a bias (and skip) added along the last axis.
+    static let contribElementwise: Set<String> = [
+        "com.microsoft.BiasGelu", "com.microsoft.FastGelu", "com.microsoft.BiasAdd", "com.microsoft.Gelu",
+        "com.microsoft.QuickGelu",
+    ]
+    /// Normalizations over the last axis: LayerNorm/RMSNorm and onnxruntime's fused forms (input 1
+    /// of the Skip forms is the residual added first).
+    static let skipNorms: Set<String> = ["com.microsoft.SkipLayerNormalization", "com.microsoft.SkipSimplifiedLayerNormalization"]
+    static let lastAxisNorms: Set<String> = [
+        "LayerNormalization", "RMSNormalization", "SimplifiedLayerNormalization", "com.microsoft.SimplifiedLayerNormalization",
+        "com.microsoft.SkipLayerNormalization", "com.microsoft.SkipSimplifiedLayerNormalization",
+    ]
+    static let rotaryOps: Set<String> = ["RotaryEmbedding", "com.microsoft.RotaryEmbedding"]
     static let reshapeLike: Set<String> = ["Reshape", "Flatten", "Squeeze", "Unsqueeze"]
     static let pools: Set<String> = ["MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool", "GlobalLpPool"]
     static let reductions: Set<String> = [
@@ -27,7 +40,8 @@ extension GroupBuilder {
         // A value that only feeds shape arithmetic does not constrain the channels.
         if op == "Shape" || op == "Size" { return }
         if case .input(let i) = port, i > 0, !["Concat", "Sum", "Mean", "Max", "Min", "Where"].contains(op),
-            !GroupBuilder.elementwiseBroadcast.contains(op), !["MatMul", "Gemm"].contains(op)
+            !GroupBuilder.elementwiseBroadcast.contains(op), !["MatMul", "Gemm"].contains(op),
+            !GroupBuilder.fusedAttentionOps.contains(op), !GroupBuilder.skipNorms.contains(op) || i != 1
         {
             return block(s, "'\(sites[s].value.name)' is input \(i) of \(node.displayName) (\(op))")
         }
@@ -58,12 +72,30 @@ extension GroupBuilder {
             if axis == 1 {
                 for i in 1 ..< node.inputs.count where node.inputs[i] != nil { link(s, node, input: i, axis: 0) }
             }
-        case "LayerNormalization", "RMSNormalization":
+        case _ where GroupBuilder.lastAxisNorms.contains(op):
             guard let rank = rankOf(sites[s].value) else { return block(s, "rank unknown at \(node.displayName)") }
-            var first = (try? node.attribute("axis", as: Int.self)) ?? -1
+            var first = ((try? node.attribute("axis", as: Int.self)) ?? nil) ?? -1
             if first < 0 { first += rank }
             guard axis < first else { return block(s, "\(node.displayName) normalizes over the channels") }
-            if node.outputs.dropFirst().contains(where: \.hasUses) { return block(s, "\(node.displayName) has used statistics outputs") }
+            let skip = GroupBuilder.skipNorms.contains(op)
+            for (k, o) in node.outputs.enumerated().dropFirst() where o.hasUses && !(skip && k == 3) {
+                return block(s, "\(node.displayName) has used statistics outputs")
+            }
+            passThrough(node, s, port)
+            if skip {
+                link(s, node, input: 1, axis: axis)
+                if node.outputs.count > 3 { link(s, node, output: 3, axis: axis) }
+            }
+        case _ where GroupBuilder.contribElementwise.contains(op):
+            broadcastRule(node, s, port)
+        case _ where GroupBuilder.fusedAttentionOps.contains(op):
+            fusedAttentionRule(node, s, port, op: op)
+        case _ where GroupBuilder.rotaryOps.contains(op):
+            // Rotation pairs features inside one head: whole heads pass; the angles are per position.
+            guard case .input(0) = port, node.inputs.count > 0 else {
+                if case .output(0) = port { return passThrough(node, s, port) }
+                return block(s, "'\(sites[s].value.name)' is an angle table of \(node.displayName)")
+            }
             passThrough(node, s, port)
         case "GroupNormalization":
             guard axis == 0 else { return block(s, "\(node.displayName) normalizes groups of channels") }

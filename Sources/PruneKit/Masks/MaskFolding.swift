@@ -61,6 +61,7 @@ public enum MaskFolding {
             }
         }
 
+        rewriteHeadCounts(activationKept, parameterCuts: parameterCuts, graph: graph)
         try cutParameters(parameterCuts, graph: graph, names: names)
         // A depthwise conv (the only grouped conv a group may pass through) keeps one group per channel.
         for (use, axes) in parameterCuts where use.input == 1 && use.node.opType == .conv {
@@ -133,6 +134,15 @@ public enum MaskFolding {
                 guard let out = node.outputs.first, let axes = kept[ObjectIdentifier(out)]?.axes else { continue }
                 for (axis, k) in axes.sorted(by: { $0.key < $1.key }) {
                     try ShapeConstants.setReshapeTarget(node, axis: axis, to: k.count, constants: constants, in: graph, names: names)
+                }
+            case "Expand":
+                // A stored count equal to the input's size (not a broadcast 1) shrinks with it.
+                guard let out = node.outputs.first, let axes = kept[ObjectIdentifier(out)]?.axes, let r = out.type?.shape?.rank,
+                    node.inputs.count > 1, let shape = node.inputs[1], let length = shape.type?.shape?.dims.first?.value
+                        ?? shape.constantValue?.elementCount
+                else { continue }
+                for (axis, k) in axes.sorted(by: { $0.key < $1.key }) where axis - (r - length) >= 0 {
+                    try ShapeConstants.setReshapeTarget(node, axis: axis - (r - length), to: k.count, constants: constants, in: graph, names: names)
                 }
             case "Split":
                 try rewriteSplit(node, kept: kept, graph: graph, opset: opset, names: names)
