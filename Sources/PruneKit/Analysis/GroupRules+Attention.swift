@@ -64,8 +64,9 @@ extension GroupBuilder {
             guard sites[s].axis == headAxis else { return block(s, "\(node.displayName) mixes axis \(sites[s].axis)") }
             let cacheInputs = standard ? [4, 5] : (gqa ? [3, 4] : [6, 7])
             if cacheInputs.contains(where: present) { return block(s, "\(node.displayName) reads a kv cache") }
-            if !standard, present(1) != present(2) || !present(1) {
-                return block(s, "\(node.displayName) takes packed QKV, which the analysis does not split")
+            let packed = !standard && !present(1) && !present(2)
+            if !standard, present(1) != present(2) || (!present(1) && !gqa) {
+                return block(s, "\(node.displayName) takes packed K and V, which the analysis does not split")
             }
             let maskInput = standard ? 3 : (gqa ? -1 : 5)
             if maskInput >= 0, present(maskInput), perHead(node.inputs[maskInput], axis: -3) {
@@ -82,7 +83,17 @@ extension GroupBuilder {
             guard hq > 0, hkv > 0, hq % hkv == 0 else { return block(s, "\(node.displayName) has \(hq) query heads over \(hkv) kv heads") }
             let rep = hq / hkv
             var runs: [HeadRun] = []
-            for (i, n, toUnit) in [(0, hq, rep), (1, hkv, 1), (2, hkv, 1)] {
+            if packed {
+                // GroupQueryAttention with one packed input: [q | k | v] features, head size D.
+                guard let site = activationSite(q, headAxis), sites[site].size % (hq + 2 * hkv) == 0 else {
+                    return block(s, "the packed QKV of \(node.displayName) does not split into \(hq) + 2 × \(hkv) heads")
+                }
+                let d = sites[site].size / (hq + 2 * hkv)
+                runs.append(HeadRun(site: site, offset: 0, heads: hq, width: d, unit: { $0 / rep }))
+                runs.append(HeadRun(site: site, offset: hq * d, heads: hkv, width: d, unit: { $0 }))
+                runs.append(HeadRun(site: site, offset: (hq + hkv) * d, heads: hkv, width: d, unit: { $0 }))
+            }
+            for (i, n, toUnit) in [(0, hq, rep), (1, hkv, 1), (2, hkv, 1)] where !packed {
                 guard let v = node.inputs[i], let site = activationSite(v, headAxis), sites[site].size % n == 0 else {
                     return block(s, "input \(i) of \(node.displayName) does not split into \(n) heads")
                 }
@@ -93,6 +104,7 @@ extension GroupBuilder {
             }
             runs.append(HeadRun(site: out, offset: 0, heads: hq, width: sites[out].size / hq, unit: { $0 / rep }))
             if op == "com.microsoft.MultiHeadAttention", present(3) {
+                guard !packed else { return block(s, "\(node.displayName) takes packed QKV") }
                 guard let bs = operand(node, 3, 0), runs[0...2].map({ sites[$0.site].size }).reduce(0, +) == sites[bs].size else {
                     return block(s, "the bias of \(node.displayName) does not match its Q, K and V")
                 }

@@ -41,7 +41,16 @@ enum ReshapeAxisMap: Equatable {
     }
 
     /// Maps `axis` of a tensor shaped `from` into the tensor shaped `to`.
+    ///
+    /// Dims are matched from the front; when that fails (a leading dim the exporter flattened to
+    /// `-1`, as GPT-2's Conv1D writes `view(-1, n)`), an axis that stays whole is matched from the back.
     static func map(from: [Dim], to: [Dim], axis: Int) -> ReshapeAxisMap? {
+        if let m = mapFromFront(from: from, to: to, axis: axis) { return m }
+        guard case .same(let r)? = mapFromFront(from: from.reversed(), to: to.reversed(), axis: from.count - 1 - axis) else { return nil }
+        return .same(to.count - 1 - r)
+    }
+
+    private static func mapFromFront(from: [Dim], to: [Dim], axis: Int) -> ReshapeAxisMap? {
         guard axis >= 0, axis < from.count, let n = from[axis].value, n > 1,
             let pf = prefixes(from), let pt = prefixes(to)
         else { return nil }

@@ -80,11 +80,26 @@ enum ShapeSource: Equatable {
         case "Slice":
             guard let data = input(0), let starts = input(1).flatMap(constants.ints(of:)), starts.count == 1 else { return .unknown }
             let step = input(4).flatMap(constants.ints(of:))?.first ?? 1
-            guard step > 0, starts[0] >= 0 else { return .unknown }
-            return next(data, starts[0] + index * step)
+            var start = starts[0]
+            if start < 0, let n = count(data) { start = max(0, start + n) }
+            guard step > 0, start >= 0 else { return .unknown }
+            return next(data, start + index * step)
         case "Mul", "Div":
             guard let a = input(0), let b = input(1) else { return .unknown }
-            let x = next(a, count(a) == 1 ? 0 : index), y = next(b, count(b) == 1 ? 0 : index)
+            var x = next(a, count(a) == 1 ? 0 : index), y = next(b, count(b) == 1 ? 0 : index)
+            // dim * dim (GPT-2's merge_heads: heads * head size): a statically known dim is a
+            // number; the other is the one that can change.
+            func staticSize(_ t: ShapeSource) -> Int? {
+                if case .dim(let v, let ax, let t, let o) = t, t == 1, o == 1 { return v.type?.shape?.dims[ax].value }
+                return nil
+            }
+            if case .dim = x, case .dim = y {
+                if let n = staticSize(y), staticSize(x) == nil {
+                    y = .number(n)
+                } else if let n = staticSize(x), staticSize(y) == nil {
+                    x = .number(n)
+                }
+            }
             switch (p.opType.name, x, y) {
             case ("Mul", .number(let m), .dim(let v, let ax, let t, let o)), ("Mul", .dim(let v, let ax, let t, let o), .number(let m)):
                 return .dim(v, axis: ax, times: t * m, over: o)

@@ -31,6 +31,14 @@ extension MaskFolding {
                 let newSizes = (0 ..< 3).map { p in cols.filter { bounds[p] <= $0 && $0 < bounds[p + 1] }.count }
                 node.setAttribute("num_heads", .int(Int64(heads * newSizes[0] / max(sizes[0], 1))))
                 if node[attribute: "qkv_hidden_sizes"] != nil { node.setAttribute("qkv_hidden_sizes", .ints(newSizes.map(Int64.init))) }
+            case ("com.microsoft", "GroupQueryAttention") where node.inputs.count < 2 || node.inputs[1] == nil:
+                // Packed [q | k | v]: count the kept features of each part.
+                guard let q = node.inputs[0], let k = kept[ObjectIdentifier(q)]?.axes[2], let size = q.type?.shape?.dims[2].value,
+                    let h = int(node, "num_heads"), let kv = int(node, "kv_num_heads"), h + 2 * kv > 0
+                else { continue }
+                let d = size / (h + 2 * kv)
+                node.setAttribute("num_heads", .int(Int64(k.filter { $0 < h * d }.count / d)))
+                node.setAttribute("kv_num_heads", .int(Int64(k.filter { h * d <= $0 && $0 < (h + kv) * d }.count / d)))
             case ("com.microsoft", "MultiHeadAttention"), ("com.microsoft", "GroupQueryAttention"):
                 scaled(node, "num_heads", input: 0, axis: 2)
                 scaled(node, "kv_num_heads", input: 1, axis: 2)

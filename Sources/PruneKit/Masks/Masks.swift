@@ -82,6 +82,13 @@ public enum Masks {
             return Tensor(dtype: .double, shape: shape, bytes: values.map(Double.init).withUnsafeBytes { Data($0) })
         case .float16:
             return Tensor(dtype: .float16, shape: shape, bytes: values.map { Float16($0) }.withUnsafeBytes { Data($0) })
+        case .bfloat16:
+            // bfloat16 is the top half of a float32 (round to nearest even).
+            let bits = values.map { v -> UInt16 in
+                let b = v.bitPattern
+                return UInt16(truncatingIfNeeded: (b &+ 0x7FFF &+ ((b >> 16) & 1)) >> 16)
+            }
+            return Tensor(dtype: .bfloat16, shape: shape, bytes: bits.withUnsafeBytes { Data($0) })
         default:
             throw MaskError.notFloatingPoint(value: name, dtype: dtype)
         }

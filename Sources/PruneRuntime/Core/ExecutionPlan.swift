@@ -98,7 +98,9 @@ final class ExecutionPlan {
         var pending: [(index: Int, node: Node, kernel: (any Kernel)?, ins: [Int], outs: [Int])] = []
         for (index, node) in graph.nodes.enumerated() {
             let name = node.name.isEmpty ? "\(node.opType.name)#\(index)" : node.name
-            let opset = opsets[KernelRegistry.normalize(node.opType.domain)] ?? 0
+            // onnxruntime runs contrib ops of a domain the model forgot to import; so do we (newest kernel).
+            let domain = KernelRegistry.normalize(node.opType.domain)
+            let opset = opsets[domain] ?? (domain.isEmpty ? 0 : Int.max)
             var ins: [Int] = []
             for input in node.inputs {
                 guard let v = input else { ins.append(-1); continue }
