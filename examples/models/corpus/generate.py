@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate prunec's corpus of transformer variants that users actually export.
 
-Small models (hidden 64, 2 layers, vocab 1000) with random, seeded weights, built from
+Small models (hidden 64, 2 layers, vocab 256) with random, seeded weights, built from
 transformers configurations (nothing is downloaded), plus derived files:
 
   * exports: legacy (TorchScript) opset 17 -> <name>.onnx, dynamo opset 18 -> <name>.dynamo.onnx
@@ -42,12 +42,25 @@ from torch import nn
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE.parent
-sys.path.insert(0, str(EXAMPLES))
-import generate as base  # noqa: E402  (examples/models/generate.py)
+
+def _load_examples_generator():
+    """examples/models/generate.py, imported under its own name (this file is also called generate.py)."""
+    import importlib.util
+
+    if "prunec_examples_generate" in sys.modules:
+        return sys.modules["prunec_examples_generate"]
+    spec = importlib.util.spec_from_file_location("prunec_examples_generate", EXAMPLES / "generate.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+base = _load_examples_generator()
 
 SEED = base.SEED
 N_SETS = base.N_SETS
-VOCAB = 1000
+VOCAB = 256  # smaller than the examples' 1000: the embedding and LM head dominate the file sizes
 SEQ = 16
 SEQ_ALT = 9  # the second sequence length run where the sequence dim is dynamic
 MAX_MODEL_BYTES = 3 * 1024 * 1024
@@ -81,6 +94,18 @@ class EncoderWrapper(nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True).last_hidden_state
 
 
+def _randomize_norms(model: nn.Module, center: float = 1.0) -> nn.Module:
+    """transformers initializes norm weights to ones (biases to zero): every norm would share one
+    constant, and the dynamo exporter's optimizer deduplicates equal initializers. Make them distinct."""
+    with torch.no_grad():
+        for m in model.modules():
+            if "Norm" in type(m).__name__ and isinstance(getattr(m, "weight", None), torch.Tensor):
+                m.weight.normal_(center, 0.1)
+                if isinstance(getattr(m, "bias", None), torch.Tensor):
+                    m.bias.normal_(0.0, 0.1)
+    return model
+
+
 def _eager(config, impl="eager"):
     config._attn_implementation = impl
     return config
@@ -92,7 +117,7 @@ GEMMA = dict(hidden=64, heads=4, kv_heads=1, head_dim=32, intermediate=128, laye
 MPNET = dict(hidden=64, heads=4, kv_heads=4, head_dim=16, intermediate=128, layers=2)
 DEBERTA = dict(hidden=64, heads=4, kv_heads=4, head_dim=16, intermediate=128, layers=2)
 GPT2 = dict(hidden=64, heads=4, kv_heads=4, head_dim=16, intermediate=256, layers=2)
-BERT = dict(hidden=64, heads=4, kv_heads=4, head_dim=16, intermediate=128, layers=2)
+BERT = dict(hidden=64, heads=4, kv_heads=4, head_dim=16, intermediate=128, layers=2, vocab=1000)
 OPSET23 = dict(hidden=64, heads=4, kv_heads=2, head_dim=16, intermediate=128, layers=2)
 
 
@@ -120,7 +145,7 @@ def _llama_config(a, **kw):
 def build_llama_gqa(impl="eager") -> nn.Module:
     from transformers import LlamaForCausalLM
 
-    return CausalLMWrapper(LlamaForCausalLM(_eager(_llama_config(LLAMA_GQA), impl)))
+    return CausalLMWrapper(_randomize_norms(LlamaForCausalLM(_eager(_llama_config(LLAMA_GQA), impl))))
 
 
 def build_qwen2() -> nn.Module:
@@ -141,7 +166,7 @@ def build_qwen2() -> nn.Module:
         use_sliding_window=False,
         attention_dropout=0.0,
     )
-    model = Qwen2ForCausalLM(_eager(config))
+    model = _randomize_norms(Qwen2ForCausalLM(_eager(config)))
     with torch.no_grad():  # transformers initializes biases to zero; make them visible
         for layer in model.model.layers:
             for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
@@ -167,12 +192,8 @@ def build_gemma() -> nn.Module:
         use_cache=False,
         attention_dropout=0.0,
     )
-    model = GemmaForCausalLM(_eager(config))
-    with torch.no_grad():  # Gemma's RMSNorm scales by (1 + w) and initializes w to zero
-        for m in model.modules():
-            if type(m).__name__.endswith("RMSNorm"):
-                m.weight.normal_(0.0, 0.1)
-    return CausalLMWrapper(model)
+    # Gemma's RMSNorm scales by (1 + w) and initializes w to zero
+    return CausalLMWrapper(_randomize_norms(GemmaForCausalLM(_eager(config)), center=0.0))
 
 
 def build_mpnet() -> nn.Module:
@@ -190,7 +211,7 @@ def build_mpnet() -> nn.Module:
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
     )
-    return EncoderWrapper(MPNetModel(_eager(config), add_pooling_layer=False))
+    return EncoderWrapper(_randomize_norms(MPNetModel(_eager(config), add_pooling_layer=False)))
 
 
 def build_deberta() -> nn.Module:
@@ -215,7 +236,7 @@ def build_deberta() -> nn.Module:
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
     )
-    return EncoderWrapper(DebertaV2Model(_eager(config)))
+    return EncoderWrapper(_randomize_norms(DebertaV2Model(_eager(config))))
 
 
 def build_gpt2() -> nn.Module:
@@ -236,7 +257,7 @@ def build_gpt2() -> nn.Module:
         attn_pdrop=0.0,
         use_cache=False,
     )
-    return CausalLMWrapper(GPT2LMHeadModel(_eager(config)))
+    return CausalLMWrapper(_randomize_norms(GPT2LMHeadModel(_eager(config))))
 
 
 # --------------------------------------------------------------------------------------
@@ -245,7 +266,14 @@ def build_gpt2() -> nn.Module:
 
 
 def calib_tokens(rng, i):
-    return base._token_batch(rng, i, with_mask=True)
+    """Like the examples' token batches (trailing padding in some sets), with this corpus's vocabulary."""
+    ids = rng.integers(0, VOCAB, size=(1, SEQ), dtype=np.int64)
+    mask = np.ones((1, SEQ), dtype=np.int64)
+    pad = [0, 0, 2, 4, 0, 3, 1, 5][i % 8]
+    if pad:
+        mask[:, SEQ - pad :] = 0
+        ids[:, SEQ - pad :] = 0
+    return {"input_ids": ids, "attention_mask": mask}
 
 
 def _token_dynamic_shapes():
@@ -284,7 +312,7 @@ SOURCES = [
     Source(
         "llama-gqa",
         "transformers LlamaForCausalLM: hidden 64, 2 layers, 8 query heads / 2 KV heads (GQA, 4 query "
-        "heads per KV head), head_dim 8, SwiGLU FFN 128, RMSNorm, RoPE, vocab 1000, eager attention, "
+        "heads per KV head), head_dim 8, SwiGLU FFN 128, RMSNorm, RoPE, vocab 256, eager attention, "
         "no KV cache -> logits",
         "GQA: repeat_kv (Unsqueeze/Expand/Reshape of K and V from 2 to 8 heads) before the score MatMul; "
         "RoPE rotate_half (Slice/Neg/Concat) on q and k",
@@ -295,7 +323,7 @@ SOURCES = [
     Source(
         "qwen2",
         "transformers Qwen2ForCausalLM: hidden 64, 2 layers, 4 query heads / 2 KV heads (GQA), head_dim 16, "
-        "q/k/v projections with (non-zero) biases, o_proj without, SwiGLU FFN 128, RMSNorm, RoPE, vocab 1000",
+        "q/k/v projections with (non-zero) biases, o_proj without, SwiGLU FFN 128, RMSNorm, RoPE, vocab 256",
         "GQA + biased q/k/v projections (MatMul+Add per projection; pruning a KV head must slice the bias too)",
         QWEN2,
         build_qwen2,
@@ -305,7 +333,7 @@ SOURCES = [
         "gemma",
         "transformers GemmaForCausalLM: hidden 64, 2 layers, 4 query heads / 1 KV head (MQA), head_dim 32 "
         "(heads*head_dim = 128 != hidden 64), GeGLU (tanh GELU) FFN 128, RMSNorm with (1 + w), embeddings "
-        "scaled by sqrt(hidden), tied LM head, RoPE, vocab 1000",
+        "scaled by sqrt(hidden), tied LM head, RoPE, vocab 256",
         "MQA (1 KV head shared by all query heads) and head_dim != hidden/heads (q_proj 64->128, o_proj 128->64); "
         "tied embedding/LM head",
         GEMMA,
@@ -314,7 +342,7 @@ SOURCES = [
     ),
     Source(
         "mpnet",
-        "transformers MPNetModel encoder: hidden 64, 2 layers, 4 heads, FFN 128, vocab 1000, 32 relative "
+        "transformers MPNetModel encoder: hidden 64, 2 layers, 4 heads, FFN 128, vocab 256, 32 relative "
         "position buckets, no pooler",
         "relative position bias: a bucketed [heads, seq, seq] bias (Embedding lookup, computed once) added to "
         "every layer's attention scores before Softmax; pruning heads must slice the bias table's head axis",
@@ -324,7 +352,7 @@ SOURCES = [
     ),
     Source(
         "deberta",
-        "transformers DebertaV2Model encoder: hidden 64, 2 layers, 4 heads, FFN 128, vocab 1000, disentangled "
+        "transformers DebertaV2Model encoder: hidden 64, 2 layers, 4 heads, FFN 128, vocab 256, disentangled "
         "attention (c2p + p2c), shared attention keys, 32 position buckets, no absolute positions",
         "disentangled relative attention: relative position embeddings projected by the layer's own query/key "
         "projections, c2p/p2c scores gathered (GatherElements) and added to the content scores",
@@ -335,7 +363,7 @@ SOURCES = [
     Source(
         "gpt2",
         "transformers GPT2LMHeadModel: hidden 64, 2 layers, 4 heads, FFN 256, learned positions, Conv1D "
-        "(fused c_attn: one 64->192 projection split into q/k/v), tied LM head, vocab 1000",
+        "(fused c_attn: one 64->192 projection split into q/k/v), tied LM head, vocab 256",
         "fused QKV projection (one MatMul then Split into q/k/v); the source of gpt2.ort-gpt2.onnx",
         GPT2,
         build_gpt2,
@@ -415,7 +443,9 @@ def convert_float_to_bfloat16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, 
     # Modes: "bf16", "fp32" (computes in float, casts around it), "free" (Cast/Constant: decided below).
     mode = []
     for n in g.node:
-        if n.domain not in ("", "ai.onnx"):
+        if not any(is_float(x) for x in list(n.input) + list(n.output)):
+            mode.append("none")  # no float tensors (shape arithmetic, integer ops)
+        elif n.domain not in ("", "ai.onnx"):
             mode.append("fp32")
         elif n.op_type in ("Cast", "Constant"):
             mode.append("free")
@@ -423,11 +453,14 @@ def convert_float_to_bfloat16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, 
             mode.append("bf16" if bf16_capable(n) else "fp32")
     stats = collections.Counter()
     for idx, n in enumerate(g.node):
+        if mode[idx] == "fp32":
+            stats[f"fp32 (no bf16 at opset {opset[n.domain]}): {n.op_type}"] += 1
+        if mode[idx] == "bf16":
+            stats["bf16 nodes"] += 1
         if mode[idx] != "free":
-            stats[mode[idx]] += 1
             continue
         out = n.output[0]
-        users = [mode[c] for c in consumers[out] if mode[c] != "free"]
+        users = [mode[c] for c in consumers[out] if mode[c] not in ("free", "none")]
         if is_float(out) and users and all(u == "bf16" for u in users) and out not in graph_outputs:
             mode[idx] = "bf16"
             if n.op_type == "Cast":
@@ -511,7 +544,7 @@ def build_opset23_decoder() -> tuple[onnx.ModelProto, nn.Module]:
 
     a = OPSET23
     seed_all()
-    torch_model = CausalLMWrapper(LlamaForCausalLM(_eager(_llama_config(a)))).eval()
+    torch_model = CausalLMWrapper(_randomize_norms(LlamaForCausalLM(_eager(_llama_config(a))))).eval()
     m = torch_model.model
     H, Hq, Hkv, D, F = a["hidden"], a["heads"], a["kv_heads"], a["head_dim"], a["intermediate"]
     eps = m.config.rms_norm_eps
@@ -611,6 +644,103 @@ def build_opset23_decoder() -> tuple[onnx.ModelProto, nn.Module]:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)], producer_name="prunec-corpus")
     model.ir_version = 11
     model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    return model, torch_model
+
+
+def build_contrib_decoder() -> tuple[onnx.ModelProto, nn.Module]:
+    """The same decoder in the layout onnxruntime-genai's model builder emits for Llama-family models:
+    SimplifiedLayerNormalization / com.microsoft SkipSimplifiedLayerNormalization, one packed QKV MatMul,
+    com.microsoft GroupQueryAttention (do_rotary=1: RoPE inside the op, seqlens_k from the mask), no KV cache
+    inputs. Weights from the same seeded transformers Llama as decoder-opset23."""
+    from transformers import LlamaForCausalLM
+
+    a = OPSET23
+    seed_all()
+    torch_model = CausalLMWrapper(_randomize_norms(LlamaForCausalLM(_eager(_llama_config(a))))).eval()
+    m = torch_model.model
+    Hq, Hkv, D = a["heads"], a["kv_heads"], a["head_dim"]
+    eps = m.config.rms_norm_eps
+    inits: list[TensorProto] = []
+
+    def w(name, t) -> str:
+        arr = t.detach().numpy() if isinstance(t, torch.Tensor) else t
+        inits.append(numpy_helper.from_array(np.asarray(arr), name))
+        return name
+
+    rope = m.model.rotary_emb
+    inv_freq = rope.inv_freq.detach().double().numpy()
+    freqs = np.outer(np.arange(m.config.max_position_embeddings, dtype=np.float64), inv_freq)
+    freqs *= float(getattr(rope, "attention_scaling", 1.0))
+    w("cos_cache", np.cos(freqs).astype(np.float32))
+    w("sin_cache", np.sin(freqs).astype(np.float32))
+    w("one_i64", np.array([1], np.int64))
+    w("one_i32", np.array(1, np.int32))
+    w("embed.weight", m.model.embed_tokens.weight)
+    nodes = [
+        helper.make_node("Gather", ["embed.weight", "input_ids"], ["h0"], name="embed"),
+        helper.make_node("ReduceSum", ["attention_mask", "one_i64"], ["mask_sum"], name="seqlens/sum", keepdims=0),
+        helper.make_node("Cast", ["mask_sum"], ["mask_sum_i32"], name="seqlens/cast", to=TensorProto.INT32),
+        helper.make_node("Sub", ["mask_sum_i32", "one_i32"], ["seqlens_k"], name="seqlens/sub"),
+        helper.make_node("Shape", ["attention_mask"], ["total_len_1d"], name="total/shape", start=1, end=2),
+        helper.make_node("Squeeze", ["total_len_1d"], ["total_len_i64"], name="total/squeeze"),
+        helper.make_node("Cast", ["total_len_i64"], ["total_sequence_length"], name="total/cast",
+                         to=TensorProto.INT32),
+    ]
+    layers = list(m.model.layers)
+    w("layers.0.input_layernorm.weight", layers[0].input_layernorm.weight)
+    nodes.append(helper.make_node("SimplifiedLayerNormalization", ["h0", "layers.0.input_layernorm.weight"],
+                                  ["layers.0.ln1"], name="layers.0/ln1", axis=-1, epsilon=eps, stash_type=1))
+    residual = "h0"
+    for li, layer in enumerate(layers):
+        p = f"layers.{li}"
+        att = layer.self_attn
+        qkv = torch.cat([att.q_proj.weight, att.k_proj.weight, att.v_proj.weight], 0).T
+        w(f"{p}.qkv_proj", qkv)
+        w(f"{p}.o_proj", att.o_proj.weight.T)
+        w(f"{p}.post_attention_layernorm.weight", layer.post_attention_layernorm.weight)
+        w(f"{p}.gate_proj", layer.mlp.gate_proj.weight.T)
+        w(f"{p}.up_proj", layer.mlp.up_proj.weight.T)
+        w(f"{p}.down_proj", layer.mlp.down_proj.weight.T)
+        ms = "com.microsoft"
+        nodes += [
+            helper.make_node("MatMul", [f"{p}.ln1", f"{p}.qkv_proj"], [f"{p}.qkv"], name=f"{p}/qkv"),
+            helper.make_node("GroupQueryAttention",
+                             [f"{p}.qkv", "", "", "", "", "seqlens_k", "total_sequence_length", "cos_cache",
+                              "sin_cache"],
+                             [f"{p}.attn", f"{p}.present_key", f"{p}.present_value"], name=f"{p}/gqa", domain=ms,
+                             num_heads=Hq, kv_num_heads=Hkv, do_rotary=1, rotary_interleaved=0,
+                             scale=float(D) ** -0.5),
+            helper.make_node("MatMul", [f"{p}.attn", f"{p}.o_proj"], [f"{p}.attn_out"], name=f"{p}/o_proj"),
+            helper.make_node("SkipSimplifiedLayerNormalization",
+                             [f"{p}.attn_out", residual, f"{p}.post_attention_layernorm.weight"],
+                             [f"{p}.ln2", "", "", f"{p}.h_mid"], name=f"{p}/ln2", domain=ms, epsilon=eps),
+            helper.make_node("MatMul", [f"{p}.ln2", f"{p}.gate_proj"], [f"{p}.gate"], name=f"{p}/gate"),
+            helper.make_node("Sigmoid", [f"{p}.gate"], [f"{p}.gate_sig"], name=f"{p}/gate_sig"),
+            helper.make_node("Mul", [f"{p}.gate", f"{p}.gate_sig"], [f"{p}.gate_silu"], name=f"{p}/silu"),
+            helper.make_node("MatMul", [f"{p}.ln2", f"{p}.up_proj"], [f"{p}.up"], name=f"{p}/up"),
+            helper.make_node("Mul", [f"{p}.gate_silu", f"{p}.up"], [f"{p}.act"], name=f"{p}/act"),
+            helper.make_node("MatMul", [f"{p}.act", f"{p}.down_proj"], [f"{p}.mlp_out"], name=f"{p}/down"),
+        ]
+        nxt = f"layers.{li + 1}" if li + 1 < len(layers) else "final"
+        norm_w = layers[li + 1].input_layernorm.weight if li + 1 < len(layers) else m.model.norm.weight
+        w(f"{nxt}.norm.weight", norm_w)
+        nodes.append(helper.make_node(
+            "SkipSimplifiedLayerNormalization", [f"{p}.mlp_out", f"{p}.h_mid", f"{nxt}.norm.weight"],
+            [f"{nxt}.ln1" if nxt != "final" else "h_final", "", "", f"{p}.h_out"], name=f"{nxt}/ln1", domain=ms,
+            epsilon=eps))
+        residual = f"{p}.h_out"
+    w("lm_head", m.lm_head.weight.T)
+    nodes.append(helper.make_node("MatMul", ["h_final", "lm_head"], ["logits"], name="lm_head"))
+    graph = helper.make_graph(
+        nodes, "decoder-ort-contrib",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"]),
+         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "sequence"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "sequence", VOCAB])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)],
+                              producer_name="prunec-corpus")
+    model.ir_version = 10
     return model, torch_model
 
 
@@ -728,7 +858,7 @@ def entry_for(path: Path, name: str, family: str, variant: str, exporter: str, s
         "variant": variant,
         "description": source["description"],
         "pattern": source["pattern"],
-        "arch": {**source["arch"], "vocab": VOCAB},
+        "arch": {"vocab": VOCAB, **source["arch"]},
         "dtype": variant if variant in ("fp16", "bf16") else "fp32",
         "initializer_dtypes": dict(sorted(elem_types.items())),
         "exporter": exporter,
@@ -899,7 +1029,7 @@ def derive_bf16(c: Corpus, src_path: Path, name: str, family: str, info: dict):
 
 
 def derive_ort_optimized(c: Corpus, src_path: Path, family: str, info: dict, model_type: str, arch: dict,
-                         use_gpu: bool = False, keep_unfused: bool = False):
+                         expect: tuple = (), use_gpu: bool = False, keep_unfused: bool = False):
     from onnxruntime.transformers.optimizer import optimize_model
 
     name = f"{family}.ort-{model_type}"
@@ -918,6 +1048,8 @@ def derive_ort_optimized(c: Corpus, src_path: Path, family: str, info: dict, mod
     after = base.op_histogram(model)
     fused = {k: v for k, v in stats.items() if v}
     c.log(f"  optimize_model({model_type}) fused: {fused}")
+    missing = [op for op in expect if not stats.get(op)]
+    notes = [f"not fused by optimize_model(model_type={model_type!r}): {', '.join(missing)}"] if missing else None
     if after == before and not keep_unfused:
         c.failures.append({"model": name, "step": f"optimize_model(model_type={model_type!r})",
                            "error": "nothing fused (op histogram unchanged); file not written",
@@ -928,7 +1060,7 @@ def derive_ort_optimized(c: Corpus, src_path: Path, family: str, info: dict, mod
     info = dict(info, pattern=f"onnxruntime transformer-optimizer output (model_type={model_type}) of "
                 f"{src_path.name}: com.microsoft fused ops; " + info["pattern"])
     return c.add(model, f"{name}.onnx", name, family, "fp32", "onnxruntime transformer optimizer", info,
-                 ref=c.fp32_out.get(src_path.name),
+                 ref=c.fp32_out.get(src_path.name), notes=notes,
                  extra={"source": src_path.name, "reference": "fp32 ORT output of the source",
                         "optimizer": {"model_type": model_type, "num_heads": arch["heads"],
                                       "hidden_size": arch["hidden"], "use_gpu": use_gpu,
@@ -956,14 +1088,15 @@ def bert_corpus(c: Corpus):
     c.fp32_out[src.name] = res["_outputs0"]
     derive_fp16(c, src, "bert.fp16", "bert", info)
     derive_bf16(c, src, "bert.bf16", "bert", info)
-    derive_ort_optimized(c, src, "bert", info, "bert", BERT)
+    derive_ort_optimized(c, src, "bert", info, "bert", BERT,
+                         ("Attention", "SkipLayerNormalization", "BiasGelu", "EmbedLayerNormalization"))
 
 
 def opset23_corpus(c: Corpus):
     name = "decoder-opset23"
     info = {
         "description": "hand-built (onnx.helper) 2-layer Llama-style decoder at opset 23: hidden 64, 4 query heads / "
-                       "2 KV heads (GQA), head_dim 16, SwiGLU FFN 128, vocab 1000; weights from a seeded "
+                       "2 KV heads (GQA), head_dim 16, SwiGLU FFN 128, vocab 256; weights from a seeded "
                        "transformers LlamaForCausalLM with the same configuration (checked against it)",
         "pattern": "standard opset-23 ops: Attention (q_num_heads=4, kv_num_heads=2, is_causal=1, bool padding "
                    "mask; GQA inside the op), RMSNormalization, RotaryEmbedding (3D input, num_heads attribute, "
@@ -982,6 +1115,76 @@ def opset23_corpus(c: Corpus):
         return
     c.add(model, f"{name}.onnx", name, name, "fp32", "onnx.helper", info, ref=[ref.numpy()],
           extra={"reference": "transformers LlamaForCausalLM (eager) with the same weights"})
+
+
+def probe_ort_bf16_kernels() -> dict[str, bool]:
+    """Which single ops onnxruntime's CPU provider runs on bfloat16 tensors: opset-17 models
+    float input -> Cast(bf16) -> op -> Cast(float) (numpy cannot feed bfloat16 through the Python API)."""
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    cases = {
+        "Cast": ("Identity", ["xb"], {}),
+        "Add": ("Add", ["xb", "xb"], {}), "Sub": ("Sub", ["xb", "xb"], {}), "Mul": ("Mul", ["xb", "xb"], {}),
+        "Div": ("Div", ["xb", "xb"], {}), "MatMul": ("MatMul", ["xb", "xtb"], {}),
+        "Softmax": ("Softmax", ["xb"], {}), "Where": ("Where", ["cond", "xb", "xb"], {}),
+        "Gather": ("Gather", ["xb", "idx"], {}), "LayerNormalization": ("LayerNormalization", ["xb", "w4b"], {"axis": -1}),
+        "Sqrt": ("Sqrt", ["xb"], {}), "Pow": ("Pow", ["xb", "xb"], {}), "ReduceMean": ("ReduceMean", ["xb"], {}),
+        "Erf": ("Erf", ["xb"], {}), "Tanh": ("Tanh", ["xb"], {}), "Sigmoid": ("Sigmoid", ["xb"], {}),
+        "Transpose": ("Transpose", ["xb"], {}), "Reshape": ("Reshape", ["xb", "shape"], {}),
+        "Concat": ("Concat", ["xb", "xb"], {"axis": 0}),
+    }
+    inits = [
+        numpy_helper.from_array(x.T.copy(), "xt"), numpy_helper.from_array(np.ones(4, np.float32), "w4"),
+        numpy_helper.from_array(np.array([[True, False, True, False]] * 2), "cond"),
+        numpy_helper.from_array(np.array([1], np.int64), "idx"), numpy_helper.from_array(np.array([4, 2], np.int64), "shape"),
+    ]
+    out = {}
+    for label, (op, ins, attrs) in cases.items():
+        nodes = [helper.make_node("Cast", ["x"], ["xb"], to=BF16), helper.make_node("Cast", ["xt"], ["xtb"], to=BF16),
+                 helper.make_node("Cast", ["w4"], ["w4b"], to=BF16), helper.make_node(op, ins, ["yb"], **attrs),
+                 helper.make_node("Cast", ["yb"], ["y"], to=FLOAT)]
+        graph = helper.make_graph(nodes, "probe", [helper.make_tensor_value_info("x", FLOAT, [2, 4])],
+                                  [helper.make_tensor_value_info("y", FLOAT, None)], initializer=inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        try:
+            so = ort.SessionOptions()
+            so.log_severity_level = 4
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+            sess.run(None, {"x": x})
+            out[label] = True
+        except Exception:
+            out[label] = False
+    return out
+
+
+def contrib_corpus(c: Corpus):
+    name = "decoder-ort-contrib"
+    info = {
+        "description": "hand-built (onnx.helper) 2-layer Llama-style decoder in onnxruntime-genai's layout: hidden 64, "
+                       "4 query heads / 2 KV heads, head_dim 16, SwiGLU FFN 128, vocab " + str(VOCAB) + "; weights from "
+                       "the same seeded LlamaForCausalLM as decoder-opset23 (checked against it)",
+        "pattern": "com.microsoft GroupQueryAttention (packed QKV input: one MatMul 64 -> (4+2+2)*16, do_rotary=1 "
+                   "with cos/sin caches, seqlens_k/total_sequence_length from the mask), SimplifiedLayerNormalization "
+                   "(ai.onnx domain, registered by onnxruntime only), com.microsoft SkipSimplifiedLayerNormalization "
+                   "chaining the residual stream",
+        "arch": OPSET23,
+    }
+    c.write_calib(name, c.sets.get("decoder-opset23") or base.calibration_sets(
+        base.Spec(name, "", None, calib_tokens, [], [])))
+    try:
+        model, torch_model = build_contrib_decoder()
+        sets = c.sets[name]
+        with torch.no_grad():
+            ref = torch_model(*(torch.from_numpy(sets[0][k]) for k in ("input_ids", "attention_mask")))
+        model = stamp(model, name, "onnx.helper (hand-built)")
+    except Exception as e:
+        c.fail(name, "build", e)
+        return
+    c.add(model, f"{name}.onnx", name, name, "fp32", "onnx.helper", info, ref=[ref.numpy()], checker_may_fail=True,
+          extra={"reference": "transformers LlamaForCausalLM (eager) with the same weights, set 0 (no padding)",
+                 "padding_note": "GroupQueryAttention takes key lengths (seqlens_k) from the mask: trailing padding "
+                                 "masks keys; outputs at padded query positions are not meaningful"})
 
 
 def opset23_dynamo(c: Corpus):
@@ -1014,7 +1217,10 @@ def opset23_dynamo(c: Corpus):
           notes=notes)
 
 
-STEPS = ["llama-gqa", "qwen2", "gemma", "mpnet", "deberta", "gpt2", "bert", "decoder-opset23"]
+DECODER_FUSIONS = ("MultiHeadAttention", "GroupQueryAttention", "Attention", "RotaryEmbedding",
+                   "SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization")
+
+STEPS = ["llama-gqa", "qwen2", "gemma", "mpnet", "deberta", "gpt2", "bert", "decoder-opset23", "decoder-ort-contrib"]
 
 
 def main(argv=None) -> int:
@@ -1040,16 +1246,24 @@ def main(argv=None) -> int:
                 derive_fp16(c, legacy, "llama-gqa.fp16", "llama-gqa", source_info(s))
                 derive_bf16(c, legacy, "llama-gqa.bf16", "llama-gqa", source_info(s))
                 for mt in ("qwen3", "gpt2"):
-                    derive_ort_optimized(c, legacy, "llama-gqa", source_info(s), mt, s.arch)
+                    derive_ort_optimized(c, legacy, "llama-gqa", source_info(s), mt, s.arch, DECODER_FUSIONS)
                 opset23_dynamo(c)
             if step == "gpt2" and legacy.exists():
-                derive_ort_optimized(c, legacy, "gpt2", source_info(s), "gpt2", s.arch)
+                derive_ort_optimized(c, legacy, "gpt2", source_info(s), "gpt2", s.arch,
+                                     ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "FastGelu"))
         elif step == "bert":
             bert_corpus(c)
         elif step == "decoder-opset23":
             opset23_corpus(c)
+        elif step == "decoder-ort-contrib":
+            contrib_corpus(c)
 
     if not opts.only:
+        written = {e["file"] for e in c.models} | {e["file"] for e in c.calibration}
+        for stale in sorted(list(c.out.glob("*.onnx")) + list(c.out.glob("*.npz"))):
+            if stale.name not in written:
+                c.log(f"removing stale {stale.name}")
+                stale.unlink()
         manifest = {
             "generator": GENERATOR,
             "seed": SEED,
@@ -1066,6 +1280,7 @@ def main(argv=None) -> int:
                       "onnxruntime (CPUExecutionProvider) ran all calibration sets (+ sequence length "
                       f"{SEQ_ALT} where the sequence dim is dynamic); max_abs_diff_vs_reference compares set 0 with "
                       "torch (exports) or with the fp32 source's ORT output (derived files)",
+            "ort_cpu_bf16_kernels": probe_ort_bf16_kernels(),
             "models": c.models,
             "calibration": c.calibration,
             "failures": c.failures,
