@@ -875,6 +875,9 @@ def entry_for(path: Path, name: str, family: str, variant: str, exporter: str, s
         "dynamic_dims": dynamic_dims(model),
         "ops": ops,
         "contrib_ops": {k: v for k, v in ops.items() if "::" in k},
+        # ops in the default domain that the ONNX standard does not define (onnxruntime registers them there)
+        "nonstandard_default_domain_ops": sorted({n.op_type for n in model.graph.node if n.domain in ("", "ai.onnx")
+                                                  and not onnx.defs.has(n.op_type, "")}),
         "calibration": calib,
         **{k: v for k, v in res.items() if not k.startswith("_")},
     }
