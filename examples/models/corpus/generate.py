@@ -290,7 +290,6 @@ class Source:
     arch: dict
     build: Callable[[], nn.Module]
     output_names: list[str]
-    out_rank: int = 3
     exporters: tuple = ("legacy", "dynamo")
     notes: list[str] = field(default_factory=list)
 
