@@ -114,6 +114,8 @@ def _eager(config, impl="eager"):
 LLAMA_GQA = dict(hidden=64, heads=8, kv_heads=2, head_dim=8, intermediate=128, layers=2)
 QWEN2 = dict(hidden=64, heads=4, kv_heads=2, head_dim=16, intermediate=128, layers=2)
 GEMMA = dict(hidden=64, heads=4, kv_heads=1, head_dim=32, intermediate=128, layers=2)
+GEMMA2 = dict(hidden=64, heads=4, kv_heads=2, head_dim=32, intermediate=128, layers=2)
+GEMMA3 = dict(hidden=64, heads=4, kv_heads=2, head_dim=32, intermediate=128, layers=2)
 MPNET = dict(hidden=64, heads=4, kv_heads=4, head_dim=16, intermediate=128, layers=2)
 DEBERTA = dict(hidden=64, heads=4, kv_heads=4, head_dim=16, intermediate=128, layers=2)
 GPT2 = dict(hidden=64, heads=4, kv_heads=4, head_dim=16, intermediate=256, layers=2)
@@ -194,6 +196,56 @@ def build_gemma() -> nn.Module:
     )
     # Gemma's RMSNorm scales by (1 + w) and initializes w to zero
     return CausalLMWrapper(_randomize_norms(GemmaForCausalLM(_eager(config)), center=0.0))
+
+
+def build_gemma2() -> nn.Module:
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    a = GEMMA2
+    config = Gemma2Config(
+        vocab_size=VOCAB,
+        hidden_size=a["hidden"],
+        intermediate_size=a["intermediate"],
+        num_hidden_layers=a["layers"],
+        num_attention_heads=a["heads"],
+        num_key_value_heads=a["kv_heads"],
+        head_dim=a["head_dim"],
+        max_position_embeddings=64,
+        hidden_activation="gelu_pytorch_tanh",
+        query_pre_attn_scalar=a["head_dim"],
+        sliding_window=8,
+        layer_types=["sliding_attention", "full_attention"],
+        attn_logit_softcapping=50.0,
+        final_logit_softcapping=30.0,
+        rms_norm_eps=1e-6,
+        use_cache=False,
+        attention_dropout=0.0,
+    )
+    return CausalLMWrapper(_randomize_norms(Gemma2ForCausalLM(_eager(config)), center=0.0))
+
+
+def build_gemma3() -> nn.Module:
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    a = GEMMA3
+    config = Gemma3TextConfig(
+        vocab_size=VOCAB,
+        hidden_size=a["hidden"],
+        intermediate_size=a["intermediate"],
+        num_hidden_layers=a["layers"],
+        num_attention_heads=a["heads"],
+        num_key_value_heads=a["kv_heads"],
+        head_dim=a["head_dim"],
+        max_position_embeddings=64,
+        hidden_activation="gelu_pytorch_tanh",
+        query_pre_attn_scalar=a["head_dim"],
+        sliding_window=8,
+        layer_types=["sliding_attention", "full_attention"],
+        rms_norm_eps=1e-6,
+        use_cache=False,
+        attention_dropout=0.0,
+    )
+    return CausalLMWrapper(_randomize_norms(Gemma3ForCausalLM(_eager(config)), center=0.0))
 
 
 def build_mpnet() -> nn.Module:
@@ -337,6 +389,28 @@ SOURCES = [
         "tied embedding/LM head",
         GEMMA,
         build_gemma,
+        ["logits"],
+    ),
+    Source(
+        "gemma2",
+        "transformers Gemma2ForCausalLM: hidden 64, 2 layers (sliding-window 8, then full attention), 4 query heads / "
+        "2 KV heads, head_dim 32, attention-logit soft-capping 50 and final-logit soft-capping 30, pre- and post-norms "
+        "around attention and FFN (4 RMSNorms per layer), GeGLU FFN 128, tied LM head, RoPE, vocab 256",
+        "soft-capping (Div, Tanh, Mul) between the score MatMul and Softmax; sandwich norms; a sliding-window "
+        "causal mask in layer 0 (the window of 8 is shorter than the 16-token calibration sequences)",
+        GEMMA2,
+        build_gemma2,
+        ["logits"],
+    ),
+    Source(
+        "gemma3",
+        "transformers Gemma3ForCausalLM (text): hidden 64, 2 layers (sliding-window 8 with rope theta 1e4, then full "
+        "attention with rope theta 1e6), 4 query heads / 2 KV heads, head_dim 32, per-head q/k RMSNorm (q_norm, "
+        "k_norm), sandwich norms, GeGLU FFN 128, tied LM head, vocab 256",
+        "per-head q_norm/k_norm (an RMSNorm over head_dim whose [head_dim] weight every head shares) between the "
+        "projection and RoPE; two RoPE tables; sliding-window mask",
+        GEMMA3,
+        build_gemma3,
         ["logits"],
     ),
     Source(
@@ -1222,7 +1296,7 @@ def opset23_dynamo(c: Corpus):
 DECODER_FUSIONS = ("MultiHeadAttention", "GroupQueryAttention", "Attention", "RotaryEmbedding",
                    "SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization")
 
-STEPS = ["llama-gqa", "qwen2", "gemma", "mpnet", "deberta", "gpt2", "bert", "decoder-opset23", "decoder-ort-contrib"]
+STEPS = ["llama-gqa", "qwen2", "gemma", "gemma2", "gemma3", "mpnet", "deberta", "gpt2", "bert", "decoder-opset23", "decoder-ort-contrib"]
 
 
 def main(argv=None) -> int:
