@@ -1071,6 +1071,29 @@ def export_source(c: Corpus, s: Source):
         c.add(model, s.name + suffix, s.name, s.name, variant, exporter, source_info(s), ref=ref, notes=notes)
 
 
+def reference_evaluator_check(c: Corpus, entry: dict | None, family: str, src_name: str) -> None:
+    """Run onnx.reference.ReferenceEvaluator on set 0 (it computes in bf16 where onnxruntime CPU cannot) and
+    compare with the fp32 source's onnxruntime output; recorded on the entry."""
+    if entry is None:
+        return
+    from onnx.reference import ReferenceEvaluator
+
+    s0 = c.sets[family][0]
+    ref = c.fp32_out.get(src_name)
+    try:
+        ev = ReferenceEvaluator(str(c.out / entry["file"]))
+        outs = ev.run(None, {k: s0[k] for k in ev.input_names})
+        res = {"runs": True}
+        if ref is not None:
+            res["max_abs_diff_vs_fp32"] = float(
+                max(np.max(np.abs(o.astype(np.float32) - r)) for o, r in zip(outs, ref)))
+            res["max_abs_fp32_output"] = float(max(np.max(np.abs(r)) for r in ref))
+    except Exception as e:
+        res = {"runs": False, "error": base.one_line(e)}
+    entry["onnx_reference_evaluator"] = res
+    c.log(f"    onnx.reference on {entry['file']}: {res}")
+
+
 def derive_fp16(c: Corpus, src_path: Path, name: str, family: str, info: dict):
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
@@ -1085,8 +1108,9 @@ def derive_fp16(c: Corpus, src_path: Path, name: str, family: str, info: dict):
         return
     info = dict(info, pattern=info["pattern"] + "; fp16 weights and compute, fp32 I/O (Cast at the edges; "
                 "onnxruntime's default op block list stays fp32)")
-    c.add(fp16, f"{family}.fp16.onnx", name, family, "fp16", "onnxruntime float16 converter", info,
-          ref=c.fp32_out.get(src_path.name), extra={"source": src_path.name, "reference": "fp32 ORT output"})
+    entry = c.add(fp16, f"{family}.fp16.onnx", name, family, "fp16", "onnxruntime float16 converter", info,
+                  ref=c.fp32_out.get(src_path.name), extra={"source": src_path.name, "reference": "fp32 ORT output"})
+    reference_evaluator_check(c, entry, family, src_path.name)
 
 
 def derive_bf16(c: Corpus, src_path: Path, name: str, family: str, info: dict):
@@ -1099,9 +1123,10 @@ def derive_bf16(c: Corpus, src_path: Path, name: str, family: str, info: dict):
         return
     info = dict(info, pattern=info["pattern"] + "; bf16 initializers and compute, fp32 I/O (Cast at the edges, "
                 "Cast(to=FLOAT) retargeted to BFLOAT16, ops without bf16 at this opset kept fp32 between Casts)")
-    c.add(bf16, f"{family}.bf16.onnx", name, family, "bf16", "prunec corpus bf16 converter", info,
-          ref=c.fp32_out.get(src_path.name),
-          extra={"source": src_path.name, "reference": "fp32 ORT output", "conversion": stats})
+    entry = c.add(bf16, f"{family}.bf16.onnx", name, family, "bf16", "prunec corpus bf16 converter", info,
+                  ref=c.fp32_out.get(src_path.name),
+                  extra={"source": src_path.name, "reference": "fp32 ORT output", "conversion": stats})
+    reference_evaluator_check(c, entry, family, src_path.name)
 
 
 def derive_ort_optimized(c: Corpus, src_path: Path, family: str, info: dict, model_type: str, arch: dict,
@@ -1299,6 +1324,17 @@ DECODER_FUSIONS = ("MultiHeadAttention", "GroupQueryAttention", "Attention", "Ro
 STEPS = ["llama-gqa", "qwen2", "gemma", "gemma2", "gemma3", "mpnet", "deberta", "gpt2", "bert", "decoder-opset23", "decoder-ort-contrib"]
 
 
+def _pin_hash_seed() -> None:
+    """Gemma3 computes its two RoPE tables in the iteration order of a set of strings, which follows Python's
+    per-process hash seed; the legacy exporter names nodes in execution order. Re-run with PYTHONHASHSEED=0 so
+    the bytes do not change from run to run."""
+    import os
+
+    if os.environ.get("PYTHONHASHSEED") != "0":
+        os.environ["PYTHONHASHSEED"] = "0"
+        os.execv(sys.executable, [sys.executable, str(Path(__file__).resolve())] + sys.argv[1:])
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", action="append", choices=STEPS, help="only these (no manifest is written)")
@@ -1370,4 +1406,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    _pin_hash_seed()
     sys.exit(main())
