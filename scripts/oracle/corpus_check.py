@@ -94,8 +94,9 @@ def main():
         kv = arch.get("kv_heads", arch["heads"])
         want_units = kv if kv < arch["heads"] else arch["heads"]
         expected_layers = arch["layers"] - arch.get("layers_without_heads", 0)
-        check("heads", len(heads) == expected_layers and all(g["units"] == want_units for g in heads),
-              f"{len(heads)} head groups of {[g['units'] for g in heads]} units; want {expected_layers} of {want_units}"
+        check("heads", len(heads) == expected_layers and all(g["units"] == want_units and g.get("query_heads") == arch["heads"] for g in heads),
+              f"{len(heads)} head groups of {[g['units'] for g in heads]} units covering {[g.get('query_heads') for g in heads]} "
+              f"query heads; want {expected_layers} of {want_units} covering {arch['heads']}"
               + ("" if heads else "; blocked: " + "; ".join(sorted({g.get('blocked', '') for g in groups if g['kind'] == 'heads'}))[:400]))
         check("neurons", len(neurons) == arch["layers"], f"{len(neurons)} neuron groups of {arch['intermediate']}; want {arch['layers']}")
 

@@ -92,6 +92,9 @@ final class GroupBuilder {
     /// Sites whose axis a Reshape splits, the input's features grouped on an output axis (an
     /// attention head layout); a merge, as a Flatten after a conv, does not count.
     var regrouped: Set<Int> = []
+    /// Sites whose axis counts attention heads (one index per head), with that count: a reshape's
+    /// head axis, or the query side of a fused attention op. A group's largest is its query heads.
+    var headAxes: [Int: Int] = [:]
     /// Contractions that consume a site (the next layer's input channels): gates go there.
     var absorbing: [(site: Int, node: Node)] = []
     /// Shape elements computed from another tensor's size (``ShapeSource``): valid only if that
@@ -283,7 +286,10 @@ final class GroupBuilder {
             return
         }
         unionSites(fine, coarse)
-        if headSplit { regrouped.insert(findSite(fine)) }
+        if headSplit {
+            regrouped.insert(findSite(fine))
+            headAxes[coarse] = sites[coarse].size
+        }
         let bf = sites[fine].base, bc = sites[coarse].base
         for j in 0 ..< sites[fine].size { unionElements(bf + j, bc + j / factor) }
     }

@@ -113,8 +113,9 @@ extension GroupBuilder {
         }
         let first = layers.min { (position[ObjectIdentifier($0)] ?? .max) < (position[ObjectIdentifier($1)] ?? .max) }
         let name = first.map { $0.name.isEmpty ? ($0.inputs[1]?.name ?? $0.displayName) : $0.name } ?? sites[r].value.name
+        let heads = kind == .heads ? ss.compactMap { headAxes[$0] }.max() : nil
         return PruningGroup(id: id, kind: kind, name: name, unitCount: unitCount, slices: slices, gateSites: gates,
-                            blockedReason: reason, paramsPerUnit: params, macsPerUnit: macs, maskValues: masks)
+                            blockedReason: reason, paramsPerUnit: params, macsPerUnit: macs, maskValues: masks, queryHeads: heads)
     }
 
     /// The first computed shape element of the group that would go wrong after pruning: its

@@ -133,6 +133,7 @@ extension GroupBuilder {
     /// are then heads (or kv groups).
     private func uniteHeads(_ runs: [HeadRun], from s: Int, node: Node) {
         var representative: [Int: Int] = [:]
+        if let q = runs.max(by: { $0.heads < $1.heads }) { headAxes[q.site] = max(headAxes[q.site] ?? 0, q.heads) }
         for r in runs {
             guard r.offset + r.heads * r.width <= sites[r.site].size else {
                 return block(s, "\(node.displayName) has operands whose sizes do not match its heads")

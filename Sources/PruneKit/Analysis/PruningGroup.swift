@@ -95,8 +95,17 @@ public final class PruningGroup: CustomStringConvertible {
     /// over its gates), else `nil`.
     public let maskValues: [Float]?
 
+    /// For attention groups, how many query heads the units cover: the unit count for ordinary
+    /// attention, a multiple of it for grouped-query attention, where a unit is a kv head with the
+    /// query heads that read it (`nil` when not known, and for other kinds).
+    public let queryHeads: Int?
+
+    /// Whether units are kv groups: several query heads share one key/value head.
+    public var unitsAreKVGroups: Bool { (queryHeads ?? 0) > unitCount }
+
     init(id: Int, kind: GroupKind, name: String, unitCount: Int, slices: [GroupSlice], gateSites: [GateSite],
-         blockedReason: String?, paramsPerUnit: [Int], macsPerUnit: [Double], maskValues: [Float]?) {
+         blockedReason: String?, paramsPerUnit: [Int], macsPerUnit: [Double], maskValues: [Float]?, queryHeads: Int? = nil) {
+        self.queryHeads = queryHeads
         self.id = id
         self.kind = kind
         self.name = name

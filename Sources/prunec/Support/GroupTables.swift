@@ -12,6 +12,7 @@ enum GroupTables {
                 "macs": Int(g.macs.rounded()), "prunable": g.isPrunable, "gates": g.gateSites.count,
             ]
             if let reason = g.blockedReason { r["blocked"] = reason }
+            if let h = g.queryHeads { r["query_heads"] = h }
             if let m = g.maskValues { r["masked_units"] = m.filter { $0 == 0 }.count }
             rows.append(r)
         }
@@ -19,6 +20,12 @@ enum GroupTables {
             rows.append(["kind": "blocks", "name": b.name, "units": 1, "params": b.params, "macs": b.macs, "prunable": true, "nodes": b.branch.count])
         }
         return rows
+    }
+
+    /// "9 heads" or, for grouped-query attention, "3 kv groups of 3 heads".
+    static func units(_ g: PruningGroup) -> String {
+        guard g.kind == .heads, let h = g.queryHeads else { return String(g.unitCount) }
+        return g.unitsAreKVGroups ? "\(g.unitCount) kv groups of \(h / g.unitCount) heads" : "\(g.unitCount) heads"
     }
 
     static func render(_ a: PruningGroups) -> String {
@@ -29,7 +36,7 @@ enum GroupTables {
             out += TextTable.table(
                 ["group", "kind", "units", "params", "MACs", "gates", "first layer"],
                 prunable.map { g in
-                    [String(g.id), g.kind.rawValue, String(g.unitCount) + (g.maskValues.map { " (\($0.filter { $0 == 0 }.count) masked)" } ?? ""),
+                    [String(g.id), g.kind.rawValue, units(g) + (g.maskValues.map { " (\($0.filter { $0 == 0 }.count) masked)" } ?? ""),
                      TextTable.grouped(g.params), TextTable.grouped(Int(g.macs.rounded())), String(g.gateSites.count), g.name]
                 }, rightAligned: [0, 2, 3, 4, 5])
             out += "\n"
@@ -44,7 +51,7 @@ enum GroupTables {
         if !a.blocked.isEmpty {
             out += TextTable.table(
                 ["blocked", "kind", "units", "first layer", "reason"],
-                a.blocked.map { [String($0.id), $0.kind.rawValue, String($0.unitCount), $0.name, $0.blockedReason ?? ""] },
+                a.blocked.map { [String($0.id), $0.kind.rawValue, units($0), $0.name, $0.blockedReason ?? ""] },
                 rightAligned: [0, 2])
         }
         return out
