@@ -72,7 +72,8 @@ enum FloatBridge {
 /// run and reused while later runs pass the same array, so weights are widened once per plan
 /// instead of on every call. Only inputs the IR marks constant use it: those arrays live as long
 /// as the plan, so holding them keeps no arena block from reuse. Another array (an initializer
-/// the caller overrides) is widened afresh and replaces the copy.
+/// the caller overrides) is widened afresh and replaces the copy; a fed array is recognised by
+/// its storage, so a caller that rewrites one in place between runs must feed a new array.
 final class WidenedConstant {
     private var source: Storage?
     private var sourceOffset = 0
