@@ -10,6 +10,12 @@ and `prunec bench --json` alternately, three rounds each, and keeps each side's 
 machines are shared, so a round disturbed by a neighbour is discarded. Prints a Markdown table
 (ratio = prunec / onnxruntime; < 1 means prunec is faster) and prunec's per-op breakdown for
 one thread; --json writes everything as one object.
+
+Then, for bert and llama (--half-models; --half-models '' skips), the same models converted by
+scripts/convert_half.py to float16 and bfloat16 compute with float32 I/O (written under
+.cache/bench-half/): prunec's latency on each against its float32 latency in the same run
+(ratio = half / float32), and onnxruntime's on the same files where its CPU provider runs them
+(it has no bfloat16 kernels for most ops, so bfloat16 rows time prunec alone).
 """
 import argparse
 import glob
@@ -21,7 +27,10 @@ import sys
 import time
 
 import numpy as np
+import onnx
 import onnxruntime as ort
+
+import convert_half
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -60,6 +69,8 @@ def main():
     p.add_argument("--runs", type=int, default=50)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--half-models", default="bert,llama",
+                   help="comma-separated example models also timed in float16/bfloat16 ('' for none)")
     p.add_argument("--json")
     args = p.parse_args()
 
@@ -110,9 +121,74 @@ def main():
             continue
         top = ", ".join(f"{o['op']} {o['percent']:.0f}%" for o in r["per_op"][:5])
         print(f"- {r['model']}: {top}")
+    half_rows = half_bench(args, [m for m in args.half_models.split(",") if m])
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"onnxruntime": ort.__version__, "rows": rows}, f, indent=1, sort_keys=True)
+            json.dump({"onnxruntime": ort.__version__, "rows": rows, "half_rows": half_rows}, f, indent=1, sort_keys=True)
+
+
+def convert(model, dtype, out):
+    m = onnx.load(model)
+    if dtype == "fp16":
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+        m = convert_float_to_float16(m, keep_io_types=True)
+    else:
+        m = convert_half.to_bf16(m)
+    onnx.save(m, out)
+
+
+def half_bench(args, names):
+    """float16/bfloat16 against float32, prunec and onnxruntime, alternating in one run."""
+    if not names:
+        return []
+    cache = os.path.join(ROOT, ".cache/bench-half")
+    os.makedirs(cache, exist_ok=True)
+    rows = []
+    for name in names:
+        model = os.path.join(ROOT, f"examples/models/{name}.onnx")
+        inputs = os.path.join(ROOT, f"examples/models/{name}.calib.npz")
+        data = np.load(inputs)
+        feeds = {k: data[k] for k in data.files if "." not in k}
+        files = {"fp32": model}
+        for dtype in ("fp16", "bf16"):
+            files[dtype] = os.path.join(cache, f"{name}.{dtype}.onnx")
+            convert(model, dtype, files[dtype])
+        for threads in [int(t) for t in args.threads.split(",")]:
+            ours = {d: [] for d in files}
+            theirs = {d: [] for d in files}
+            ort_error = {}
+            for _ in range(args.rounds):
+                for dtype, f in files.items():
+                    if dtype not in ort_error:
+                        try:
+                            theirs[dtype].append(ort_median(f, feeds, threads, args.runs, args.warmup))
+                        except Exception as e:  # onnxruntime has no kernel for the type
+                            ort_error[dtype] = str(e).splitlines()[0][:160]
+                    ours[dtype].append(prunec_bench(args.prunec, f, inputs, threads, args.runs, args.warmup)["median_ms"])
+            best = {d: min(v) for d, v in ours.items()}
+            ort_best = {d: (min(v) if v else None) for d, v in theirs.items()}
+            for dtype in ("fp16", "bf16"):
+                row = {"model": name, "dtype": dtype, "threads": threads,
+                       "prunec_ms": best[dtype], "prunec_fp32_ms": best["fp32"],
+                       "ratio": best[dtype] / best["fp32"],
+                       "ort_ms": ort_best[dtype], "ort_fp32_ms": ort_best["fp32"],
+                       "ort_error": ort_error.get(dtype)}
+                rows.append(row)
+                print(f"bench_runtime: {name} {dtype} threads={threads}: prunec {row['prunec_ms']:.3f} ms "
+                      f"(fp32 {row['prunec_fp32_ms']:.3f} ms, ratio {row['ratio']:.2f})", file=sys.stderr)
+    print("\nfloat16 / bfloat16 compute (float32 I/O) against float32 on the same model; "
+          "ratio = prunec half / prunec float32\n")
+    print("| model | dtype | threads | prunec ms | prunec fp32 ms | ratio | onnxruntime ms | onnxruntime fp32 ms |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        o = f"{r['ort_ms']:.3f}" if r["ort_ms"] is not None else "n/a"
+        o32 = f"{r['ort_fp32_ms']:.3f}" if r["ort_fp32_ms"] is not None else "n/a"
+        print(f"| {r['model']} | {r['dtype']} | {r['threads']} | {r['prunec_ms']:.3f} | {r['prunec_fp32_ms']:.3f} "
+              f"| {r['ratio']:.2f} | {o} | {o32} |")
+    errors = {(r["model"], r["dtype"]): r["ort_error"] for r in rows if r["ort_error"]}
+    for (m, d), e in errors.items():
+        print(f"- onnxruntime cannot run {m} {d}: {e}")
+    return rows
 
 
 if __name__ == "__main__":

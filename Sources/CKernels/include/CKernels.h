@@ -1,9 +1,9 @@
 #ifndef CKERNELS_H
 #define CKERNELS_H
 
-// CKernels: hand-vectorized float32 kernels for PruneRuntime, in two files:
+// CKernels: hand-vectorized float32 kernels for PruneRuntime, in three files:
 // Transcendental.c (exp, sigmoid, tanh, erf, gelu, swish, softmax rows) and ConvGEMM.c (the
-// row-pointer GEMM behind stride-1 convolutions). Vector code sits in functions marked
+// row-pointer GEMM behind stride-1 convolutions), plus HalfConvert.c (float16/bfloat16 arrays). Vector code sits in functions marked
 // `__attribute__((target(...)))` and is picked at run time from the CPU's features, so the
 // package needs no compiler flags; portable builds of the same formulas run elsewhere.
 // Arrays may be unaligned; for the elementwise functions `x` and `y` may be the same array.
@@ -11,6 +11,7 @@
 // Swift functions.
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -58,6 +59,22 @@ void ck_pack_weights(int m, int k, const float *w, int ldw, float *packed);
 /// Elements rows[k][p] are read only for p in p0..<p1.
 void ck_gemm_rows(int m, int k, const float *packed, const float *const *rows, int p0, int p1,
                   float *y, int ldy, const float *bias);
+
+// float16 / bfloat16 arrays (HalfConvert.c). Rounding to the narrow type is to nearest even;
+// NaN stays NaN. `x` and `y` may be the same array for the round functions only.
+
+/// y[i] = float(x[i]) for float16 bits x.
+void ck_f16_to_f32(const uint16_t *x, float *y, long n);
+/// y[i] = float16 bits of x[i].
+void ck_f32_to_f16(const float *x, uint16_t *y, long n);
+/// y[i] = x[i] rounded to float16 and widened back.
+void ck_f32_round_f16(const float *x, float *y, long n);
+/// y[i] = float(x[i]) for bfloat16 bits x.
+void ck_bf16_to_f32(const uint16_t *x, float *y, long n);
+/// y[i] = bfloat16 bits of x[i].
+void ck_f32_to_bf16(const float *x, uint16_t *y, long n);
+/// y[i] = x[i] rounded to bfloat16 and widened back.
+void ck_f32_round_bf16(const float *x, float *y, long n);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,11 @@
+import Foundation
 import PruneIR
 
 /// Converting other floating types to float32 and back, so that the float32 kernels also serve float16, bfloat16 and float64 inputs.
 enum FloatBridge {
+    /// Elements per parallel chunk of a conversion (a conversion is a few cycles an element).
+    static let grain = 1 << 16
+
     /// Element types the bridge converts.
     static func supports(_ dtype: DType) -> Bool {
         dtype == .float || dtype == .double || dtype == .float16 || dtype == .bfloat16
@@ -17,12 +21,12 @@ enum FloatBridge {
         case .double:
             let s = a.pointer(as: Double.self)
             for i in 0..<n { d[i] = Float(s[i]) }
-        case .float16:
-            let s = a.pointer(as: Float16.self)
-            for i in 0..<n { d[i] = Float(s[i]) }
-        case .bfloat16:
-            let s = a.pointer(as: UInt16.self)
-            for i in 0..<n { d[i] = Float(bitPattern: UInt32(s[i]) << 16) }
+        case .float16, .bfloat16:
+            let s = UnsafePointer(a.pointer(as: UInt16.self))
+            let bf = a.dtype == .bfloat16
+            ctx.parallelFor(n, grain: FloatBridge.grain) { r in
+                VectorKernels.widen(s + r.lowerBound, bfloat16: bf, d + r.lowerBound, count: r.count)
+            }
         default:
             for i in 0..<n { d[i] = Float(a.element(at: i)) }
         }
@@ -39,17 +43,20 @@ enum FloatBridge {
         case .double:
             let d = out.pointer(as: Double.self)
             for i in 0..<n { d[i] = Double(s[i]) }
-        case .float16:
-            let d = out.pointer(as: Float16.self)
-            for i in 0..<n { d[i] = Float16(s[i]) }
-        case .bfloat16:
+        case .float16, .bfloat16:
             let d = out.pointer(as: UInt16.self)
-            for i in 0..<n { d[i] = bfloat16Bits(s[i]) }
+            let bf = dtype == .bfloat16
+            ctx.parallelFor(n, grain: FloatBridge.grain) { r in
+                VectorKernels.narrow(UnsafePointer(s) + r.lowerBound, bfloat16: bf, d + r.lowerBound, count: r.count)
+            }
         default:
             preconditionFailure("FloatBridge.fromFloat to \(dtype)")
         }
         return out
     }
+
+    /// Whether `dtype` is float16 or bfloat16: the types whose kernels compute in float32.
+    static func isHalf(_ dtype: DType) -> Bool { dtype == .float16 || dtype == .bfloat16 }
 
     /// float32 → bfloat16 bits, rounding to nearest even (NaN stays NaN).
     @inline(__always)
@@ -58,5 +65,39 @@ enum FloatBridge {
         let b = f.bitPattern
         let rounded = b &+ 0x7FFF &+ ((b >> 16) & 1)
         return UInt16(truncatingIfNeeded: rounded >> 16)
+    }
+}
+
+/// The float32 copy of a kernel's constant float16/bfloat16 input (a weight), made on the first
+/// run and reused while later runs pass the same array, so weights are widened once per plan
+/// instead of on every call. Only inputs the IR marks constant use it: those arrays live as long
+/// as the plan, so holding them keeps no arena block from reuse. Another array (an initializer
+/// the caller overrides) is widened afresh and replaces the copy; a fed array is recognised by
+/// its storage, so a caller that rewrites one in place between runs must feed a new array.
+final class WidenedConstant {
+    private var source: Storage?
+    private var sourceOffset = 0
+    private var widened: NDArray?
+    private let lock = NSLock()
+
+    /// `a` as float32: the cached copy when `a` is the array seen before.
+    func float(_ a: NDArray, _ ctx: KernelContext) -> NDArray {
+        if a.dtype == .float { return a }
+        lock.lock()
+        defer { lock.unlock() }
+        if let w = widened, source === a.storage, sourceOffset == a.byteOffset, w.shape == a.shape { return w }
+        // Own storage, not the arena: the copy outlives the run.
+        let out = NDArray(uninitialized: .float, shape: a.shape)
+        let d = out.pointer(as: Float.self)
+        switch a.dtype {
+        case .float16, .bfloat16:
+            VectorKernels.widen(a.pointer(as: UInt16.self), bfloat16: a.dtype == .bfloat16, d, count: a.count)
+        default:
+            for i in 0..<a.count { d[i] = Float(a.element(at: i)) }
+        }
+        source = a.storage
+        sourceOffset = a.byteOffset
+        widened = out
+        return out
     }
 }

@@ -3,7 +3,7 @@ import CKernels
 /// The runtime's door to the hand-vectorized C kernels: the only file that imports `CKernels`.
 ///
 /// Typed Swift calls over the `ck_*` functions (float32 transcendental functions, softmax rows,
-/// the row-pointer convolution GEMM), with Swift integer types; C's `int` and `long` stay here.
+/// the row-pointer convolution GEMM, float16/bfloat16 array conversions), with Swift integer types; C's `int` and `long` stay here.
 /// Each C function picks its AVX2/AVX-512 or portable build from the CPU at run time.
 /// Pointers are the caller's and are only read or written during the call.
 enum VectorKernels {
@@ -75,5 +75,26 @@ enum VectorKernels {
     static func gemmRows(m: Int, k: Int, packed: UnsafePointer<Float>, rows: UnsafePointer<UnsafePointer<Float>?>,
                          columns: Range<Int>, y: UnsafeMutablePointer<Float>, ldy: Int, bias: UnsafePointer<Float>?) {
         ck_gemm_rows(Int32(m), Int32(k), packed, rows, Int32(columns.lowerBound), Int32(columns.upperBound), y, Int32(ldy), bias)
+    }
+
+    // MARK: float16 / bfloat16 arrays
+
+    /// `y[i] = Float(x[i])` for `count` float16 (`bfloat16` false) or bfloat16 bit patterns.
+    @inline(__always)
+    static func widen(_ x: UnsafePointer<UInt16>, bfloat16: Bool, _ y: UnsafeMutablePointer<Float>, count: Int) {
+        if bfloat16 { ck_bf16_to_f32(x, y, count) } else { ck_f16_to_f32(x, y, count) }
+    }
+
+    /// `y[i]` = the float16 (`bfloat16` false) or bfloat16 bits of `x[i]`, rounded to nearest even.
+    @inline(__always)
+    static func narrow(_ x: UnsafePointer<Float>, bfloat16: Bool, _ y: UnsafeMutablePointer<UInt16>, count: Int) {
+        if bfloat16 { ck_f32_to_bf16(x, y, count) } else { ck_f32_to_f16(x, y, count) }
+    }
+
+    /// `y[i]` = `x[i]` rounded to float16 (`bfloat16` false) or bfloat16 and widened back;
+    /// `x` and `y` may be the same array.
+    @inline(__always)
+    static func roundThrough(_ x: UnsafePointer<Float>, bfloat16: Bool, _ y: UnsafeMutablePointer<Float>, count: Int) {
+        if bfloat16 { ck_f32_round_bf16(x, y, count) } else { ck_f32_round_f16(x, y, count) }
     }
 }

@@ -406,10 +406,13 @@ struct ArithVisitor<K: ArithKind>: NumericVisitor {
 /// `K` applied to two same-typed arrays with broadcasting.
 func arith<K: ArithKind>(_: K.Type, _ a: NDArray, _ b: NDArray, _ ctx: KernelContext) throws -> NDArray {
     guard a.dtype == b.dtype else { throw KernelError("input types \(a.dtype) and \(b.dtype) differ") }
-    if a.dtype == .bfloat16 {
-        // No Swift bfloat16 type: compute in Float and round once, as onnx's reference does.
-        let y = try visitNumeric(.float, ArithVisitor<K>(a: castArray(a, to: .float, ctx), b: castArray(b, to: .float, ctx), ctx: ctx))
-        return try castArray(y, to: .bfloat16, ctx)
+    if FloatBridge.isHalf(a.dtype) {
+        // Computed in Float and rounded once, as onnx's reference does: for float16 the same
+        // results as Float16 arithmetic (float32 holds every exact sum, product and quotient to
+        // well past float16's rounding point), without Float16's per-element software conversions;
+        // bfloat16 has no Swift type at all.
+        let y = try visitNumeric(.float, ArithVisitor<K>(a: FloatBridge.toFloat(a, ctx), b: FloatBridge.toFloat(b, ctx), ctx: ctx))
+        return FloatBridge.fromFloat(y, to: a.dtype, ctx)
     }
     return try visitNumeric(a.dtype, ArithVisitor<K>(a: a, b: b, ctx: ctx))
 }

@@ -157,15 +157,22 @@ func castArray(_ x: NDArray, to: DType, _ ctx: KernelContext) throws -> NDArray 
     if x.dtype == to { return x }
     guard castSupportedTypes.contains(to) else { throw KernelError.unsupported("Cast to \(to)") }
     let out = ctx.allocate(to, x.shape)
-    // float32 <-> float16 directly (the generic path goes through Double).
-    if x.dtype == .float && to == .float16 {
-        let s = x.pointer(as: Float.self), d = out.pointer(as: Float16.self)
-        ctx.parallelFor(x.count, grain: unaryGrain) { r in for i in r { d[i] = Float16(s[i]) } }
+    // float32 <-> float16/bfloat16 directly, by the vectorized conversions (the generic path
+    // goes through Double; rounding a float32 to float16 or bfloat16 is the same either way).
+    if x.dtype == .float && FloatBridge.isHalf(to) {
+        let s = UnsafePointer(x.pointer(as: Float.self)), d = out.pointer(as: UInt16.self)
+        let bf = to == .bfloat16
+        ctx.parallelFor(x.count, grain: FloatBridge.grain) { r in
+            VectorKernels.narrow(s + r.lowerBound, bfloat16: bf, d + r.lowerBound, count: r.count)
+        }
         return out
     }
-    if x.dtype == .float16 && to == .float {
-        let s = x.pointer(as: Float16.self), d = out.pointer(as: Float.self)
-        ctx.parallelFor(x.count, grain: unaryGrain) { r in for i in r { d[i] = Float(s[i]) } }
+    if FloatBridge.isHalf(x.dtype) && to == .float {
+        let s = UnsafePointer(x.pointer(as: UInt16.self)), d = out.pointer(as: Float.self)
+        let bf = x.dtype == .bfloat16
+        ctx.parallelFor(x.count, grain: FloatBridge.grain) { r in
+            VectorKernels.widen(s + r.lowerBound, bfloat16: bf, d + r.lowerBound, count: r.count)
+        }
         return out
     }
     switch x.dtype {

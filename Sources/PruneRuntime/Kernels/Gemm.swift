@@ -2,7 +2,8 @@ import PruneIR
 
 // Gemm: Y = alpha * op(A) * op(B) + beta * C, with C broadcast to [M, N] (optional from opset 11).
 // float32/float64 use BLAS (C is written into Y first and BLAS adds the product with beta);
-// integer types use a plain loop; float16/bfloat16 are computed in float32.
+// integer types use a plain loop; float16/bfloat16 are computed in float32 (constant operands,
+// weights and bias, widened once per plan) and rounded once.
 func registerGemmKernels(_ r: inout KernelRegistry) {
     for since in [1, 6, 7, 9, 11, 13] {
         r.register("Gemm", since: since) { info in
@@ -13,7 +14,8 @@ func registerGemmKernels(_ r: inout KernelRegistry) {
                 transA: try info.attribute("transA", default: 0) != 0,
                 transB: try info.attribute("transB", default: 0) != 0,
                 alpha: try info.attribute("alpha", default: Float(1)),
-                beta: try info.attribute("beta", default: Float(1)))
+                beta: try info.attribute("beta", default: Float(1)),
+                constantInputs: (0..<3).map { info.constantInput($0) != nil })
         }
     }
 }
@@ -23,7 +25,11 @@ final class GemmKernel: Kernel {
     let transA: Bool, transB: Bool
     let alpha: Float, beta: Float
 
-    init(transA: Bool, transB: Bool, alpha: Float, beta: Float) {
+    /// float32 copies of constant float16/bfloat16 operands (nil for operands that are not constant).
+    private let widened: [WidenedConstant?]
+
+    init(transA: Bool, transB: Bool, alpha: Float, beta: Float, constantInputs: [Bool] = []) {
+        widened = (0..<3).map { $0 < constantInputs.count && constantInputs[$0] ? WidenedConstant() : nil }
         self.transA = transA
         self.transB = transB
         self.alpha = alpha
@@ -54,8 +60,8 @@ final class GemmKernel: Kernel {
         case .float: return [blas(Float.self, a, b, c, m, n, k, ctx)]
         case .double: return [blas(Double.self, a, b, c, m, n, k, ctx)]
         case .float16, .bfloat16:
-            let y = blas(Float.self, FloatBridge.toFloat(a, ctx), FloatBridge.toFloat(b, ctx),
-                         c.map { FloatBridge.toFloat($0, ctx) }, m, n, k, ctx)
+            func wide(_ x: NDArray, _ i: Int) -> NDArray { widened[i]?.float(x, ctx) ?? FloatBridge.toFloat(x, ctx) }
+            let y = blas(Float.self, wide(a, 0), wide(b, 1), c.map { wide($0, 2) }, m, n, k, ctx)
             return [FloatBridge.fromFloat(y, to: a.dtype, ctx)]
         case .int32: return [integer(Int32.self, a, b, c, m, n, k, ctx)]
         case .int64: return [integer(Int64.self, a, b, c, m, n, k, ctx)]

@@ -2,14 +2,14 @@ import PruneIR
 
 // MatMul: numpy.matmul semantics (1-D operands, batch dimensions that broadcast).
 // float32/float64 go to BLAS; the integer types use a plain loop; float16/bfloat16 are computed
-// in float32.
+// in float32 by BLAS and rounded once (a constant operand, a weight, is widened once per plan).
 func registerMatMulKernels(_ r: inout KernelRegistry) {
     for since in [1, 9, 13] {
         r.register("MatMul", since: since) { info in
             if let t = info.inputType(0), !MatMulKernel.supports(t) {
                 throw KernelError.unsupported("MatMul on \(t)")
             }
-            return MatMulKernel()
+            return MatMulKernel(constantInputs: [info.constantInput(0) != nil, info.constantInput(1) != nil])
         }
     }
 }
@@ -23,8 +23,22 @@ final class MatMulKernel: Kernel {
         }
     }
 
+    /// float32 copies of constant float16/bfloat16 operands (nil for operands that are not constant).
+    private let widened: [WidenedConstant?]
+
+    init(constantInputs: [Bool] = []) {
+        widened = (0..<2).map { $0 < constantInputs.count && constantInputs[$0] ? WidenedConstant() : nil }
+    }
+
     func run(_ inputs: [NDArray?], _ ctx: KernelContext) throws -> [NDArray?] {
-        [try MatMulKernel.matmul(try inputs.required(0), try inputs.required(1), ctx)]
+        let a = try inputs.required(0), b = try inputs.required(1)
+        if FloatBridge.isHalf(a.dtype), a.dtype == b.dtype {
+            let p = try MatMulKernel.plan(a.shape, b.shape)
+            let fa = widened[0]?.float(a, ctx) ?? FloatBridge.toFloat(a, ctx)
+            let fb = widened[1]?.float(b, ctx) ?? FloatBridge.toFloat(b, ctx)
+            return [FloatBridge.fromFloat(MatMulKernel.blas(Float.self, fa, fb, p, ctx), to: a.dtype, ctx)]
+        }
+        return [try MatMulKernel.matmul(a, b, ctx)]
     }
 
     /// The shapes of a matrix product: batch shape, M, K, N, output shape, and each operand's
@@ -95,7 +109,7 @@ final class MatMulKernel: Kernel {
         }
     }
 
-    private static func blas<T: BLASElement>(_: T.Type, _ a: NDArray, _ b: NDArray, _ p: Plan, _ ctx: KernelContext) -> NDArray {
+    static func blas<T: BLASElement>(_: T.Type, _ a: NDArray, _ b: NDArray, _ p: Plan, _ ctx: KernelContext) -> NDArray {
         let out = ctx.allocate(T.dtype, p.outShape)
         let pa = a.pointer(as: T.self), pb = b.pointer(as: T.self), pc = out.pointer(as: T.self)
         let (m, n, k) = (p.m, p.n, p.k)

@@ -70,28 +70,40 @@ final class SoftmaxKernel: Kernel {
     /// float16 rounded after every step, as onnx's reference (numpy in float16) computes it:
     /// `t = x - max`, `e = exp(t)`, `s = sum(e)` (accumulated in Float), then `e / s` or
     /// `t - log(s)`. Rounding once at the end instead differs by an ulp, beyond rtol 1e-3.
+    /// Whole-array passes in float32 with vectorized conversions and roundings (the same
+    /// roundings, in the same order, as per-element Float16 arithmetic).
     func half(_ x: NDArray, _ outer: Int, _ n: Int, _ inner: Int, _ ctx: KernelContext) -> NDArray {
-        let out = ctx.allocate(.float16, x.shape)
-        let xp = x.pointer(as: Float16.self), yp = out.pointer(as: Float16.self)
-        let log = kind == .logSoftmax
+        let count = x.count
+        // t = x - max, rounded.
+        let t = FloatBridge.toFloat(x, ctx)
+        let e = ctx.allocate(.float, x.shape)
+        let tp = t.pointer(as: Float.self), ep = e.pointer(as: Float.self)
         for k in 0..<(outer * inner) {
             let o = k / inner, j = k - o * inner
             let base = o * n * inner + j
             var m = -Float.infinity
-            for i in 0..<n { m = max(m, Float(xp[base + i * inner])) }
+            for i in 0..<n { m = max(m, tp[base + i * inner]) }
+            for i in 0..<n { tp[base + i * inner] -= m }
+        }
+        VectorKernels.roundThrough(tp, bfloat16: false, tp, count: count)
+        // e = exp(t), rounded.
+        for i in 0..<count { ep[i] = expf(tp[i]) }
+        VectorKernels.roundThrough(ep, bfloat16: false, ep, count: count)
+        let log = kind == .logSoftmax
+        for k in 0..<(outer * inner) {
+            let o = k / inner, j = k - o * inner
+            let base = o * n * inner + j
             var sum: Float = 0
-            for i in 0..<n {
-                let t = Float(Float16(Float(xp[base + i * inner]) - m))
-                sum += Float(Float16(expf(t)))
-            }
+            for i in 0..<n { sum += ep[base + i * inner] }
             let s = Float(Float16(sum))
-            let ls = Float(Float16(logf(s)))
-            for i in 0..<n {
-                let t = Float(Float16(Float(xp[base + i * inner]) - m))
-                yp[base + i * inner] = log ? Float16(t - ls) : Float16(Float(Float16(expf(t))) / s)
+            if log {
+                let ls = Float(Float16(logf(s)))
+                for i in 0..<n { ep[base + i * inner] = tp[base + i * inner] - ls }
+            } else {
+                for i in 0..<n { ep[base + i * inner] /= s }
             }
         }
-        return out
+        return FloatBridge.fromFloat(e, to: .float16, ctx)
     }
 
     func compute<F: BinaryFloatingPoint>(

@@ -7,7 +7,7 @@ import PruneIR
 // Every op is a small struct whose `apply` is generic over the element type; the kernel
 // switches on the dtype once per call and runs a loop specialized for (op, type), so each loop
 // is a tight, inlined (and where possible vectorized) pass over typed pointers. float16 and
-// bfloat16 are computed in Float and rounded once per element.
+// bfloat16 are widened to Float in blocks, computed like float, and rounded once per element.
 
 /// A Swift floating-point type with the libm functions the unary kernels need (Float, Double).
 protocol UnaryMathFloat: BinaryFloatingPoint {
@@ -88,6 +88,9 @@ func unaryBF16FromFloat(_ f: Float) -> UInt16 {
 /// Elements per parallel chunk for elementwise loops: small arrays stay on one thread.
 let unaryGrain = 1 << 14
 
+/// Elements per float32 block when a float16/bfloat16 map is computed in float32.
+let unaryHalfBlock = 1024
+
 /// The floating-point element types the float kernels accept.
 let unaryFloatTypes: Set<DType> = [.float, .double, .float16, .bfloat16]
 /// The signed integer element types.
@@ -136,13 +139,24 @@ func unaryMapFloat<Op: FloatUnaryOp>(_ op: Op, _ x: NDArray, _ ctx: KernelContex
     case .double:
         let s = x.pointer(as: Double.self), d = out.pointer(as: Double.self)
         ctx.parallelFor(n, grain: unaryGrain) { r in for i in r { d[i] = op.apply(s[i]) } }
-    case .float16:
-        let s = x.pointer(as: Float16.self), d = out.pointer(as: Float16.self)
-        ctx.parallelFor(n, grain: unaryGrain) { r in for i in r { d[i] = Float16(op.apply(Float(s[i]))) } }
-    case .bfloat16:
-        let s = x.pointer(as: UInt16.self), d = out.pointer(as: UInt16.self)
+    case .float16, .bfloat16:
+        // Blocks widened into a float32 buffer, computed like float, rounded back once.
+        let s = UnsafePointer(x.pointer(as: UInt16.self)), d = out.pointer(as: UInt16.self)
+        let bf = x.dtype == .bfloat16
         ctx.parallelFor(n, grain: unaryGrain) { r in
-            for i in r { d[i] = unaryBF16FromFloat(op.apply(unaryFloatFromBF16(s[i]))) }
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: unaryHalfBlock) { buf in
+                let f = buf.baseAddress!
+                var i = r.lowerBound
+                while i < r.upperBound {
+                    let c = min(unaryHalfBlock, r.upperBound - i)
+                    VectorKernels.widen(s + i, bfloat16: bf, f, count: c)
+                    if !op.mapFloat32(f, f, c) {
+                        for j in 0..<c { f[j] = op.apply(f[j]) }
+                    }
+                    VectorKernels.narrow(f, bfloat16: bf, d + i, count: c)
+                    i += c
+                }
+            }
         }
     default:
         throw KernelError("element type \(x.dtype) is not floating point")
