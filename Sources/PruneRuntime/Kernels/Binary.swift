@@ -447,6 +447,13 @@ struct PowExponentVisitor<T: NumericElement>: NumericVisitor {
 
 /// ONNX Pow: `a ** b` with broadcasting; the result has `a`'s type, `b` may have another.
 func powArrays(_ a: NDArray, _ b: NDArray, _ ctx: KernelContext) throws -> NDArray {
+    if a.dtype == .bfloat16 || b.dtype == .bfloat16 {
+        // bfloat16 has no Swift type: computed in Float, rounded once to the base's type.
+        let fa = a.dtype == .bfloat16 ? FloatBridge.toFloat(a, ctx) : a
+        let fb = b.dtype == .bfloat16 ? FloatBridge.toFloat(b, ctx) : b
+        let y = try powArrays(fa, fb, ctx)
+        return a.dtype == .bfloat16 ? FloatBridge.fromFloat(y, to: .bfloat16, ctx) : y
+    }
     if a.dtype == b.dtype {
         // x ** 2 (common in decomposed norms) is a multiply, much cheaper than pow.
         if b.count == 1, !integerTypes.contains(a.dtype), b.element(at: 0) == 2,
@@ -528,8 +535,8 @@ func registerBinaryKernels(_ r: inout KernelRegistry) {
     r.register("Div", since: 7) { try arithKernel(DivKind.self, $0) }
     // Pow-12 allows the exponent a different type than the base; the same kernel serves Pow-7.
     r.register("Pow", since: 7) { info in
-        try requireInputType(info, 0, in: numericTypes)
-        try requireInputType(info, 1, in: numericTypes)
+        try requireInputType(info, 0, in: numericTypes.union([.bfloat16]))
+        try requireInputType(info, 1, in: numericTypes.union([.bfloat16]))
         return ClosureKernel { inputs, ctx in [try powArrays(inputs.required(0), inputs.required(1), ctx)] }
     }
     r.register("Mod", since: 10) { info in
