@@ -33,6 +33,19 @@ enum FloatBridge {
         return out
     }
 
+    /// `a` as float32 in storage of its own (not the arena), for copies that outlive a run.
+    static func ownedFloat(_ a: NDArray) -> NDArray {
+        let out = NDArray(uninitialized: .float, shape: a.shape)
+        let d = out.pointer(as: Float.self)
+        switch a.dtype {
+        case .float16, .bfloat16:
+            VectorKernels.widen(a.pointer(as: UInt16.self), bfloat16: a.dtype == .bfloat16, d, count: a.count)
+        default:
+            for i in 0..<a.count { d[i] = Float(a.element(at: i)) }
+        }
+        return out
+    }
+
     /// A float32 array converted to `dtype` (a floating type); `a` itself when `dtype` is float.
     static func fromFloat(_ a: NDArray, to dtype: DType, _ ctx: KernelContext) -> NDArray {
         if dtype == .float { return a }
@@ -86,15 +99,7 @@ final class WidenedConstant {
         lock.lock()
         defer { lock.unlock() }
         if let w = widened, source === a.storage, sourceOffset == a.byteOffset, w.shape == a.shape { return w }
-        // Own storage, not the arena: the copy outlives the run.
-        let out = NDArray(uninitialized: .float, shape: a.shape)
-        let d = out.pointer(as: Float.self)
-        switch a.dtype {
-        case .float16, .bfloat16:
-            VectorKernels.widen(a.pointer(as: UInt16.self), bfloat16: a.dtype == .bfloat16, d, count: a.count)
-        default:
-            for i in 0..<a.count { d[i] = Float(a.element(at: i)) }
-        }
+        let out = FloatBridge.ownedFloat(a)
         source = a.storage
         sourceOffset = a.byteOffset
         widened = out

@@ -11,9 +11,12 @@ func registerConvKernels(_ r: inout KernelRegistry) {
             if let t = info.inputType(0), !FloatBridge.supports(t) {
                 throw KernelError.unsupported("Conv on \(t)")
             }
-            let kernel = ConvKernel(window: try WindowAttributes(info), group: try info.attribute("group", default: 1))
-            if ConvKernel.vectorGemm, let t = info.constantInput(1), t.dtype == .float, let w = try? NDArray(tensor: t) {
-                kernel.prepack(w)
+            let kernel = ConvKernel(window: try WindowAttributes(info), group: try info.attribute("group", default: 1),
+                                    constantInputs: (0..<3).map { info.constantInput($0) != nil })
+            if ConvKernel.vectorGemm, let t = info.constantInput(1), FloatBridge.supports(t.dtype), t.dtype != .double,
+                let w = try? NDArray(tensor: t)
+            {
+                kernel.prepack(t.dtype == .float ? w : FloatBridge.ownedFloat(w))
             }
             return kernel
         }
@@ -31,7 +34,11 @@ final class ConvKernel: Kernel {
     private var prepackedCount = 0
     private var prepackedShape: [Int] = []
 
-    init(window: WindowAttributes, group: Int) {
+    /// float32 copies of constant float16/bfloat16 weights and bias (nil for inputs that are not constant).
+    private let widened: [WidenedConstant?]
+
+    init(window: WindowAttributes, group: Int, constantInputs: [Bool] = []) {
+        widened = (0..<3).map { $0 < constantInputs.count && constantInputs[$0] ? WidenedConstant() : nil }
         self.window = window
         self.group = group
     }
@@ -60,8 +67,8 @@ final class ConvKernel: Kernel {
         if x.dtype == .double && w.dtype == .double && (b?.dtype ?? .double) == .double {
             return [try convGEMM(Double.self, x, w, b, ctx)]
         }
-        let y = try conv(FloatBridge.toFloat(x, ctx), FloatBridge.toFloat(w, ctx),
-                         b.map { FloatBridge.toFloat($0, ctx) }, ctx)
+        func wide(_ a: NDArray, _ i: Int) -> NDArray { widened[i]?.float(a, ctx) ?? FloatBridge.toFloat(a, ctx) }
+        let y = try conv(wide(x, 0), wide(w, 1), b.map { wide($0, 2) }, ctx)
         return [FloatBridge.fromFloat(y, to: x.dtype, ctx)]
     }
 
