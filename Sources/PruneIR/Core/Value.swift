@@ -63,14 +63,9 @@ public final class Value: CustomStringConvertible {
     public var isOmitted: Bool { name.isEmpty }
 
     /// The constant this value always holds: its initializer, or the tensor of the `Constant` node
-    /// that produces it (`value` attribute, or the scalar/list forms `value_float(s)`, `value_int(s)`),
-    /// seen through an `Identity`.
+    /// that produces it (`value` attribute, or the scalar/list forms `value_float(s)`, `value_int(s)`).
     public var constantValue: Tensor? {
         if let initializer { return initializer }
-        // torch's exporter writes a weight equal to another one as `Identity(first)`.
-        if let p = producer, p.opType.name == "Identity", p.opType.canonicalDomain.isEmpty, let x = p.inputs.first ?? nil {
-            return x.constantValue
-        }
         guard let p = producer, p.opType == .constant else { return nil }
         for (name, attr) in p.attributes {
             switch (name, attr) {
