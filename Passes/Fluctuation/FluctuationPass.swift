@@ -43,7 +43,7 @@ public struct FluctuationPass: Pass {
         guard !context.calibration.isEmpty else {
             throw PruningError.invalid("fluctuation needs calibration data: pass --calib DATA (units are scored on its activations)")
         }
-        let analysis = PruningGroups.analyze(model)
+        let analysis = PruningGroups.analyze(model, for: options.target.kinds)
         let groups = analysis.groups(of: options.target.kinds.subtracting([.blocks]))
         guard !groups.isEmpty else {
             throw PruningError.nothingToPrune(kinds: options.target.kinds, blocked: analysis.blocked.map { ($0.name, $0.blockedReason ?? "") })

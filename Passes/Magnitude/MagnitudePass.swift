@@ -25,7 +25,7 @@ public struct MagnitudePass: Pass {
     public init(options: Options) { self.options = options }
 
     public func run(on model: Model, context: PassContext) throws -> PassResult {
-        let analysis = PruningGroups.analyze(model)
+        let analysis = PruningGroups.analyze(model, for: options.target.kinds)
         let groups = analysis.groups(of: options.target.kinds)
         let blocks = options.target.kinds.contains(.blocks) ? analysis.blocks : []
         guard !groups.isEmpty || !blocks.isEmpty else {

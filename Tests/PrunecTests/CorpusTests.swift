@@ -23,9 +23,6 @@ import Testing
     static let headsNotFollowed: [String: String] = [
         // DeBERTa's disentangled attention gathers position scores per head.
         "deberta.onnx": "Reshape", "deberta.dynamo.onnx": "Tile",
-        // Multi-query attention: one kv head broadcast to every query; units would be single
-        // query heads, which need the repeat rewritten on fold.
-        "gemma.onnx": "Expand", "gemma.dynamo.onnx": "Expand",
         "gpt2.dynamo.onnx": "Reshape",
     ]
 

@@ -92,7 +92,8 @@ def main():
         heads = [g for g in groups if g["kind"] == "heads" and g["prunable"]]
         neurons = [g for g in groups if g["kind"] == "neurons" and g["prunable"] and g["units"] == arch["intermediate"]]
         kv = arch.get("kv_heads", arch["heads"])
-        want_units = kv if kv < arch["heads"] else arch["heads"]
+        # Grouped-query attention: units are kv groups; multi-query (one kv head): query heads.
+        want_units = kv if 1 < kv < arch["heads"] else arch["heads"]
         expected_layers = arch["layers"] - arch.get("layers_without_heads", 0)
         check("heads", len(heads) == expected_layers and all(g["units"] == want_units and g.get("query_heads") == arch["heads"] for g in heads),
               f"{len(heads)} head groups of {[g['units'] for g in heads]} units covering {[g.get('query_heads') for g in heads]} "
@@ -143,48 +144,61 @@ def main():
                   f"max abs {max(m for _, m in oks):.3g}")
 
 
-    # 3. prune, fold, compare
-    masked, folded = work / "masked.onnx", work / "folded.onnx"
-    r = run([a.prunec, model_path, "--pass", "magnitude{sparsity=0.3}", "-o", masked, "--calib", calib, "--no-validate"])
-    check("magnitude", r.returncode == 0, r.stderr.strip()[-400:])
-    r2 = run([a.prunec, masked, "--pass", "fold-masks", "-o", folded, "--calib", calib, "--no-validate"]) if r.returncode == 0 else r
-    check("fold-masks", r2.returncode == 0, r2.stderr.strip()[-400:])
-    if r2.returncode == 0:
-        m0, mf = onnx.load(str(model_path)), onnx.load(str(folded))
-        def checker(m):
-            try:
-                onnx.checker.check_model(m, full_check=True)
-                return None
-            except Exception as e:  # noqa: BLE001
-                return str(e).splitlines()[0][:300]
-        err, err0 = checker(mf), checker(m0)
-        # onnxruntime's optimizer writes ops (SimplifiedLayerNormalization in the default domain)
-        # that onnx does not define: the original fails the same way, and that is not ours.
-        check("onnx.checker", err is None or err == err0, f"{err or 'passes'}" + (" (the original fails the same way)" if err and err == err0 else ""))
-        p0 = sum(int(np.prod(t.dims)) for t in m0.graph.initializer)
-        pf = sum(int(np.prod(t.dims)) for t in mf.graph.initializer)
-        check("smaller", pf < p0 * 0.97, f"params {p0} -> {pf}")
-        io0, t0 = types(m0)
-        iof, tf = types(mf)
-        check("element types", io0 == iof and tf <= t0, f"io {io0 == iof}, initializer types {sorted(t0)} -> {sorted(tf)}")
-        # onnxruntime runs both models; where it cannot (bf16), the interpreter does.
-        ort_runs = entry.get("ort_runs", True)
-        if ort_runs:
-            sm, sf = session(masked), session(folded)
-            outs = sorted(o.name for o in sm.get_outputs())
-        lengths = [None] + ([9] if entry.get("dynamic_dims") and any("sequence" in d.values() for d in entry["dynamic_dims"].values()) else [])
-        for length in lengths:
-            for s in (0, 5):
-                f = feeds_of(data, names, s)
-                if length:
-                    f = {k: v[:, :length] for k, v in f.items()}
-                if ort_runs:
-                    ym, yf = sm.run(outs, f), sf.run(outs, f)
-                else:
-                    ym, yf = prunec_outputs(masked, f, "masked"), prunec_outputs(folded, f, "folded")
-                oks = [compare(x, y, f, rtol, atol if entry.get("dtype", "fp32") != "fp32" else 1e-5) for x, y in zip(yf, ym)]
-                check(f"folded = masked (set {s}, length {length or 'calib'}" + ("" if ort_runs else ", interpreter") + ")",
-                      all(ok for ok, _ in oks), f"max abs {max(m for _, m in oks):.3g}")
+    # 3. prune, fold, compare (and, for grouped-query attention, with query-head units)
+    def prune_fold(spec, tag):
+        masked, folded = work / f"{tag}masked.onnx", work / f"{tag}folded.onnx"
+        r = run([a.prunec, model_path, "--pass", spec, "-o", masked, "--calib", calib, "--no-validate"])
+        check(f"{tag}magnitude", r.returncode == 0, r.stderr.strip()[-400:])
+        r2 = run([a.prunec, masked, "--pass", "fold-masks", "-o", folded, "--calib", calib, "--no-validate"]) if r.returncode == 0 else r
+        check(f"{tag}fold-masks", r2.returncode == 0, r2.stderr.strip()[-400:])
+        if r2.returncode == 0:
+            m0, mf = onnx.load(str(model_path)), onnx.load(str(folded))
+            def checker(m):
+                try:
+                    onnx.checker.check_model(m, full_check=True)
+                    return None
+                except Exception as e:  # noqa: BLE001
+                    return str(e).splitlines()[0][:300]
+            err, err0 = checker(mf), checker(m0)
+            # onnxruntime's optimizer writes ops (SimplifiedLayerNormalization in the default domain)
+            # that onnx does not define: the original fails the same way, and that is not ours.
+            check(f"{tag}onnx.checker", err is None or err == err0, f"{err or 'passes'}" + (" (the original fails the same way)" if err and err == err0 else ""))
+            p0 = sum(int(np.prod(t.dims)) for t in m0.graph.initializer)
+            pf = sum(int(np.prod(t.dims)) for t in mf.graph.initializer)
+            check(f"{tag}smaller", pf < p0 * 0.97, f"params {p0} -> {pf}")
+            io0, t0 = types(m0)
+            iof, tf = types(mf)
+            check(f"{tag}element types", io0 == iof and tf <= t0, f"io {io0 == iof}, initializer types {sorted(t0)} -> {sorted(tf)}")
+            # onnxruntime runs both models; where it cannot (bf16), the interpreter does.
+            ort_runs = entry.get("ort_runs", True)
+            if ort_runs:
+                sm, sf = session(masked), session(folded)
+                outs = sorted(o.name for o in sm.get_outputs())
+            lengths = [None] + ([9] if entry.get("dynamic_dims") and any("sequence" in d.values() for d in entry["dynamic_dims"].values()) else [])
+            for length in lengths:
+                for s in (0, 5):
+                    f = feeds_of(data, names, s)
+                    if length:
+                        f = {k: v[:, :length] for k, v in f.items()}
+                    if ort_runs:
+                        ym, yf = sm.run(outs, f), sf.run(outs, f)
+                    else:
+                        ym, yf = prunec_outputs(masked, f, tag + "masked"), prunec_outputs(folded, f, tag + "folded")
+                    oks = [compare(x, y, f, rtol, atol if entry.get("dtype", "fp32") != "fp32" else 1e-5) for x, y in zip(yf, ym)]
+                    check(f"{tag}folded = masked (set {s}, length {length or 'calib'}" + ("" if ort_runs else ", interpreter") + ")",
+                          all(ok for ok, _ in oks), f"max abs {max(m for _, m in oks):.3g}")
+
+
+    prune_fold("magnitude{sparsity=0.3}", "")
+    kv = arch.get("kv_heads", arch["heads"])
+    if 1 < kv < arch["heads"]:
+        # Query heads as units of their own: the pass asks for them with kinds=query-heads.
+        r = run([a.prunec, model_path, "--pass", "magnitude{sparsity=0.5,kinds=query-heads}", "-o", work / "q.onnx", "--calib", calib,
+                 "--no-validate"])
+        removed = [ln for ln in r.stderr.splitlines() + r.stdout.splitlines() if "query-heads-removed" in ln]
+        check("query heads", r.returncode == 0 and bool(removed) and f"groups {arch['layers']}" in removed[-1],
+              (removed[-1].strip() if removed else r.stderr.strip()[-300:]))
+        prune_fold("magnitude{sparsity=0.5,kinds=query-heads}", "query-heads: ")
 
     ok = all(c["ok"] for c in checks)
     if a.json:

@@ -22,14 +22,22 @@ public struct PruningGroups {
     public let blocks: [ResidualBlock]
 
     /// Analyses `model` (main graph). Shape inference runs first, so value types get filled in.
-    public static func analyze(_ model: Model) -> PruningGroups {
+    ///
+    /// - Parameter queryHeads: make the query heads of grouped-query attention units of their own
+    ///   (``GroupKind/queryHeads``) instead of kv groups. A model whose masks were set per query
+    ///   head is analysed that way whatever this says, so that folding sees the masks as they were set.
+    public static func analyze(_ model: Model, queryHeads: Bool = false) -> PruningGroups {
         let (_, constants) = ShapeInference().runCollectingConstants(on: model)
-        let builder = GroupBuilder(model: model, constants: constants)
-        builder.build()
-        let all = builder.extractGroups()
+        let all = GroupBuilder.groups(of: model, constants: constants, queryHeads: queryHeads).groups
         return PruningGroups(
             groups: all.filter(\.isPrunable), blocked: all.filter { !$0.isPrunable },
             blocks: ResidualBlock.find(in: model))
+    }
+
+    /// Analyses `model` for a target of `kinds`: with query-head units when `kinds` names
+    /// ``GroupKind/queryHeads``.
+    public static func analyze(_ model: Model, for kinds: Set<GroupKind>) -> PruningGroups {
+        analyze(model, queryHeads: kinds.contains(.queryHeads))
     }
 
     /// Prunable groups of the given kinds.
@@ -97,13 +105,31 @@ final class GroupBuilder {
     var headAxes: [Int: Int] = [:]
     /// Contractions that consume a site (the next layer's input channels): gates go there.
     var absorbing: [(site: Int, node: Node)] = []
+    /// Per-use cuts of repeated keys/values (query-head units): the group they end is `queryHeads`.
+    var repeatCuts: Set<Int> = []
     /// Shape elements computed from another tensor's size (``ShapeSource``): valid only if that
     /// tensor's axis ends up in the same group with matching unit sizes; checked per group.
     var shapeChecks: [ShapeCheck] = []
     var visited: Set<Visit> = []
     var queue: [Int] = []
 
-    init(model: Model, constants: KnownIntegers) {
+    /// Runs the closure and extracts the groups; a kv-group analysis whose masks differ inside a
+    /// unit (they were set per query head) runs again with query-head units.
+    static func groups(of model: Model, constants: KnownIntegers, queryHeads: Bool) -> (builder: GroupBuilder, groups: [PruningGroup]) {
+        let builder = GroupBuilder(model: model, constants: constants, queryHeads: queryHeads)
+        builder.build()
+        let groups = builder.extractGroups()
+        if !queryHeads, groups.contains(where: { $0.kind == .heads && $0.unitsAreKVGroups && $0.hasMixedMasks }) {
+            return Self.groups(of: model, constants: constants, queryHeads: true)
+        }
+        return (builder, groups)
+    }
+
+    /// Query heads are units (a repeat of keys/values is cut per use instead of followed).
+    let queryHeads: Bool
+
+    init(model: Model, constants: KnownIntegers, queryHeads: Bool = false) {
+        self.queryHeads = queryHeads
         self.model = model
         self.graph = model.graph
         self.constants = constants
@@ -222,10 +248,45 @@ final class GroupBuilder {
         return s
     }
 
-    /// The site of input `i` of `node` on `axis`: a parameter site for constants.
+    /// The site of input `i` of `node` on `axis`: a parameter site for constants, and for keys or
+    /// values repeated for query heads where those are units (cut per use by a Gather on fold).
     func operand(_ node: Node, _ i: Int, _ axis: Int) -> Int? {
         guard i < node.inputs.count, let v = node.inputs[i] else { return nil }
-        return isConstantOperand(node, i) ? parameterSite(node, i, axis) : activationSite(v, axis)
+        if isConstantOperand(node, i) { return parameterSite(node, i, axis) }
+        if let kv = repeatedHeads(v, axis), queryHeads || kv == 1 {
+            let s = parameterSite(node, i, axis)
+            if let s { repeatCuts.insert(s) }
+            return s
+        }
+        return activationSite(v, axis)
+    }
+
+    /// When `axis` of `v` is heads repeated from fewer heads (torch's repeat_kv: a size-1 axis
+    /// broadcast by an Expand and merged into the head axis by a Reshape, maybe behind
+    /// Transposes), the number of heads before the repeat.
+    func repeatedHeads(_ v: Value, _ axis: Int, depth: Int = 0) -> Int? {
+        guard depth < 8, let p = v.producer, p.opType.canonicalDomain.isEmpty, let x = p.inputs.first ?? nil else { return nil }
+        switch p.opType.name {
+        case "Transpose":
+            guard let rank = rankOf(v) else { return nil }
+            let perm = ((try? p.attribute("perm", as: [Int].self)) ?? nil) ?? Array((0 ..< rank).reversed())
+            return axis < perm.count ? repeatedHeads(x, perm[axis], depth: depth + 1) : nil
+        case "Reshape":
+            guard let e = x.producer, e.opType.name == "Expand", e.opType.canonicalDomain.isEmpty, let ex = e.inputs.first ?? nil,
+                let inDims = dims(ex), let midDims = dims(x), let outDims = dims(v), inDims.count == midDims.count,
+                let covered = ReshapeAxisMap.covered(from: outDims, to: midDims, axis: axis)
+            else { return nil }
+            // Among the merged axes, one the Expand broadcasts from 1; the others give the kv heads.
+            guard covered.contains(where: { inDims[$0] == .known(1) && (midDims[$0].value ?? 0) > 1 }) else { return nil }
+            var kv = 1
+            for c in covered where inDims[c] != .known(1) {
+                guard let n = inDims[c].value else { return nil }
+                kv *= n
+            }
+            return kv
+        default:
+            return nil
+        }
     }
 
     // MARK: Union-find

@@ -54,13 +54,17 @@ extension GroupBuilder {
 
         var params = [Int](repeating: 0, count: unitCount)
         var masks: [Float]?
+        var mixed = false
         for sl in slices where sl.isParameter {
             guard let t = sl.value.constantValue else { continue }
             if sl.isMask {
                 guard let v = try? t.floats() else { continue }
                 var m = masks ?? [Float](repeating: .infinity, count: unitCount)
                 // A mask is shaped [units, 1, ...]: element i of the axis is element i of the data.
-                for (i, u) in sl.units.enumerated() where i < v.count { m[u] = min(m[u], v[i]) }
+                for (i, u) in sl.units.enumerated() where i < v.count {
+                    if m[u] != .infinity, m[u] != v[i] { mixed = true }
+                    m[u] = min(m[u], v[i])
+                }
                 masks = m
                 continue
             }
@@ -105,7 +109,9 @@ extension GroupBuilder {
 
         let kind: GroupKind
         if regrouped.contains(r) {
-            kind = .heads
+            // Query heads cut from repeated keys/values are their own kind when asked for; a
+            // multi-query model's are its only head units, so they stay `heads`.
+            kind = queryHeads && ss.contains(where: repeatCuts.contains) ? .queryHeads : .heads
         } else if slices.contains(where: { ["Conv", "ConvTranspose"].contains($0.node?.opType.name ?? "") }) {
             kind = .channels
         } else {
@@ -113,9 +119,10 @@ extension GroupBuilder {
         }
         let first = layers.min { (position[ObjectIdentifier($0)] ?? .max) < (position[ObjectIdentifier($1)] ?? .max) }
         let name = first.map { $0.name.isEmpty ? ($0.inputs[1]?.name ?? $0.displayName) : $0.name } ?? sites[r].value.name
-        let heads = kind == .heads ? ss.compactMap { headAxes[$0] }.max() : nil
+        let heads = kind == .heads || kind == .queryHeads ? ss.compactMap { headAxes[$0] }.max() : nil
         return PruningGroup(id: id, kind: kind, name: name, unitCount: unitCount, slices: slices, gateSites: gates,
-                            blockedReason: reason, paramsPerUnit: params, macsPerUnit: macs, maskValues: masks, queryHeads: heads)
+                            blockedReason: reason, paramsPerUnit: params, macsPerUnit: macs, maskValues: masks, queryHeads: heads,
+                            hasMixedMasks: mixed)
     }
 
     /// The first computed shape element of the group that would go wrong after pruning: its

@@ -302,6 +302,13 @@ extension GroupBuilder {
         guard let map = ReshapeAxisMap.map(from: from, to: to, axis: sites[s].axis) else {
             return block(s, "\(node.displayName) reshapes the channel axis in a way the analysis cannot follow")
         }
+        if !fromOutput {
+            let a: Int
+            switch map { case .same(let j), .split(let j, _), .merge(let j, _): a = j }
+            if let kv = repeatedHeads(out, a), queryHeads || kv == 1 {
+                return block(s, "\(node.displayName) repeats kv heads for the query heads; with query-head units the kv heads stay (kinds=heads removes whole kv groups)")
+            }
+        }
         let target: (Int) -> Int? = { a in fromOutput ? self.activationSite(x, a) : self.activationSite(out, a) }
         let outAxis: Int
         switch map {

@@ -10,6 +10,10 @@ public enum GroupKind: String, Sendable, CaseIterable, Codable, CustomStringConv
     case heads
     /// MLP / FFN neurons: up (and gate) projection outputs and the down projection's inputs.
     case neurons
+    /// Query heads of grouped-query attention, one unit each: the kv heads stay, and each use of
+    /// the repeated keys and values is cut to the kept query heads by a `Gather`. Asked for with
+    /// `kinds=query-heads`; `heads` removes whole kv groups (a kv head and its query heads).
+    case queryHeads = "query-heads"
     /// Whole residual blocks: `x + f(x)` where `f` can be skipped (see ``ResidualBlock``).
     case blocks
 
@@ -23,7 +27,8 @@ public struct GroupSlice {
         /// A value computed by the graph; its type's dim on ``GroupSlice/axis`` shrinks.
         case activation(Value)
         /// Input `input` of `node`, a constant (initializer or `Constant`): sliced for this use only,
-        /// so a weight shared with another layer is copied, not cut for both.
+        /// so a weight shared with another layer is copied, not cut for both. A computed value here
+        /// (keys and values repeated for query heads) is cut for this use by a `Gather`.
         case parameter(node: Node, input: Int)
     }
 
@@ -103,9 +108,15 @@ public final class PruningGroup: CustomStringConvertible {
     /// Whether units are kv groups: several query heads share one key/value head.
     public var unitsAreKVGroups: Bool { (queryHeads ?? 0) > unitCount }
 
+    /// Whether the masks already in the model give different values to indices of one unit (a
+    /// kv-group analysis of masks that were set per query head).
+    let hasMixedMasks: Bool
+
     init(id: Int, kind: GroupKind, name: String, unitCount: Int, slices: [GroupSlice], gateSites: [GateSite],
-         blockedReason: String?, paramsPerUnit: [Int], macsPerUnit: [Double], maskValues: [Float]?, queryHeads: Int? = nil) {
+         blockedReason: String?, paramsPerUnit: [Int], macsPerUnit: [Double], maskValues: [Float]?, queryHeads: Int? = nil,
+         hasMixedMasks: Bool = false) {
         self.queryHeads = queryHeads
+        self.hasMixedMasks = hasMixedMasks
         self.id = id
         self.kind = kind
         self.name = name

@@ -50,6 +50,15 @@ enum ReshapeAxisMap: Equatable {
         return .same(to.count - 1 - r)
     }
 
+    /// The axes of `to` that axis `axis` of `from` covers exactly (it stays whole or splits), or
+    /// `nil` when it merges with others or the dims do not line up.
+    static func covered(from: [Dim], to: [Dim], axis: Int) -> Range<Int>? {
+        guard axis >= 0, axis < from.count, let pf = prefixes(from), let pt = prefixes(to),
+            let j0 = pt.firstIndex(of: pf[axis]), let j1 = pt.lastIndex(of: pf[axis + 1]), j1 > j0
+        else { return nil }
+        return j0 ..< j1
+    }
+
     private static func mapFromFront(from: [Dim], to: [Dim], axis: Int) -> ReshapeAxisMap? {
         guard axis >= 0, axis < from.count, let n = from[axis].value, n > 1,
             let pf = prefixes(from), let pt = prefixes(to)

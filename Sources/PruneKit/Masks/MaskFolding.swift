@@ -29,9 +29,7 @@ public enum MaskFolding {
     public static func fold(_ model: Model) throws -> Summary {
         let graph = model.graph
         let (_, constants) = ShapeInference().runCollectingConstants(on: model)
-        let builder = GroupBuilder(model: model, constants: constants)
-        builder.build()
-        let groups = builder.extractGroups()
+        let (builder, groups) = GroupBuilder.groups(of: model, constants: constants, queryHeads: false)
         let names = NameScope(graph)
         var summary = Summary()
 
@@ -105,7 +103,11 @@ public enum MaskFolding {
             (position[ObjectIdentifier(a.key.node)] ?? 0, a.key.input) < (position[ObjectIdentifier(b.key.node)] ?? 0, b.key.input)
         }
         for (use, axes) in ordered {
-            guard let source = use.node.inputs[use.input], var t = source.constantValue else { continue }
+            guard let source = use.node.inputs[use.input] else { continue }
+            guard var t = source.constantValue else {
+                try gatherForUse(use, axes: axes, graph: graph, names: names)
+                continue
+            }
             let key = CutKey(source: ObjectIdentifier(source), axes: axes)
             if let v = made[key] {
                 use.node.setInput(v, at: use.input)
@@ -122,6 +124,24 @@ public enum MaskFolding {
                 made[key] = v
             }
         }
+    }
+
+    /// A computed value cut for one use (keys/values repeated for query heads): a `Gather` of the
+    /// kept indices right before the reader.
+    static func gatherForUse(_ use: ParameterUse, axes: [Int: [Int]], graph: Graph, names: NameScope) throws {
+        guard var v = use.node.inputs[use.input] else { return }
+        for (axis, kept) in axes.sorted(by: { $0.key < $1.key }) {
+            let idx = graph.addInitializer(Tensor(int64s: kept.map(Int64.init), shape: [kept.count]), name: names.fresh("\(v.name).kept"))
+            let gather = Node(OpType("Gather"), name: names.fresh("prunec.gather"), inputs: [v, idx], outputs: [names.fresh("\(v.name).gathered")],
+                              attributes: [("axis", .int(Int64(axis)))])
+            if let dtype = v.type?.elementType, var dims = v.type?.shape?.dims, axis < dims.count {
+                dims[axis] = .known(kept.count)
+                gather.outputs[0].type = .tensor(dtype, Shape(dims))
+            }
+            try graph.insert(gather, before: use.node)
+            v = gather.outputs[0]
+        }
+        use.node.setInput(v, at: use.input)
     }
 
     /// Rewrites the counts that shrinking activations makes wrong: Reshape targets, Split sizes,

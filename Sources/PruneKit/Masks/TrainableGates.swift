@@ -45,7 +45,7 @@ public final class TrainableGates {
     /// - Throws: ``PruningError/nothingToPrune(kinds:blocked:)`` when no group of `kinds` (and no
     ///   residual block, for `.blocks`) can be pruned.
     public init(model: Model, kinds: Set<GroupKind>) throws {
-        let first = PruningGroups.analyze(model)
+        let first = PruningGroups.analyze(model, for: kinds)
         let chosen = first.groups(of: kinds)
         let foundBlocks = kinds.contains(.blocks) ? first.blocks : []
         guard !chosen.isEmpty || !foundBlocks.isEmpty else {
@@ -61,7 +61,7 @@ public final class TrainableGates {
         }
         blocks = foundBlocks
         // Re-analyse: the gates are now part of each group; keep the groups that have masks.
-        let gated = chosen.isEmpty ? [] : PruningGroups.analyze(model).groups(of: kinds).filter { !$0.masks.isEmpty }
+        let gated = chosen.isEmpty ? [] : PruningGroups.analyze(model, for: kinds).groups(of: kinds).filter { !$0.masks.isEmpty }
         groups = gated
         let copy = model.copy()
         let names = NameScope(copy.graph)
