@@ -55,9 +55,13 @@ import Testing
         #expect(ReshapeAxisMap.map(from: [k(6), k(64)], to: [k(2), k(3), k(64)], axis: 0) == .split(0, factor: 3))
         // Sizes that do not line up: [b, 6, 4] → [b, 4, 6].
         #expect(ReshapeAxisMap.map(from: [b, k(6), k(4)], to: [b, k(4), k(6)], axis: 1) == nil)
-        // Size-1 axes, unknown dims and axes out of range map to nothing.
+        // Size-1 axes and axes out of range map to nothing.
         #expect(ReshapeAxisMap.map(from: [b, k(1), k(64)], to: [b, k(64)], axis: 1) == nil)
-        #expect(ReshapeAxisMap.map(from: [.unknown, k(64)], to: [.unknown, k(4), k(16)], axis: 1) == nil)
+        // Unknown leading dims: matched from the back (a reshape keeps the element count, so equal
+        // trailing products leave equal leading ones), as GPT-2's Conv1D writes view(-1, n).
+        #expect(ReshapeAxisMap.map(from: [.unknown, k(64)], to: [.unknown, k(4), k(16)], axis: 1) == .split(1, factor: 16))
+        #expect(ReshapeAxisMap.map(from: [b, s, k(4), k(16)], to: [.unknown, k(64)], axis: 2) == .merge(1, factor: 16))
+        #expect(ReshapeAxisMap.map(from: [.unknown, k(64)], to: [.unknown, k(6), k(16)], axis: 1) == nil)
         #expect(ReshapeAxisMap.map(from: [b, k(64)], to: [b, k(64)], axis: 2) == nil)
     }
 

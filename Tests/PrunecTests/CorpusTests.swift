@@ -23,16 +23,11 @@ import Testing
     static let headsNotFollowed: [String: String] = [
         // DeBERTa's disentangled attention gathers position scores per head.
         "deberta.onnx": "Reshape", "deberta.dynamo.onnx": "Tile",
-        "gpt2.dynamo.onnx": "Reshape",
     ]
 
     /// MPNet adds one relative-position bias, computed once, to every layer's scores: the heads of
     /// all layers are one group (head h goes from every layer at once).
     static let headsSharedAcrossLayers: Set<String> = ["mpnet.onnx", "mpnet.dynamo.onnx"]
-
-    /// GPT-2's TorchScript export writes layer 1's zero biases as `Identity(layer 0's bias)`: that
-    /// layer's groups stay blocked ("the bias ... is computed"); layer 0 prunes and folds.
-    static let biasThroughIdentity: Set<String> = ["gpt2.onnx"]
 
     @Test func theCorpusIsThere() {
         #expect(CorpusTests.models.count >= 20, "examples/models/corpus/manifest.json lists \(CorpusTests.models.count) models")
@@ -56,10 +51,6 @@ import Testing
         #expect(checks.count >= 8, "\(model): only \(checks.count) checks ran")
         for c in checks {
             let name = c["check"] as? String ?? "?", ok = c["ok"] as? Bool ?? false, detail = c["detail"] as? String ?? ""
-            if ["heads", "neurons"].contains(name), CorpusTests.biasThroughIdentity.contains(model) {
-                #expect(!ok && detail.hasPrefix("1 "), "\(model): \(name): \(detail)")
-                continue
-            }
             if name == "heads", let node = CorpusTests.headsNotFollowed[model] {
                 #expect(!ok && detail.contains("blocked:") && detail.contains(node), "\(model): heads: \(detail)")
                 continue

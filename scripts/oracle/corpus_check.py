@@ -191,7 +191,10 @@ def main():
 
     prune_fold("magnitude{sparsity=0.3}", "")
     kv = arch.get("kv_heads", arch["heads"])
-    if 1 < kv < arch["heads"]:
+    # A fused GQA op (standard Attention with kv_num_heads, GroupQueryAttention) needs the same
+    # number of query heads per kv head: there, query heads go only as whole kv groups.
+    fused_gqa = any(op in entry.get("ops", {}) for op in ("Attention", "com.microsoft::GroupQueryAttention"))
+    if 1 < kv < arch["heads"] and not fused_gqa:
         # Query heads as units of their own: the pass asks for them with kinds=query-heads.
         r = run([a.prunec, model_path, "--pass", "magnitude{sparsity=0.5,kinds=query-heads}", "-o", work / "q.onnx", "--calib", calib,
                  "--no-validate"])

@@ -376,3 +376,4 @@ final class GroupBuilder {
         if blockReason[r] == nil { blockReason[r] = reason }
     }
 }
+

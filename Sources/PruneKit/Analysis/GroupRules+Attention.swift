@@ -94,7 +94,8 @@ extension GroupBuilder {
                 runs.append(HeadRun(site: site, offset: (hq + hkv) * d, heads: hkv, width: d, unit: { $0 }))
             }
             for (i, n, toUnit) in [(0, hq, rep), (1, hkv, 1), (2, hkv, 1)] where !packed {
-                guard let v = node.inputs[i], let site = activationSite(v, headAxis), sites[site].size % n == 0 else {
+                // operand(): keys/values repeated before the op are cut per use for query-head units.
+                guard node.inputs[i] != nil, let site = operand(node, i, headAxis), sites[site].size % n == 0 else {
                     return block(s, "input \(i) of \(node.displayName) does not split into \(n) heads")
                 }
                 runs.append(HeadRun(site: site, offset: 0, heads: n, width: sites[site].size / n, unit: { $0 / toUnit }))

@@ -248,6 +248,10 @@ extension GroupBuilder {
                 link(s, node, output: 0, axis: 1)
                 bias(1)
             }
+        case .input(2) where node.inputs[2]?.producer.map({ $0.opType == .identity && $0.inputs.first??.constantValue != nil }) == true:
+            // A bias that is `Identity(constant)` (torch writes a bias equal to another one that
+            // way): bias() linked it to the output already; the Identity's rule cuts the constant.
+            return
         case .input:
             block(s, "'\(sites[s].value.name)' is the bias of \(node.displayName) and is computed")
         case .output:

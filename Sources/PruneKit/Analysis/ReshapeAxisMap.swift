@@ -46,8 +46,42 @@ enum ReshapeAxisMap: Equatable {
     /// `-1`, as GPT-2's Conv1D writes `view(-1, n)`), an axis that stays whole is matched from the back.
     static func map(from: [Dim], to: [Dim], axis: Int) -> ReshapeAxisMap? {
         if let m = mapFromFront(from: from, to: to, axis: axis) { return m }
-        guard case .same(let r)? = mapFromFront(from: from.reversed(), to: to.reversed(), axis: from.count - 1 - axis) else { return nil }
-        return .same(to.count - 1 - r)
+        return mapFromBack(from: from, to: to, axis: axis)
+    }
+
+    /// Prefix products up to the first unknown dim.
+    static func partialPrefixes(_ dims: [Dim]) -> [Product] {
+        var out = [Product()]
+        var p = Product()
+        for d in dims {
+            guard p.multiply(d) else { break }
+            out.append(p)
+        }
+        return out
+    }
+
+    /// The same matching on products taken from the last axis, for shapes whose leading dims are
+    /// unknown (`[b, s, 4, 16] → [-1, 64]`).
+    private static func mapFromBack(from: [Dim], to: [Dim], axis: Int) -> ReshapeAxisMap? {
+        guard axis >= 0, axis < from.count, let n = from[axis].value, n > 1 else { return nil }
+        let pf = partialPrefixes(from.reversed()), pt = partialPrefixes(to.reversed())
+        let ra = from.count - 1 - axis
+        guard ra + 1 < pf.count else { return nil }
+        if let j0 = pt.firstIndex(of: pf[ra]), let j1 = pt.lastIndex(of: pf[ra + 1]), j1 > j0 {
+            let carriers = ((to.count - j1) ..< (to.count - j0)).filter { to[$0] != .known(1) }
+            guard let outer = carriers.first, let m = to[outer].value else { return nil }
+            if carriers.count == 1 { return m == n ? .same(outer) : nil }
+            guard m > 0, n % m == 0 else { return nil }
+            return .split(outer, factor: n / m)
+        }
+        for jr in 0 ..< pt.count - 1 {
+            guard let i0 = pf.firstIndex(of: pt[jr]), let i1 = pf.lastIndex(of: pt[jr + 1]), i0 <= ra, ra < i1 else { continue }
+            let merged = ((from.count - i1) ..< (from.count - i0)).filter { from[$0] != .known(1) }
+            let j = to.count - 1 - jr
+            guard merged.first == axis, let m = to[j].value, m % n == 0 else { return nil }
+            return .merge(j, factor: m / n)
+        }
+        return nil
     }
 
     /// The axes of `to` that axis `axis` of `from` covers exactly (it stays whole or splits), or
