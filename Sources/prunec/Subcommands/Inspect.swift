@@ -33,6 +33,9 @@ extension Prunec {
         @Flag(help: "List the pruning groups (channels, heads, neurons, residual blocks) with their size and cost, and why some are blocked.")
         var groups = false
 
+        @Flag(name: .customLong("query-heads"), help: "With --groups: list the query heads of grouped-query attention as units of their own (what kinds=query-heads prunes) instead of kv groups.")
+        var queryHeads = false
+
         func validate() throws {
             _ = try parsedShapes()
         }
@@ -52,7 +55,7 @@ extension Prunec {
                     check = LibONNX.check(modelAt: input.url, irVersion: Int(model.irVersion), opsets: opsets, fullCheck: false)
                 }
                 let summary = ModelSummary(model: model, file: input.model, shapes: shapes, check: check)
-                let analysis = groups ? PruningGroups.analyze(model) : nil
+                let analysis = groups ? PruningGroups.analyze(model, queryHeads: queryHeads) : nil
                 if json {
                     var text = try summary.json()
                     if let analysis,

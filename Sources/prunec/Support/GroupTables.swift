@@ -24,6 +24,7 @@ enum GroupTables {
 
     /// "9 heads" or, for grouped-query attention, "3 kv groups of 3 heads".
     static func units(_ g: PruningGroup) -> String {
+        if g.kind == .queryHeads { return "\(g.unitCount) query heads" }
         guard g.kind == .heads, let h = g.queryHeads else { return String(g.unitCount) }
         return g.unitsAreKVGroups ? "\(g.unitCount) kv groups of \(h / g.unitCount) heads" : "\(g.unitCount) heads"
     }
