@@ -25,10 +25,6 @@ import Testing
         "deberta.onnx": "Reshape", "deberta.dynamo.onnx": "Tile",
     ]
 
-    /// MPNet adds one relative-position bias, computed once, to every layer's scores: the heads of
-    /// all layers are one group (head h goes from every layer at once).
-    static let headsSharedAcrossLayers: Set<String> = ["mpnet.onnx", "mpnet.dynamo.onnx"]
-
     @Test func theCorpusIsThere() {
         #expect(CorpusTests.models.count >= 20, "examples/models/corpus/manifest.json lists \(CorpusTests.models.count) models")
     }
@@ -53,10 +49,6 @@ import Testing
             let name = c["check"] as? String ?? "?", ok = c["ok"] as? Bool ?? false, detail = c["detail"] as? String ?? ""
             if name == "heads", let node = CorpusTests.headsNotFollowed[model] {
                 #expect(!ok && detail.contains("blocked:") && detail.contains(node), "\(model): heads: \(detail)")
-                continue
-            }
-            if name == "heads", CorpusTests.headsSharedAcrossLayers.contains(model) {
-                #expect(detail.hasPrefix("1 head groups of [4] units"), "\(model): heads: \(detail)")
                 continue
             }
             #expect(ok, "\(model): \(name): \(detail)")

@@ -187,6 +187,8 @@ def run_lm(a, res):
                                                 "reconstruct"],
         f"fluctuation + reconstruct, {a.lm_heads:.0%} of query heads (kv groups)": [
             f"fluctuation{{params={frac:.5f},kinds=heads}}", "reconstruct"],
+        "fluctuation + reconstruct, query heads one by one (single), same params": [
+            f"fluctuation{{params={frac:.5f},kinds=query-heads}}", "reconstruct"],
         f"fluctuation + reconstruct, FFN neurons, same params": [f"fluctuation{{params={frac:.5f},kinds=neurons}}", "reconstruct"],
     }
     for name, passes in selected(pipes, a.only).items():

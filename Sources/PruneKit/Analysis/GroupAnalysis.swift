@@ -107,6 +107,7 @@ final class GroupBuilder {
     var absorbing: [(site: Int, node: Node)] = []
     /// Per-use cuts of repeated keys/values (query-head units): the group they end is `queryHeads`.
     var repeatCuts: Set<Int> = []
+    var dataFree: [ObjectIdentifier: Bool] = [:]
     /// Shape elements computed from another tensor's size (``ShapeSource``): valid only if that
     /// tensor's axis ends up in the same group with matching unit sizes; checked per group.
     var shapeChecks: [ShapeCheck] = []
@@ -258,7 +259,29 @@ final class GroupBuilder {
             if let s { repeatCuts.insert(s) }
             return s
         }
+        // A score-shaped table computed from constants alone (MPNet's relative position bias, one
+        // [1, H, s, s] for every layer) is cut per reader, like a shared weight: each layer keeps
+        // its own heads. (Token embeddings are also free of data by this test, hence the rank.)
+        if v.uses.count > 1, rankOf(v) == 4, isDataFree(v) { return parameterSite(node, i, axis) }
         return activationSite(v, axis)
+    }
+
+    /// Whether `v` is computed without any layer with weights and without a floating-point graph
+    /// input: from constants, shapes and token indices only.
+    func isDataFree(_ v: Value) -> Bool {
+        if let known = dataFree[ObjectIdentifier(v)] { return known }
+        dataFree[ObjectIdentifier(v)] = false  // cycles and deep chains count as data
+        var result: Bool
+        if v.constantValue != nil {
+            result = true
+        } else if let p = v.producer {
+            result = p.graph === graph && p.subgraphs.isEmpty && seed(of: p) == nil
+                && p.inputs.allSatisfy { $0 == nil || isDataFree($0!) }
+        } else {
+            result = !(v.type?.elementType?.isFloatingPoint ?? true)
+        }
+        dataFree[ObjectIdentifier(v)] = result
+        return result
     }
 
     /// When `axis` of `v` is heads repeated from fewer heads (torch's repeat_kv: a size-1 axis
