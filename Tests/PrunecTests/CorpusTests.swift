@@ -18,13 +18,6 @@ import Testing
         return models.compactMap { $0["file"] as? String }.sorted()
     }
 
-    /// Patterns whose heads the analysis does not follow yet. Their heads stay blocked with a
-    /// reason that names a node; everything else (neurons, the interpreter, folding) must pass.
-    static let headsNotFollowed: [String: String] = [
-        // DeBERTa's disentangled attention gathers position scores per head.
-        "deberta.onnx": "Reshape", "deberta.dynamo.onnx": "Tile",
-    ]
-
     @Test func theCorpusIsThere() {
         #expect(CorpusTests.models.count >= 20, "examples/models/corpus/manifest.json lists \(CorpusTests.models.count) models")
     }
@@ -47,23 +40,19 @@ import Testing
         #expect(checks.count >= 8, "\(model): only \(checks.count) checks ran")
         for c in checks {
             let name = c["check"] as? String ?? "?", ok = c["ok"] as? Bool ?? false, detail = c["detail"] as? String ?? ""
-            if name == "heads", let node = CorpusTests.headsNotFollowed[model] {
-                #expect(!ok && detail.contains("blocked:") && detail.contains(node), "\(model): heads: \(detail)")
-                continue
-            }
             #expect(ok, "\(model): \(name): \(detail)")
         }
     }
 
-    /// Where heads stay blocked, a heads-only pipeline exits 65 and names the node and the reason.
-    @Test(arguments: headsNotFollowed.keys.sorted())
-    func blockedHeadsAreAnError(model: String) throws {
+    /// Where no head group can be pruned, a heads-only pipeline exits 65, names a blocked group
+    /// and why, and writes nothing.
+    @Test func noHeadsIsAnError() throws {
         let dir = try CLI.temporaryDirectory("corpus-blocked")
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = dir.appendingPathComponent("out.onnx").path
-        let r = try CLI.run(["examples/models/corpus/\(model)", "--pass", "magnitude{sparsity=0.3,kinds=heads}", "-o", out, "--no-validate"])
-        #expect(r.status == 65, "\(model): exit \(r.status): \(r.stderr)")
-        #expect(r.stderr.contains("blocked") && r.stderr.contains("'"), "\(model): \(r.stderr)")
+        let r = try CLI.run(["examples/models/resnet.onnx", "--pass", "magnitude{sparsity=0.3,kinds=heads}", "-o", out, "--no-validate"])
+        #expect(r.status == 65, "exit \(r.status): \(r.stderr)")
+        #expect(r.stderr.contains("no prunable group of kinds heads") && r.stderr.contains("blocked; e.g. '"), "\(r.stderr)")
         #expect(!FileManager.default.fileExists(atPath: out))
     }
 }

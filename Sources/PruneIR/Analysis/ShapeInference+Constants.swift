@@ -374,6 +374,15 @@ extension ShapeInference {
         if case .symbol(let s) = x {
             switch (op, y) {
             case ("Add", .int(0)), ("Sub", .int(0)), ("Mul", .int(1)), ("Div", .int(1)), ("Max", .int(0)): return x
+            case ("Mul", .int(let k)) where k > 1 && !isFloat:
+                // Exact products of dims stay symbolic: heads × batch is `4*batch`.
+                return KnownElement(DimMath.multiply(.symbol(s), .known(k)))
+            case ("Div", .int(let k)) where k > 1 && !isFloat:
+                var p = SymbolicProduct()
+                p.multiply(.symbol(s))
+                var q = SymbolicProduct()
+                q.multiply(.known(k))
+                return KnownElement(p.divided(by: q))
             case ("Mul", .int(0)): return .int(0)
             case ("Sub", .symbol(s)): return .int(0)
             case ("Div", .symbol(s)): return .unknown
@@ -388,9 +397,10 @@ extension ShapeInference {
             default: return .unknown
             }
         }
-        if case .symbol = y {
+        if case .symbol(let s) = y {
             switch (op, x) {
             case ("Add", .int(0)), ("Mul", .int(1)), ("Max", .int(0)): return y
+            case ("Mul", .int(let k)) where k > 1 && !isFloat: return KnownElement(DimMath.multiply(.symbol(s), .known(k)))
             case ("Mul", .int(0)): return .int(0)
             case ("Equal", .int(let v)) where v < 0: return bool(false)
             default: return .unknown

@@ -75,6 +75,16 @@ final class GroupBuilder {
         let over: Int
     }
 
+    /// "Input `input` of `node` is a scalar that counts the units of `site`'s group" (a head count
+    /// that shape arithmetic divides by); valid when `source`'s axis is in the group too.
+    struct CountConstant {
+        let site: Int
+        let node: Node
+        let input: Int
+        let source: Value?
+        let sourceAxis: Int
+    }
+
     enum Port: Hashable {
         case input(Int)
         case output(Int)
@@ -108,9 +118,12 @@ final class GroupBuilder {
     /// Per-use cuts of repeated keys/values (query-head units): the group they end is `queryHeads`.
     var repeatCuts: Set<Int> = []
     var dataFree: [ObjectIdentifier: Bool] = [:]
+    /// Sizes of virtual sites (see ``shareVirtualSize(from:to:_:)``): axes whose dim is a symbol.
+    var virtualSizes: [SiteKey: Int] = [:]
     /// Shape elements computed from another tensor's size (``ShapeSource``): valid only if that
     /// tensor's axis ends up in the same group with matching unit sizes; checked per group.
     var shapeChecks: [ShapeCheck] = []
+    var countConstants: [CountConstant] = []
     var visited: Set<Visit> = []
     var queue: [Int] = []
 
@@ -212,7 +225,7 @@ final class GroupBuilder {
 
     func dim(_ v: Value, _ axis: Int) -> Int? {
         guard let d = dims(v), axis >= 0, axis < d.count else { return nil }
-        return d[axis].value
+        return d[axis].value ?? virtualSizes[.activation(ObjectIdentifier(v), axis)]
     }
 
     /// Whether input `i` of `node` is a constant that this use may slice (not a graph input).
@@ -225,10 +238,25 @@ final class GroupBuilder {
     func activationSite(_ v: Value, _ axis: Int) -> Int? {
         let key = SiteKey.activation(ObjectIdentifier(v), axis)
         if let s = siteIndex[key] { return s }
-        guard let n = dim(v, axis), n > 0 else { return nil }
+        guard let n = dim(v, axis) ?? virtualSizes[key], n > 0 else { return nil }
         let s = addSite(key, Site(value: v, node: nil, input: 0, axis: axis, size: n, base: elementParent.count))
         queue.append(s)
         return s
+    }
+
+    /// The symbolic dim (`4*batch`) of `v` on `axis`, if it is one.
+    func symbol(_ v: Value, _ axis: Int) -> String? {
+        guard let d = dims(v), axis >= 0, axis < d.count, case .symbol(let name) = d[axis] else { return nil }
+        return name
+    }
+
+    /// Heads merged into the batch axis (`[b, H, s, d] → [b·H, s, d]`, DeBERTa): the merged axis has
+    /// a symbolic size, but its index modulo H is the head. Such an axis is a *virtual* site of H
+    /// elements; this lets `v`'s axis, whose dim is the same symbol as the site's, be one too.
+    func shareVirtualSize(from s: Int, to v: Value, _ axis: Int) {
+        let key = SiteKey.activation(ObjectIdentifier(v), axis)
+        guard siteIndex[key] == nil, dim(v, axis) == nil, let a = symbol(sites[s].value, sites[s].axis), symbol(v, axis) == a else { return }
+        virtualSizes[key] = sites[s].size
     }
 
     /// The site of one use of a constant, on `axis`.
@@ -261,8 +289,11 @@ final class GroupBuilder {
         }
         // A score-shaped table computed from constants alone (MPNet's relative position bias, one
         // [1, H, s, s] for every layer) is cut per reader, like a shared weight: each layer keeps
-        // its own heads. (Token embeddings are also free of data by this test, hence the rank.)
-        if v.uses.count > 1, rankOf(v) == 4, isDataFree(v) { return parameterSite(node, i, axis) }
+        // its own heads; so are integer index tables (DeBERTa's relative positions, expanded to
+        // batch × heads). Token embeddings are also free of data by this test, hence the rank/type.
+        if v.uses.count > 1, rankOf(v) == 4 || v.type?.elementType?.isFloatingPoint == false, isDataFree(v) {
+            return parameterSite(node, i, axis)
+        }
         return activationSite(v, axis)
     }
 
@@ -381,6 +412,7 @@ final class GroupBuilder {
     /// Links `s` to input `i` (or an output) of `node` on `axis`, one to one; closes the group when
     /// that axis has an unknown size.
     func link(_ s: Int, _ node: Node, input i: Int, axis: Int, offsetA: Int = 0, offsetB: Int = 0, count: Int? = nil) {
+        if i < node.inputs.count, let v = node.inputs[i] { shareVirtualSize(from: s, to: v, axis) }
         guard let t = operand(node, i, axis) else {
             return block(s, "the size of axis \(axis) of '\(node.inputs[i]?.name ?? "?")' (input of \(node.displayName)) is unknown")
         }
@@ -388,6 +420,7 @@ final class GroupBuilder {
     }
 
     func link(_ s: Int, _ node: Node, output k: Int, axis: Int, offsetA: Int = 0, offsetB: Int = 0, count: Int? = nil) {
+        if k < node.outputs.count { shareVirtualSize(from: s, to: node.outputs[k], axis) }
         guard k < node.outputs.count, let t = activationSite(node.outputs[k], axis) else {
             return block(s, "the size of axis \(axis) of the output of \(node.displayName) is unknown")
         }

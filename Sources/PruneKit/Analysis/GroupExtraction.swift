@@ -96,6 +96,14 @@ extension GroupBuilder {
         }
 
         var reason = blockReason[r] ?? failedShapeCheck(root: r, unitsBySite: unitsBySite)
+        let counts = countConstants.filter { findSite($0.site) == r }
+        for c in counts where reason == nil {
+            guard let source = c.source else { continue }
+            let src = siteIndex[.activation(ObjectIdentifier(source), c.sourceAxis)]
+            if src.map({ findSite($0) != r }) ?? true {
+                reason = "\(c.node.displayName) divides by the head count of '\(source.name)', which is not pruned with it"
+            }
+        }
         let gates = reason == nil ? gateSites(absorbed, members: ss, unitCount: unitCount, unitsBySite: unitsBySite) : []
         if reason == nil {
             if unitCount < 2 {
@@ -122,7 +130,7 @@ extension GroupBuilder {
         let heads = kind == .heads || kind == .queryHeads ? ss.compactMap { headAxes[$0] }.max() : nil
         return PruningGroup(id: id, kind: kind, name: name, unitCount: unitCount, slices: slices, gateSites: gates,
                             blockedReason: reason, paramsPerUnit: params, macsPerUnit: macs, maskValues: masks, queryHeads: heads,
-                            hasMixedMasks: mixed)
+                            hasMixedMasks: mixed, unitCountConstants: counts.map { ($0.node, $0.input) })
     }
 
     /// The first computed shape element of the group that would go wrong after pruning: its

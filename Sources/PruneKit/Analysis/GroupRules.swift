@@ -41,7 +41,8 @@ extension GroupBuilder {
         if op == "Shape" || op == "Size" { return }
         if case .input(let i) = port, i > 0, !["Concat", "Sum", "Mean", "Max", "Min", "Where"].contains(op),
             !GroupBuilder.elementwiseBroadcast.contains(op), !["MatMul", "Gemm"].contains(op),
-            !GroupBuilder.fusedAttentionOps.contains(op), !GroupBuilder.skipNorms.contains(op) || i != 1
+            !GroupBuilder.fusedAttentionOps.contains(op), !GroupBuilder.skipNorms.contains(op) || i != 1,
+            op != "GatherElements" || i != 1
         {
             return block(s, "'\(sites[s].value.name)' is input \(i) of \(node.displayName) (\(op))")
         }
@@ -141,6 +142,10 @@ extension GroupBuilder {
             padRule(node, s, port)
         case "Expand":
             expandRule(node, s, port)
+        case "Tile":
+            tileRule(node, s, port)
+        case "GatherElements":
+            gatherElementsRule(node, s, port)
         default:
             block(s, "\(node.displayName) is not understood by the group analysis")
         }
@@ -169,6 +174,7 @@ extension GroupBuilder {
             guard let v, let rj = rankOf(v) else { continue }
             let aj = a - (r - rj)
             guard aj >= 0 else { continue }
+            shareVirtualSize(from: s, to: v, aj)
             guard let d = dim(v, aj) else { return block(s, "axis \(aj) of '\(v.name)' at \(node.displayName) has an unknown size") }
             if d == 1 { continue }
             link(s, node, input: j, axis: aj)
@@ -186,6 +192,7 @@ extension GroupBuilder {
             for (j, rj) in [(0, ra), (1, rb)] {
                 let aj = outAxis - (r - rj)
                 guard aj >= 0, aj < rj - 2, let v = node.inputs[j] else { continue }
+                shareVirtualSize(from: s, to: v, aj)
                 guard let d = dim(v, aj) else { return block(s, "a batch axis of \(node.displayName) has an unknown size") }
                 if d != 1 { link(s, node, input: j, axis: aj) }
             }
@@ -304,6 +311,21 @@ extension GroupBuilder {
         if case .output = port { fromOutput = true } else { fromOutput = false }
         let (from, to) = fromOutput ? (outDims, inDims) : (inDims, outDims)
         guard let map = ReshapeAxisMap.map(from: from, to: to, axis: sites[s].axis) else {
+            // Heads merged into (or split out of) the batch axis: followed modulo the head count.
+            if let j = ReshapeAxisMap.moduloMap(from: from, to: to, axis: sites[s].axis, n: sites[s].size) {
+                let other = fromOutput ? x : out
+                let key = SiteKey.activation(ObjectIdentifier(other), j)
+                if dim(other, j) == nil { virtualSizes[key] = sites[s].size }
+                guard let t = activationSite(other, j), sites[t].size == sites[s].size else {
+                    return block(s, "\(node.displayName) merges the heads into another axis in a way the analysis cannot follow")
+                }
+                linkIdentity(s, t)
+                // A merged axis's target must be -1 (or follow a tensor): a stored number would be b·H.
+                let outAxis = fromOutput ? sites[s].axis : j
+                let merged = (fromOutput ? outDims[sites[s].axis] : outDims[j]).value == nil
+                checkTarget(node, element: outAxis, outputSite: fromOutput ? s : t, s, merged: merged)
+                return
+            }
             return block(s, "\(node.displayName) reshapes the channel axis in a way the analysis cannot follow")
         }
         if !fromOutput {
@@ -338,8 +360,28 @@ extension GroupBuilder {
     /// Records what a Reshape/Expand target element that names the group's axis needs: nothing
     /// for `-1` or a stored number (fold rewrites it), a same-group check for a size computed from
     /// another tensor; anything else closes the group.
-    func checkTarget(_ node: Node, element k: Int, outputSite: Int?, _ s: Int) {
-        switch ShapeConstants.targetElement(node, axis: k, constants: constants) {
+    func checkTarget(_ node: Node, element k: Int, outputSite: Int?, _ s: Int, merged: Bool = false) {
+        let element = ShapeConstants.targetElement(node, axis: k, constants: constants)
+        if merged {
+            // A batch × heads axis: -1, or a size that follows the group, or `batch × H` with the
+            // head count H as a constant that fold rewrites.
+            switch element {
+            case .inferred: return
+            case .follows(let src, let axis, _, _):
+                let site = siteIndex[.activation(ObjectIdentifier(src), axis)]
+                if let site, let o = outputSite, findSite(site) == findSite(o) { break }
+                // Only a size read off a dim other than the merged one (the batch) times H.
+                guard let o = outputSite, let b = symbol(src, axis), b != symbol(sites[o].value, sites[o].axis),
+                    node.inputs.count > 1, let target = node.inputs[1],
+                    let m = ShapeSource.multiplier(target, element: k, constants: constants), m.factor == sites[o].size
+                else { break }
+                countConstants.append(CountConstant(site: o, node: m.node, input: m.input, source: nil, sourceAxis: 0))
+                return
+            default:
+                return block(s, "the target shape of \(node.displayName) names the merged batch and head axis")
+            }
+        }
+        switch element {
         case .inferred, .stored:
             return
         case .follows(let source, let axis, let times, let over):
@@ -497,8 +539,14 @@ extension GroupBuilder {
         case .output: a = sites[s].axis
         }
         let ax = a - (r - rx)
-        guard ax >= 0, let d = dim(x, ax), d != 1 else { return block(s, "\(node.displayName) broadcasts the channels") }
         let k = a - (r - length)
+        if ax >= 0, dim(x, ax) == 1, k >= 0, case .follows = ShapeConstants.targetElement(node, axis: k, constants: constants) {
+            // Broadcast from 1 to the size of a tensor of the group (DeBERTa's position indices,
+            // expanded to batch × heads): the output follows by itself, the input has no channels.
+            guard case .output = port else { return block(s, "\(node.displayName) broadcasts the channels") }
+            return checkTarget(node, element: k, outputSite: s, s, merged: dims(out).map { $0[a].value == nil } ?? false)
+        }
+        guard ax >= 0, let d = dim(x, ax), d != 1 else { return block(s, "\(node.displayName) broadcasts the channels") }
         if k >= 0 {
             switch ShapeConstants.targetElement(node, axis: k, constants: constants) {
             case .stored(let owner, let input, let index):
@@ -510,5 +558,47 @@ extension GroupBuilder {
         }
         link(s, node, input: 0, axis: ax)
         link(s, node, output: 0, axis: a)
+    }
+
+    /// Tile: input index `i` of the axis becomes every output index `≡ i (mod n)`.
+    func tileRule(_ node: Node, _ s: Int, _ port: Port) {
+        guard let x = node.inputs.first ?? nil, let out = node.outputs.first else { return block(s, "rank unknown at \(node.displayName)") }
+        let axis = sites[s].axis
+        guard let n = dim(x, axis) else { return block(s, "\(node.displayName) tiles an axis of unknown size") }
+        let outKey = SiteKey.activation(ObjectIdentifier(out), axis)
+        // An output tiled by a count only known at run time (the batch size) is a virtual site of
+        // n: whatever the count, its index modulo n is the input's index.
+        if dim(out, axis) == nil { virtualSizes[outKey] = n }
+        guard let xs = activationSite(x, axis), let os = activationSite(out, axis), sites[os].size % n == 0, sites[xs].size == n else {
+            return block(s, "\(node.displayName) tiles the channels by an unknown count")
+        }
+        unionSites(xs, os)
+        for j in 0 ..< sites[os].size { unionElements(sites[os].base + j, sites[xs].base + j % n) }
+        // The repeat count of a virtual (batch × heads) axis, computed as `size / num_heads` of a
+        // tensor of the group (DeBERTa), divides by the head count: fold rewrites that constant.
+        guard virtualSizes[outKey] != nil, node.inputs.count > 1, let reps = node.inputs[1], constants.ints(of: reps) == nil else { return }
+        // A count read off another tensor's dim that is not this merged axis (the batch size,
+        // from the mask's shape) does not depend on the heads.
+        if case .dim(let src, let srcAxis, 1, 1) = ShapeSource.trace(reps, element: axis, constants: constants),
+            let b = symbol(src, srcAxis), b != symbol(out, axis)
+        {
+            return
+        }
+        guard let d = ShapeSource.divisor(reps, element: axis, constants: constants), d.divisor == n,
+            case .dim(let src, let srcAxis, 1, 1) = d.numerator
+        else { return block(s, "the repeat count of \(node.displayName) is computed in a way the analysis cannot follow") }
+        countConstants.append(CountConstant(site: os, node: d.node, input: 1, source: src, sourceAxis: srcAxis))
+    }
+
+    /// GatherElements: every axis but the gathered one is shared by data, indices and output.
+    func gatherElementsRule(_ node: Node, _ s: Int, _ port: Port) {
+        guard let data = node.inputs.first ?? nil, let r = rankOf(data) else { return block(s, "rank unknown at \(node.displayName)") }
+        var g = ((try? node.attribute("axis", as: Int.self)) ?? nil) ?? 0
+        if g < 0 { g += r }
+        let axis = sites[s].axis
+        guard axis != g else { return block(s, "\(node.displayName) gathers along the channel axis") }
+        link(s, node, input: 0, axis: axis)
+        link(s, node, input: 1, axis: axis)
+        link(s, node, output: 0, axis: axis)
     }
 }

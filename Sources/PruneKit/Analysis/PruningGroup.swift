@@ -112,9 +112,14 @@ public final class PruningGroup: CustomStringConvertible {
     /// kv-group analysis of masks that were set per query head).
     let hasMixedMasks: Bool
 
+    /// Scalar constants that hold the group's unit count (a head count that shape arithmetic
+    /// divides by); folding sets them to the units kept.
+    let unitCountConstants: [(node: Node, input: Int)]
+
     init(id: Int, kind: GroupKind, name: String, unitCount: Int, slices: [GroupSlice], gateSites: [GateSite],
          blockedReason: String?, paramsPerUnit: [Int], macsPerUnit: [Double], maskValues: [Float]?, queryHeads: Int? = nil,
-         hasMixedMasks: Bool = false) {
+         hasMixedMasks: Bool = false, unitCountConstants: [(node: Node, input: Int)] = []) {
+        self.unitCountConstants = unitCountConstants
         self.queryHeads = queryHeads
         self.hasMixedMasks = hasMixedMasks
         self.id = id

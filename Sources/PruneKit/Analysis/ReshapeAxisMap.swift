@@ -21,7 +21,10 @@ enum ReshapeAxisMap: Equatable {
             switch d {
             case .known(let v): number *= v
             case .symbol(let s):
-                symbols.append(s)
+                // Shape inference writes exact products as `4*batch`.
+                for part in s.split(separator: "*") {
+                    if let v = Int(part) { number *= v } else { symbols.append(String(part)) }
+                }
                 symbols.sort()
             case .unknown: return false
             }
@@ -80,6 +83,30 @@ enum ReshapeAxisMap: Equatable {
             let j = to.count - 1 - jr
             guard merged.first == axis, let m = to[j].value, m % n == 0 else { return nil }
             return .merge(j, factor: m / n)
+        }
+        return nil
+    }
+
+    /// Where axis `axis` of `from`, holding heads `0..<n` in the sense *index modulo n* (its dim is
+    /// `n` or a symbolic multiple of `n`, as when heads are merged into the batch axis), goes in
+    /// `to`: the axis with the same product of inner dims, whose dim is `n` or a symbolic multiple.
+    /// Equal inner products make the flat index of head `h` land on an index ≡ h (mod n) there.
+    static func moduloMap(from: [Dim], to: [Dim], axis: Int, n: Int) -> Int? {
+        guard axis >= 0, axis < from.count, n > 1 else { return nil }
+        func fits(_ d: Dim) -> Bool {
+            switch d {
+            case .known(let v): return v == n
+            case .symbol: return true
+            case .unknown: return false
+            }
+        }
+        guard fits(from[axis]) else { return nil }
+        var inner = Product()
+        for d in from[(axis + 1)...] { guard inner.multiply(d) else { return nil } }
+        var suffix = Product()
+        for j in stride(from: to.count - 1, through: 0, by: -1) {
+            if suffix == inner, to[j] != .known(1) { return fits(to[j]) ? j : nil }
+            guard suffix.multiply(to[j]) else { return nil }
         }
         return nil
     }

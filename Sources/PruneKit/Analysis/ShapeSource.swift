@@ -121,4 +121,59 @@ enum ShapeSource: Equatable {
             return .unknown
         }
     }
+
+    /// The `Div` by a constant that element `index` of `value` ends in, through the pieces that
+    /// carry shape vectors (`Concat`, `Unsqueeze`, `Cast`, ...): DeBERTa's `size(0) // num_heads`.
+    /// Returns the Div node (its input 1 is the divisor) and what its numerator traces to.
+    static func divisor(_ value: Value, element index: Int, constants: KnownIntegers, depth: Int = 0) -> (node: Node, divisor: Int, numerator: ShapeSource)? {
+        guard depth < 40, let p = value.producer, p.opType.canonicalDomain.isEmpty else { return nil }
+        let x = p.inputs.first ?? nil
+        switch p.opType.name {
+        case "Cast", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten":
+            return x.flatMap { divisor($0, element: index, constants: constants, depth: depth + 1) }
+        case "Concat":
+            var offset = 0
+            for part in p.inputs {
+                guard let part else { return nil }
+                let n = part.constantValue?.elementCount ?? (part.type?.shape?.dims.isEmpty == true ? 1 : part.type?.shape?.dims.first?.value)
+                guard let n else { return nil }
+                if index < offset + n { return divisor(part, element: index - offset, constants: constants, depth: depth + 1) }
+                offset += n
+            }
+            return nil
+        case "Div":
+            guard p.inputs.count == 2, let a = x, let b = p.inputs[1], b.constantValue != nil, let d = constants.ints(of: b), d.count == 1 else { return nil }
+            return (p, d[0], trace(a, element: 0, constants: constants))
+        default:
+            return nil
+        }
+    }
+
+    /// The `Mul` by a constant that element `index` of `value` ends in (dynamo's `batch × num_heads`
+    /// for a merged batch-and-heads axis): the node, which input is the constant, and its value.
+    static func multiplier(_ value: Value, element index: Int, constants: KnownIntegers, depth: Int = 0) -> (node: Node, input: Int, factor: Int)? {
+        guard depth < 40, let p = value.producer, p.opType.canonicalDomain.isEmpty else { return nil }
+        switch p.opType.name {
+        case "Cast", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten":
+            return (p.inputs.first ?? nil).flatMap { multiplier($0, element: index, constants: constants, depth: depth + 1) }
+        case "Concat":
+            var offset = 0
+            for part in p.inputs {
+                guard let part else { return nil }
+                let n = part.constantValue?.elementCount ?? (part.type?.shape?.dims.isEmpty == true ? 1 : part.type?.shape?.dims.first?.value)
+                guard let n else { return nil }
+                if index < offset + n { return multiplier(part, element: index - offset, constants: constants, depth: depth + 1) }
+                offset += n
+            }
+            return nil
+        case "Mul":
+            for (i, v) in p.inputs.enumerated() {
+                guard let v, v.constantValue != nil, let c = constants.ints(of: v), c.count == 1 else { continue }
+                return (p, i, c[0])
+            }
+            return nil
+        default:
+            return nil
+        }
+    }
 }

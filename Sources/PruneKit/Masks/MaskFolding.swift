@@ -46,6 +46,13 @@ public enum MaskFolding {
                 summary.groups += 1
                 summary.unitsRemoved[g.kind, default: 0] += removed
             }
+            for (node, input) in g.unitCountConstants where removed > 0 {
+                guard let old = node.inputs[input]?.constantValue else { continue }
+                let count = Tensor(int64s: [Int64(keep.filter { $0 }.count)], shape: old.shape)
+                let fresh = graph.addInitializer(old.dtype == .int32 ? Tensor(int32s: [Int32(keep.filter { $0 }.count)], shape: old.shape) : count,
+                                                 name: names.fresh("\(node.inputs[input]!.name).kept"))
+                node.setInput(fresh, at: input)
+            }
             for sl in g.slices {
                 let kept = sl.units.indices.filter { keep[sl.units[$0]] }
                 if sl.isMask {
@@ -69,7 +76,8 @@ public enum MaskFolding {
         try rewriteShapeArithmetic(activationKept, graph: graph, constants: constants, opset: builder.opset, names: names)
         for (value, axes) in activationKept.values {
             guard var dims = value.type?.shape?.dims, let dtype = value.type?.elementType else { continue }
-            for (axis, kept) in axes where axis < dims.count { dims[axis] = .known(kept.count) }
+            // A symbolic dim (heads merged with the batch) is left to shape inference.
+            for (axis, kept) in axes where axis < dims.count && dims[axis].value != nil { dims[axis] = .known(kept.count) }
             value.type = .tensor(dtype, Shape(dims))
         }
         summary.gatesRemoved = try cutGates(gateCuts, graph: graph, names: names)
