@@ -37,7 +37,9 @@ enum TypeConversion {
     static func shape(_ p: Onnx_TensorShapeProto) -> Shape {
         Shape(p.dim.map { d -> Dim in
             switch d.value {
-            case .dimValue(let v): return .known(Int(clamping: v))
+            // paddle2onnx and some converters write a dynamic dim as `dim_value: -1`;
+            // onnxruntime reads it as any size, and so do we.
+            case .dimValue(let v): return v < 0 ? .unknown : .known(Int(clamping: v))
             case .dimParam(let s): return s.isEmpty ? .unknown : .symbol(s)
             case .none: return .unknown
             }

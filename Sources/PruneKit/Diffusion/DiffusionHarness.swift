@@ -67,7 +67,7 @@ public final class DiffusionHarness {
 
     func output(_ outs: [String: NDArray]) throws -> [Double] {
         guard let y = outs[inputs.output] else { throw RuntimeError.input("the denoiser did not produce '\(inputs.output)'") }
-        return GateMath.values(y)
+        return inputs.prediction(GateMath.values(y), shape: y.shape)
     }
 
     /// Runs the sampler from `s.noise`; returns every latent, initial first, final last.
@@ -107,7 +107,7 @@ public final class DiffusionHarness {
             for (cond, weight) in branches {
                 let tape = try interpreter.runRecording(feeds(x, st, cond, extra))
                 guard let y = tape.outputs[inputs.output] else { throw RuntimeError.input("the denoiser did not produce '\(inputs.output)'") }
-                let seed = GateMath.array(g.map { st.b * weight * $0 }, like: y)
+                let seed = GateMath.array(inputs.outputGradient(g.map { st.b * weight * $0 }, shape: y.shape), like: y)
                 let grads = try tape.backward(seeds: [inputs.output: seed], wrt: [inputs.sample] + wrt)
                 if let gs = grads[inputs.sample] {
                     for j in gx.indices { gx[j] += GateMath.element(gs, j) }
