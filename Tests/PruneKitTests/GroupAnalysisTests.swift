@@ -28,8 +28,12 @@ import Testing
         let resnetUnits = [16, 16, 16, 32, 32, 32, 64, 64], ones8 = [Int](repeating: 1, count: 8)
         let bert = (units: [4, 128, 4, 128], params: [16576, 16512, 16576, 16512], blocked: [GroupKind](repeating: .neurons, count: 5))
         let llama = (units: [4, 128, 4, 128], params: [16384, 24576, 16384, 24576], blocks: [16384, 24576, 16384, 24576])
-        let unetUnits = [128, 128, 8, 8, 128, 8, 8, 256, 64, 8, 8, 128, 8, 8, 128]
-        let unetParams = [20608, 69760, 4096, 4096, 12544, 16384, 12288, 49664, 80000, 4096, 4096, 12544, 4096, 4096, 12544]
+        // Conv channels tied by GroupNorm (8 groups; a unit is a norm group, 4 or 8 channels, and
+        // the concatenated skip features of an up block join their group).
+        let unetUnits = [128, 128, 11, 8, 8, 8, 128, 8, 8, 4, 8, 8, 8, 256, 8, 8, 8, 64, 8, 8, 8, 128, 8, 8, 8, 8, 128]
+        let unetParams = [20608, 69760, 134096, 22672, 4096, 4096, 12544, 136640, 63760, 277504, 82192, 16384, 12288, 49664, 82192,
+                          119056, 100624, 80000, 41104, 4096, 4096, 12544, 31888, 14720, 4096, 4096, 12544]
+        let unetGates = [1, 1, 8, 1, 1, 1, 1, 4, 1, 5, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 1, 1, 1]
         // A block frees its branch's weights and those of the nodes that only feed it: a ResBlock's
         // time-embedding projection, a cross-attention's K/V projections of the text embedding.
         func unetBlocks(_ midCross: Int, _ midAttention: Int) -> [Int] {
@@ -52,11 +56,11 @@ import Testing
                           gates: [1, 1, 1, 1], blocked: [.neurons, .neurons], blockParams: llama.blocks),
             ExampleGroups(file: "llama.dynamo.onnx", channels: 0, heads: 2, neurons: 2, units: llama.units, params: llama.params,
                           gates: [1, 1, 1, 1], blocked: [.neurons, .neurons], blockParams: llama.blocks),
-            ExampleGroups(file: "unet.onnx", channels: 1, heads: 8, neurons: 6, units: unetUnits, params: unetParams,
-                          gates: [Int](repeating: 1, count: 15), blocked: [GroupKind](repeating: .channels, count: 17),
+            ExampleGroups(file: "unet.onnx", channels: 13, heads: 8, neurons: 6, units: unetUnits, params: unetParams,
+                          gates: unetGates, blocked: [GroupKind](repeating: .channels, count: 5),
                           blockParams: unetBlocks(12352, 86976)),
-            ExampleGroups(file: "unet.dynamo.onnx", channels: 1, heads: 8, neurons: 6, units: unetUnits, params: unetParams,
-                          gates: [Int](repeating: 1, count: 15), blocked: [GroupKind](repeating: .channels, count: 17),
+            ExampleGroups(file: "unet.dynamo.onnx", channels: 13, heads: 8, neurons: 6, units: unetUnits, params: unetParams,
+                          gates: unetGates, blocked: [GroupKind](repeating: .channels, count: 5),
                           blockParams: unetBlocks(12356, 86988)),
             ExampleGroups(file: "dit.onnx", channels: 0, heads: 2, neurons: 6, units: ditUnits, params: ditParams, gates: ones8,
                           blocked: [.channels, .neurons, .heads], blockParams: [4224, 8352, 4224, 8352]),
@@ -77,11 +81,19 @@ import Testing
         #expect(a.groups.map(\.gateSites.count) == e.gates)
         #expect(a.blocked.map(\.kind) == e.blocked)
         #expect(a.blocks.map(\.params) == e.blockParams)
-        // Every prunable group holds parameters, has no masks yet, and gates one index per unit.
+        // Every prunable group holds parameters and has no masks yet; its gates cover every unit,
+        // each site holding the units it holds equally often (once, or once per channel of a norm
+        // group).
         for g in a.groups {
             #expect(g.maskValues == nil && g.blockedReason == nil && !g.parameters.isEmpty)
             #expect(g.paramsPerUnit.count == g.unitCount && g.params == g.paramsPerUnit.reduce(0, +))
-            for site in g.gateSites { #expect(site.units.sorted() == Array(0 ..< g.unitCount), "\(g)") }
+            #expect(Set(g.gateSites.flatMap(\.units)) == Set(0 ..< g.unitCount), "\(g)")
+            for site in g.gateSites {
+                var counts: [Int: Int] = [:]
+                for u in site.units { counts[u, default: 0] += 1 }
+                #expect(Set(counts.values).count == 1 || g.kind == .channels, "\(g)")
+                if g.kind != .channels { #expect(site.units.sorted() == Array(0 ..< g.unitCount), "\(g)") }
+            }
         }
         #expect(a.blocked.allSatisfy { $0.blockedReason != nil && $0.gateSites.isEmpty })
         // Heads groups: every head holds the same parameters.
@@ -112,6 +124,35 @@ import Testing
         // conv2's outputs are the graph output.
         #expect(a.blocked.map(\.name) == ["conv2"])
         #expect(a.blocked[0].blockedReason?.contains("graph output") == true)
+    }
+
+    /// GroupNormalization (opset 21: per-channel scale): a unit is a norm group of 4 channels;
+    /// folding keeps a norm of 4 channels per group (num_groups rewritten) and the same outputs.
+    @Test func groupNormTiesChannelsIntoNormGroups() throws {
+        var rng = SeededRandom(5)
+        let b = GraphBuilder()
+        let x = b.input("x", .float, [1, 3, 8, 8])
+        let c1 = b.conv(x, "conv1", in: 3, out: 16, &rng)
+        let scale = b.initializer("gn.scale", Tensor(floats: rng.floats(16, scale: 0.2).map { $0 + 1 }, shape: [16]))
+        let bias = b.initializer("gn.bias", Tensor(floats: rng.floats(16, scale: 0.2), shape: [16]))
+        let gn = b.add(OpType("GroupNormalization"), [c1, scale, bias], attributes: [("num_groups", .int(4)), ("epsilon", .float(1e-5))], name: "gn")
+        let r = b.add(.relu, [gn], name: "relu")
+        b.output(b.conv(r, "conv2", in: 16, out: 4, &rng))
+        let masked = b.model(opset: 21, irVersion: 10)
+        let a = PruningGroups.analyze(masked)
+        let g = try #require(a.groups(of: [.channels]).first)
+        #expect(a.groups.count == 1 && g.unitCount == 4 && g.name == "conv1")
+        #expect(g.paramsPerUnit == Array(repeating: 4 * (27 + 1 + 2 + 4 * 9), count: 4))
+        try Masks.set([1, 0, 1, 0], for: g, in: masked)
+        let folded = masked.copy()
+        let summary = try MaskFolding.fold(folded)
+        #expect(summary.unitsRemoved == [.channels: 2])
+        let node = try #require(folded.graph.nodes.first { $0.opType.name == "GroupNormalization" })
+        #expect((try node.attribute("num_groups", as: Int.self)) == 2)
+        #expect(node.inputs[1]?.constantValue?.shape == [8])
+        let feeds = ["x": NDArray.random([1, 3, 8, 8], &rng)]
+        let diff = try PruneCheck.compare(masked, folded, feeds)
+        #expect(diff.values.allSatisfy { $0 <= 1e-5 }, "\(diff)")
     }
 
     @Test func aResidualAddMakesOneGroupOfBothConvs() throws {

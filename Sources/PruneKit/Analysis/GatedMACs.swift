@@ -41,14 +41,22 @@ public struct GatedMACs: Sendable {
             guard let mm = macsOf[ObjectIdentifier(n)], let m = mm, m > 0 else { continue }
             var factors: [Factor] = []
             for (gi, g) in groups.enumerated() {
-                // One factor per group: a weight slice of this node, else its output, else an input.
-                let weight = g.slices.first { !$0.isMask && $0.node === n }
+                // One factor per weight axis the group slices (a group can slice both: a UNet
+                // shortcut conv reading and writing channels of one GroupNorm-tied group), else
+                // one for its output, else for an input.
+                var weights: [GroupSlice] = []
+                for sl in g.slices where !sl.isMask {
+                    guard case .parameter(let node, 1) = sl.target, node === n, !weights.contains(where: { $0.axis == sl.axis }) else { continue }
+                    weights.append(sl)
+                }
                 let output = g.slices.first { sl in !sl.isParameter && n.outputs.contains { $0 === sl.value } }
                 let act = g.slices.first { sl in !sl.isParameter && n.inputs.contains { $0 === sl.value } }
-                guard let sl = weight ?? output ?? act else { continue }
-                var counts: [Int: Int] = [:]
-                for u in sl.units { counts[u, default: 0] += 1 }
-                factors.append(Factor(group: gi, counts: counts, size: sl.size))
+                let chosen = !weights.isEmpty ? weights : ((output ?? act).map { [$0] } ?? [])
+                for sl in chosen {
+                    var counts: [Int: Int] = [:]
+                    for u in sl.units { counts[u, default: 0] += 1 }
+                    factors.append(Factor(group: gi, counts: counts, size: sl.size))
+                }
             }
             if factors.isEmpty { fixed += Double(m) } else { terms.append(Term(macs: Double(m), factors: factors)) }
         }

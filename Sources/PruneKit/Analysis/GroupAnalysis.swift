@@ -110,6 +110,8 @@ final class GroupBuilder {
     /// Sites whose axis a Reshape splits, the input's features grouped on an output axis (an
     /// attention head layout); a merge, as a Flatten after a conv, does not count.
     var regrouped: Set<Int> = []
+    /// Sites tied into normalization groups (GroupNormalization, or its Reshape + InstanceNorm form).
+    var normGroups: Set<Int> = []
     /// Sites whose axis counts attention heads (one index per head), with that count: a reshape's
     /// head axis, or the query side of a fused attention op. A group's largest is its query heads.
     var headAxes: [Int: Int] = [:]
@@ -375,6 +377,7 @@ final class GroupBuilder {
         siteParent[child] = root
         if blockReason[root] == nil, let r = blockReason[child] { blockReason[root] = r }
         if regrouped.contains(child) { regrouped.insert(root) }
+        if normGroups.contains(child) { normGroups.insert(root) }
     }
 
     // MARK: Links

@@ -116,7 +116,11 @@ extension GroupBuilder {
         }
 
         let kind: GroupKind
-        if regrouped.contains(r) {
+        let hasConv = slices.contains(where: { ["Conv", "ConvTranspose"].contains($0.node?.opType.name ?? "") })
+        if hasConv && normGroups.contains(r) {
+            // Conv channels tied into normalization groups (GroupNorm): channels, a group per unit.
+            kind = .channels
+        } else if regrouped.contains(r) {
             // Query heads cut from repeated keys/values are their own kind when asked for; a
             // multi-query model's are its only head units, so they stay `heads`.
             kind = queryHeads && ss.contains(where: repeatCuts.contains) ? .queryHeads : .heads

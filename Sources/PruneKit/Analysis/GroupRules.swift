@@ -65,6 +65,12 @@ extension GroupBuilder {
             convRule(node, s, port, transposed: op == "ConvTranspose")
         case "BatchNormalization", "InstanceNormalization":
             guard axis <= 1 else { return block(s, "\(node.displayName) normalizes over axis \(axis)") }
+            // InstanceNorm over [b, G, C/G·H·W] after a group-split reshape: GroupNorm, decomposed.
+            if node.opType.name == "InstanceNormalization", axis == 1, let x = node.inputs[0], rankOf(x) == 3,
+                x.producer?.opType.name == "Reshape"
+            {
+                normGroups.insert(findSite(s))
+            }
             if node.outputs.dropFirst().contains(where: \.hasUses) { return block(s, "\(node.displayName) is in training mode") }
             switch port {
             case .input: link(s, node, output: 0, axis: axis)
@@ -99,8 +105,9 @@ extension GroupBuilder {
             }
             passThrough(node, s, port)
         case "GroupNormalization":
-            guard axis == 0 else { return block(s, "\(node.displayName) normalizes groups of channels") }
-            passThrough(node, s, port)
+            if axis == 0 { return passThrough(node, s, port) }
+            guard axis == 1 else { return block(s, "\(node.displayName) normalizes over axis \(axis)") }
+            groupNormRule(node, s, port)
         case "Softmax", "LogSoftmax", "Hardmax":
             guard let rank = rankOf(sites[s].value) else { return block(s, "rank unknown at \(node.displayName)") }
             var a = (try? node.attribute("axis", as: Int.self)) ?? (opset >= 13 ? -1 : 1)
@@ -600,5 +607,31 @@ extension GroupBuilder {
         link(s, node, input: 0, axis: axis)
         link(s, node, input: 1, axis: axis)
         link(s, node, output: 0, axis: axis)
+    }
+
+    /// GroupNormalization on the channel axis: the channels of a norm group are one unit (the norm
+    /// stays a norm of the same size per group); scale and bias are per group (opset 18) or per
+    /// channel (opset 21). Fold rewrites `num_groups`.
+    func groupNormRule(_ node: Node, _ s: Int, _ port: Port) {
+        guard let groups = (try? node.attribute("num_groups", as: Int.self)) ?? nil, groups > 0,
+            let x = node.inputs[0], let c = dim(x, 1), c % groups == 0,
+            let xs = activationSite(x, 1), let os = activationSite(node.outputs[0], 1)
+        else { return block(s, "\(node.displayName) has unknown channel or group counts") }
+        if node.outputs.dropFirst().contains(where: \.hasUses) { return block(s, "\(node.displayName) has used statistics outputs") }
+        let per = c / groups
+        linkIdentity(xs, os)
+        for ch in 0 ..< c where ch % per != 0 { unionElements(sites[xs].base + ch, sites[xs].base + ch - ch % per) }
+        for i in 1 ..< min(node.inputs.count, 3) {
+            guard let v = node.inputs[i], let n = dim(v, 0), let ps = operand(node, i, 0) else { continue }
+            unionSites(xs, ps)
+            if n == c {
+                for ch in 0 ..< c { unionElements(sites[ps].base + ch, sites[xs].base + ch) }
+            } else if n == groups {
+                for g in 0 ..< groups { unionElements(sites[ps].base + g, sites[xs].base + g * per) }
+            } else {
+                return block(s, "the scale of \(node.displayName) has \(n) elements for \(c) channels in \(groups) groups")
+            }
+        }
+        normGroups.insert(findSite(s))
     }
 }

@@ -132,6 +132,17 @@ enum ReshapeAxisMap: Equatable {
             guard m > 0, n % m == 0 else { return nil }
             return .split(outer, factor: n / m)
         }
+        // The axis splits into groups and the group members merge with the next axes (GroupNorm
+        // written as Reshape [b, C, H, W] → [b, G, C/G·H·W]): the group axis carries it.
+        // (Size-1 axes in front share the prefix: the candidate is the first that is not 1.)
+        let start = pt.indices.first { $0 < to.count && pt[$0] == pf[axis] && to[$0] != .known(1) }
+        if let j = start, let g = to[j].value, g > 1, g < n, n % g == 0 {
+            return .split(j, factor: n / g)
+        }
+        // The reverse ([b, G, C/G·H·W] → [b, C, H, W]): each group index covers C/G channels.
+        if let j = start, let c = to[j].value, c > n, c % n == 0, axis + 1 < from.count {
+            return .merge(j, factor: c / n)
+        }
         // Several input axes merge into output axis j: allowed when this is the outermost of them.
         for j in to.indices {
             guard let i0 = pf.firstIndex(of: pt[j]), let i1 = pf.lastIndex(of: pt[j + 1]), i0 <= axis, axis < i1 else { continue }

@@ -45,6 +45,8 @@ extension MaskFolding {
             case ("", "Attention") where rank == 3:
                 scaled(node, "q_num_heads", input: 0, axis: 2)
                 scaled(node, "kv_num_heads", input: 1, axis: 2)
+            case ("", "GroupNormalization"):
+                scaled(node, "num_groups", input: 0, axis: 1)
             case ("", "RotaryEmbedding"), ("com.microsoft", "RotaryEmbedding"):
                 if rank == 3 { scaled(node, "num_heads", input: 0, axis: 2) }
             default:
