@@ -155,6 +155,33 @@ import Testing
         #expect(diff.values.allSatisfy { $0 <= 1e-5 }, "\(diff)")
     }
 
+    /// A dense MLP written with Einsum (jax2tf, TF exports): the hidden letter is a neurons group
+    /// from the first Einsum's weight columns to the second's rows; folded = masked.
+    @Test func einsumDenseLayersAreANeuronsGroup() throws {
+        var rng = SeededRandom(9)
+        let b = GraphBuilder()
+        let x = b.input("x", .float, [1, 4, 8])
+        let w1 = b.initializer("w1", Tensor(floats: rng.floats(8 * 16, scale: 0.3), shape: [8, 16]))
+        let b1 = b.initializer("b1", Tensor(floats: rng.floats(16, scale: 0.1), shape: [16]))
+        let w2 = b.initializer("w2", Tensor(floats: rng.floats(16 * 8, scale: 0.3), shape: [16, 8]))
+        let h = b.add(OpType("Einsum"), [x, w1], attributes: [("equation", .string("bsd,df->bsf"))], name: "up")
+        let r = b.add(.relu, [b.add(.add, [h, b1], name: "bias")], name: "relu")
+        let y = b.add(OpType("Einsum"), [r, w2], attributes: [("equation", .string("bsf,fd->bsd"))], name: "down")
+        b.output(b.add(.add, [y, x], name: "residual"))
+        let masked = b.model()
+        let a = PruningGroups.analyze(masked)
+        let g = try #require(a.groups(of: [.neurons]).first)
+        #expect(a.groups.count == 1 && g.unitCount == 16 && g.name == "up")
+        #expect(g.paramsPerUnit == Array(repeating: 8 + 1 + 8, count: 16))
+        try Masks.set((0 ..< 16).map { $0 % 3 == 0 ? 0 : 1 }, for: g, in: masked)
+        let folded = masked.copy()
+        let summary = try MaskFolding.fold(folded)
+        #expect(summary.unitsRemoved == [.neurons: 6])
+        #expect(folded.graph.initializers.first { $0.name == "w1" }?.initializer?.shape == [8, 10])
+        let diff = try PruneCheck.compare(masked, folded, ["x": NDArray.random([1, 4, 8], &rng)])
+        #expect(diff.values.allSatisfy { $0 <= 1e-5 }, "\(diff)")
+    }
+
     @Test func aResidualAddMakesOneGroupOfBothConvs() throws {
         var rng = SeededRandom(2)
         let b = GraphBuilder()

@@ -183,6 +183,16 @@ final class GroupBuilder {
             return (out, rank - 1)
         case "Gemm":
             return constant(1) && rank == 2 ? (out, 1) : nil
+        case "Einsum":
+            // A dense layer written as Einsum: the weight's letter that reaches the output and is
+            // not the activation's ("bsd,df->bsf": f).
+            guard node.inputs.count == 2, let (terms, outTerm) = GroupBuilder.einsumTerms(node), terms.count == 2 else { return nil }
+            for (w, x) in [(1, 0), (0, 1)] where constant(w) && !constant(x) {
+                if let l = terms[w].first(where: { outTerm.contains($0) && !terms[x].contains($0) }), let a = outTerm.firstIndex(of: l) {
+                    return (out, a)
+                }
+            }
+            return nil
         default:
             return nil
         }

@@ -42,7 +42,7 @@ extension GroupBuilder {
         if case .input(let i) = port, i > 0, !["Concat", "Sum", "Mean", "Max", "Min", "Where"].contains(op),
             !GroupBuilder.elementwiseBroadcast.contains(op), !["MatMul", "Gemm"].contains(op),
             !GroupBuilder.fusedAttentionOps.contains(op), !GroupBuilder.skipNorms.contains(op) || i != 1,
-            op != "GatherElements" || i != 1
+            op != "GatherElements" || i != 1, op != "Einsum"
         {
             return block(s, "'\(sites[s].value.name)' is input \(i) of \(node.displayName) (\(op))")
         }
@@ -149,6 +149,8 @@ extension GroupBuilder {
             padRule(node, s, port)
         case "Expand":
             expandRule(node, s, port)
+        case "Einsum":
+            einsumRule(node, s, port)
         case "Tile":
             tileRule(node, s, port)
         case "GatherElements":
@@ -633,5 +635,50 @@ extension GroupBuilder {
             }
         }
         normGroups.insert(findSite(s))
+    }
+
+    /// The letters of an Einsum equation (explicit or implicit output; no `...`), per input and for
+    /// the output, or `nil` when the equation cannot be read that way.
+    static func einsumTerms(_ node: Node) -> (inputs: [[Character]], output: [Character])? {
+        guard let eq = ((try? node.attribute("equation", as: String.self)) ?? nil)?.filter({ !$0.isWhitespace }), !eq.contains(".") else { return nil }
+        let sides = eq.components(separatedBy: "->")
+        guard sides.count <= 2 else { return nil }
+        let inputs = sides[0].components(separatedBy: ",").map { Array($0) }
+        guard inputs.allSatisfy({ $0.allSatisfy(\.isLetter) }) else { return nil }
+        if sides.count == 2 { return Array(sides[1]).allSatisfy(\.isLetter) ? (inputs, Array(sides[1])) : nil }
+        var counts: [Character: Int] = [:]
+        for t in inputs { for l in t { counts[l, default: 0] += 1 } }
+        return (inputs, counts.filter { $0.value == 1 }.map(\.key).sorted())
+    }
+
+    /// Einsum (jax2tf and TF exports write dense layers and attention this way): an axis is tied to
+    /// every operand axis with its letter; a letter summed away makes this a consumer of the group.
+    func einsumRule(_ node: Node, _ s: Int, _ port: Port) {
+        guard let (terms, out) = GroupBuilder.einsumTerms(node), terms.count == node.inputs.count else {
+            return block(s, "the equation of \(node.displayName) is not understood by the group analysis")
+        }
+        let axis = sites[s].axis
+        let letter: Character
+        switch port {
+        case .input(let i):
+            guard i < terms.count, axis < terms[i].count else { return block(s, "bad equation at \(node.displayName)") }
+            letter = terms[i][axis]
+        case .output:
+            guard axis < out.count else { return block(s, "bad equation at \(node.displayName)") }
+            letter = out[axis]
+        }
+        guard (terms + [out]).allSatisfy({ t in t.filter { $0 == letter }.count <= 1 }) else {
+            return block(s, "\(node.displayName) takes a diagonal over the channel axis")
+        }
+        for (j, t) in terms.enumerated() {
+            guard let a = t.firstIndex(of: letter) else { continue }
+            if case .input(let i) = port, i == j { continue }
+            link(s, node, input: j, axis: a)
+        }
+        if let a = out.firstIndex(of: letter) {
+            link(s, node, output: 0, axis: a)
+        } else if case .input = port {
+            absorbing.append((s, node))
+        }
     }
 }
