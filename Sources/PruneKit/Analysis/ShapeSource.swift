@@ -47,12 +47,7 @@ enum ShapeSource: Equatable {
             guard let v else { return .unknown }
             return trace(v, element: i, constants: constants, depth: depth + 1)
         }
-        func count(_ v: Value) -> Int? {
-            if let t = v.constantValue { return t.elementCount }
-            guard let dims = v.type?.shape?.dims else { return nil }
-            if dims.isEmpty { return 1 }
-            return dims.count == 1 ? dims[0].value : nil
-        }
+        let count = vectorLength
         switch p.opType.name {
         case "Shape":
             guard let x = input(0), let rank = x.type?.shape?.rank ?? x.constantValue?.shape.count else { return .unknown }
@@ -122,58 +117,62 @@ enum ShapeSource: Equatable {
         }
     }
 
-    /// The `Div` by a constant that element `index` of `value` ends in, through the pieces that
-    /// carry shape vectors (`Concat`, `Unsqueeze`, `Cast`, ...): DeBERTa's `size(0) // num_heads`.
-    /// Returns the Div node (its input 1 is the divisor) and what its numerator traces to.
-    static func divisor(_ value: Value, element index: Int, constants: KnownIntegers, depth: Int = 0) -> (node: Node, divisor: Int, numerator: ShapeSource)? {
-        guard depth < 40, let p = value.producer, p.opType.canonicalDomain.isEmpty else { return nil }
-        let x = p.inputs.first ?? nil
-        switch p.opType.name {
-        case "Cast", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten":
-            return x.flatMap { divisor($0, element: index, constants: constants, depth: depth + 1) }
-        case "Concat":
-            var offset = 0
-            for part in p.inputs {
-                guard let part else { return nil }
-                let n = part.constantValue?.elementCount ?? (part.type?.shape?.dims.isEmpty == true ? 1 : part.type?.shape?.dims.first?.value)
-                guard let n else { return nil }
-                if index < offset + n { return divisor(part, element: index - offset, constants: constants, depth: depth + 1) }
-                offset += n
+    /// Follows element `index` of `value` back through the ops that only carry shape vectors
+    /// (`Cast`, `Unsqueeze`, `Concat`, ...) to the value that computes it, and its index there.
+    static func carried(_ value: Value, element index: Int) -> (value: Value, index: Int) {
+        var (v, i) = (value, index)
+        for _ in 0 ..< 40 {
+            guard let p = v.producer, p.opType.canonicalDomain.isEmpty else { break }
+            switch p.opType.name {
+            case "Cast", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten":
+                guard let x = p.inputs.first ?? nil else { return (v, i) }
+                v = x
+            case "Concat":
+                var offset = 0
+                var part: (Value, Int)?
+                for x in p.inputs {
+                    guard let x, let n = vectorLength(x) else { return (v, i) }
+                    if i < offset + n {
+                        part = (x, i - offset)
+                        break
+                    }
+                    offset += n
+                }
+                guard let part else { return (v, i) }
+                (v, i) = part
+            default:
+                return (v, i)
             }
-            return nil
-        case "Div":
-            guard p.inputs.count == 2, let a = x, let b = p.inputs[1], b.constantValue != nil, let d = constants.ints(of: b), d.count == 1 else { return nil }
-            return (p, d[0], trace(a, element: 0, constants: constants))
-        default:
-            return nil
         }
+        return (v, i)
+    }
+
+    /// Elements of a shape vector (a scalar counts 1), when known.
+    static func vectorLength(_ v: Value) -> Int? {
+        if let t = v.constantValue { return t.elementCount }
+        guard let dims = v.type?.shape?.dims else { return nil }
+        if dims.isEmpty { return 1 }
+        return dims.count == 1 ? dims[0].value : nil
+    }
+
+    /// The `Div` by a constant that element `index` of `value` ends in, through the pieces that
+    /// carry shape vectors: DeBERTa's `size(0) // num_heads`. Returns the Div node (its input 1 is
+    /// the divisor) and what its numerator traces to.
+    static func divisor(_ value: Value, element index: Int, constants: KnownIntegers) -> (node: Node, divisor: Int, numerator: ShapeSource)? {
+        guard let p = carried(value, element: index).value.producer, p.opType.canonicalDomain.isEmpty, p.opType.name == "Div",
+            p.inputs.count == 2, let a = p.inputs[0], let b = p.inputs[1], b.constantValue != nil, let d = constants.ints(of: b), d.count == 1
+        else { return nil }
+        return (p, d[0], trace(a, element: 0, constants: constants))
     }
 
     /// The `Mul` by a constant that element `index` of `value` ends in (dynamo's `batch × num_heads`
     /// for a merged batch-and-heads axis): the node, which input is the constant, and its value.
-    static func multiplier(_ value: Value, element index: Int, constants: KnownIntegers, depth: Int = 0) -> (node: Node, input: Int, factor: Int)? {
-        guard depth < 40, let p = value.producer, p.opType.canonicalDomain.isEmpty else { return nil }
-        switch p.opType.name {
-        case "Cast", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten":
-            return (p.inputs.first ?? nil).flatMap { multiplier($0, element: index, constants: constants, depth: depth + 1) }
-        case "Concat":
-            var offset = 0
-            for part in p.inputs {
-                guard let part else { return nil }
-                let n = part.constantValue?.elementCount ?? (part.type?.shape?.dims.isEmpty == true ? 1 : part.type?.shape?.dims.first?.value)
-                guard let n else { return nil }
-                if index < offset + n { return multiplier(part, element: index - offset, constants: constants, depth: depth + 1) }
-                offset += n
-            }
-            return nil
-        case "Mul":
-            for (i, v) in p.inputs.enumerated() {
-                guard let v, v.constantValue != nil, let c = constants.ints(of: v), c.count == 1 else { continue }
-                return (p, i, c[0])
-            }
-            return nil
-        default:
-            return nil
+    static func multiplier(_ value: Value, element index: Int, constants: KnownIntegers) -> (node: Node, input: Int, factor: Int)? {
+        guard let p = carried(value, element: index).value.producer, p.opType.canonicalDomain.isEmpty, p.opType.name == "Mul" else { return nil }
+        for (i, v) in p.inputs.enumerated() {
+            guard let v, v.constantValue != nil, let c = constants.ints(of: v), c.count == 1 else { continue }
+            return (p, i, c[0])
         }
+        return nil
     }
 }
