@@ -145,7 +145,10 @@ struct DistillData {
         case .none: isDenoiser = (try? DenoiserInputs.map(student)) != nil
         }
         if isDenoiser {
-            let draws = DiffusionDraws(inputs: try DenoiserInputs.map(student), schedule: NoiseSchedule(options.betas, trainSteps: options.timesteps))
+            let inputs = try DenoiserInputs.map(student)
+            let (process, summary) = try options.process.resolve(model: student, inputs: inputs, modelURL: context.modelURL)
+            context.logger.info("distill: denoiser '\(inputs.sample)' → '\(inputs.output)': \(summary)")
+            let draws = DiffusionDraws(inputs: inputs, process: process)
             var rng = NoiseSource(seed: context.seed ^ 0x4E1D0)
             held = heldSets.flatMap { set in (0..<options.draws).map { _ in draws.draw(set, rng: &rng) } }
             diffusion = draws
@@ -156,24 +159,23 @@ struct DistillData {
     }
 }
 
-/// Noisy latents for a denoiser: `t` uniform over the schedule, `x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε`.
+/// Noisy latents for a denoiser: a noise level uniform over the process
+/// (``DiffusionProcess/noising(_:)``; VP: `x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε`).
 struct DiffusionDraws {
     let inputs: DenoiserInputs
-    let schedule: NoiseSchedule
+    let process: DiffusionProcess
 
-    /// `set` with its latent replaced by a noised one and its timestep by the drawn `t`
+    /// `set` with its latent replaced by a noised one and its timestep by the drawn level's
     /// (`x₀`: the set's latent, or standard normal noise when it has none).
     func draw(_ set: [String: NDArray], rng: inout NoiseSource) -> [String: NDArray] {
-        let count = schedule.alphasCumprod.count
-        let t = Int(rng.next() % UInt64(max(count, 1)))
-        let ab = schedule.alphasCumprod[min(t, count - 1)]
+        let level = process.noising(rng.uniform())
         let shape = set[inputs.sample]?.shape ?? inputs.sampleShape
         let eps = rng.normal(shape, dtype: inputs.sampleType).doubles()
         let x0 = set[inputs.sample]?.doubles() ?? rng.normal(shape, dtype: inputs.sampleType).doubles()
-        let xt = zip(x0, eps).map { ab.squareRoot() * $0 + (1 - ab).squareRoot() * $1 }
+        let xt = zip(x0, eps).map { level.inputScale * (level.signal * $0 + level.noise * $1) }
         var out = set
         out[inputs.sample] = GateMath.array(xt, like: NDArray(zeros: inputs.sampleType, shape: shape))
-        out[inputs.timestep] = inputs.timestepArray(t)
+        out[inputs.timestep] = inputs.timestepArray(level.time)
         return out
     }
 }

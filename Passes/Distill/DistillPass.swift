@@ -84,12 +84,8 @@ public struct DistillPass: Pass {
         /// Diffusion sampling.
         @PassOption("diffusion", help: "sample a timestep and noise per training sample (auto: when the model is a denoiser with a timestep input)")
         public var diffusionMode: Diffusion = .auto
-        /// Schedule length.
-        @PassOption("timesteps", .between(1, 100_000), help: "training timesteps of the noise schedule t is drawn from (denoisers)")
-        public var timesteps = 1000
-        /// Schedule betas.
-        @PassOption("betas", help: "noise schedule (denoisers)")
-        public var betas: NoiseSchedule.Betas = .scaledLinear
+        /// How a denoiser is noised (schedule, σ range, shift).
+        public var process = DiffusionOptions()
         /// Held-out draws per held-out set (denoisers).
         @PassOption("draws", .between(1, 1024), help: "held-out (timestep, noise) draws per held-out set (denoisers)")
         public var draws = 2

@@ -6,8 +6,11 @@ import PruneRuntime
 /// `ecodiff`: learnable structured sparsity for diffusion models (EcoDiff). Every attention head
 /// and FFN neuron gets a hard-concrete gate (β = 0.83, ζ = 1.1, γ = −0.1, log α = 3); the gates
 /// are trained with AdamW against `MSE(final latent with gates, final latent of the original) / E[ref²]
-/// + λ·L0` over whole denoising runs (DDIM or DDPM, ε or v prediction, classifier-free guidance
-/// when the calibration data has `uncond.<input>` arrays), differentiated by reverse mode through
+/// + λ·L0` over whole denoising runs (``DiffusionProcess``: DDIM or DDPM with ε, v or x₀
+/// prediction, learned variance, EDM and consistency models with the preconditioning inside or
+/// outside the graph, rectified flow; read from the pipeline's `scheduler_config.json` when there
+/// is one; classifier-free guidance when the calibration data has `uncond.<input>` arrays),
+/// differentiated by reverse mode through
 /// the interpreter with time-step checkpointing. Then the gates are binarized by `log α` to
 /// remove `sparsity` of the prunable head+FFN parameters, and left as masks for `fold-masks`.
 ///
@@ -44,12 +47,8 @@ public struct EcoDiffPass: Pass {
         public var kinds: Set<GroupKind> = [.heads, .neurons]
         @PassOption("objective", help: "diffusion: final latent of a sampling run; output: the model's outputs on the calibration inputs")
         public var objective: Objective = .diffusion
-        @PassOption("sampler", help: "sampler of the denoising runs")
-        public var sampler: NoiseSchedule.Sampler = .ddim
-        @PassOption("prediction", help: "what the denoiser predicts")
-        public var prediction: NoiseSchedule.Prediction = .epsilon
-        @PassOption("betas", help: "noise schedule")
-        public var betas: NoiseSchedule.Betas = .scaledLinear
+        /// How the denoiser is sampled (schedule, prediction, sampler, σ range, shift).
+        public var diffusionProcess = DiffusionOptions()
         @PassOption("guidance", .between(0, 100), help: "classifier-free guidance scale (when the calibration data has uncond.<input> arrays)")
         public var guidance = 5.0
         @PassOption("sample", help: "the latent input (auto: the float input shaped like the output)")
@@ -198,7 +197,9 @@ struct DiffusionObjective: GateObjective {
 
     init(model: Model, gates: TrainableGates, interpreter: Interpreter, options: EcoDiffPass.Options, context: PassContext) throws {
         let inputs = try DenoiserInputs.map(model, sample: options.sample, timestep: options.timestep, excluding: Set(gates.inputNames))
-        let steps = NoiseSchedule(options.betas).steps(options.denoiseSteps, sampler: options.sampler, prediction: options.prediction)
+        let (process, summary) = try options.diffusionProcess.resolve(model: model, inputs: inputs, modelURL: context.modelURL)
+        context.logger.info("\(EcoDiffPass.name): denoiser '\(inputs.sample)' → '\(inputs.output)'\(inputs.learnedSigma ? " (learned variance: first half of the channels)" : ""): \(summary), \(options.denoiseSteps) steps")
+        let steps = process.steps(options.denoiseSteps)
         // Conditioning: the calibration sets in turn (the last ones held out when there are
         // enough), else synthesized; unconditional arrays from `uncond.<input>` keys.
         var conditions: [[String: NDArray]] = context.calibration.map { set in set.filter { inputs.conditioning.contains($0.key) } }
@@ -224,12 +225,12 @@ struct DiffusionObjective: GateObjective {
         func make(_ k: Int, _ conds: [[String: NDArray]], seed: UInt64) -> DiffusionHarness.Sample {
             var rng = NoiseSource(seed: seed)
             let noise = rng.normal(inputs.sampleShape, dtype: inputs.sampleType)
-            let stepNoise = options.sampler == .ddpm ? steps.map { _ in rng.normal(inputs.sampleShape, dtype: inputs.sampleType) } : []
+            let stepNoise = process.isStochastic ? steps.map { _ in rng.normal(inputs.sampleShape, dtype: inputs.sampleType) } : []
             return DiffusionHarness.Sample(noise: noise, conditioning: conds[k % conds.count], unconditional: unconditional, stepNoise: stepNoise)
         }
         train = (0..<options.samples).map { make($0, trainConds, seed: context.seed &* 7919 &+ UInt64($0)) }
         held = (0..<heldCount).map { make($0, heldConds, seed: context.seed &* 7919 &+ 1_000_003 &+ UInt64($0)) }
-        harness = DiffusionHarness(interpreter: interpreter, inputs: inputs, steps: steps, guidance: options.guidance)
+        harness = DiffusionHarness(interpreter: interpreter, inputs: inputs, steps: steps, guidance: options.guidance, initialScale: process.initialScale)
         self.gates = gates
         let ones = gates.ones
         let h = harness

@@ -28,6 +28,8 @@ public struct LDPrunerPass: Pass {
         public var holdout = 1
         @PassOption("reuse", help: "rerun only the steps downstream of each masked unit, reusing the recorded run (false: full runs)")
         public var reuse = true
+        /// How a denoiser is noised (schedule, σ range, shift).
+        public var diffusion = DiffusionOptions()
         public init() {}
     }
 
@@ -58,12 +60,12 @@ public struct LDPrunerPass: Pass {
         let interpreter = try context.interpreter(for: gates.trainingModel)
         let evaluation = try LatentEvaluation.make(
             model: gates.trainingModel, gateInputs: Set(gates.inputNames + gates.blockInputs), samples: options.samples,
-            holdout: options.holdout, timesteps: options.timesteps, context: context)
+            holdout: options.holdout, timesteps: options.timesteps, diffusion: options.diffusion, context: context)
         let units = gates.groups.reduce(0) { $0 + $1.unitCount }
         let blocks = gates.blockInputs.filter { !$0.isEmpty }.count
         let source = context.calibration.isEmpty ? "seeded" : "calibration"
         let what = evaluation.denoiser.map { d in
-            "\(evaluation.samples) \(source) samples × \(evaluation.timesteps.count) timesteps (\(evaluation.timesteps.map(String.init).joined(separator: ", "))) of denoiser output '\(d.output)'"
+            "\(evaluation.samples) \(source) samples × \(evaluation.timesteps.count) timesteps (\(evaluation.timesteps.map { String(format: "%g", $0) }.joined(separator: ", "))) of denoiser output '\(d.output)'"
         } ?? "\(evaluation.samples) \(source) inputs"
         context.logger.info("\(Self.name): scoring \(units) units in \(gates.groups.count) groups\(blocks > 0 ? " and \(blocks) blocks" : "") on \(what), reuse \(options.reuse ? "on" : "off")")
         let scorer = LatentShiftScorer(interpreter: interpreter, gates: gates, inputs: evaluation.scoring, outputs: evaluation.outputs,

@@ -7,10 +7,11 @@ import PruneRuntime
 ///
 /// A plain model is evaluated on its calibration sets (or seeded sample inputs without calibration
 /// data), on every floating-point output. A diffusion denoiser (found by ``DenoiserInputs/map(_:sample:timestep:excluding:)``)
-/// is evaluated on its prediction, at `timesteps` timesteps spread over the noise schedule per
-/// calibration sample: the latent input is the sample's latent noised to that timestep by the
-/// forward process `x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε` (seeded ε), or pure seeded noise when there is
-/// no calibration data.
+/// is evaluated on its prediction, at `timesteps` noise levels spread over its process
+/// (``DiffusionProcess/noising(_:)``) per calibration sample: the latent input is the sample's
+/// latent noised to that level by the forward process (VP: `x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε`; EDM:
+/// `x₀ + σ·ε`; flow: `(1−t)·x₀ + t·ε`; seeded ε), or pure seeded noise when there is no
+/// calibration data.
 public struct LatentEvaluation {
     /// Feeds (without gate inputs) the scores are computed on, one per evaluation.
     public let scoring: [[String: NDArray]]
@@ -20,8 +21,8 @@ public struct LatentEvaluation {
     public let outputs: [String]
     /// The denoiser's inputs, when the model is one.
     public let denoiser: DenoiserInputs?
-    /// The training timesteps each sample is evaluated at (`[]` for a plain model).
-    public let timesteps: [Int]
+    /// The values fed to the timestep input at each noise level (`[]` for a plain model).
+    public let timesteps: [Double]
     /// Calibration (or synthesized) samples behind ``scoring``.
     public let samples: Int
 
@@ -31,10 +32,12 @@ public struct LatentEvaluation {
     ///   - gateInputs: The model's mask inputs, which are neither data nor conditioning.
     ///   - samples: Most calibration samples to score on.
     ///   - holdout: Samples held out (the last ones; fewer when the data has too few).
-    ///   - timesteps: Timesteps per sample for a denoiser.
-    /// - Throws: ``SampleInputsError`` when inputs must be synthesized and cannot be.
+    ///   - timesteps: Noise levels per sample for a denoiser.
+    ///   - diffusion: How the denoiser is noised (``DiffusionOptions/resolve(model:inputs:modelURL:)``).
+    /// - Throws: ``SampleInputsError`` when inputs must be synthesized and cannot be;
+    ///   ``DenoiserError`` when the denoiser's parametrization cannot be told.
     public static func make(model: Model, gateInputs: Set<String>, samples: Int, holdout: Int, timesteps: Int,
-                            context: PassContext) throws -> LatentEvaluation {
+                            diffusion: DiffusionOptions = DiffusionOptions(), context: PassContext) throws -> LatentEvaluation {
         let needed = Set(model.graph.inputs.filter { $0.initializer == nil }.map(\.name)).subtracting(gateInputs)
         var sets = context.calibration.map { $0.filter { needed.contains($0.key) } }
         let synthetic = sets.isEmpty
@@ -51,26 +54,27 @@ public struct LatentEvaluation {
             return LatentEvaluation(scoring: scoringSets, heldOut: heldSets, outputs: outputs, denoiser: nil, timesteps: [],
                                     samples: scoringSets.count)
         }
-        let schedule = NoiseSchedule()
-        let n = schedule.alphasCumprod.count
-        let ts = (0..<timesteps).map { k in min(n - 1, Int((Double(k) + 0.5) / Double(timesteps) * Double(n))) }
+        let (process, summary) = try diffusion.resolve(model: model, inputs: inputs, modelURL: context.modelURL)
+        context.logger.info("ld-pruner: denoiser '\(inputs.sample)' → '\(inputs.output)': \(summary)")
+        let levels = (0..<timesteps).map { process.noising((Double($0) + 0.5) / Double(timesteps)) }
         func noised(_ set: [String: NDArray], sample s: Int, timestep k: Int, stream: UInt64) -> [String: NDArray] {
             var rng = NoiseSource(seed: (context.seed &* 0x1D_9E37) &+ stream &+ UInt64(s * timesteps + k))
             let shape = set[inputs.sample]?.shape ?? inputs.sampleShape
             let eps = GateMath.values(rng.normal(shape, dtype: inputs.sampleType))
-            var x = eps
+            let level = levels[k]
+            // Without data the latent is noise of the level's total scale (VP: unit variance).
+            var x = eps.map { $0 * (level.signal * level.signal + level.noise * level.noise).squareRoot() }
             if !synthetic, let x0 = set[inputs.sample].map(GateMath.values) {
-                let a = schedule.alphasCumprod[ts[k]]
-                x = zip(x0, eps).map { a.squareRoot() * $0 + (1 - a).squareRoot() * $1 }
+                x = zip(x0, eps).map { level.signal * $0 + level.noise * $1 }
             }
             var f = set
-            f[inputs.sample] = GateMath.array(x, like: NDArray(zeros: inputs.sampleType, shape: shape))
-            f[inputs.timestep] = inputs.timestepArray(ts[k])
+            f[inputs.sample] = GateMath.array(x.map { $0 * level.inputScale }, like: NDArray(zeros: inputs.sampleType, shape: shape))
+            f[inputs.timestep] = inputs.timestepArray(level.time)
             return f
         }
-        let scoring = scoringSets.enumerated().flatMap { s, set in ts.indices.map { noised(set, sample: s, timestep: $0, stream: 0) } }
-        let held = heldSets.enumerated().flatMap { s, set in ts.indices.map { noised(set, sample: s, timestep: $0, stream: 1 << 32) } }
-        return LatentEvaluation(scoring: scoring, heldOut: held, outputs: [inputs.output], denoiser: inputs, timesteps: ts,
+        let scoring = scoringSets.enumerated().flatMap { s, set in levels.indices.map { noised(set, sample: s, timestep: $0, stream: 0) } }
+        let held = heldSets.enumerated().flatMap { s, set in levels.indices.map { noised(set, sample: s, timestep: $0, stream: 1 << 32) } }
+        return LatentEvaluation(scoring: scoring, heldOut: held, outputs: [inputs.output], denoiser: inputs, timesteps: levels.map(\.time),
                                 samples: scoringSets.count)
     }
 }

@@ -115,6 +115,9 @@ public struct PassContext: @unchecked Sendable {
     /// The calibration file, for passes that read more of it than the input sets (EcoDiff reads
     /// `uncond.<input>` arrays for classifier-free guidance).
     public var calibrationURL: URL?
+    /// The input model's file, for passes that read files beside it (the `scheduler_config.json`
+    /// of a diffusers pipeline); `nil` for a model built in memory.
+    public var modelURL: URL?
     /// The reference model for passes that compare against the original or train toward it
     /// (`distill`'s teacher): the pipeline's input model as loaded, before any pass ran, or the
     /// model named by `--teacher` when the input is a model pruned earlier. `nil` when the

@@ -115,14 +115,14 @@ public struct DenoiserInputs: Sendable {
         return out
     }
 
-    /// The timestep input holding `t`.
-    public func timestepArray(_ t: Int) -> NDArray {
+    /// The timestep input holding `t` (rounded for an integer input).
+    public func timestepArray(_ t: Double) -> NDArray {
         let n = timestepShape.reduce(1, *)
         switch timestepType {
-        case .double: return NDArray([Double](repeating: Double(t), count: n), shape: timestepShape)
-        case .float: return NDArray([Float](repeating: Float(t), count: n), shape: timestepShape)
-        case .int32: return NDArray([Int32](repeating: Int32(t), count: n), shape: timestepShape)
-        default: return NDArray([Int64](repeating: Int64(t), count: n), shape: timestepShape)
+        case .double: return NDArray([Double](repeating: t, count: n), shape: timestepShape)
+        case .int32: return NDArray([Int32](repeating: Int32(t.rounded()), count: n), shape: timestepShape)
+        case .int64: return NDArray([Int64](repeating: Int64(t.rounded()), count: n), shape: timestepShape)
+        default: return GateMath.array([Double](repeating: t, count: n), like: NDArray(zeros: timestepType, shape: timestepShape))
         }
     }
 }
@@ -134,6 +134,7 @@ public enum DenoiserError: Error, CustomStringConvertible {
     case noTimestep(inputs: [String])
     case unknownInput(option: String, name: String, inputs: [String])
     case shapeMismatch(sample: String, sampleShape: String, output: String, outputShape: String)
+    case ambiguous(input: String)
 
     public var description: String {
         switch self {
@@ -145,6 +146,8 @@ public enum DenoiserError: Error, CustomStringConvertible {
             return "no input looks like a timestep (inputs: \(ins.joined(separator: ", "))); name it with timestep=NAME, or use objective=output"
         case .shapeMismatch(let i, let iShape, let o, let oShape):
             return "the latent '\(i)' \(iShape) does not match the prediction '\(o)' \(oShape): the prediction must have the latent's shape, or twice its channels (a learned variance); name the latent with sample=NAME, or use objective=output"
+        case .ambiguous(let t):
+            return "cannot tell how the denoiser reads its timestep input '\(t)' (no scheduler_config.json beside the model, and the name says neither timestep nor sigma): set schedule=vp|edm|consistency|flow (and prediction= if it is not the family's usual)"
         case .unknownInput(let opt, let n, let ins):
             return "\(opt)=\(n) names no input of the model (inputs: \(ins.joined(separator: ", ")))"
         }

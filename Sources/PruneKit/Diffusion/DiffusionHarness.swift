@@ -5,7 +5,8 @@ import PruneRuntime
 /// Samples a denoiser exported alone (a UNet or DiT) on the interpreter, and differentiates the
 /// final latent with respect to extra graph inputs (gate masks) through the whole run.
 ///
-/// Each step is `x_prev = a·x + b·out + c·noise` (``NoiseSchedule/Step``), with classifier-free
+/// The model is called with `inputScale·x` and the step's time, and each step is
+/// `x_prev = a·x + b·out + c·noise` (``NoiseSchedule/Step``), with classifier-free
 /// guidance `out = out_u + w·(out_c − out_u)` when a sample carries unconditional inputs.
 ///
 /// **Time-step checkpointing** (as in EcoDiff): the forward run keeps only each step's latent;
@@ -40,19 +41,22 @@ public final class DiffusionHarness {
     public let steps: [NoiseSchedule.Step]
     /// Guidance scale (used when a sample has unconditional inputs).
     public let guidance: Double
+    /// The factor on a sample's noise that makes the first latent (EDM: σ_max).
+    public let initialScale: Double
 
-    /// A harness running `inputs`'s denoiser in `interpreter` over the schedule's `steps`.
-    public init(interpreter: Interpreter, inputs: DenoiserInputs, steps: [NoiseSchedule.Step], guidance: Double) {
+    /// A harness running `inputs`'s denoiser in `interpreter` over the process's `steps`.
+    public init(interpreter: Interpreter, inputs: DenoiserInputs, steps: [NoiseSchedule.Step], guidance: Double, initialScale: Double = 1) {
         self.interpreter = interpreter
         self.inputs = inputs
         self.steps = steps
         self.guidance = guidance
+        self.initialScale = initialScale
     }
 
     func feeds(_ x: NDArray, _ step: NoiseSchedule.Step, _ cond: [String: NDArray], _ extra: [String: NDArray]) -> [String: NDArray] {
         var f = cond.merging(extra) { a, _ in a }
-        f[inputs.sample] = x
-        f[inputs.timestep] = inputs.timestepArray(step.timestep)
+        f[inputs.sample] = step.inputScale == 1 ? x : GateMath.array(GateMath.values(x).map { $0 * step.inputScale }, like: x)
+        f[inputs.timestep] = inputs.timestepArray(step.time)
         return f
     }
 
@@ -72,8 +76,8 @@ public final class DiffusionHarness {
 
     /// Runs the sampler from `s.noise`; returns every latent, initial first, final last.
     public func run(_ s: Sample, extra: [String: NDArray] = [:]) throws -> [NDArray] {
-        var latents = [s.noise]
-        var x = GateMath.values(s.noise)
+        var x = GateMath.values(s.noise).map { $0 * initialScale }
+        var latents = [initialScale == 1 ? s.noise : GateMath.array(x, like: s.noise)]
         for i in steps.indices {
             let out = try predict(latents[i], i, s, extra)
             let st = steps[i]
@@ -110,7 +114,7 @@ public final class DiffusionHarness {
                 let seed = GateMath.array(inputs.outputGradient(g.map { st.b * weight * $0 }, shape: y.shape), like: y)
                 let grads = try tape.backward(seeds: [inputs.output: seed], wrt: [inputs.sample] + wrt)
                 if let gs = grads[inputs.sample] {
-                    for j in gx.indices { gx[j] += GateMath.element(gs, j) }
+                    for j in gx.indices { gx[j] += st.inputScale * GateMath.element(gs, j) }
                 }
                 for name in wrt {
                     guard let gw = grads[name] else { continue }

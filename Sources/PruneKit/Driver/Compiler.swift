@@ -146,6 +146,7 @@ public struct Compiler {
                                   calibrationURL: options.calibration, original: teacher ?? (needsOriginal ? original : nil))
         context.progress = { [logger = options.logger] p in logger.info("\(p.line)") }
         context.scoreCache = options.scoreCache
+        context.modelURL = FileManager.default.fileExists(atPath: file) ? URL(fileURLWithPath: file) : nil
 
         let before = ModelStats(model)
         let records = try manager.run(on: model, context: context)
