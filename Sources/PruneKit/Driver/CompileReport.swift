@@ -22,6 +22,39 @@ public struct CompileReport: Encodable {
         public var drift: [String: OutputDrift]
         /// The worst relative L2 drift over the outputs.
         public var worstDrift: Double? { drift.values.map(\.relL2).max() }
+        /// Its final samples' drift when the model is a denoiser (``SamplingDrift``).
+        @NullEncodable public var samplingRelL2: Double?
+
+        enum CodingKeys: String, CodingKey {
+            case pipeline, params, macs, drift
+            case samplingRelL2 = "sampling_rel_l2"
+        }
+
+        /// A comparison row.
+        public init(pipeline: String, params: Int, macs: Int?, drift: [String: OutputDrift], samplingRelL2: Double? = nil) {
+            self.pipeline = pipeline
+            self.params = params
+            self.macs = macs
+            self.drift = drift
+            self.samplingRelL2 = samplingRelL2
+        }
+    }
+
+    /// The final-sample comparison of a denoiser (``SamplingDrift``).
+    public struct Sampling: Encodable {
+        /// The process, as resolved (family, prediction, where it was read from).
+        public var process: String
+        /// Sampling runs compared.
+        public var runs: Int
+        /// Steps per run.
+        public var steps: Int
+        /// Mean relative L2 between the original's and the result's final samples.
+        public var relL2: Double
+
+        enum CodingKeys: String, CodingKey {
+            case process, runs, steps
+            case relL2 = "rel_l2"
+        }
     }
 
     /// One side of the report: parameters, MACs, nodes and latency.
@@ -58,9 +91,11 @@ public struct CompileReport: Encodable {
     public var driftOrder: [OutputDrift] = []
     /// The `--compare` baselines, in the order given.
     public var compare: [Comparison] = []
+    /// The final-sample drift when the model is a denoiser.
+    public var sampling: Sampling?
 
     enum CodingKeys: String, CodingKey {
-        case model, output, pipeline, before, after, drift, passes, inputs, passed, written, compare
+        case model, output, pipeline, before, after, drift, passes, inputs, passed, written, compare, sampling
         case maxDrift = "max_drift"
     }
 
@@ -102,13 +137,20 @@ public struct CompileReport: Encodable {
                 rightAligned: [1, 2, 3])
             if let inputs { out += "(on \(inputs.sets) \(inputs.source) input set\(inputs.sets == 1 ? "" : "s"); latency: interpreter median)\n" }
         }
+        if let sampling {
+            out += "\nfinal samples: rel L2 \(String(format: "%.3g", sampling.relL2)) over \(sampling.runs) runs of \(sampling.steps) steps (\(sampling.process))\n"
+        }
         if !compare.isEmpty {
+            func g(_ x: Double?) -> String { x.map { String(format: "%.3g", $0) } ?? "-" }
+            let withSampling = sampling != nil
+            var header = ["compared with", "params", "MACs", "worst rel L2"]
+            if withSampling { header.append("final-sample rel L2") }
+            let own = [pipeline.isEmpty ? "(none)" : pipeline, count(after.params), count(after.macs), g(worstDrift)] + (withSampling ? [g(sampling?.relL2)] : [])
             out += "\n"
             out += TextTable.table(
-                ["compared with", "params", "MACs", "worst rel L2"],
-                [[pipeline.isEmpty ? "(none)" : pipeline, count(after.params), count(after.macs), worstDrift.map { String(format: "%.3g", $0) } ?? "-"]]
-                    + compare.map { [$0.pipeline, count($0.params), count($0.macs), $0.worstDrift.map { String(format: "%.3g", $0) } ?? "-"] },
-                rightAligned: [1, 2, 3])
+                header,
+                [own] + compare.map { [$0.pipeline, count($0.params), count($0.macs), g($0.worstDrift)] + (withSampling ? [g($0.samplingRelL2)] : []) },
+                rightAligned: withSampling ? [1, 2, 3, 4] : [1, 2, 3])
         }
         if !passes.isEmpty {
             out += "\n"

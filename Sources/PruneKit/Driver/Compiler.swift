@@ -42,6 +42,10 @@ public struct Compiler {
         public var validate = true
         /// Timed interpreter runs per model for the latency figures.
         public var latencyRuns = 5
+        /// Sampling runs compared when the model is a denoiser (``SamplingDrift``); 0 skips them.
+        public var samplingRuns = 4
+        /// Sampler steps of each of those runs.
+        public var samplingSteps = 8
         /// Refuse to write a result whose worst relative L2 drift exceeds this.
         public var maxDrift: Double?
         /// Baseline pipelines run on the original and reported beside the result.
@@ -158,13 +162,23 @@ public struct Compiler {
         if validating, let reference = teacher ?? original {
             let sets = calibration.isEmpty ? [try SampleInputs.make(for: reference, shapes: options.sampleShapes, seed: options.seed)] : calibration
             try validate(reference: reference, candidate: model, sets: sets, source: calibration.isEmpty ? "sample" : "calibration", into: &report)
+            let sampling = samplingSetup(reference: reference, sets: sets, modelURL: context.modelURL)
+            let referenceFinals = try sampling.map { try $0.finals(reference, threads: options.threads) }
+            if let sampling, let referenceFinals {
+                let drift = SamplingDrift.drift(referenceFinals, try sampling.finals(model, threads: options.threads))
+                report.sampling = .init(process: sampling.summary, runs: sampling.samples.count, steps: sampling.steps.count, relL2: drift)
+            }
             for baseline in baselines {
                 let b = (original ?? reference).copy()
                 try baseline.run(on: b, context: context)
                 let drift = try Validation.drift(reference: reference, candidate: b, inputs: sets, threads: options.threads)
-                report.compare.append(.init(pipeline: baseline.passes.map(\.text).joined(separator: ","), params: CostModel.parameterCount(b),
-                                            macs: Validation.macs(model: b, at: sets[0]),
-                                            drift: Dictionary(drift.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })))
+                var entry = CompileReport.Comparison(
+                    pipeline: baseline.passes.map(\.text).joined(separator: ","), params: CostModel.parameterCount(b),
+                    macs: Validation.macs(model: b, at: sets[0]), drift: Dictionary(drift.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a }))
+                if let sampling, let referenceFinals {
+                    entry.samplingRelL2 = SamplingDrift.drift(referenceFinals, try sampling.finals(b, threads: options.threads))
+                }
+                report.compare.append(entry)
             }
         }
         if let maxDrift = options.maxDrift, let worst = report.worstDrift, !(worst <= maxDrift) { report.passed = false }
@@ -174,6 +188,23 @@ public struct Compiler {
         }
         if !report.passed { report.output = nil }
         return Result(model: model, report: report)
+    }
+
+    /// The final-sample comparison for a denoiser, with the diffusion options of the first pass
+    /// that has them; `nil` (logged at debug level) for a model that is not a denoiser.
+    private func samplingSetup(reference: Model, sets: [[String: NDArray]], modelURL: URL?) -> SamplingDrift? {
+        guard options.samplingRuns > 0 else { return nil }
+        let diffusion = (manager.passes + baselines.flatMap(\.passes)).lazy.compactMap { p -> DiffusionOptions? in
+            guard let o = Mirror(reflecting: p.pass).children.first(where: { $0.label == "options" })?.value else { return nil }
+            return Mirror(reflecting: o).children.lazy.compactMap { $0.value as? DiffusionOptions }.first
+        }.first ?? DiffusionOptions()
+        do {
+            return try SamplingDrift.setup(reference: reference, sets: sets, diffusion: diffusion, modelURL: modelURL,
+                                           runs: options.samplingRuns, steps: options.samplingSteps, seed: options.seed)
+        } catch {
+            options.logger.debug("no final-sample validation: \(error)")
+            return nil
+        }
     }
 
     /// Drift per output, MACs at the validation shapes, and interpreter latency of both models.

@@ -61,6 +61,7 @@ extension Prunec {
             o.validate = !validation.noValidate
             o.validateRoundTrip = validation.report != nil
             o.latencyRuns = validation.runs
+            o.samplingRuns = validation.samplingRuns
             o.maxDrift = validation.maxDrift
             if instrumentation.verifyEach { o.verifyEach = true }
             o.instrumentations = instrumentation.instrumentations

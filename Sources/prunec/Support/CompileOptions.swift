@@ -46,7 +46,11 @@ struct ValidationOptions: ParsableArguments {
     @Option(name: .customLong("shape"), help: ArgumentHelp("Shape of a synthesized sample input when there is no --calib (repeatable).", valueName: "name=1x16"))
     var shapes: [String] = []
 
+    @Option(name: .customLong("sampling-runs"), help: ArgumentHelp("For a denoiser: 8-step sampling runs whose final samples are compared (0: none).", valueName: "n"))
+    var samplingRuns: Int = 4
+
     func validate() throws {
+        if samplingRuns < 0 || samplingRuns > 1024 { throw ValidationError("--sampling-runs must be between 0 and 1024, got \(samplingRuns)") }
         if let maxDrift, !(maxDrift >= 0) { throw ValidationError("--max-drift must be 0 or more, got \(maxDrift)") }
         if runs < 1 { throw ValidationError("--runs must be at least 1, got \(runs)") }
         if maxDrift != nil && noValidate { throw ValidationError("--max-drift needs the validation that --no-validate skips") }
