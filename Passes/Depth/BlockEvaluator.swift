@@ -17,7 +17,8 @@ final class BlockEvaluator {
     let inputNames: [String]
     private var tapes: [Bool: [Tape]] = [:]
 
-    init(gates: TrainableGates, context: PassContext, holdout: Int) throws {
+    /// `diffusion`: how a denoiser is noised (`nil`: evaluate it on the data as given).
+    init(gates: TrainableGates, context: PassContext, holdout: Int, diffusion: DiffusionOptions? = nil) throws {
         self.gates = gates
         let model = gates.trainingModel
         interpreter = try context.interpreter(for: model)
@@ -34,6 +35,15 @@ final class BlockEvaluator {
         }
         tokens = ids != nil && out != nil ? ids?.name : nil
         logits = ids != nil ? out?.name : nil
+        // A denoiser is evaluated at noise levels of its own process, its latent noised from the
+        // calibration sample (as LD-Pruner scores it), not only at the timestep the data holds.
+        if let diffusion, tokens == nil, (try? DenoiserInputs.map(model, excluding: gateNames)) != nil {
+            let evaluation = try LatentEvaluation.make(model: model, gateInputs: gateNames, samples: 8, holdout: max(1, holdout),
+                                                       timesteps: 3, diffusion: diffusion, context: context)
+            scoring = evaluation.scoring
+            held = evaluation.heldOut.isEmpty ? evaluation.scoring : evaluation.heldOut
+            return
+        }
         var sets = context.calibration.map { $0.filter { names.contains($0.key) } }
         if sets.isEmpty {
             sets = try (0..<8).map { k in

@@ -54,6 +54,8 @@ public struct DepthPass: Pass {
         public var holdout = 2
         @PassOption("keep-masks", help: "gate the chosen blocks with zero masks instead of removing them (for reconstruct; fold-masks removes them)")
         public var keepMasks = false
+        /// How a denoiser is noised for the drift criterion (schedule, σ range, shift).
+        public var diffusion = DiffusionOptions()
         public init() {}
     }
 
@@ -73,7 +75,7 @@ public struct DepthPass: Pass {
         let working = model.copy()
         let gates = try TrainableGates(model: working, kinds: [.blocks])
         guard gates.blocks.count == blocks.count else { throw PruningError.nothingToPrune(kinds: [.blocks], blocked: []) }
-        let eval = try BlockEvaluator(gates: gates, context: context, holdout: options.holdout)
+        let eval = try BlockEvaluator(gates: gates, context: context, holdout: options.holdout, diffusion: options.diffusion)
         let criterion = options.criterion == .auto ? (eval.isCausalLM ? .ppl : .drift) : options.criterion
         if criterion == .ppl && !eval.isCausalLM {
             throw DepthError.notACausalLM(inputs: eval.inputNames)
