@@ -19,9 +19,10 @@ import PruneIR
 ///
 ///    The first candidate with which shape inference runs through the whole graph without a
 ///    contradiction is taken (see ``firstContradiction(in:shapes:)``): no sliding window (Conv,
-///    pooling) larger than its padded input, no empty dim made from non-empty inputs, element-wise
-///    operands that broadcast, Concat operands equal off the axis, MatMul/Gemm inner dims equal,
-///    Reshape targets with the input's element count. This is a rule over the graph, not over the
+///    pooling) larger than its padded input, no empty tensor of rank ≥ 2 made from non-empty
+///    inputs, element-wise operands that broadcast, Concat operands equal off the axis, MatMul and
+///    Gemm inner dims equal, Reshape targets with the input's element count. The user's `--shape`
+///    and calibration data are never checked this way. This is a rule over the graph, not over the
 ///    model's name: a detector whose feature pyramid adds maps of stride 32 rejects sizes that are
 ///    not multiples of 32, a text recognizer whose neck concatenates a height-1 map rejects 224×224
 ///    and takes 48×320.
@@ -71,9 +72,8 @@ public enum SampleShapes {
             return fixed
         }
 
-        let candidates = metadataSizes(model) + defaultSizes.filter { d in
-            !metadataSizes(model).contains { $0 == d }
-        }
+        let declared = metadataSizes(model)
+        let candidates = declared + defaultSizes.filter { d in !declared.contains { $0 == d } }
         var firstFailure: String?
         for size in candidates {
             var shapes = fixed
