@@ -31,6 +31,7 @@ build: deps
 
 test: deps venv
 	@bash scripts/fetch-node-tests.sh
+	@bash scripts/fetch-paddle-models.sh
 	PRUNEC_ORACLE_PYTHON=$(CURDIR)/.venv/bin/python \
 	PRUNEC_NODE_TESTS=$(CURDIR)/.cache/onnx-node-tests/node \
 	swift test --parallel

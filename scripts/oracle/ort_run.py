@@ -9,9 +9,9 @@ usage:
       Runs MODEL on onnxruntime like ``run`` and compares with OURS.npz (``out.<name>`` keys, as
       ``prunec run -o`` writes them): same dtype and shape, |ours - ort| <= atol + rtol * |ort|.
       Prints one line per output (max abs and rel error) and ``OK``/``FAIL``; exits 1 on FAIL.
-  ort_run.py inputs MODEL OUT.npz [--dim NAME=SIZE]... [--seed S] [--like DATA.npz]
-      Makes deterministic random inputs for MODEL: symbolic dims from --dim (default 1), fixed
-      dims as declared; float inputs ~ N(0, 1); integer inputs named like ``*mask*`` are ones
+  ort_run.py inputs MODEL OUT.npz [--dim NAME=SIZE]... [--shape INPUT=AxBxC]... [--seed S] [--like DATA.npz]
+      Makes deterministic random inputs for MODEL: the whole shape of an input from --shape, else
+      symbolic dims from --dim (default 1) and fixed dims as declared; float inputs ~ N(0, 1); integer inputs named like ``*mask*`` are ones
       with the tail of every other row zeroed; other integers in [0, high) where high is the
       largest value of the same input in --like (+1), else 100.
 
@@ -100,6 +100,7 @@ def cmd_check(args):
 def cmd_inputs(args):
     model = onnx.load(args.model, load_external_data=False)
     dims = dict(d.split("=", 1) for d in args.dim)
+    shapes = {k: [int(x) for x in v.split("x")] for k, v in (d.rsplit("=", 1) for d in args.shape)}
     like = np.load(args.like) if args.like else {}
     rng = np.random.default_rng(args.seed)
     inits = {t.name for t in model.graph.initializer}
@@ -108,7 +109,10 @@ def cmd_inputs(args):
         if i.name in inits:
             continue
         t = i.type.tensor_type
-        shape = [d.dim_value if d.HasField("dim_value") else int(dims.get(d.dim_param, 1)) for d in t.shape.dim]
+        if i.name in shapes:
+            shape = shapes[i.name]
+        else:
+            shape = [d.dim_value if d.HasField("dim_value") else int(dims.get(d.dim_param, 1)) for d in t.shape.dim]
         dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)
         if np.issubdtype(dtype, np.floating):
             a = rng.standard_normal(shape).astype(dtype)
@@ -144,6 +148,7 @@ def main():
     i.add_argument("model")
     i.add_argument("out")
     i.add_argument("--dim", action="append", default=[])
+    i.add_argument("--shape", action="append", default=[])
     i.add_argument("--seed", type=int, default=0)
     i.add_argument("--like")
     args = p.parse_args()

@@ -228,7 +228,7 @@ struct GraphImporter {
         // value_info: types of intermediate values. Entries naming nothing are kept as detached
         // values so they are written back.
         for vi in p.valueInfo {
-            let t = try type(of: vi, what: "value '\(vi.name)'")
+            let t = try type(of: vi, zeroIsDynamic: true, what: "value '\(vi.name)'")
             let v: Value
             if let found = local[vi.name] ?? lookup(vi.name) {
                 v = found
@@ -246,7 +246,7 @@ struct GraphImporter {
             guard let v = lookup(vi.name) else {
                 throw ONNXImportError.danglingValue(file: file, reader: "graph output", value: vi.name)
             }
-            let t = try type(of: vi, what: "graph output '\(vi.name)'")
+            let t = try type(of: vi, zeroIsDynamic: true, what: "graph output '\(vi.name)'")
             if v.type == nil, let t { v.type = t }
             v.typeChanged = false
             v.importedInfo[.output] = vi
@@ -263,15 +263,17 @@ struct GraphImporter {
         return "graph input '\(v.name)'"
     }
 
-    private func type(of vi: Onnx_ValueInfoProto, what: @autoclosure () -> String) throws -> ValueType? {
+    /// The declared type of a graph input, output or `value_info` entry; `zeroIsDynamic` for the
+    /// declarations onnxruntime merges leniently (outputs, `value_info`).
+    private func type(of vi: Onnx_ValueInfoProto, zeroIsDynamic: Bool = false, what: @autoclosure () -> String) throws -> ValueType? {
         guard vi.hasType else { return nil }
-        return try valueType(vi.type, what: what())
+        return try valueType(vi.type, zeroIsDynamic: zeroIsDynamic, what: what())
     }
 
     /// The IR type of a `TypeProto`, naming `what` when its element type is unknown.
-    private func valueType(_ tp: Onnx_TypeProto, what: @autoclosure () -> String) throws -> ValueType? {
+    private func valueType(_ tp: Onnx_TypeProto, zeroIsDynamic: Bool = false, what: @autoclosure () -> String) throws -> ValueType? {
         do {
-            return try TypeConversion.valueType(tp)
+            return try TypeConversion.valueType(tp, zeroIsDynamic: zeroIsDynamic)
         } catch let e as TypeConversion.UnknownElementType {
             throw ONNXImportError.unknownElementType(file: file, what: what(), code: e.code)
         }

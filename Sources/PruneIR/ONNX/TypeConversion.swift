@@ -6,23 +6,28 @@ enum TypeConversion {
 
     /// The IR type of a `TypeProto`; `nil` when the proto leaves the type open (no value set, or
     /// element type 0).
-    static func valueType(_ p: Onnx_TypeProto) throws -> ValueType? {
+    ///
+    /// - Parameter zeroIsDynamic: Read `dim_value: 0` as a dynamic dim. Pass `true` for the
+    ///   declarations onnxruntime only merges with what it infers (`value_info`, graph outputs):
+    ///   it runs a model that declares an output `[0, 10]` and makes `[1, 10]`. Graph inputs keep
+    ///   a real 0 (an empty tensor), since onnxruntime refuses to feed them any other size.
+    static func valueType(_ p: Onnx_TypeProto, zeroIsDynamic: Bool = false) throws -> ValueType? {
         switch p.value {
         case .none:
             return nil
         case .tensorType(let t):
             guard let d = try dtype(t.elemType, has: t.hasElemType) else { return nil }
-            return .tensor(d, t.hasShape ? shape(t.shape) : nil)
+            return .tensor(d, t.hasShape ? shape(t.shape, zeroIsDynamic: zeroIsDynamic) : nil)
         case .sparseTensorType(let t):
             guard let d = try dtype(t.elemType, has: t.hasElemType) else { return nil }
-            return .sparseTensor(d, t.hasShape ? shape(t.shape) : nil)
+            return .sparseTensor(d, t.hasShape ? shape(t.shape, zeroIsDynamic: zeroIsDynamic) : nil)
         case .sequenceType(let s):
-            return .sequence(s.hasElemType ? try valueType(s.elemType) : nil)
+            return .sequence(s.hasElemType ? try valueType(s.elemType, zeroIsDynamic: zeroIsDynamic) : nil)
         case .optionalType(let o):
-            return .optional(o.hasElemType ? try valueType(o.elemType) : nil)
+            return .optional(o.hasElemType ? try valueType(o.elemType, zeroIsDynamic: zeroIsDynamic) : nil)
         case .mapType(let m):
             guard let k = try dtype(m.keyType, has: m.hasKeyType) else { return nil }
-            return .map(key: k, value: m.hasValueType ? try valueType(m.valueType) : nil)
+            return .map(key: k, value: m.hasValueType ? try valueType(m.valueType, zeroIsDynamic: zeroIsDynamic) : nil)
         case .opaqueType(let o):
             return .opaque(domain: o.domain, name: o.name)
         }
@@ -34,13 +39,17 @@ enum TypeConversion {
         return d
     }
 
-    static func shape(_ p: Onnx_TensorShapeProto) -> Shape {
+    /// The IR shape of a `TensorShapeProto`, with dims as converters write them:
+    /// - `dim_value: -1` (paddle2onnx and others) is dynamic: onnxruntime runs it at any size;
+    /// - `dim_value: 0` is dynamic when `zeroIsDynamic` (see ``valueType(_:zeroIsDynamic:)``);
+    /// - `dim_param: "?"` (paddle2onnx) is dynamic, not a symbol: paddle2onnx writes it for every
+    ///   unknown dim, so a `[N, 3, ?, ?]` input does not require height == width;
+    /// - any other `dim_param` is a symbol (equal names, equal sizes); an empty one is unknown.
+    static func shape(_ p: Onnx_TensorShapeProto, zeroIsDynamic: Bool = false) -> Shape {
         Shape(p.dim.map { d -> Dim in
             switch d.value {
-            // paddle2onnx and some converters write a dynamic dim as `dim_value: -1`;
-            // onnxruntime reads it as any size, and so do we.
-            case .dimValue(let v): return v < 0 ? .unknown : .known(Int(clamping: v))
-            case .dimParam(let s): return s.isEmpty ? .unknown : .symbol(s)
+            case .dimValue(let v): return v < 0 || (v == 0 && zeroIsDynamic) ? .unknown : .known(Int(clamping: v))
+            case .dimParam(let s): return s.isEmpty || s == "?" ? .unknown : .symbol(s)
             case .none: return .unknown
             }
         })

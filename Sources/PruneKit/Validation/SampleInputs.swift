@@ -13,8 +13,11 @@ import PruneRuntime
 ///   the gathered axis, so every id is valid; any other integer input gets values in [0, 100);
 /// - booleans: random.
 ///
-/// Dimensions come from `shapes`, else from the model's declared input shape, with symbolic or
-/// unknown dimensions set to 1.
+/// Dimensions come from `shapes`, else from the model's declared input shape. Open dims of image
+/// inputs (rank-4 floating-point inputs with an open height or width) take a size that every layer
+/// accepts, found by shape inference: the model's own from its metadata, else the first of
+/// 224×224, 640×640, 48×320, ... that no layer contradicts (``SampleShapes`` has the rule). Other
+/// symbolic or unknown dimensions are 1.
 ///
 /// ```swift
 /// let feeds = try SampleInputs.make(for: model, shapes: ["input_ids": [1, 16]])
@@ -36,23 +39,16 @@ public enum SampleInputs {
     ///   - seed: Picks the random stream; seed 0 is the stream `prunec bench` has always used.
     /// - Returns: Arrays keyed by input name.
     /// - Throws: ``SampleInputsError`` when an input has no tensor type, no shape (and none in
-    ///   `shapes`), a shape in `shapes` of another rank, or an element type that cannot be made.
+    ///   `shapes`), a shape in `shapes` of another rank, an element type that cannot be made, or
+    ///   open image dims that no candidate size fills without a contradiction.
     public static func make(for model: Model, shapes: [String: Shape] = [:], seed: UInt64 = 0) throws -> [String: NDArray] {
+        let resolved = try SampleShapes.resolve(for: model, given: shapes)
         // The XOR keeps seed 0 equal to the stream bench used before the seed existed.
         var rng = SplitMix64(seed: 0x5EED_2024 ^ seed)
         var out: [String: NDArray] = [:]
         for v in model.graph.inputs where v.initializer == nil {
-            guard case .tensor(let dtype, let declared)? = v.type else { throw SampleInputsError.untypedInput(v.name) }
-            let dims: [Int]
-            if let s = shapes[v.name] {
-                if let declared, declared.rank != s.rank {
-                    throw SampleInputsError.rankMismatch(input: v.name, given: s, declared: declared)
-                }
-                dims = s.dims.map { $0.value ?? 1 }
-            } else if let declared {
-                dims = declared.dims.map { $0.value ?? 1 }
-            } else {
-                throw SampleInputsError.unknownShape(v.name)
+            guard case .tensor(let dtype, _)? = v.type, let dims = resolved[v.name] else {
+                throw SampleInputsError.untypedInput(v.name)
             }
             let bound = tokenBound(of: v) ?? defaultTokenBound
             out[v.name] = try synthesize(dtype, dims, name: v.name, tokenBound: bound, rng: &rng)
@@ -132,6 +128,9 @@ public enum SampleInputsError: Error, CustomStringConvertible, Equatable {
     case unsupportedType(input: String, dtype: DType)
     /// A shape was given for a name that is not an input of the model.
     case notAnInput(name: String, file: String, inputs: [String])
+    /// Image inputs have open height or width, and with every candidate size (`tried`) some node
+    /// cannot run; `reason` is the first candidate's.
+    case noWorkingSize(inputs: [String], tried: [String], reason: String)
 
     public var description: String {
         switch self {
@@ -145,6 +144,11 @@ public enum SampleInputsError: Error, CustomStringConvertible, Equatable {
             return "input '\(name)': cannot synthesize element type \(dtype); give data with --inputs"
         case .notAnInput(let name, let file, let inputs):
             return "--shape names '\(name)', which is not an input of \(file) (inputs: \(inputs.joined(separator: ", ")))"
+        case .noWorkingSize(let inputs, let tried, let reason):
+            let names = inputs.map { "'\($0)'" }.joined(separator: ", ")
+            let example = inputs.first ?? "NAME"
+            return "cannot choose a size for the open height/width of input \(names): no layer-compatible size among "
+                + "\(tried.joined(separator: ", ")) (\(reason)); pass --shape \(example)=DIMS or calibration data (--calib / --inputs)"
         }
     }
 }

@@ -12,7 +12,7 @@ extension Prunec {
             discussion: """
                 Without --inputs, inputs are synthesized from the model's input types with a fixed seed: \
                 floats are standard normal, integers that index an embedding table (a Gather of a \
-                constant) are valid ids of that table, other integers are in [0, 100), booleans are random. Symbolic dimensions are 1 unless --shape binds them. \
+                constant) are valid ids of that table, other integers are in [0, 100), booleans are random. Symbolic dimensions are 1 unless --shape binds them, except an image's open height and width: those take a size every layer accepts (the model's metadata, else 224x224, 640x640, 48x320, ... checked by shape inference). \
                 The report gives median/min/p90 latency over --runs runs after --warmup runs, time per \
                 op type, GFLOP/s from the model's MACs (2 FLOPs per MAC), the arena size against the \
                 sum of all intermediate tensors of one run, weight bytes and peak RSS.
@@ -30,7 +30,7 @@ extension Prunec {
 
         @Option(
             name: .customLong("shape"),
-            help: ArgumentHelp("Shape of a synthesized input (repeatable); symbolic dims default to 1.", valueName: "name=1x16"))
+            help: ArgumentHelp("Shape of a synthesized input (repeatable); symbolic dims default to 1 (open image sizes: see above).", valueName: "name=1x16"))
         var shapes: [String] = []
 
         @Flag(help: "Print one JSON object (sorted keys) instead of tables.")

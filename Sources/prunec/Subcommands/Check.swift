@@ -60,7 +60,7 @@ extension Prunec {
 
         @Option(
             name: .customLong("shape"),
-            help: ArgumentHelp("Shape of a synthesized input (repeatable); symbolic dims default to 1.", valueName: "name=1x16"))
+            help: ArgumentHelp("Shape of a synthesized input (repeatable); symbolic dims default to 1, an image's open height and width to a size every layer accepts.", valueName: "name=1x16"))
         var shapes: [String] = []
 
         @Option(help: ArgumentHelp("Report format.", valueName: "text|json|markdown|junit"))
