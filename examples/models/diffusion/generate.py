@@ -407,7 +407,7 @@ MODELS = [
         "diffusers UNet2DConditionModel (Stable Diffusion layout): 16x16x4 latents, blocks (16, 24), CrossAttnDownBlock2D "
         "+ DownBlock2D, 1 layer per block, cross-attention dim 32, GroupNorm 8 groups, head_dim 8, default "
         "attention processor (scaled_dot_product_attention); DDIMScheduler scaled_linear epsilon (SD v1)",
-        "GroupNorm (legacy: Reshape+InstanceNormalization+Reshape; dynamo: the same, plus the opset-18 forms) between "
+        "GroupNorm (both exporters: Reshape -> InstanceNormalization -> Reshape, then a per-channel Mul/Add) between "
         "convs; ResNet blocks with 1x1 shortcut convs; time embedding added per channel; transformer blocks with "
         "self- and cross-attention over text embeddings; up-block skip Concat of encoder feature maps",
         build_unet2d_condition,
@@ -436,7 +436,8 @@ MODELS = [
         "diffusers DiTTransformer2DModel with learned sigma: 8x8x4 latents, patch 2, 2 layers, 4 heads x 8, adaLN-Zero, "
         "10 class labels, out_channels 8 = 2 x in_channels; DDIMScheduler linear epsilon",
         "learned variance: the output holds the noise prediction and the variance concatenated on the channel "
-        "axis (twice the latent's channels); adaLN-Zero modulation from timestep + class embeddings",
+        "axis (twice the latent's channels); adaLN-Zero modulation from timestep + class embeddings; unpatchify "
+        "as an Einsum (nhwpqc->nchpwq)",
         build_dit_sigma,
         calib_dit,
         ["sample", "timestep", "class_labels"],
@@ -461,6 +462,8 @@ MODELS = [
         ["out_sample"],
         flow_match_flux,
         exporters=("dynamo",),
+        notes=["the legacy (TorchScript) exporter fails (aten::rms_norm has no symbolic at opset 17), so model.onnx is "
+               "the dynamo export (opset 18); RMSNorm is decomposed (Pow, ReduceMean, Sqrt), attention is MatMul/Softmax"],
         arch={"heads": FLUX["heads"], "head_dim": FLUX["head_dim"], "layers": 2},
     ),
     Model(
