@@ -41,7 +41,9 @@ public enum MaskFolding {
             guard g.isPrunable else { throw MaskFoldError.blockedGroup(g.name, reason: g.blockedReason ?? "") }
             let keep = masks.map { $0 != 0 }
             guard keep.contains(true) else { throw MaskFoldError.emptied(g.name, kind: g.kind) }
-            if let sl = g.slices.first(where: { sl in !sl.isMask && !sl.units.contains { keep[$0] } }) {
+            // Name the activation (what a user sees in a viewer) before a weight.
+            let emptied = g.slices.filter { sl in !sl.isMask && !sl.units.contains { keep[$0] } }
+            if let sl = emptied.first(where: { !$0.isParameter }) ?? emptied.first {
                 throw MaskFoldError.emptiedTensor(g.name, value: sl.value.name, kind: g.kind)
             }
             let removed = keep.filter { !$0 }.count

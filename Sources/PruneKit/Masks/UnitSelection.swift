@@ -164,6 +164,15 @@ public enum UnitSelection {
         }
     }
 
+    /// `keep` with one unit of every set in `sets[g]` kept (see ``keepOne(of:in:candidates:)``),
+    /// for a pass that decides keep flags itself (a threshold): `scores[g][u]`, higher = better.
+    public static func keepingOne(of sets: [[[Int]]], in keep: [[Bool]], scores: [[Double]]) -> [[Bool]] {
+        var keep = keep
+        let candidates = scores.enumerated().flatMap { g, s in s.enumerated().map { Candidate(group: g, unit: $0, score: $1, params: 0, macs: 0) } }
+        keepOne(of: sets, in: &keep, candidates: candidates)
+        return keep
+    }
+
     /// Re-admits the best unit of every set in `sets[g]` that `keep[g]` empties, and removes in
     /// exchange the worst kept unit whose removal empties no set (if there is one), so the count
     /// removed stays what the target asked.
