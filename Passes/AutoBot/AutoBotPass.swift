@@ -107,7 +107,8 @@ public struct AutoBotPass: Pass {
                 detail: "loss \(fmt(preserve + options.beta * lf + options.gamma * lb)) (preserve \(fmt(preserve)), flops \(fmt(lf)), bool \(fmt(lb))), MACs \(String(format: "%.1f", 100 * f / fmax))% of the original"))
         }
 
-        let keep = Threshold.keep(scores: alpha, cost: cost, target: target)
+        let keep = UnitSelection.keepingOne(of: gates.groups.map(\.partialUnitSets),
+                                            in: Threshold.keep(scores: alpha, cost: cost, target: target), scores: alpha)
         for (g, k) in zip(gates.groups, keep) { try Masks.set(k.map { $0 ? 1 : 0 }, for: g, in: model) }
         let kept = cost.evaluate(keep.map { $0.map { $0 ? 1 : 0 } }).macs
         var stats: [String: Double] = [

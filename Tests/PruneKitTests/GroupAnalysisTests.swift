@@ -155,6 +155,68 @@ import Testing
         #expect(diff.values.allSatisfy { $0 <= 1e-5 }, "\(diff)")
     }
 
+    /// A UNet up block in small: convA (6 channels) and a skip convB (2 channels) are concatenated
+    /// and normalized in 2 groups of 4, so one norm group holds convA's last two channels and both
+    /// of convB's. convB's output (also read by convD) holds only that unit: removing it would
+    /// leave convB and convD with no channels. Selection keeps it and removes the other unit
+    /// instead; fold-masks refuses masks that empty it.
+    @Test func aTensorHoldingSomeUnitsKeepsOne() throws {
+        func net() -> Model {
+            var rng = SeededRandom(21)
+            let b = GraphBuilder()
+            let x = b.input("x", .float, [1, 3, 8, 8])
+            let ca = b.conv(x, "convA", in: 3, out: 6, &rng)
+            let cb = b.conv(x, "convB", in: 3, out: 2, &rng)
+            let cat = b.add(.concat, [ca, cb], attributes: [("axis", .int(1))], name: "concat")
+            let scale = b.initializer("gn.scale", Tensor(floats: rng.floats(8, scale: 0.2).map { $0 + 1 }, shape: [8]))
+            let bias = b.initializer("gn.bias", Tensor(floats: rng.floats(8, scale: 0.2), shape: [8]))
+            let gn = b.add(OpType("GroupNormalization"), [cat, scale, bias], attributes: [("num_groups", .int(2)), ("epsilon", .float(1e-5))], name: "gn")
+            let y = b.conv(b.add(.relu, [gn], name: "relu"), "convC", in: 8, out: 4, &rng)
+            let z = b.conv(cb, "convD", in: 2, out: 4, &rng)
+            b.output(b.add(.add, [y, z], name: "sum"))
+            return b.model(opset: 21, irVersion: 10)
+        }
+        let m = net()
+        let g = try #require(PruningGroups.analyze(m).groups(of: [.channels]).first { $0.name == "convA" })
+        #expect(g.unitCount == 2)
+        let wb = try #require(g.slice("convB#1@0"))
+        let skip = wb.units[0]
+        #expect(Set(wb.units) == [skip] && g.partialUnitSets == [[skip]])
+
+        // The skip's unit scores lowest: plain ranking would remove it; the set keeps it.
+        let candidates = (0 ..< 2).map { UnitSelection.Candidate(group: 0, unit: $0, score: $0 == skip ? 0.1 : 1, params: 1, macs: 1) }
+        let target = PruningTarget(measure: .sparsity, amount: 0.5, global: false)
+        let plain = try UnitSelection.select(unitCounts: [2], names: ["convA"], candidates: candidates, target: target, totalParams: 2, totalMACs: 2)
+        #expect(plain[0][skip] == false)
+        let kept = try UnitSelection.select(unitCounts: [2], names: ["convA"], candidates: candidates, target: target, totalParams: 2,
+                                            totalMACs: 2, keepOneOf: [g.partialUnitSets])
+        #expect(kept[0][skip] && !kept[0][1 - skip])
+
+        // Masks that remove the skip's unit do not fold into a zero-channel conv.
+        let emptied = net()
+        let ge = try #require(PruningGroups.analyze(emptied).groups(of: [.channels]).first { $0.name == "convA" })
+        try Masks.set(PruneCheck.keep(2, removing: [skip]), for: ge, in: emptied)
+        let error = #expect(throws: MaskFoldError.self) { try MaskFolding.fold(emptied) }
+        guard case .emptiedTensor(let name, let value, _)? = error else {
+            Issue.record("expected .emptiedTensor, got \(String(describing: error))")
+            return
+        }
+        // convB's output, or (where the analysis lists it first) a tensor only convB's unit reaches.
+        let convB = try #require(emptied.graph.node(named: "convB"))
+        let onlySkip = Set([convB.outputs[0].name] + convB.inputs.compactMap { $0?.name } + (convB.outputs[0].uses.flatMap { $0.node.outputs.map(\.name) }))
+        #expect(name == "convA" && onlySkip.contains(value), "\(value) not in \(onlySkip)")
+
+        // The kept masks fold to the same outputs: convA keeps 2 channels, convB both.
+        try Masks.set(kept[0].map { $0 ? 1 : 0 }, for: g, in: m)
+        let folded = m.copy()
+        try MaskFolding.fold(folded)
+        #expect(folded.graph.node(named: "convA")?.inputs[1]?.constantValue?.shape == [2, 3, 3, 3])
+        #expect(folded.graph.node(named: "convB")?.inputs[1]?.constantValue?.shape == [2, 3, 3, 3])
+        var rng = SeededRandom(22)
+        let diff = try PruneCheck.compare(m, folded, ["x": .random([1, 3, 8, 8], &rng)])
+        #expect(diff.values.allSatisfy { $0 <= 1e-5 }, "\(diff)")
+    }
+
     /// A dense MLP written with Einsum (jax2tf, TF exports): the hidden letter is a neurons group
     /// from the first Einsum's weight columns to the second's rows; folded = masked.
     @Test func einsumDenseLayersAreANeuronsGroup() throws {

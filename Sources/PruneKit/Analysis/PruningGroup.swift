@@ -140,6 +140,20 @@ public final class PruningGroup: CustomStringConvertible {
     public var parameters: [GroupSlice] { slices.filter { $0.isParameter && !$0.isMask } }
     /// The mask slices of gates already in the model.
     public var masks: [GroupSlice] { slices.filter(\.isMask) }
+    /// The units of each tensor that holds only some of the group's units, each set once
+    /// (sorted): one input of a channel `Concat`, or a skip connection that a norm group straddling
+    /// the `Concat` ties to the other stream (a UNet's up block). Every set must keep a unit, or
+    /// the tensor loses its whole axis and the folded model is invalid.
+    public var partialUnitSets: [[Int]] {
+        var seen: Set<[Int]> = []
+        var sets: [[Int]] = []
+        for sl in slices where !sl.isMask {
+            let units = Set(sl.units).sorted()
+            guard units.count < unitCount, !units.isEmpty, seen.insert(units).inserted else { continue }
+            sets.append(units)
+        }
+        return sets
+    }
     /// Parameters of all units.
     public var params: Int { paramsPerUnit.reduce(0, +) }
     /// MACs of all units.

@@ -41,6 +41,11 @@ public enum MaskFolding {
             guard g.isPrunable else { throw MaskFoldError.blockedGroup(g.name, reason: g.blockedReason ?? "") }
             let keep = masks.map { $0 != 0 }
             guard keep.contains(true) else { throw MaskFoldError.emptied(g.name, kind: g.kind) }
+            // Name the activation (what a user sees in a viewer) before a weight.
+            let emptied = g.slices.filter { sl in !sl.isMask && !sl.units.contains { keep[$0] } }
+            if let sl = emptied.first(where: { !$0.isParameter }) ?? emptied.first {
+                throw MaskFoldError.emptiedTensor(g.name, value: sl.value.name, kind: g.kind)
+            }
             let removed = keep.filter { !$0 }.count
             if removed > 0 {
                 summary.groups += 1
@@ -280,12 +285,16 @@ public enum MaskFoldError: Error, CustomStringConvertible {
     case emptied(String, kind: GroupKind)
     case blockedGroup(String, reason: String)
     case shapeNotEditable(String, axis: Int)
+    case emptiedTensor(String, value: String, kind: GroupKind)
 
     public var description: String {
         switch self {
         case .emptied(let g, let kind): return "the masks remove every \(kind == .heads ? "head" : kind == .neurons ? "neuron" : "channel") of group '\(g)'; at least one must stay"
         case .blockedGroup(let g, let r): return "group '\(g)' has gates but cannot be pruned: \(r)"
         case .shapeNotEditable(let n, let axis): return "the count at axis \(axis) of \(n) is computed and cannot be rewritten"
+        case .emptiedTensor(let g, let v, let kind):
+            return "the masks of group '\(g)' remove every \(kind == .heads ? "head" : kind == .neurons ? "neuron" : "channel") of '\(v)', "
+                + "which holds only some of the group's units; keep one of them (UnitSelection does, given the group's partialUnitSets)"
         }
     }
 }

@@ -135,11 +135,21 @@ public enum UnitSelection {
     ///   - roundable: Per group, whether ``PruningTarget/roundTo`` applies (not to heads).
     ///   - normalize: Divide scores by their group's mean before global ranking (weight norms of
     ///     layers of different scale); off for scores that already compare (learned log α).
+    ///   - keepOneOf: Per group, unit sets of which each keeps at least one unit (a group's
+    ///     ``PruningGroup/partialUnitSets``): where the ranking removes a whole set, its best unit
+    ///     stays and the worst kept unit that no set needs goes instead.
     public static func select(unitCounts: [Int], names: [String], candidates: [Candidate], target: PruningTarget,
-                              totalParams: Int, totalMACs: Int, roundable: [Bool]? = nil, normalize: Bool = true) throws -> [[Bool]] {
+                              totalParams: Int, totalMACs: Int, roundable: [Bool]? = nil, normalize: Bool = true,
+                              keepOneOf: [[[Int]]]? = nil) throws -> [[Bool]] {
         var keep = try rank(unitCounts: unitCounts, names: names, candidates: candidates, target: target,
                             totalParams: totalParams, totalMACs: totalMACs, normalize: normalize)
-        guard target.roundTo > 1 else { return keep }
+        if target.roundTo > 1 { round(&keep, unitCounts: unitCounts, candidates: candidates, target: target, roundable: roundable) }
+        if let keepOneOf { keepOne(of: keepOneOf, in: &keep, candidates: candidates) }
+        return keep
+    }
+
+    /// Kept channel and neuron counts to a multiple of ``PruningTarget/roundTo`` per roundable group.
+    static func round(_ keep: inout [[Bool]], unitCounts: [Int], candidates: [Candidate], target: PruningTarget, roundable: [Bool]?) {
         var byGroup = [[Candidate]](repeating: [], count: unitCounts.count)
         for c in candidates { byGroup[c.group].append(c) }
         for g in keep.indices where roundable?[g] ?? true {
@@ -152,7 +162,36 @@ public enum UnitSelection {
             keep[g] = [Bool](repeating: false, count: n)
             for u in order.prefix(want) { keep[g][u] = true }
         }
+    }
+
+    /// `keep` with one unit of every set in `sets[g]` kept (see ``keepOne(of:in:candidates:)``),
+    /// for a pass that decides keep flags itself (a threshold): `scores[g][u]`, higher = better.
+    public static func keepingOne(of sets: [[[Int]]], in keep: [[Bool]], scores: [[Double]]) -> [[Bool]] {
+        var keep = keep
+        let candidates = scores.enumerated().flatMap { g, s in s.enumerated().map { Candidate(group: g, unit: $0, score: $1, params: 0, macs: 0) } }
+        keepOne(of: sets, in: &keep, candidates: candidates)
         return keep
+    }
+
+    /// Re-admits the best unit of every set in `sets[g]` that `keep[g]` empties, and removes in
+    /// exchange the worst kept unit whose removal empties no set (if there is one), so the count
+    /// removed stays what the target asked.
+    static func keepOne(of sets: [[[Int]]], in keep: inout [[Bool]], candidates: [Candidate]) {
+        var score: [[Double]] = keep.map { [Double](repeating: 0, count: $0.count) }
+        for c in candidates where c.group < score.count && c.unit < score[c.group].count { score[c.group][c.unit] = c.score }
+        for g in keep.indices where g < sets.count {
+            let units = keep[g].count
+            let groupSets = sets[g].map { $0.filter { $0 < units } }.filter { !$0.isEmpty }
+            for set in groupSets where !set.contains(where: { keep[g][$0] }) {
+                guard let best = set.max(by: { (score[g][$0], $0) < (score[g][$1], $1) }) else { continue }
+                keep[g][best] = true
+                // A kept unit that can go: every set it is in keeps another unit.
+                let spare = (0 ..< units).filter { u in
+                    keep[g][u] && u != best && groupSets.allSatisfy { s in !s.contains(u) || s.contains { $0 != u && keep[g][$0] } }
+                }
+                if let worst = spare.min(by: { (score[g][$0], $0) < (score[g][$1], $1) }) { keep[g][worst] = false }
+            }
+        }
     }
 
     /// Scores in, masks out: ranks `scores[g][u]` (higher = more important) of `groups` to
@@ -171,7 +210,8 @@ public enum UnitSelection {
         }
         let keep = try select(unitCounts: groups.map(\.unitCount), names: groups.map(\.name), candidates: candidates, target: target,
                               totalParams: CostModel.parameterCount(model), totalMACs: CostModel().totalMACs(model) ?? 0,
-                              roundable: groups.map { $0.kind != .heads }, normalize: normalize)
+                              roundable: groups.map { $0.kind != .heads }, normalize: normalize,
+                              keepOneOf: groups.map(\.partialUnitSets))
         var removed: [String: Double] = [:]
         for (g, k) in zip(groups, keep) {
             let n = k.filter { !$0 }.count
