@@ -152,7 +152,8 @@ public struct EcoDiffPass: Pass {
                 }
             }
             return try UnitSelection.select(unitCounts: gates.groups.map(\.unitCount), names: gates.groups.map(\.name), candidates: candidates,
-                                            target: target, totalParams: Int(totalParams), totalMACs: 0, normalize: normalize)
+                                            target: target, totalParams: Int(totalParams), totalMACs: 0, normalize: normalize,
+                                            keepOneOf: gates.groups.map(\.partialUnitSets))
         }
         let keep = try keepFor(logAlpha, normalize: false)
         for (g, k) in zip(gates.groups, keep) { try Masks.set(k.map { $0 ? 1 : 0 }, for: g, in: model) }

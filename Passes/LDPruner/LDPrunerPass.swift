@@ -163,7 +163,8 @@ public struct LDPrunerPass: Pass {
         }
         return try UnitSelection.select(
             unitCounts: gates.groups.map(\.unitCount), names: gates.groups.map(\.name), candidates: candidates, target: options.target,
-            totalParams: totalParams, totalMACs: totalMACs, roundable: gates.groups.map { $0.kind != .heads }, normalize: normalize)
+            totalParams: totalParams, totalMACs: totalMACs, roundable: gates.groups.map { $0.kind != .heads }, normalize: normalize,
+            keepOneOf: gates.groups.map(\.partialUnitSets))
     }
 
     /// Keep flags per block: `round(sparsity × blocks)` of the lowest-scoring go; for `params` and
