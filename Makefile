@@ -93,7 +93,7 @@ quality-sweep: build venv
 # into .cache/quality/diffcrysgen/). Exports D(x; sigma) with EDM's preconditioning in the graph,
 # checks the reference Heun sampler against the package's own sampler on the same noise, then
 # measures held-out final-sample drift (reference Euler sampler) of each pipeline. About 10 minutes
-# on 2 cores. QUALITY_EDM_ARGS adds options, e.g. --with-edm or --pipeline 'NAME=PASS;PASS'.
+# on 2 cores. QUALITY_EDM_ARGS adds options, e.g. --only ecodiff or --pipeline 'NAME=PASS;PASS'.
 QUALITY_EDM_ARGS ?=
 quality-edm: build
 	bash scripts/quality/setup-venv.sh

@@ -46,10 +46,10 @@ STANDARD = {
     "fluctuation": "fluctuation{params={P},kinds={kinds}}",
     "fluctuation + reconstruct": "fluctuation{params={P},kinds={kinds}};reconstruct",
     "ecodiff (output)": "ecodiff{sparsity={S},kinds={kinds},objective=output}",
+    # whole sampling runs with the package's Karras schedule (Euler, {edm_steps} steps)
+    "ecodiff (edm)": "ecodiff{sparsity={S},kinds={kinds},schedule=edm,precondition=inside,sigma-min={sigma_min},"
+                     "sigma-max={sigma_max},sigma-data={sigma_data},rho={rho},denoise-steps={edm_steps}}",
 }
-# ecodiff's EDM objective (schedule=edm and its options, being added to prunec); --with-edm runs it.
-EDM = ("ecodiff{sparsity={S},kinds={kinds},schedule=edm,precondition=inside,sigma-min={sigma_min},"
-       "sigma-max={sigma_max},sigma-data={sigma_data},rho={rho},denoise-steps={edm_steps}}")
 
 
 def groups(prunec: str, model: Path, kinds: set[str]) -> dict:
@@ -128,8 +128,7 @@ def main() -> int:
     ap.add_argument("--pipeline", action="append", default=[],
                     help="NAME=PASS;PASS... instead of the standard pipelines (placeholders: see the top)")
     ap.add_argument("--only", default="", help="comma-separated substrings of pipeline names to run")
-    ap.add_argument("--with-edm", action="store_true", help="also run ecodiff with the EDM options (schedule=edm, ...)")
-    ap.add_argument("--edm-steps", type=int, default=8, help="denoise-steps of the EDM ecodiff pipeline")
+    ap.add_argument("--edm-steps", type=int, default=8, help="denoise-steps of the ecodiff (edm) pipeline")
     ap.add_argument("--heldout", default="2000-2015", help="held-out seeds (one batch)")
     ap.add_argument("--calib-seeds", default="1000-1015", help="calibration seeds (one batch)")
     ap.add_argument("--calib-sets", type=int, default=8)
@@ -167,8 +166,6 @@ def main() -> int:
     print(f"original: {len(held)} held-out samples in {ref_secs:.0f} s; unrelated samples are {unrelated:.3f} apart")
 
     pipes = dict(p.split("=", 1) for p in a.pipeline) if a.pipeline else dict(STANDARD)
-    if a.with_edm:
-        pipes["ecodiff (edm)"] = EDM
     keys = [o for o in a.only.split(",") if o]
     pipes = {n: p for n, p in pipes.items() if not keys or any(k in n for k in keys)}
 
