@@ -15,7 +15,9 @@ import PruneIR
 ///      whose value holds one number (a square) or a shape whose last two spatial numbers are
 ///      height and width: `[640, 640]`, `3,48,320`, `[1, 3, 224, 224]`);
 ///    - then ``defaultSizes``: 224×224 (classification), 640×640 (detection), 48×320 and 32×320
-///      (text lines), 48×192, and more square and wide sizes.
+///      (text lines), 48×192, and more square and wide sizes; when every image input has a fixed
+///      channel count other than 1 or 3 (a denoiser's latent), ``latentSizes`` (32², 64², 16²)
+///      come first.
 ///
 ///    The first candidate with which shape inference runs through the whole graph without a
 ///    contradiction is taken (see ``firstContradiction(in:shapes:)``): no sliding window (Conv,
@@ -38,6 +40,10 @@ public enum SampleShapes {
         (224, 224), (640, 640), (48, 320), (32, 320), (48, 192), (32, 128), (512, 512), (256, 256),
         (320, 320), (384, 384), (416, 416), (448, 448), (96, 96), (64, 64), (32, 32), (1024, 1024),
     ]
+
+    /// Tried first when every image input has a fixed channel count other than 1 or 3 (a
+    /// latent: SD's 4 channels at 64×64 for 512² images, SD3/FLUX's 16).
+    public static let latentSizes: [(height: Int, width: Int)] = [(32, 32), (64, 64), (16, 16)]
 
     /// Concrete dims for every input of `model` that has no initializer, by name.
     ///
@@ -73,7 +79,11 @@ public enum SampleShapes {
         }
 
         let declared = metadataSizes(model)
-        let candidates = declared + defaultSizes.filter { d in !declared.contains { $0 == d } }
+        // Latents (a denoiser's 4 or 16 channels, not an image's 1 or 3) are a few dozen
+        // positions on a side: try those first, so validation does not run an SD UNet at 224².
+        let latentLike = images.allSatisfy { $0.channels.map { $0 != 1 && $0 != 3 } ?? false }
+        let defaults = latentLike ? latentSizes + defaultSizes.filter { d in !latentSizes.contains { $0 == d } } : defaultSizes
+        let candidates = declared + defaults.filter { d in !declared.contains { $0 == d } }
         var firstFailure: String?
         for size in candidates {
             var shapes = fixed
@@ -126,6 +136,9 @@ public enum SampleShapes {
         let name: String
         let shape: Shape
         let spatial: (Int, Int)
+
+        /// The fixed channel count, if any.
+        var channels: Int? { shape.dims[spatial == (2, 3) ? 1 : 3].value }
 
         init?(name: String, dtype: DType, shape: Shape) {
             guard dtype.isFloatingPoint, shape.rank == 4 else { return nil }
