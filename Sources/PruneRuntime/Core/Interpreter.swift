@@ -285,6 +285,15 @@ public final class KernelContext {
         return NDArray(dtype: dtype, shape: shape, storage: interpreter.pool.take(NDArray.byteCount(dtype, n)))
     }
 
+    /// A new array from the arena for a shape computed from a model's constants or inputs
+    /// (ConstantOfShape, Range, Tile, Pad, Resize...), elements uninitialized.
+    ///
+    /// - Throws: ``KernelError`` when a dimension is negative or the array cannot fit in memory
+    ///   (see ``NDArray/checkedByteCount(_:_:)``); the interpreter names the node.
+    public func allocate(_ dtype: DType, checking shape: [Int]) throws -> NDArray {
+        NDArray(dtype: dtype, shape: shape, storage: interpreter.pool.take(try NDArray.checkedByteCount(dtype, shape)))
+    }
+
     /// A new zero-filled array from the arena.
     public func zeros(_ dtype: DType, _ shape: [Int]) -> NDArray {
         let a = allocate(dtype, shape)

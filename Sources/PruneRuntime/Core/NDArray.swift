@@ -56,6 +56,24 @@ public struct NDArray: @unchecked Sendable {
     /// Size of the elements in bytes.
     public var byteCount: Int { NDArray.byteCount(dtype, count) }
 
+    /// Bytes an array of `shape` takes, checked: every dimension is at least 0, and the size
+    /// neither overflows nor exceeds the machine's memory (a shape computed from a model's
+    /// constants or inputs is untrusted; an allocation that cannot succeed must not trap).
+    ///
+    /// - Throws: ``KernelError`` naming the shape.
+    public static func checkedByteCount(_ dtype: DType, _ shape: [Int]) throws -> Int {
+        if let d = shape.first(where: { $0 < 0 }) { throw KernelError("output shape \(shape) has a negative dimension \(d)") }
+        var n = 1
+        var overflow = false
+        for d in shape where !overflow { (n, overflow) = n.multipliedReportingOverflow(by: d) }
+        let bits = overflow ? (partialValue: 0, overflow: true) : n.multipliedReportingOverflow(by: max(8, dtype.bitWidth))
+        let limit = ProcessInfo.processInfo.physicalMemory
+        guard !bits.overflow, UInt64(bits.partialValue / 8) <= limit else {
+            throw KernelError("output shape \(shape) needs more memory than this machine has (\(limit >> 20) MiB)")
+        }
+        return byteCount(dtype, n)
+    }
+
     /// Rank (number of dimensions).
     public var rank: Int { shape.count }
 

@@ -9,7 +9,7 @@ func registerExpandKernels(_ r: inout KernelRegistry) {
             let target = try inputs.required(1).ints()
             let shape = try Broadcast.shape([x.shape, target])
             if shape == x.shape { return [x] }
-            let out = ctx.allocate(x.dtype, shape)
+            let out = try ctx.allocate(x.dtype, checking: shape)
             Layout.stridedCopy(src: x.rawPointer, srcOffset: 0, srcStrides: Broadcast.strides(of: x.shape, to: shape),
                                dst: out.rawPointer, shape: shape, elementSize: elementSize(x.dtype), context: ctx)
             return [out]
@@ -24,9 +24,13 @@ func registerExpandKernels(_ r: inout KernelRegistry) {
             guard repeats.count == x.rank, repeats.allSatisfy({ $0 >= 0 }) else {
                 throw KernelError("Tile repeats \(repeats) do not fit input shape \(x.shape)")
             }
-            let outShape = zip(x.shape, repeats).map { $0 * $1 }
+            let outShape = try zip(x.shape, repeats).map { d, r in
+                let (n, overflow) = d.multipliedReportingOverflow(by: r)
+                if overflow { throw KernelError("Tile repeats \(repeats) of input shape \(x.shape) overflow") }
+                return n
+            }
             if repeats.allSatisfy({ $0 == 1 }) { return [x] }
-            let out = ctx.allocate(x.dtype, outShape)
+            let out = try ctx.allocate(x.dtype, checking: outShape)
             // Read the output as [r0, d0, r1, d1, ...]: the repeat dimensions have stride 0.
             let strides = Broadcast.contiguousStrides(x.shape)
             var shape: [Int] = [], srcStrides: [Int] = []

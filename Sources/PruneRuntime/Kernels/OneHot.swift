@@ -12,12 +12,13 @@ func registerOneHotKernels(_ r: inout KernelRegistry) {
             }
             let depthValue = depthArray.element(at: 0)
             guard depthValue.isFinite, depthValue >= 1 else { throw KernelError("OneHot depth \(depthValue) must be positive") }
+            guard depthValue < 1e15 else { throw KernelError("OneHot depth \(depthValue) is too large") }
             let depth = Int(depthValue)
             let rank = indices.rank
             let a = axis < 0 ? axis + rank + 1 : axis
             guard a >= 0, a <= rank else { throw KernelError("OneHot axis \(axis) out of range for rank \(rank)") }
             let outShape = Array(indices.shape[..<a]) + [depth] + Array(indices.shape[a...])
-            let out = ctx.allocate(values.dtype, outShape)
+            let out = try ctx.allocate(values.dtype, checking: outShape)
             let size = elementSize(values.dtype)
             Layout.fill(out.rawPointer, count: out.count, value: values.rawPointer, elementSize: size)
             let inner = indices.shape[a...].reduce(1, *)

@@ -52,7 +52,7 @@ enum PadMode: String {
 /// constant's bytes.
 func pad(_ x: NDArray, pads: [Int], axes: [Int]?, mode: PadMode, fill: UInt64, _ ctx: KernelContext) throws -> NDArray {
     guard let (outShape, tables) = try padTables(x.shape, pads: pads, axes: axes, mode: mode) else { return x }
-    let out = ctx.allocate(x.dtype, outShape)
+    let out = try ctx.allocate(x.dtype, checking: outShape)
     var value = fill
     withUnsafeBytes(of: &value) { v in
         Layout.tableGather(src: x.rawPointer, tables: tables, dst: out.rawPointer, shape: outShape,
@@ -72,8 +72,11 @@ func padTables(_ shape: [Int], pads: [Int], axes: [Int]?, mode: PadMode) throws 
         begin[a] = pads[k]
         end[a] = pads[k + axes.count]
     }
+    guard pads.allSatisfy({ abs($0) < 1 << 48 }) else { throw KernelError("Pad: pads \(pads) are too large") }
     let outShape = (0..<rank).map { shape[$0] + begin[$0] + end[$0] }
     guard outShape.allSatisfy({ $0 >= 0 }) else { throw KernelError("Pad: pads \(pads) crop more than the input \(shape)") }
+    // The tables below hold one entry per output coordinate: the output must fit before they are built.
+    _ = try NDArray.checkedByteCount(.uint8, outShape)
     if begin.allSatisfy({ $0 == 0 }) && end.allSatisfy({ $0 == 0 }) { return nil }
     let strides = Broadcast.contiguousStrides(shape)
     var tables: [[Int]] = []

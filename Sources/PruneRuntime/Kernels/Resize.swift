@@ -140,7 +140,9 @@ final class ResizeKernel: Kernel {
         } else if let scales = scalesIn {
             guard scales.count == axes.count else { throw KernelError("scales \(scales) do not fit axes \(axes)") }
             for (i, a) in axes.enumerated() {
-                guard scales[i] > 0 else { throw KernelError("scales must be positive, got \(scales)") }
+                guard scales[i] > 0, scales[i] * Double(shape[a]) < 1e15 else {
+                    throw KernelError("scales must be positive and finite, got \(scales)")
+                }
                 scale[a] = scales[i]
                 outShape[a] = Int((scales[i] * Double(shape[a])).rounded(.down))
             }
@@ -160,6 +162,8 @@ final class ResizeKernel: Kernel {
                 throw KernelError("roi has \(given.count) values, expected \(2 * axes.count)")
             }
         }
+        // Sizes and scales come from the model: the output must be a shape that fits in memory.
+        _ = try NDArray.checkedByteCount(.float, outShape)
         // One table per axis that changes.
         var plans: [(axis: Int, table: AxisTable)] = []
         for a in axes {

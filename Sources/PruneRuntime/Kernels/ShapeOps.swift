@@ -45,7 +45,7 @@ func registerShapeOpsKernels(_ r: inout KernelRegistry) {
         return ClosureKernel { inputs, ctx in
             let dims = try inputs.required(0).ints()
             guard dims.allSatisfy({ $0 >= 0 }) else { throw KernelError("ConstantOfShape: negative dimension in \(dims)") }
-            let out = ctx.allocate(value.dtype, dims)
+            let out = try ctx.allocate(value.dtype, checking: dims)
             Layout.fill(out.rawPointer, count: out.count, value: value.rawPointer, elementSize: size)
             return [out]
         }
@@ -69,9 +69,11 @@ func registerShapeOpsKernels(_ r: inout KernelRegistry) {
                 // Integer ranges in integer arithmetic (exact for all of int64).
                 let s = start.ints()[0], l = limit.ints()[0], d = delta.ints()[0]
                 guard d != 0 else { throw KernelError("Range delta is 0") }
-                let diff = l - s
-                let n = d > 0 ? (diff > 0 ? (diff + d - 1) / d : 0) : (diff < 0 ? (diff + d + 1) / d : 0)
-                let out = ctx.allocate(dtype, [n])
+                // start, limit and delta come from the model: their arithmetic must not overflow.
+                let (diff, overflow) = l.subtractingReportingOverflow(s)
+                guard !overflow else { throw KernelError("Range from \(s) to \(l) has more elements than an array can hold") }
+                let n = d > 0 ? (diff > 0 ? 1 + (diff - 1) / d : 0) : (diff < 0 ? 1 + (diff + 1) / d : 0)
+                let out = try ctx.allocate(dtype, checking: [n])
                 switch dtype {
                 case .int16: let p = out.pointer(as: Int16.self); for i in 0..<n { p[i] = Int16(truncatingIfNeeded: s + i * d) }
                 case .int32: let p = out.pointer(as: Int32.self); for i in 0..<n { p[i] = Int32(truncatingIfNeeded: s + i * d) }
@@ -85,7 +87,7 @@ func registerShapeOpsKernels(_ r: inout KernelRegistry) {
                 let steps = ((l - s) / d).rounded(.up)
                 guard steps < 1e15 else { throw KernelError("Range of \(steps) elements is too large") }
                 let n = max(Int(steps), 0)
-                let out = ctx.allocate(dtype, [n])
+                let out = try ctx.allocate(dtype, checking: [n])
                 if dtype == .float {
                     let p = out.pointer(as: Float.self)
                     for i in 0..<n { p[i] = Float(s + Double(i) * d) }

@@ -80,6 +80,11 @@ extension Prunec {
                 } catch let e as PipelineError {
                     throw ValidationError("\(pipeline.compare.contains(e.text) ? "--compare" : "--pass"): \(e)")
                 }
+                // The report is written after the model: a report that cannot be written must fail
+                // before the model is, or a failed run would leave the model behind.
+                if let path = validation.report {
+                    AtomicFile.discard(try AtomicFile.writeTemporary(near: URL(fileURLWithPath: path), displayName: path) { _ in })
+                }
                 let result = try compiler.compile(modelAt: input.model).report
                 if let path = validation.report { try AtomicFile.write(Data(try result.json().utf8), to: URL(fileURLWithPath: path)) }
                 if !compiler.manager.passes.isEmpty || result.inputs != nil { print(result.text(), terminator: "") }

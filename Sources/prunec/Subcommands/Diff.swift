@@ -33,12 +33,12 @@ extension Prunec {
         var json = false
 
         func validate() throws {
-            _ = try InputShapes.parse(shapes)
+            _ = try InputShapes.parse(shapes, synthesized: false)
         }
 
         func run() throws {
             try reportingErrors {
-                let diff = try ModelDiff.compare(a, b, shapes: try InputShapes.parse(shapes))
+                let diff = try ModelDiff.compare(a, b, shapes: try InputShapes.parse(shapes, synthesized: false))
                 print(json ? try diff.json() : diff.text(), terminator: json ? "\n" : "")
             }
         }

@@ -41,7 +41,7 @@ extension Prunec {
         }
 
         func parsedShapes() throws -> [String: Shape] {
-            try InputShapes.parse(shapes)
+            try InputShapes.parse(shapes, synthesized: false)
         }
 
         func run() throws {
