@@ -62,6 +62,14 @@ public struct EcoDiffPass: Pass {
         @PassOption("min-keep", .between(1, 1_000_000), help: "fewest units a group keeps")
         public var minKeep = 1
 
+        public func validate() throws {
+            if objective == .output {
+                for (key, value) in [("sample", sampleInput), ("timestep", timestepInput)] where value != "auto" {
+                    throw OptionError(key: key, message: "names a denoiser input, which objective=output does not use (it trains on the model's outputs for the calibration inputs)")
+                }
+            }
+        }
+
         /// The regularizer is L1 of the gates rather than the expected L0.
         public var l1: Bool { reg == .l1 }
         /// Trained over denoising runs (rather than on the outputs).

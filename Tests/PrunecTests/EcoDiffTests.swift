@@ -73,6 +73,9 @@ import Testing
         (["examples/models/resnet.onnx", "--pass", "ecodiff"], "no prunable group of kinds heads+neurons"),
         (["examples/models/bert.onnx", "--pass", "ecodiff{steps=1}"], "latent cannot be found"),
         (["examples/models/unet.onnx", "--pass", "ecodiff{steps=1,timestep=tau}"], "timestep=tau names no input"),
+        (["examples/models/dit.onnx", "--pass", "ecodiff{steps=1,timestep=sample}"], "names the latent input"),
+        (["examples/models/dit.onnx", "--pass", "ecodiff{steps=1,timestep=class_labels}"], "set schedule=vp|edm|consistency|flow"),
+        (["examples/models/dit.onnx", "--pass", "ecodiff{objective=output,sample=bogus}"], "objective=output does not use"),
         (["examples/models/unet.onnx", "--pass", "ecodiff{steps=1}", "--calib", "examples/models/dit.calib.npz"], "dit.calib.npz"),
     ])
     func badInputIsAClearErrorAndWritesNothing(_ args: [String], _ message: String) throws {

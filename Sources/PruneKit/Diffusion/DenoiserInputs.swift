@@ -67,6 +67,9 @@ public struct DenoiserInputs: Sendable {
         let time: Value
         if let timestep {
             guard let v = inputs.first(where: { $0.name == timestep }) else { throw DenoiserError.unknownInput(option: "timestep", name: timestep, inputs: names) }
+            guard v !== latent, (v.type?.shape?.rank ?? 0) <= 1 else {
+                throw DenoiserError.notATimestep(name: timestep, shape: v.type?.shape.map { "\($0)" } ?? "?", latent: latent.name)
+            }
             time = v
         } else {
             let candidates = inputs.filter { $0 !== latent && ($0.type?.shape?.rank ?? 9) <= 1 }
@@ -135,6 +138,7 @@ public enum DenoiserError: Error, CustomStringConvertible {
     case unknownInput(option: String, name: String, inputs: [String])
     case shapeMismatch(sample: String, sampleShape: String, output: String, outputShape: String)
     case ambiguous(input: String)
+    case notATimestep(name: String, shape: String, latent: String)
 
     public var description: String {
         switch self {
@@ -146,6 +150,10 @@ public enum DenoiserError: Error, CustomStringConvertible {
             return "no input looks like a timestep (inputs: \(ins.joined(separator: ", "))); name it with timestep=NAME, or use objective=output"
         case .shapeMismatch(let i, let iShape, let o, let oShape):
             return "the latent '\(i)' \(iShape) does not match the prediction '\(o)' \(oShape): the prediction must have the latent's shape, or twice its channels (a learned variance); name the latent with sample=NAME, or use objective=output"
+        case .notATimestep(let n, let shape, let latent):
+            return n == latent
+                ? "timestep=\(n) names the latent input; the timestep is another input (one value per batch item)"
+                : "timestep=\(n) has shape \(shape); a timestep holds one value per batch item (rank 0 or 1)"
         case .ambiguous(let t):
             return "cannot tell how the denoiser reads its timestep input '\(t)' (no scheduler_config.json beside the model, and the name says neither timestep nor sigma): set schedule=vp|edm|consistency|flow (and prediction= if it is not the family's usual)"
         case .unknownInput(let opt, let n, let ins):
