@@ -157,7 +157,7 @@ struct HostileCampaignTests {
         var cases: [Case] = []
         for (name, path) in try Self.hostileModels(in: dir) {
             for (pass, pipeline) in Self.passes.sorted(by: { $0.key < $1.key }) {
-                cases.append(Case(label: "\(name) \(pass)", args: [path, "--pass", pipeline, "-o", "OUT.onnx", "--runs", "1"]))
+                cases.append(Case(label: "\(name) \(pass)", args: [path, "--pass", pipeline, "-o", "OUT.onnx", "--runs", "1", "--sampling-runs", "0"]))
             }
             cases += [
                 Case(label: "\(name) round trip", args: [path, "-o", "OUT.onnx"]),
@@ -222,7 +222,7 @@ struct HostileCampaignTests {
                 // NaN data is legal (a warning) and makes the slow passes run in full: keep it to the cheap ones.
                 for pass in passes where label != "nan" || cheap.contains(pass) {
                     cases.append(Case(label: "\(model) \(pass) \(label)",
-                                      args: [Self.model(model), "--pass", Self.passes[pass]!, "--calib", file, "-o", "OUT.onnx", "--runs", "1"]))
+                                      args: [Self.model(model), "--pass", Self.passes[pass]!, "--calib", file, "-o", "OUT.onnx", "--runs", "1", "--sampling-runs", "1"]))
                 }
                 cases += [
                     Case(label: "\(model) run \(label)", args: ["run", Self.model(model), "--inputs", file, "-o", "OUT.npz"]),
@@ -254,7 +254,7 @@ struct HostileCampaignTests {
             return (pass == "reconstruct" ? "magnitude," : "") + pass + "{" + (base + [Substring(kv)]).joined(separator: ",") + "}"
         }
         func compile(_ pass: String, _ kv: String, model: String = "dit") -> Case {
-            Case(label: "\(pass){\(kv)}", args: [Self.model(model), "--pass", pipeline(pass, kv), "--calib", Self.calib(model), "-o", "OUT.onnx", "--runs", "1"])
+            Case(label: "\(pass){\(kv)}", args: [Self.model(model), "--pass", pipeline(pass, kv), "--calib", Self.calib(model), "-o", "OUT.onnx", "--runs", "1", "--sampling-runs", "0"])
         }
         // Values whose run would be long (the maximum of a step count) are not tried.
         let long: Set<String> = ["steps", "denoise-steps", "samples", "timesteps", "draws", "eval-every", "holdout", "batch", "blocks", "max-features"]

@@ -30,17 +30,17 @@ public struct DiffusionOptions: PassOptionGroup, Equatable {
     public var sampler: Sampler = .auto
     @PassOption("betas", help: "vp noise schedule; auto: the scheduler config, else scaled-linear")
     public var betas: Betas = .auto
-    @PassOption("sigma-min", .atLeast(0), help: "edm/consistency smallest sigma (0: the scheduler config, else 0.002)")
+    @PassOption("sigma-min", .between(0, 1e6), help: "edm/consistency smallest sigma (0: the scheduler config, else 0.002)")
     public var sigmaMin = 0.0
-    @PassOption("sigma-max", .atLeast(0), help: "edm/consistency largest sigma (0: the scheduler config, else 80)")
+    @PassOption("sigma-max", .between(0, 1e6), help: "edm/consistency largest sigma (0: the scheduler config, else 80)")
     public var sigmaMax = 0.0
-    @PassOption("sigma-data", .atLeast(0), help: "edm/consistency data standard deviation (0: the scheduler config, else 0.5)")
+    @PassOption("sigma-data", .between(0, 1e6), help: "edm/consistency data standard deviation (0: the scheduler config, else 0.5)")
     public var sigmaData = 0.0
-    @PassOption("rho", .atLeast(0), help: "edm/consistency Karras rho (0: the scheduler config, else 7)")
+    @PassOption("rho", .between(0, 100), help: "edm/consistency Karras rho (0: the scheduler config, else 7)")
     public var rho = 0.0
-    @PassOption("shift", .atLeast(0), help: "flow time shift (0: the scheduler config, else 1)")
+    @PassOption("shift", .between(0, 1000), help: "flow time shift (0: the scheduler config, else 1)")
     public var shift = 0.0
-    @PassOption("time-scale", .atLeast(0), help: "flow: the timestep fed at t=1 (0: 1 when the graph multiplies its timestep by the training steps itself, as FLUX's, else the training steps)")
+    @PassOption("time-scale", .between(0, 1e6), help: "flow: the timestep fed at t=1 (0: 1 when the graph multiplies its timestep by the training steps itself, as FLUX's, else the training steps)")
     public var timeScale = 0.0
 
     public init() {}

@@ -43,7 +43,7 @@ public struct Compiler {
         /// Timed interpreter runs per model for the latency figures.
         public var latencyRuns = 5
         /// Sampling runs compared when the model is a denoiser (``SamplingDrift``); 0 skips them.
-        public var samplingRuns = 4
+        public var samplingRuns = 2
         /// Sampler steps of each of those runs.
         public var samplingSteps = 8
         /// Refuse to write a result whose worst relative L2 drift exceeds this.

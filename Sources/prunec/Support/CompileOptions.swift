@@ -47,7 +47,7 @@ struct ValidationOptions: ParsableArguments {
     var shapes: [String] = []
 
     @Option(name: .customLong("sampling-runs"), help: ArgumentHelp("For a denoiser: 8-step sampling runs whose final samples are compared (0: none).", valueName: "n"))
-    var samplingRuns: Int = 4
+    var samplingRuns: Int = 2
 
     func validate() throws {
         if samplingRuns < 0 || samplingRuns > 1024 { throw ValidationError("--sampling-runs must be between 0 and 1024, got \(samplingRuns)") }
