@@ -25,11 +25,11 @@ public struct AutoBotPass: Pass {
         public var beta = 6.0
         @PassOption("gamma", .between(0, 1e4), help: "weight of the bool term")
         public var gamma = 0.4
-        @PassOption("batch", .between(1, 1024), help: "calibration sets per step")
+        @PassOption("batch", .between(1, 1024), help: "calibration samples per step")
         public var batch = 2
         @PassOption("kinds", help: "group kinds to gate, joined by '+'", check: GroupKind.only([.channels, .heads, .neurons]))
         public var kinds: Set<GroupKind> = [.channels, .heads, .neurons]
-        @PassOption("holdout", .between(0, 1024), help: "calibration sets held out for the reported agreement")
+        @PassOption("holdout", .between(0, 1024), help: "calibration samples held out for the reported agreement")
         public var holdout = 3
         public init() {}
     }
@@ -49,7 +49,8 @@ public struct AutoBotPass: Pass {
         if sets.isEmpty {
             sets = try (0..<8).map { try SampleInputs.make(for: gates.trainingModel, seed: context.seed &+ UInt64($0)).filter { needed.contains($0.key) } }
         }
-        let h = min(options.holdout, max(0, sets.count - 1))
+        let h = context.calibration.isEmpty ? min(options.holdout, max(0, sets.count - 1))
+            : try CalibrationData.heldOutCount(options.holdout, of: sets.count, pass: Self.name)
         let train = Array(sets.dropLast(h)), held = h > 0 ? Array(sets.suffix(h)) : sets
         let outputs = gates.trainingModel.graph.outputs.filter { $0.type?.elementType?.isFloatingPoint == true }.map(\.name)
         let ones = gates.ones

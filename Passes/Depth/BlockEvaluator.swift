@@ -15,6 +15,10 @@ final class BlockEvaluator {
     let logits: String?
     var isCausalLM: Bool { tokens != nil && logits != nil }
     let inputNames: [String]
+    /// Whether the inputs are synthesized (no calibration data).
+    let synthesized: Bool
+    /// Whether `held` is the scoring inputs themselves (holdout=0).
+    let inSample: Bool
     private var tapes: [Bool: [Tape]] = [:]
 
     /// `diffusion`: how a denoiser is noised (`nil`: evaluate it on the data as given).
@@ -26,6 +30,7 @@ final class BlockEvaluator {
         let inputs = model.graph.inputs.filter { $0.initializer == nil && !gateNames.contains($0.name) }
         let names = inputs.map(\.name)
         inputNames = names
+        synthesized = context.calibration.isEmpty
         // A causal LM: one integer [batch, seq] input, and an output [batch, seq, vocab].
         let ids = inputs.count == 1 && inputs[0].type?.elementType.map { [.int64, .int32].contains($0) } == true
             && inputs[0].type?.shape?.rank == 2 ? inputs[0] : nil
@@ -38,20 +43,29 @@ final class BlockEvaluator {
         // A denoiser is evaluated at noise levels of its own process, its latent noised from the
         // calibration sample (as LD-Pruner scores it), not only at the timestep the data holds.
         if let diffusion, tokens == nil, (try? DenoiserInputs.map(model, excluding: gateNames)) != nil {
-            let evaluation = try LatentEvaluation.make(model: model, gateInputs: gateNames, samples: 8, holdout: max(1, holdout),
-                                                       timesteps: 3, diffusion: diffusion, context: context)
+            let evaluation = try LatentEvaluation.make(model: model, gateInputs: gateNames, samples: 8, holdout: holdout,
+                                                       timesteps: 3, diffusion: diffusion, pass: DepthPass.name, context: context)
             scoring = evaluation.scoring
             held = evaluation.heldOut.isEmpty ? evaluation.scoring : evaluation.heldOut
+            inSample = evaluation.heldOut.isEmpty
             return
         }
-        var sets = context.calibration.map { $0.filter { names.contains($0.key) } }
-        if sets.isEmpty {
-            sets = try (0..<8).map { k in
-                try SampleInputs.make(for: model, seed: context.seed &+ UInt64(k)).filter { names.contains($0.key) }
-            }
+        let given = context.calibration.map { $0.filter { names.contains($0.key) } }
+        if !given.isEmpty {
+            // Calibration data: the last samples are held out; none with holdout=0, where the
+            // report is on the scoring samples themselves (never on synthesized inputs).
+            let h = try CalibrationData.heldOutCount(holdout, of: given.count, pass: DepthPass.name)
+            scoring = Array(given.dropLast(h))
+            held = h > 0 ? Array(given.suffix(h)) : scoring
+            inSample = h == 0
+            return
         }
-        let h = min(holdout, max(0, sets.count - 1))
+        let sets = try (0..<8).map { k in
+            try SampleInputs.make(for: model, seed: context.seed &+ UInt64(k)).filter { names.contains($0.key) }
+        }
+        let h = min(holdout, sets.count - 1)
         scoring = Array(sets.dropLast(h))
+        inSample = false
         if h > 0 {
             held = Array(sets.suffix(h))
         } else {
@@ -91,7 +105,12 @@ final class BlockEvaluator {
             total += ce * Double(n)
             count += n
         }
-        return Foundation.exp(total / Double(max(count, 1)))
+        guard count > 0 else {
+            // exp(0/1) = 1 would read as a perfect model.
+            let lengths = Set(sets.compactMap { $0[tokens]?.shape.last }).sorted()
+            throw DepthError.noPositions(sets: sets.count, heldOut: heldOut, lengths: lengths, synthesized: synthesized)
+        }
+        return Foundation.exp(total / Double(count))
     }
 
     /// Mean relative L2 drift of the float outputs from the run with every block on.

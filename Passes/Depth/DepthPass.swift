@@ -50,7 +50,7 @@ public struct DepthPass: Pass {
         public var protectLast = 1
         @PassOption("preset", help: "bk-sdm-base: the last ResBlock+attention unit of every UNet stage that has several; bk-sdm: also the mid block")
         public var preset: Preset = .none
-        @PassOption("holdout", .between(0, 1024), help: "calibration sets held out for the reported perplexity or drift")
+        @PassOption("holdout", .between(0, 1024), help: "calibration samples held out for the reported perplexity or drift (0: report on the scoring samples)")
         public var holdout = 2
         @PassOption("keep-masks", help: "gate the chosen blocks with zero masks instead of removing them (for reconstruct; fold-masks removes them)")
         public var keepMasks = false
@@ -141,7 +141,8 @@ public struct DepthPass: Pass {
         let after = try measure(skipping(chosen))
         stats["\(label)-before"] = before
         stats["\(label)-after"] = after
-        let line = "depth: held-out \(label == "ppl" ? "perplexity" : "output drift") \(fmt(before)) → \(fmt(after)) removing \(chosen.map { blocks[$0].name })"
+        let on = eval.inSample ? "in-sample (holdout=0)" : "held-out"
+        let line = "depth: \(on) \(label == "ppl" ? "perplexity" : "output drift") \(fmt(before)) → \(fmt(after)) removing \(chosen.map { blocks[$0].name })"
         context.logger.info("\(line)")
 
         let paramsBefore = CostModel.parameterCount(model)
@@ -165,6 +166,7 @@ public enum DepthError: Error, CustomStringConvertible {
     case allProtected(blocks: Int, first: Int, last: Int)
     case tooMany(asked: Int, candidates: Int, blocks: Int)
     case noModuleNames
+    case noPositions(sets: Int, heldOut: Bool, lengths: [Int], synthesized: Bool)
 
     public var description: String {
         switch self {
@@ -174,6 +176,10 @@ public enum DepthError: Error, CustomStringConvertible {
             return "all \(n) residual blocks are protected (protect-first=\(f), protect-last=\(l))"
         case .tooMany(let k, let c, let n):
             return "blocks=\(k) but only \(c) of the \(n) residual blocks may be removed (the first and last are protected: see protect-first, protect-last)"
+        case .noPositions(let n, let heldOut, let lengths, let synthesized):
+            let what = synthesized ? "synthesized" : heldOut ? "held-out" : "scoring"
+            let hint = synthesized ? " (without --calib, inputs are synthesized with symbolic dimensions of 1): give calibration token ids with --calib" : ""
+            return "criterion=ppl: no position of the \(n) \(what) sample\(n == 1 ? "" : "s") predicts a next token (sequence length\(lengths.count == 1 ? "" : "s") \(lengths.map(String.init).joined(separator: ", ")), target ids must be in 0..<vocab); perplexity needs sequences of at least 2 tokens\(hint)"
         case .noModuleNames:
             return "preset=bk-sdm finds UNet stages by the diffusers module names in node names (down_blocks.N/attentions.K/...), as torch's legacy exporter writes them; this model has none"
         }

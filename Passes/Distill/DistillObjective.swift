@@ -136,7 +136,10 @@ struct DistillData {
     init(student: Model, options: DistillPass.Options, context: PassContext) throws {
         let sets = context.calibration
         let n = sets.count
-        let heldCount = n >= 2 && options.heldOut > 0 ? min(n - 1, max(1, Int((Double(n) * options.heldOut).rounded()))) : 0
+        // The held-out fraction of the samples, at least one when asked for (an error with one sample).
+        let asked = options.heldOut > 0 ? max(1, Int((Double(n) * options.heldOut).rounded())) : 0
+        let heldCount = try CalibrationData.heldOutCount(asked, of: n, pass: DistillPass.name, option: "held-out",
+                                                         value: String(format: "%g", options.heldOut))
         train = Array(sets.prefix(n - heldCount))
         let heldSets = Array(sets.suffix(heldCount))
         let isDenoiser: Bool

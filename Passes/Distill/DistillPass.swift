@@ -72,7 +72,7 @@ public struct DistillPass: Pass {
         @PassOption("loss", help: "output loss: mse, kl (on the last axis, for logits), auto (kl for outputs named *logits*, else mse)")
         public var loss: Loss = .auto
         /// Held-out fraction of the calibration sets.
-        @PassOption("held-out", .fraction, help: "fraction of the calibration sets held out for the report and early stopping",
+        @PassOption("held-out", .fraction, help: "fraction of the calibration samples held out for the report and early stopping",
                     check: { $0 < 1 ? nil : "must leave some sets to train on (below 1)" })
         public var heldOut = 0.25
         /// Steps between evaluations.

@@ -284,7 +284,8 @@ struct OutputObjective: GateObjective {
                 try SampleInputs.make(for: model, seed: context.seed &+ UInt64(k)).filter { needed.contains($0.key) }
             }
         }
-        let heldCount = min(options.holdout, max(0, sets.count - 1))
+        let heldCount = context.calibration.isEmpty ? min(options.holdout, max(0, sets.count - 1))
+            : try CalibrationData.heldOutCount(options.holdout, of: sets.count, pass: EcoDiffPass.name)
         train = Array(sets.dropLast(heldCount))
         held = heldCount > 0 ? Array(sets.suffix(heldCount)) : []
         outputs = model.graph.outputs.filter { $0.type?.elementType?.isFloatingPoint == true }.map(\.name)

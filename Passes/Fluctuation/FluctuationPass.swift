@@ -24,7 +24,7 @@ public struct FluctuationPass: Pass {
         public var standardize: Standardize = .none
         @PassOption("per-cost", help: "rank by score per removed parameter (params/sparsity targets) or per MAC (flops target)")
         public var perCost = true
-        @PassOption("samples", .between(0, 1_000_000), help: "calibration sets to collect statistics on (0 = all)")
+        @PassOption("samples", .between(0, 1_000_000), help: "calibration samples to collect statistics on (0 = all; each row of a batch is one)")
         public var samples = 0
         /// Scores are E[x²]·‖W‖² rather than Var(x)·‖W‖².
         public var energy: Bool { metric == .energy }

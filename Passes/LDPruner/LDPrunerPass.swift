@@ -60,7 +60,8 @@ public struct LDPrunerPass: Pass {
         let interpreter = try context.interpreter(for: gates.trainingModel)
         let evaluation = try LatentEvaluation.make(
             model: gates.trainingModel, gateInputs: Set(gates.inputNames + gates.blockInputs), samples: options.samples,
-            holdout: options.holdout, timesteps: options.timesteps, diffusion: options.diffusion, context: context)
+            holdout: options.holdout, timesteps: options.timesteps, diffusion: options.diffusion, pass: Self.name,
+            context: context)
         let units = gates.groups.reduce(0) { $0 + $1.unitCount }
         let blocks = gates.blockInputs.filter { !$0.isEmpty }.count
         let source = context.calibration.isEmpty ? "seeded" : "calibration"

@@ -28,7 +28,7 @@ public struct ReconstructPass: Pass {
         public var mode: Mode = .full
         @PassOption("damp", .between(1e-12, 1e6), help: "ridge weight, as a fraction of the mean diagonal of XᵀX (larger stays closer to the old weights)")
         public var damp = 0.1
-        @PassOption("samples", .between(0, 1_000_000), help: "calibration sets to fit on (0 = all)")
+        @PassOption("samples", .between(0, 1_000_000), help: "calibration samples to fit on (0 = all; each row of a batch is one)")
         public var samples = 0
         @PassOption("sequential", help: "re-run the model after each layer so later layers see earlier fits (one model run per layer)")
         public var sequential = true

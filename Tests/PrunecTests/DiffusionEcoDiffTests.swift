@@ -34,7 +34,7 @@ import Testing
         let helper = EcoDiffTests()
         let prunable = try helper.prunableHeadAndFFNParams(model), total = try helper.totalParams(model)
         let baseline = String(format: "magnitude{params=%.6f,kinds=heads+neurons},fold-masks", 0.2 * Double(prunable) / Double(total))
-        let r = try CLI.run([model, "--pass", "ecodiff", "--pass", "fold-masks", "-o", out, "--calib", calib, "--report", report, "--compare", baseline])
+        let r = try CLI.run([model, "--pass", "ecodiff", "--pass", "fold-masks", "-o", out, "--calib", calib, "--report", report, "--compare", baseline, "--sampling-runs", "4"])
         #expect(r.status == 0, "\(r.stderr)")
         guard r.status == 0 else { return }
         #expect(r.stderr.contains(c.process), "\(c.folder): \(r.stderr.split(separator: "\n").first { $0.contains("denoiser") } ?? "")")

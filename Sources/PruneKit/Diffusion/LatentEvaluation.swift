@@ -31,13 +31,17 @@ public struct LatentEvaluation {
     /// - Parameters:
     ///   - gateInputs: The model's mask inputs, which are neither data nor conditioning.
     ///   - samples: Most calibration samples to score on.
-    ///   - holdout: Samples held out (the last ones; fewer when the data has too few).
+    ///   - holdout: Samples held out (the last ones; fewer when the data has too few, but at
+    ///     least one from calibration data: see ``CalibrationData/heldOutCount(_:of:pass:option:)``).
+    ///   - pass: The pass's name, for errors.
     ///   - timesteps: Noise levels per sample for a denoiser.
     ///   - diffusion: How the denoiser is noised (``DiffusionOptions/resolve(model:inputs:modelURL:)``).
-    /// - Throws: ``SampleInputsError`` when inputs must be synthesized and cannot be;
+    /// - Throws: ``PruningError/invalid(_:)`` when `holdout` > 0 and the calibration data has fewer
+    ///   than two samples; ``SampleInputsError`` when inputs must be synthesized and cannot be;
     ///   ``DenoiserError`` when the denoiser's parametrization cannot be told.
     public static func make(model: Model, gateInputs: Set<String>, samples: Int, holdout: Int, timesteps: Int,
-                            diffusion: DiffusionOptions = DiffusionOptions(), context: PassContext) throws -> LatentEvaluation {
+                            diffusion: DiffusionOptions = DiffusionOptions(), pass: String,
+                            context: PassContext) throws -> LatentEvaluation {
         let needed = Set(model.graph.inputs.filter { $0.initializer == nil }.map(\.name)).subtracting(gateInputs)
         var sets = context.calibration.map { $0.filter { needed.contains($0.key) } }
         let synthetic = sets.isEmpty
@@ -46,7 +50,8 @@ public struct LatentEvaluation {
                 try SampleInputs.make(for: model, seed: context.seed &+ UInt64(k)).filter { needed.contains($0.key) }
             }
         }
-        let heldCount = min(holdout, max(0, sets.count - 1))
+        let heldCount = synthetic ? min(holdout, max(0, sets.count - 1))
+            : try CalibrationData.heldOutCount(holdout, of: sets.count, pass: pass)
         let scoringSets = Array(sets.dropLast(heldCount).prefix(samples))
         let heldSets = Array(sets.suffix(heldCount))
         guard let inputs = try? DenoiserInputs.map(model, excluding: gateInputs) else {

@@ -126,7 +126,7 @@ public struct Compiler {
         for (i, set) in calibration.enumerated() {
             for (name, a) in set.sorted(by: { $0.key < $1.key }) where a.dtype.isFloatingPoint {
                 if let k = (0..<a.count).first(where: { !a.element(at: $0).isFinite }) {
-                    options.logger.warning("calibration set \(i) input '\(name)' has a non-finite value (\(a.element(at: k)) at element \(k)): scores and drift computed on it will be NaN")
+                    options.logger.warning("calibration sample \(i) input '\(name)' has a non-finite value (\(a.element(at: k)) at element \(k)): scores and drift computed on it will be NaN")
                     break
                 }
             }

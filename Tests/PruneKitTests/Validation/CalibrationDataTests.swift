@@ -84,6 +84,76 @@ import Testing
         #expect(missing.hasPrefix("bad.npz: ") && missing.contains("missing input 'x'") && missing.contains("set 1"), "\(missing)")
     }
 
+    /// `Relu(x)` and `Identity(z)`, x float [x, 2] and z int64 [z, 3] with the given leading dimensions.
+    static func twoInputs(_ x: Dim, _ z: Dim) -> Model {
+        let b = GraphBuilder()
+        let xv = b.input("x", .float, [x, .known(2)])
+        let zv = b.input("z", .int64, [z, .known(3)])
+        b.output(b.add(.relu, [xv]), b.add(.identity, [zv]))
+        return b.model()
+    }
+
+    /// Loads `arrays` (written as an .npz) for `model`, with the notes.
+    static func samples(_ arrays: [(String, NDArray)], for model: Model) throws -> (CalibrationData.Samples, [String]) {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("calib.npz")
+        try NPZ.write(arrays.map { (name: $0.0, array: $0.1) }, to: url)
+        var notes: [String] = []
+        let s = try CalibrationData.loadSamples(url, for: model, note: { notes.append($0) })
+        return (s, notes)
+    }
+
+    @Test func rowsOfABatchAreSamplesWhenTheBatchIsSymbolic() throws {
+        let x = NDArray((0..<6).map(Float.init), shape: [3, 2]), z = NDArray((0..<9).map(Int64.init), shape: [3, 3])
+        let one = NDArray([Float(10), 11], shape: [1, 2]), oneZ = NDArray([Int64(20), 21, 22], shape: [1, 3])
+        let (s, notes) = try Self.samples([("x", x), ("z", z), ("set1.x", one), ("set1.z", oneZ)],
+                                          for: Self.twoInputs(.symbol("batch"), .symbol("batch")))
+        // Rows in order, x and z split together; the next set keeps its place.
+        #expect(s.samples.map { $0["x"]!.doubles() } == [[0, 1], [2, 3], [4, 5], [10, 11]])
+        #expect(s.samples.map { $0["z"]!.ints() } == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [20, 21, 22]])
+        #expect(s.samples.allSatisfy { $0["x"]!.shape == [1, 2] && $0["z"]!.shape == [1, 3] })
+        #expect(s.fileSet == [0, 0, 0, 1] && s.fileSets == 2)
+        #expect(notes.count == 1 && notes[0].hasSuffix("calib.npz: 1 set of 3 rows → 4 samples (each row of a batch is one calibration sample)"),
+                "\(notes)")
+        // An unknown leading dimension, or one fixed at 1, is a batch as well.
+        let unknown = try Self.samples([("x", x), ("z", z)], for: Self.twoInputs(.unknown, .known(1))).0
+        #expect(unknown.samples.count == 3 && unknown.fileSet == [0, 0, 0])
+        let fixedOne = try Self.samples([("x", x)], for: Self.model()).0
+        #expect(fixedOne.samples.map { $0["x"]!.doubles() } == [[0, 1], [2, 3], [4, 5]])
+    }
+
+    @Test func batchesStayWholeWhenTheModelFixesThemOrTheLeadingSizesDiffer() throws {
+        let x = NDArray((0..<6).map(Float.init), shape: [3, 2]), z = NDArray((0..<9).map(Int64.init), shape: [3, 3])
+        // A batch fixed at 3: the model needs the three rows together.
+        let (fixed, notes) = try Self.samples([("x", x), ("z", z)], for: Self.twoInputs(.known(3), .known(3)))
+        #expect(fixed.samples.count == 1 && fixed.samples[0]["x"]!.shape == [3, 2] && notes.isEmpty, "\(notes)")
+        // Leading sizes that differ (an input without a batch axis): left as it is.
+        let z2 = NDArray((0..<6).map(Int64.init), shape: [2, 3])
+        let mixed = try Self.samples([("x", x), ("z", z2)], for: Self.twoInputs(.symbol("b"), .symbol("n"))).0
+        #expect(mixed.samples.count == 1 && mixed.samples[0]["z"]!.shape == [2, 3])
+        // Different symbols, or a leading symbol named like a sequence (time-major), are not a batch.
+        #expect(try Self.samples([("x", x), ("z", z)], for: Self.twoInputs(.symbol("b"), .symbol("n"))).0.samples.count == 1)
+        #expect(try Self.samples([("x", x), ("z", z)], for: Self.twoInputs(.symbol("seq_len"), .symbol("seq_len"))).0.samples.count == 1)
+        // A fixed batch of 3 still rejects a batch of 2.
+        #expect(throws: TensorDataError.self) {
+            _ = try Self.samples([("x", NDArray([Float](repeating: 0, count: 4), shape: [2, 2])), ("z", z2)],
+                                 for: Self.twoInputs(.known(3), .known(3)))
+        }
+    }
+
+    @Test func aHeldOutSplitThatWouldBeEmptyIsAnError() throws {
+        #expect(try CalibrationData.heldOutCount(2, of: 8, pass: "depth") == 2)
+        #expect(try CalibrationData.heldOutCount(2, of: 2, pass: "depth") == 1)
+        #expect(try CalibrationData.heldOutCount(0, of: 1, pass: "depth") == 0)
+        do {
+            _ = try CalibrationData.heldOutCount(2, of: 1, pass: "depth")
+            Issue.record("no error")
+        } catch {
+            #expect("\(error)".contains("holdout=2") && "\(error)".contains("1 sample") && "\(error)".contains("holdout=0"), "\(error)")
+        }
+    }
+
     @Test func foldersOfTestDataSets() throws {
         let dir = try Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
