@@ -31,19 +31,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 
 
-def session(path):
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
-def run(cmd):
-    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
-
-
-def feeds_of(data, names, s):
-    return {n: data[f"set{s}.{n}" if s else n] for n in names}
+# The onnxruntime session, subprocess and calibration-set helpers of the transformer corpus check.
+from corpus_check import feeds_of, run, session  # noqa: E402
 
 
 def close(a, b, rtol, atol):
