@@ -78,3 +78,25 @@ struct ReportDrift {
         baselines = ((report["compare"] as? [[String: Any]]) ?? []).map { worst($0["drift"]) }
     }
 }
+
+/// Runs a corpus oracle script (`scripts/oracle/corpus_check.py` or `diffusion_check.py`) on one
+/// model with `--json` and expects each of its checks (at least 8) to pass.
+func expectOracleChecksPass(script: String, model: String) throws {
+    guard let python = OracleTests.python else {
+        Issue.record("oracle venv missing: run `make test` (or scripts/setup-venv.sh)")
+        return
+    }
+    let dir = try CLI.temporaryDirectory("oracle-checks")
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let r = try CLI.exec(URL(fileURLWithPath: python), [
+        CLI.repoRoot.appendingPathComponent(script).path, "--prunec", CLI.binary.path, "--model", model, "--work", dir.path, "--json",
+    ], in: CLI.repoRoot)
+    let line = r.stdout.split(separator: "\n").last.map(String.init) ?? ""
+    let json = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "\(model): \(r.stderr)")
+    let checks = try #require(json["checks"] as? [[String: Any]])
+    #expect(checks.count >= 8, "\(model): only \(checks.count) checks ran")
+    for c in checks {
+        let name = c["check"] as? String ?? "?", ok = c["ok"] as? Bool ?? false, detail = c["detail"] as? String ?? ""
+        #expect(ok, "\(model): \(name): \(detail)")
+    }
+}

@@ -24,24 +24,7 @@ import Testing
 
     @Test(arguments: models)
     func endToEnd(model: String) throws {
-        guard let python = OracleTests.python else {
-            Issue.record("oracle venv missing: run `make test` (or scripts/setup-venv.sh)")
-            return
-        }
-        let dir = try CLI.temporaryDirectory("corpus")
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let script = CLI.repoRoot.appendingPathComponent("scripts/oracle/corpus_check.py").path
-        let r = try CLI.exec(URL(fileURLWithPath: python), [
-            script, "--prunec", CLI.binary.path, "--model", model, "--work", dir.path, "--json",
-        ], in: CLI.repoRoot)
-        let line = r.stdout.split(separator: "\n").last.map(String.init) ?? ""
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "\(model): \(r.stderr)")
-        let checks = try #require(json["checks"] as? [[String: Any]])
-        #expect(checks.count >= 8, "\(model): only \(checks.count) checks ran")
-        for c in checks {
-            let name = c["check"] as? String ?? "?", ok = c["ok"] as? Bool ?? false, detail = c["detail"] as? String ?? ""
-            #expect(ok, "\(model): \(name): \(detail)")
-        }
+        try expectOracleChecksPass(script: "scripts/oracle/corpus_check.py", model: model)
     }
 
     /// Where no head group can be pruned, a heads-only pipeline exits 65, names a blocked group
