@@ -244,6 +244,29 @@ import Testing
         #expect(diff.values.allSatisfy { $0 <= 1e-5 }, "\(diff)")
     }
 
+    /// paddle2onnx adds a conv's bias as `Add(conv, Reshape(Constant[C], [1, C, 1, 1]))`: the
+    /// reshaped constant is a weight of the channel group, cut on fold.
+    @Test func aReshapedConstantBiasJoinsTheChannelGroup() throws {
+        var rng = SeededRandom(5)
+        let b = GraphBuilder()
+        let x = b.input("x", .float, [1, 3, 8, 8])
+        let bias = b.add(.constant, [], attributes: [("value", .tensor(Tensor(floats: rng.floats(8, scale: 0.2), shape: [8])))], name: "bias_const")
+        let shape = b.initializer("shape", Tensor(int64s: [1, 8, 1, 1], shape: [4]))
+        let biased = b.add(.add, [b.conv(x, "convA", in: 3, out: 8, &rng), b.add(.reshape, [bias, shape], name: "bias_reshape")], name: "bias_add")
+        b.output(b.conv(b.add(.relu, [biased], name: "relu"), "convB", in: 8, out: 4, &rng))
+        let masked = b.model()
+        ShapeInference().run(on: masked)
+        let a = PruningGroups.analyze(masked)
+        let g = try #require(a.groups(of: [.channels]).first { $0.unitCount == 8 }, "\(a.groups.map(\.name))")
+        #expect(g.isPrunable, "\(g.blockedReason ?? "")")
+        try Masks.set((0 ..< 8).map { $0 % 4 == 0 ? 0 : 1 }, for: g, in: masked)
+        let folded = masked.copy()
+        _ = try MaskFolding.fold(folded)
+        let diff = try PruneCheck.compare(masked, folded, ["x": NDArray.random([1, 3, 8, 8], &rng)])
+        #expect(diff.values.allSatisfy { $0 <= 1e-5 }, "\(diff)")
+        #expect(CostModel.parameterCount(folded) < CostModel.parameterCount(masked))
+    }
+
     @Test func aResidualAddMakesOneGroupOfBothConvs() throws {
         var rng = SeededRandom(2)
         let b = GraphBuilder()

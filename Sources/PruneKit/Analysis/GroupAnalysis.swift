@@ -306,11 +306,30 @@ final class GroupBuilder {
         if v.uses.count > 1, rankOf(v) == 4 || v.type?.elementType?.isFloatingPoint == false, isDataFree(v) {
             return parameterSite(node, i, axis)
         }
+        // A constant only reshaped, cast or transposed on its way in (paddle2onnx adds conv biases
+        // as `Add(conv, Reshape(Constant[C], [1, C, 1, 1]))`) is a weight like any other: cut per use.
+        if isReshapedConstant(v) { return parameterSite(node, i, axis) }
         return activationSite(v, axis)
     }
 
     /// Whether `v` is computed without any layer with weights and without a floating-point graph
     /// input: from constants, shapes and token indices only.
+    /// Whether `v` is a constant passed through layout ops only (Reshape, Unsqueeze, Squeeze,
+    /// Flatten, Transpose, Cast) whose other inputs are constants too.
+    func isReshapedConstant(_ v: Value) -> Bool {
+        var value = v
+        var steps = 0
+        while let p = value.producer, steps < 8 {
+            guard p.graph === graph, ["Reshape", "Unsqueeze", "Squeeze", "Flatten", "Transpose", "Cast"].contains(p.opType.name),
+                  let data = p.inputs.first ?? nil, p.inputs.dropFirst().allSatisfy({ $0 == nil || $0!.constantValue != nil })
+            else { return false }
+            if data.constantValue != nil { return !graph.inputs.contains { $0 === data } && v.type?.elementType?.isFloatingPoint == true }
+            value = data
+            steps += 1
+        }
+        return false
+    }
+
     func isDataFree(_ v: Value) -> Bool {
         if let known = dataFree[ObjectIdentifier(v)] { return known }
         dataFree[ObjectIdentifier(v)] = false  // cycles and deep chains count as data
