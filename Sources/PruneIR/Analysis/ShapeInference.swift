@@ -582,7 +582,7 @@ extension ShapeInference {
     /// Rules for the few `com.microsoft` ops that exporters emit in ordinary models.
     static func inferMicrosoft(_ c: NodeContext) -> [Inferred]? {
         switch c.node.opType.name {
-        case "Gelu", "FastGelu", "BiasGelu", "QuickGelu", "BiasAdd":
+        case "Gelu", "FastGelu", "BiasGelu", "QuickGelu", "BiasAdd", "GroupNorm":
             return [Inferred(c.dtype(0), c.shape(0))]
         case "SimplifiedLayerNormalization", "SkipLayerNormalization", "SkipSimplifiedLayerNormalization":
             return inferLayerNorm(c)

@@ -108,6 +108,14 @@ extension GroupBuilder {
             if axis == 0 { return passThrough(node, s, port) }
             guard axis == 1 else { return block(s, "\(node.displayName) normalizes over axis \(axis)") }
             groupNormRule(node, s, port)
+        case "com.microsoft.GroupNorm":
+            // onnxruntime's fused GroupNorm (SD UNets): channels last unless channels_last=0.
+            let last = ((try? node.attribute("channels_last", as: Int.self)) ?? nil) ?? 1 == 1
+            guard let rank = rankOf(sites[s].value) else { return block(s, "rank unknown at \(node.displayName)") }
+            let channelAxis = last ? rank - 1 : 1
+            if axis == 0 { return passThrough(node, s, port) }
+            guard axis == channelAxis else { return block(s, "\(node.displayName) normalizes over axis \(axis)") }
+            groupNormRule(node, s, port, channelAxis: channelAxis, groupsAttribute: "groups")
         case "Softmax", "LogSoftmax", "Hardmax":
             guard let rank = rankOf(sites[s].value) else { return block(s, "rank unknown at \(node.displayName)") }
             var a = (try? node.attribute("axis", as: Int.self)) ?? (opset >= 13 ? -1 : 1)
@@ -611,13 +619,14 @@ extension GroupBuilder {
         link(s, node, output: 0, axis: axis)
     }
 
-    /// GroupNormalization on the channel axis: the channels of a norm group are one unit (the norm
-    /// stays a norm of the same size per group); scale and bias are per group (opset 18) or per
-    /// channel (opset 21). Fold rewrites `num_groups`.
-    func groupNormRule(_ node: Node, _ s: Int, _ port: Port) {
-        guard let groups = (try? node.attribute("num_groups", as: Int.self)) ?? nil, groups > 0,
-            let x = node.inputs[0], let c = dim(x, 1), c % groups == 0,
-            let xs = activationSite(x, 1), let os = activationSite(node.outputs[0], 1)
+    /// GroupNormalization (or onnxruntime's GroupNorm, on its channel axis) on the channel axis: the
+    /// channels of a norm group are one unit (the norm stays a norm of the same size per group);
+    /// scale and bias are per group (opset 18) or per channel (opset 21, GroupNorm). Fold rewrites
+    /// `num_groups` (`groups`).
+    func groupNormRule(_ node: Node, _ s: Int, _ port: Port, channelAxis: Int = 1, groupsAttribute: String = "num_groups") {
+        guard let groups = (try? node.attribute(groupsAttribute, as: Int.self)) ?? nil, groups > 0,
+            let x = node.inputs[0], let c = dim(x, channelAxis), c % groups == 0,
+            let xs = activationSite(x, channelAxis), let os = activationSite(node.outputs[0], channelAxis)
         else { return block(s, "\(node.displayName) has unknown channel or group counts") }
         if node.outputs.dropFirst().contains(where: \.hasUses) { return block(s, "\(node.displayName) has used statistics outputs") }
         let per = c / groups

@@ -47,6 +47,8 @@ extension MaskFolding {
                 scaled(node, "kv_num_heads", input: 1, axis: 2)
             case ("", "GroupNormalization"):
                 scaled(node, "num_groups", input: 0, axis: 1)
+            case ("com.microsoft", "GroupNorm"):
+                scaled(node, "groups", input: 0, axis: int(node, "channels_last") == 0 ? 1 : rank - 1)
             case ("", "RotaryEmbedding"), ("com.microsoft", "RotaryEmbedding"):
                 if rank == 3 { scaled(node, "num_heads", input: 0, axis: 2) }
             default:

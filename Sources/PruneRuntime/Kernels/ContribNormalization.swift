@@ -2,7 +2,7 @@ import Foundation
 import PruneIR
 
 // onnxruntime's normalization contrib ops: SkipLayerNormalization, SkipSimplifiedLayerNormalization,
-// SimplifiedLayerNormalization and EmbedLayerNormalization.
+// SimplifiedLayerNormalization, EmbedLayerNormalization and GroupNorm.
 //
 // They follow onnxruntime's CPU kernels: float16 inputs are widened to float32, the row statistics
 // are accumulated in double (as skip_layer_norm.cc does), and the results are narrowed again.
@@ -20,6 +20,7 @@ func registerContribNormalizationKernels(_ r: inout KernelRegistry) {
         r.register("SimplifiedLayerNormalization", domain: domain, since: 1) { info in try SimplifiedLayerNormKernel(info) }
     }
     r.register("EmbedLayerNormalization", domain: "com.microsoft", since: 1) { info in try EmbedLayerNormKernel(info) }
+    r.register("GroupNorm", domain: "com.microsoft", since: 1) { info in try ContribGroupNormKernel(info) }
 }
 
 /// The element types these kernels take for their float tensors: float32 and float16.
@@ -228,5 +229,64 @@ final class EmbedLayerNormKernel: Kernel {
             NDArray(maskIndex, shape: [B]),
             sum.withUnsafeBufferPointer { attentionArray($0.baseAddress!, word.dtype, [B, S, H], context) },
         ]
+    }
+}
+
+/// com.microsoft GroupNorm, which onnxruntime's Stable Diffusion optimizer fuses: `groups` groups of
+/// channels, channels last by default (`[N, H, W, C]`, `channels_last=1`), gamma and beta per channel,
+/// and SiLU after the affine map when `activation=1`. Statistics are accumulated in double.
+final class ContribGroupNormKernel: Kernel {
+    let groups: Int
+    let epsilon: Double
+    let silu: Bool
+    let channelsLast: Bool
+
+    init(_ info: KernelBuildInfo) throws {
+        try checkTypes(info, [0, 1, 2])
+        guard let g = try info.attribute("groups", as: Int.self), g > 0 else { throw KernelError("groups must be a positive integer") }
+        groups = g
+        epsilon = Double(try info.attribute("epsilon", default: Float(1e-5)))
+        silu = try info.attribute("activation", default: 0) == 1
+        channelsLast = try info.attribute("channels_last", default: 1) == 1
+    }
+
+    func run(_ inputs: [NDArray?], _ context: KernelContext) throws -> [NDArray?] {
+        let x = try inputs.required(0), gammaIn = try inputs.required(1), betaIn = try inputs.required(2)
+        guard x.rank >= 3 else { throw KernelError("input must have rank >= 3, has shape \(x.shape)") }
+        let n = x.shape[0], c = channelsLast ? x.shape[x.rank - 1] : x.shape[1]
+        guard c % groups == 0 else { throw KernelError("\(c) channels do not split into \(groups) groups") }
+        guard gammaIn.count == c, betaIn.count == c else {
+            throw KernelError("gamma and beta must have \(c) elements, have \(gammaIn.count) and \(betaIn.count)")
+        }
+        let spatial = x.count / max(1, n * c), cpg = c / groups
+        var out = attentionFloats(x)
+        let gamma = attentionFloats(gammaIn), beta = attentionFloats(betaIn)
+        let last = channelsLast
+        func index(_ b: Int, _ ch: Int, _ p: Int) -> Int { last ? (b * spatial + p) * c + ch : (b * c + ch) * spatial + p }
+        for b in 0..<n {
+            for g in 0..<groups {
+                var sum = 0.0, sumSq = 0.0
+                for k in 0..<cpg {
+                    for p in 0..<spatial {
+                        let v = Double(out[index(b, g * cpg + k, p)])
+                        sum += v
+                        sumSq += v * v
+                    }
+                }
+                let count = Double(cpg * spatial)
+                let mean = sum / count, variance = max(0, sumSq / count - mean * mean)
+                let inv = 1 / (variance + epsilon).squareRoot()
+                for k in 0..<cpg {
+                    let ch = g * cpg + k
+                    for p in 0..<spatial {
+                        let i = index(b, ch, p)
+                        var y = Float((Double(out[i]) - mean) * inv) * gamma[ch] + beta[ch]
+                        if silu { y = y / (1 + Foundation.exp(-y)) }
+                        out[i] = y
+                    }
+                }
+            }
+        }
+        return [out.withUnsafeBufferPointer { attentionArray($0.baseAddress!, x.dtype, x.shape, context) }]
     }
 }
