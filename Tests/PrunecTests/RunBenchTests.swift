@@ -138,6 +138,10 @@ import Testing
         #expect(badShape.status == 64)
         let unknownShape = try CLI.run(["bench", "id.onnx", "--shape", "nope=1"], in: dir)
         #expect(unknownShape.status == 64 && unknownShape.stderr.contains("nope"))
+        // compile too: a --shape that names no input is a usage error, not silently ignored.
+        let compileShape = try CLI.run(["id.onnx", "--pass", "magnitude", "--shape", "nope=1", "-o", "out.onnx"], in: dir)
+        #expect(compileShape.status == 64 && compileShape.stderr.contains("'nope'"), "\(compileShape.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("out.onnx").path))
     }
 
     // MARK: bench

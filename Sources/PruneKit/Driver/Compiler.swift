@@ -117,6 +117,7 @@ public struct Compiler {
     /// pipeline, validates the result against the original, and writes it when it passes.
     /// `model` is changed in place and returned in the result.
     public func compile(_ model: Model, file: String) throws -> Result {
+        try ModelFile.checkInputNames(options.sampleShapes.keys, in: model, file: file)
         let running = !manager.passes.isEmpty
         // Types for every value, so MACs are counted and passes see shapes (not for a plain round
         // trip, which must write back what it read).
