@@ -232,10 +232,7 @@ struct DiffusionObjective: GateObjective {
         let trainConds = conditions.count > heldCount ? Array(conditions.dropLast(min(heldCount, conditions.count - 1))) : conditions
         let heldConds = conditions.count > heldCount ? Array(conditions.suffix(min(heldCount, conditions.count - 1))) : conditions
         func make(_ k: Int, _ conds: [[String: NDArray]], seed: UInt64) -> DiffusionHarness.Sample {
-            var rng = NoiseSource(seed: seed)
-            let noise = rng.normal(inputs.sampleShape, dtype: inputs.sampleType)
-            let stepNoise = process.isStochastic ? steps.map { _ in rng.normal(inputs.sampleShape, dtype: inputs.sampleType) } : []
-            return DiffusionHarness.Sample(noise: noise, conditioning: conds[k % conds.count], unconditional: unconditional, stepNoise: stepNoise)
+            .seeded(seed, inputs: inputs, process: process, steps: steps.count, conditioning: conds[k % conds.count], unconditional: unconditional)
         }
         train = (0..<options.samples).map { make($0, trainConds, seed: context.seed &* 7919 &+ UInt64($0)) }
         held = (0..<heldCount).map { make($0, heldConds, seed: context.seed &* 7919 &+ 1_000_003 &+ UInt64($0)) }

@@ -31,6 +31,16 @@ public final class DiffusionHarness {
             self.unconditional = unconditional
             self.stepNoise = stepNoise
         }
+
+        /// A run drawn from `seed`: the initial noise in the latent's shape, then one noise per step
+        /// when the sampler is stochastic (`process`).
+        public static func seeded(_ seed: UInt64, inputs: DenoiserInputs, process: DiffusionProcess, steps: Int,
+                                  conditioning: [String: NDArray], unconditional: [String: NDArray]? = nil) -> Sample {
+            var rng = NoiseSource(seed: seed)
+            let noise = rng.normal(inputs.sampleShape, dtype: inputs.sampleType)
+            let stepNoise = process.isStochastic ? (0..<steps).map { _ in rng.normal(inputs.sampleShape, dtype: inputs.sampleType) } : []
+            return Sample(noise: noise, conditioning: conditioning, unconditional: unconditional, stepNoise: stepNoise)
+        }
     }
 
     /// The interpreter running the denoiser.

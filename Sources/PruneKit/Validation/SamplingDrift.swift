@@ -34,12 +34,9 @@ public struct SamplingDrift {
         let inputs = try DenoiserInputs.map(reference)
         let (process, summary) = try diffusion.resolve(model: reference, inputs: inputs, modelURL: modelURL)
         let stepList = process.steps(steps)
-        let samples = (0..<runs).map { k -> DiffusionHarness.Sample in
-            var rng = NoiseSource(seed: (seed ^ 0x5A3D_11F7) &* 31 &+ UInt64(k))
-            let cond = sets.isEmpty ? [:] : sets[k % sets.count].filter { inputs.conditioning.contains($0.key) }
-            let noise = rng.normal(inputs.sampleShape, dtype: inputs.sampleType)
-            let stepNoise = process.isStochastic ? stepList.map { _ in rng.normal(inputs.sampleShape, dtype: inputs.sampleType) } : []
-            return DiffusionHarness.Sample(noise: noise, conditioning: cond, stepNoise: stepNoise)
+        let samples = (0..<runs).map { k in
+            DiffusionHarness.Sample.seeded((seed ^ 0x5A3D_11F7) &* 31 &+ UInt64(k), inputs: inputs, process: process, steps: stepList.count,
+                                           conditioning: sets.isEmpty ? [:] : sets[k % sets.count].filter { inputs.conditioning.contains($0.key) })
         }
         return SamplingDrift(inputs: inputs, process: process, summary: summary, samples: samples, steps: stepList)
     }
