@@ -52,10 +52,13 @@ def ort_median(model, feeds, threads, runs, warmup):
     return statistics.median(times)
 
 
+PRUNEC_ENV = dict(os.environ)
+
+
 def prunec_bench(binary, model, inputs, threads, runs, warmup):
     cmd = [binary, "bench", model, "--inputs", inputs, "--threads", str(threads),
            "--runs", str(runs), "--warmup", str(warmup), "--json"]
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=PRUNEC_ENV)
     if r.returncode != 0:
         raise SystemExit(f"bench_runtime: {' '.join(cmd)} failed ({r.returncode}):\n{r.stderr}")
     return json.loads(r.stdout)
@@ -65,31 +68,55 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="*")
     p.add_argument("--prunec", default=os.path.join(ROOT, ".build/release/prunec"))
-    p.add_argument("--threads", default="1,2")
+    p.add_argument("--threads", default="1,4,all",
+                   help="comma-separated thread counts; 'all' is every core of this machine")
     p.add_argument("--runs", type=int, default=50)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--half-models", default="bert,llama",
                    help="comma-separated example models also timed in float16/bfloat16 ('' for none)")
+    p.add_argument("--built", default="bert-base,resnet50",
+                   help="larger generated models also timed (scripts/bench_pruning.py builds them into "
+                        ".cache/bench-models/; '' for none)")
+    p.add_argument("--built-runs", type=int, default=10, help="timed runs per round on the built models")
+    p.add_argument("--keep-blas-env", action="store_true",
+                   help="keep OPENBLAS_CORETYPE for prunec (by default it is removed, so that the "
+                        "kernel set prunec chooses for this CPU is what gets timed)")
     p.add_argument("--json")
     args = p.parse_args()
+    if not args.keep_blas_env and PRUNEC_ENV.pop("OPENBLAS_CORETYPE", None) is not None:
+        print(f"bench_runtime: OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} is removed for prunec's runs "
+              "(--keep-blas-env keeps it)", file=sys.stderr)
+    counts = []
+    for t in args.threads.split(","):
+        n = (os.cpu_count() or 1) if t.strip() == "all" else int(t)
+        if n not in counts:
+            counts.append(n)
+    args.threads = ",".join(str(n) for n in counts)
 
     pairs = []
     for m in args.models or sorted(glob.glob(os.path.join(ROOT, "examples/models/*.onnx"))):
         model, _, inputs = m.partition(":")
         if not inputs:
             inputs = os.path.join(os.path.dirname(model), os.path.basename(model).split(".")[0] + ".calib.npz")
-        pairs.append((model, inputs))
+        pairs.append((model, inputs, args.runs))
+    if not args.models:
+        import bench_pruning
+        cache = os.path.join(ROOT, ".cache/bench-models")
+        os.makedirs(cache, exist_ok=True)
+        for name in [n for n in args.built.split(",") if n]:
+            path, _ = bench_pruning.built_model(name, cache, False)
+            pairs.append((path, os.path.join(cache, f"{name}.inputs.npz"), args.built_runs))
 
     rows = []
-    for model, inputs in pairs:
+    for model, inputs, runs in pairs:
         data = np.load(inputs)
         feeds = {k: data[k] for k in data.files if "." not in k}
         for threads in [int(t) for t in args.threads.split(",")]:
             ours, theirs = [], []
             for _ in range(args.rounds):
-                theirs.append(ort_median(model, feeds, threads, args.runs, args.warmup))
-                ours.append(prunec_bench(args.prunec, model, inputs, threads, args.runs, args.warmup))
+                theirs.append(ort_median(model, feeds, threads, runs, args.warmup))
+                ours.append(prunec_bench(args.prunec, model, inputs, threads, runs, args.warmup))
             best = min(ours, key=lambda j: j["median_ms"])
             row = {
                 "model": os.path.basename(model), "threads": threads,

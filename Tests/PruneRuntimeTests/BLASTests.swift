@@ -25,6 +25,36 @@ import Testing
         return c
     }
 
+    /// prunec has OpenBLAS choose its kernels again when its load-time choice is older than the
+    /// CPU: the in-process re-choice works, and a product is the same after returning to a set.
+    @Test func kernelSetIsChosenAgainInProcess() throws {
+        let (m, n, k) = (64, 48, 96)
+        let a = Self.matrix(m, k, seed: 3), b = Self.matrix(k, n, seed: 4)
+        let before = BLAS.coreName
+        let reference = Self.product(a, b, m: m, n: n, k: k, threads: 1)
+        // One exclusive section: no other test's product runs on the old kernels in between.
+        let names = BLAS.choose(cores: ["Prescott", before])
+        #expect(names == ["Prescott", before])
+        #expect(BLAS.coreName == before)
+        #expect(Self.product(a, b, m: m, n: n, k: k, threads: 1) == reference)
+    }
+
+    @Test func kernelSetsRankByVectorWidth() {
+        #expect(BLAS.rank("Prescott") < BLAS.rank("Sandybridge"))
+        #expect(BLAS.rank("Sandybridge") < BLAS.rank("Haswell"))
+        #expect(BLAS.rank("Haswell") < BLAS.rank("SkylakeX"))
+        #expect(BLAS.rank("Cooperlake") == BLAS.rank("SkylakeX"))
+        let fallback = BLAS.CoreChoice(detected: "Haswell", active: "Haswell", best: "Cooperlake", userSet: false)
+        #expect(fallback.isGeneric)
+        let chosen = BLAS.CoreChoice(detected: "Haswell", active: "Cooperlake", best: "Cooperlake", userSet: false)
+        #expect(!chosen.isGeneric)
+        #expect(chosen.summary.contains("OpenBLAS detected Haswell"))
+        // Where prunec knows no better set (not x86), nothing is generic.
+        #expect(!BLAS.CoreChoice(detected: "ARMV8", active: "ARMV8", best: "", userSet: false).isGeneric)
+        // The CPU's own features, as this machine reports them, give a set OpenBLAS knows (or none).
+        #expect(["", "Haswell", "SkylakeX", "Cooperlake"].contains(BLAS.coreChoice.best))
+    }
+
     @Test func smallProductsRunOnOneThread() {
         #expect(BLAS.threads(8, forMACs: BLAS.multithreadMACs - 1) == 1)
         #expect(BLAS.threads(8, forMACs: BLAS.multithreadMACs) == 8)

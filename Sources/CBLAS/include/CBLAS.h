@@ -25,6 +25,16 @@ const char *prunec_cblas_config(void);
 /// Sets the number of threads OpenBLAS uses.
 void prunec_cblas_set_threads(int threads);
 
+/// The OpenBLAS kernel set that matches this CPU's features and the state the OS saves
+/// ("Cooperlake" for AVX-512 with BF16, "SkylakeX" for AVX-512, "Haswell" for AVX2+FMA), or ""
+/// when none of those applies (not x86, or an older CPU).
+const char *prunec_cpu_best_core(void);
+
+/// Makes OpenBLAS choose its kernels again as if OPENBLAS_CORETYPE were `name` (the environment
+/// is restored afterwards). Must run before any BLAS call is in flight. Returns 0 when this
+/// OpenBLAS cannot re-choose (a build without DYNAMIC_ARCH).
+int prunec_cblas_reselect_core(const char *name);
+
 /// Solves A X = B for a symmetric positive definite n×n A (LAPACK dposv, lower triangle, column
 /// major; OpenBLAS ships LAPACK). B holds nrhs columns of n; both are overwritten (A by its
 /// Cholesky factor, B by X). Returns LAPACK's info: 0 on success, k > 0 when A is not positive

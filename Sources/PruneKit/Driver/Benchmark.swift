@@ -76,6 +76,8 @@ public struct BenchReport: Encodable {
     public var warmup: Int
     public var threads: Int
     public var blasCore: String
+    /// How the kernel set was chosen (see ``BLAS/coreChoice``).
+    public var blasCoreChoice: BLAS.CoreChoice
     public var medianMs: Double
     public var minMs: Double
     public var p90Ms: Double
@@ -95,7 +97,8 @@ public struct BenchReport: Encodable {
 
     enum CodingKeys: String, CodingKey {
         case model, inputs, runs, warmup, threads, macs, gflops
-        case blasCore = "blas_core", medianMs = "median_ms", minMs = "min_ms", p90Ms = "p90_ms"
+        case blasCore = "blas_core", blasCoreDetected = "blas_core_detected", blasCoreGeneric = "blas_core_generic"
+        case medianMs = "median_ms", minMs = "min_ms", p90Ms = "p90_ms"
         case arenaBytes = "arena_bytes", intermediateBytes = "intermediate_bytes", weightBytes = "weight_bytes"
         case peakRSSBytes = "peak_rss_bytes", perOp = "per_op", inputShapes = "input_shapes"
         case gemmGflops = "gemm_gflops", blasPeakGflops = "blas_peak_gflops"
@@ -117,6 +120,7 @@ public struct BenchReport: Encodable {
         self.warmup = warmup
         self.threads = threads
         self.blasCore = BLAS.coreName
+        self.blasCoreChoice = BLAS.coreChoice
         self.medianMs = median * 1000
         self.minMs = sorted[0] * 1000
         self.p90Ms = p90 * 1000
@@ -144,6 +148,8 @@ public struct BenchReport: Encodable {
         try c.encode(warmup, forKey: .warmup)
         try c.encode(threads, forKey: .threads)
         try c.encode(blasCore, forKey: .blasCore)
+        try c.encode(blasCoreChoice.detected, forKey: .blasCoreDetected)
+        try c.encode(blasCoreChoice.isGeneric, forKey: .blasCoreGeneric)
         try c.encode(medianMs, forKey: .medianMs)
         try c.encode(minMs, forKey: .minMs)
         try c.encode(p90Ms, forKey: .p90Ms)
@@ -171,7 +177,7 @@ public struct BenchReport: Encodable {
         out += "model         \(model)\n"
         let shapes = feedList.map { name, a in "\(name) \(a.dtype) [\(a.shape.map(String.init).joined(separator: ","))]" }
         out += "inputs        \(shapes.joined(separator: ", "))\(inputs.map { " from \($0)" } ?? " (synthesized)")\n"
-        out += "threads       \(threads)    BLAS core: \(blasCore)\n"
+        out += "threads       \(threads)    BLAS core: \(blasCoreChoice.summary)\n"
         out += "latency       median \(ms(medianMs))    min \(ms(minMs))    p90 \(ms(p90Ms))    (\(runs) runs after \(warmup) warmup)\n"
         if let macs {
             out += "compute       \(TextTable.grouped(macs)) MACs (\(Format.si(macs)))    \(String(format: "%.2f", gflops ?? 0)) GFLOP/s\n"

@@ -9,8 +9,75 @@ import CBLAS
 /// caller allows. A count can change the last bits of a product (OpenBLAS splits the work
 /// differently), but results for one count are reproducible, and one thread is the default.
 public enum BLAS {
-    /// The kernel OpenBLAS picked for this CPU (`openblas_get_corename`), e.g. "Haswell".
-    public static var coreName: String { String(cString: prunec_cblas_corename()) }
+    /// The kernel set OpenBLAS runs (`openblas_get_corename`), e.g. "SkylakeX", after
+    /// ``coreChoice`` has been made.
+    public static var coreName: String {
+        _ = coreChoice
+        return String(cString: prunec_cblas_corename())
+    }
+
+    /// How OpenBLAS's kernel set was chosen for this process.
+    public struct CoreChoice: Sendable {
+        /// What OpenBLAS picked by itself when it loaded.
+        public var detected: String
+        /// What it runs now.
+        public var active: String
+        /// The set that matches the CPU's features ("" when none is known, e.g. not x86).
+        public var best: String
+        /// Whether `OPENBLAS_CORETYPE` was set by the user (then prunec never changes the choice).
+        public var userSet: Bool
+
+        /// Whether the active set is older than the CPU allows (e.g. "Prescott" or "Haswell" on an
+        /// AVX-512 machine): products run at a fraction of the speed they could.
+        public var isGeneric: Bool { BLAS.rank(active) < BLAS.rank(best) }
+
+        /// A one-line account, e.g. "SkylakeX (OpenBLAS detected Haswell; the CPU has AVX-512)".
+        public var summary: String {
+            if userSet { return "\(active) (OPENBLAS_CORETYPE)" }
+            if active != detected { return "\(active) (OpenBLAS detected \(detected); chosen by prunec from the CPU's features)" }
+            return active
+        }
+    }
+
+    /// The kernel-set choice, made once before the first BLAS call.
+    ///
+    /// OpenBLAS maps the CPU's family and model to a kernel set when it loads; a CPU newer than
+    /// the library falls back to an older set (Debian's 0.3.21 runs Haswell's AVX2 kernels on
+    /// AVX-512 AMD Zen 4/5, Prescott's on some Intel server parts), which costs up to half the
+    /// speed of every product. prunec reads the CPU's features itself (cpuid, and the register
+    /// state the OS saves) and has OpenBLAS choose again when its set ranks below them. An
+    /// explicit `OPENBLAS_CORETYPE` is always respected.
+    public static let coreChoice: CoreChoice = {
+        let detected = String(cString: prunec_cblas_corename())
+        let best = String(cString: prunec_cpu_best_core())
+        let userSet = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"].map { !$0.isEmpty } ?? false
+        var choice = CoreChoice(detected: detected, active: detected, best: best, userSet: userSet)
+        if !userSet, rank(best) > rank(detected), prunec_cblas_reselect_core(best) != 0 {
+            choice.active = String(cString: prunec_cblas_corename())
+        }
+        return choice
+    }()
+
+    /// Has OpenBLAS choose its kernel set again as if OPENBLAS_CORETYPE were each of `cores` in
+    /// turn, all while no call is in flight, and returns the set it ran after each (nil where this
+    /// OpenBLAS cannot choose again in process). Calls after this one run the last set. For tests
+    /// and experiments: ``coreChoice`` makes the choice that matters once, by itself.
+    static func choose(cores: [String]) -> [String?] {
+        _ = coreChoice
+        return gate.exclusive {
+            cores.map { prunec_cblas_reselect_core($0) != 0 ? String(cString: prunec_cblas_corename()) : nil }
+        }
+    }
+
+    /// Kernel sets by the widest vector unit they use: 3 AVX-512, 2 AVX2+FMA, 1 AVX, 0 older.
+    static func rank(_ core: String) -> Int {
+        switch core.lowercased() {
+        case "skylakex", "cooperlake", "sapphirerapids": return 3
+        case "haswell", "zen": return 2
+        case "sandybridge", "bulldozer", "piledriver", "steamroller", "excavator": return 1
+        default: return 0
+        }
+    }
 
     /// OpenBLAS's build configuration string.
     public static var config: String { String(cString: prunec_cblas_config()) }
@@ -33,6 +100,7 @@ public enum BLAS {
     /// a parallel loop), a call that wants another count waits until those finish.
     @inline(__always)
     static func withThreads<R>(_ threads: Int, macs: Int, _ body: () -> R) -> R {
+        _ = coreChoice
         let n = Self.threads(threads, forMACs: macs)
         gate.enter(threads: n)
         defer { gate.leave() }
@@ -65,6 +133,19 @@ public enum BLAS {
                 }
             }
             running += 1
+        }
+
+        /// Runs `body` while no BLAS call is in flight and none can start.
+        func exclusive<R>(_ body: () -> R) -> R {
+            condition.lock()
+            defer { condition.unlock() }
+            waitingToSwitch += 1
+            while running > 0 { condition.wait() }
+            waitingToSwitch -= 1
+            let result = body()
+            // Choosing kernels again may reset OpenBLAS's own thread count: set it on the next call.
+            active = 0
+            return result
         }
 
         func leave() {

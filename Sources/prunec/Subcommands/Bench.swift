@@ -55,6 +55,11 @@ extension Prunec {
                 let report = try Benchmark.measure(model, file: input.model, feeds: feeds, inputsFile: data.inputs,
                                                    runs: runs, warmup: warmup, threads: threading.threads, peakRSS: { PeakMemory.bytes })
                 print(json ? try report.json() : report.text(), terminator: json ? "\n" : "")
+                let core = report.blasCoreChoice
+                if core.isGeneric {
+                    let why = core.userSet ? "OPENBLAS_CORETYPE asks for it" : "this OpenBLAS cannot choose again in process"
+                    Diagnostics.warning("OpenBLAS runs its '\(core.active)' kernels, older than this CPU allows ('\(core.best)'; \(why)): every product runs slower than it could; set OPENBLAS_CORETYPE=\(core.best)")
+                }
                 PeakMemory.reportIfAsked(input.reportPeakRSS)
             }
         }
