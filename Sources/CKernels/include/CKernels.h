@@ -2,7 +2,7 @@
 #define CKERNELS_H
 
 // CKernels: hand-vectorized float32 kernels for PruneRuntime, in three files:
-// Transcendental.c (exp, sigmoid, tanh, erf, gelu, swish, softmax rows) and ConvGEMM.c (the
+// ThreadPool.c (the workers behind parallel loops), Transcendental.c (exp, sigmoid, tanh, erf, gelu, swish, softmax rows) and ConvGEMM.c (the
 // row-pointer GEMM behind stride-1 convolutions), plus HalfConvert.c (float16/bfloat16 arrays). Vector code sits in functions marked
 // `__attribute__((target(...)))` and is picked at run time from the CPU's features, so the
 // package needs no compiler flags; portable builds of the same formulas run elsewhere.
@@ -75,6 +75,14 @@ void ck_bf16_to_f32(const uint16_t *x, float *y, long n);
 void ck_f32_to_bf16(const float *x, uint16_t *y, long n);
 /// y[i] = x[i] rounded to bfloat16 and widened back.
 void ck_f32_round_bf16(const float *x, float *y, long n);
+
+/// A chunk of a parallel loop: runs iterations [lo, hi).
+typedef void (*ck_task_fn)(void *ctx, long lo, long hi);
+
+/// Runs fn over [0, count) in chunks of `chunk` iterations on the caller and up to threads - 1
+/// pool workers (ThreadPool.c); returns when every chunk has run. A loop started while another
+/// is running (nested, or from another thread) runs on its caller alone.
+void ck_parallel_for(int threads, long count, long chunk, ck_task_fn fn, void *ctx);
 
 #ifdef __cplusplus
 }

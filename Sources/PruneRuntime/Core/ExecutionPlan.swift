@@ -16,6 +16,9 @@ final class ExecutionPlan {
         let release: [Int]
         /// Set for steps that only compute on shapes (see ``memoizeShapeArithmetic()``).
         var memo: Memo? = nil
+        /// Whether this step is a Shape/Size op: a root of the shape arithmetic (its memo is
+        /// keyed by its input's shape).
+        var isShapeRoot = false
     }
 
     /// The last inputs and outputs of a step whose inputs are small and derived only from
@@ -23,8 +26,26 @@ final class ExecutionPlan {
     final class Memo {
         static let maxBytes = 4096
         private var inputs: [NDArray?] = []
-        private var outputs: [NDArray?] = []
-        private var valid = false
+        /// The outputs of the step's last run (when ``valid``).
+        private(set) var outputs: [NDArray?] = []
+        /// Whether ``outputs`` are those of the step's last run.
+        private(set) var valid = false
+        /// For a Shape/Size step: the shape its input had on the last run.
+        private var rootShape: [Int]? = nil
+
+        /// For a Shape/Size step (a root of the shape arithmetic): the remembered outputs if the
+        /// input has the shape it had on the last run. Compares a few integers, no elements.
+        @inline(__always)
+        func lookup(rootShape shape: [Int]) -> [NDArray?]? {
+            valid && rootShape == shape ? outputs : nil
+        }
+
+        /// Remembers a Shape/Size step's run.
+        func store(rootShape shape: [Int], _ outs: [NDArray?]) {
+            rootShape = shape
+            outputs = outs.map { $0?.copy() }
+            valid = true
+        }
 
         /// The remembered outputs if `current` equals the remembered inputs.
         func lookup(_ current: [NDArray?]) -> [NDArray?]? {
@@ -236,6 +257,11 @@ final class ExecutionPlan {
     /// Ops whose outputs depend only on their input's shape.
     static let shapeOps: Set<String> = ["Shape", "Size"]
 
+    /// Whether the last run of this plan finished: then every memoized step's remembered outputs
+    /// belong to that run, and a run whose Shape/Size steps all see the shapes they saw then may
+    /// reuse the outputs of the shape arithmetic that follows without comparing anything.
+    var shapeMemosConsistent = false
+
     /// Marks the steps that compute only on shapes and constants (Shape → Gather → Unsqueeze →
     /// Concat chains, position ranges, ...) so that a run with the same input shapes reuses
     /// their previous outputs instead of running them. Exported models with symbolic dims carry
@@ -244,7 +270,9 @@ final class ExecutionPlan {
         var derived = Set(constants.map(\.slot)).subtracting(inputs.map(\.slot))
         for i in steps.indices {
             let step = steps[i]
-            if ExecutionPlan.shapeOps.contains(step.op) && step.node.opType.domain.isEmpty {
+            if ExecutionPlan.shapeOps.contains(step.op) && step.node.opType.domain.isEmpty && step.inputs.first.map({ $0 >= 0 }) == true {
+                steps[i].memo = Memo()
+                steps[i].isShapeRoot = true
                 derived.formUnion(step.outputs)
                 continue
             }

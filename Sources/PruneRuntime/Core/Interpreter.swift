@@ -196,6 +196,11 @@ public final class Interpreter {
         // input list is reused), unchecked slot access, counters written through raw buffers.
         var ins: [NDArray?] = []
         ins.reserveCapacity(8)
+        // True while every Shape/Size step of this run saw the shape it saw on the last run: the
+        // shape arithmetic fed by them then has the inputs it had, and its outputs are reused as
+        // they are (see ``ExecutionPlan/shapeMemosConsistent``).
+        var shapesAsBefore = plan.shapeMemosConsistent
+        plan.shapeMemosConsistent = false
         try plan.steps.withUnsafeBufferPointer { steps in
             try plan.stepSeconds.withUnsafeMutableBufferPointer { seconds in
                 try plan.stepCalls.withUnsafeMutableBufferPointer { calls in
@@ -206,7 +211,18 @@ public final class Interpreter {
                             for s in steps[i].inputs { ins.append(s < 0 ? nil : values[s]) }
                             let outs: [NDArray?]
                             if let memo = steps[i].memo {
-                                if let known = memo.lookup(ins) {
+                                if steps[i].isShapeRoot {
+                                    let shape = ins[0]?.shape ?? []
+                                    if let known = memo.lookup(rootShape: shape) {
+                                        outs = known
+                                    } else {
+                                        shapesAsBefore = false
+                                        outs = try steps[i].kernel.run(ins, context)
+                                        memo.store(rootShape: shape, outs)
+                                    }
+                                } else if shapesAsBefore && memo.valid {
+                                    outs = memo.outputs
+                                } else if let known = memo.lookup(ins) {
                                     outs = known
                                 } else {
                                     outs = try steps[i].kernel.run(ins, context)
@@ -231,6 +247,7 @@ public final class Interpreter {
             }
         }
         ins.removeAll()
+        plan.shapeMemosConsistent = true
         return try plan.outputSlots.enumerated().map { k, s in
             guard let a = values[s] else {
                 throw RuntimeError.kernel(node: plan.graph.outputs[k].name, op: "output", reason: "graph output '\(plan.graph.outputs[k].name)' was not computed")
@@ -310,14 +327,7 @@ public final class KernelContext {
             body(0..<count)
             return
         }
-        let per = (count + chunks - 1) / chunks
-        withoutActuallyEscaping(body) { body in
-            DispatchQueue.concurrentPerform(iterations: chunks) { c in
-                let lo = c * per
-                let hi = min(count, lo + per)
-                if lo < hi { body(lo..<hi) }
-            }
-        }
+        VectorKernels.parallelFor(threads: chunks, count: count, chunk: (count + chunks - 1) / chunks, body)
     }
 
     /// Runs `graph` (a subgraph of the node being run) with `inputs` bound to its inputs in order.

@@ -97,4 +97,18 @@ enum VectorKernels {
     static func roundThrough(_ x: UnsafePointer<Float>, bfloat16: Bool, _ y: UnsafeMutablePointer<Float>, count: Int) {
         if bfloat16 { ck_f32_round_bf16(x, y, count) } else { ck_f32_round_f16(x, y, count) }
     }
+
+    /// Runs `body` over `0..<count` in chunks of `chunk` iterations on the caller and up to
+    /// `threads - 1` workers of the CKernels pool, which spin briefly between jobs instead of
+    /// sleeping (waking a sleeping thread costs more than most kernels of a small model take).
+    static func parallelFor(threads: Int, count: Int, chunk: Int, _ body: (Range<Int>) -> Void) {
+        withoutActuallyEscaping(body) { body in
+            var box = body
+            withUnsafeMutablePointer(to: &box) { p in
+                ck_parallel_for(Int32(clamping: threads), count, chunk, { ctx, lo, hi in
+                    ctx!.assumingMemoryBound(to: ((Range<Int>) -> Void).self).pointee(Int(lo) ..< Int(hi))
+                }, p)
+            }
+        }
+    }
 }
