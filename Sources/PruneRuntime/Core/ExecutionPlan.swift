@@ -78,18 +78,34 @@ final class ExecutionPlan {
 
     /// The slot of `v`, if this plan has one.
     func slot(of v: Value) -> Int? { slots[ObjectIdentifier(v)] }
-    private(set) var slotCount = 0
+    var slotCount = 0
     /// Initializers and Constant outputs, filled once per run.
-    private(set) var constants: [(slot: Int, array: NDArray)] = []
+    var constants: [(slot: Int, array: NDArray)] = []
     /// Graph inputs, in order, with their slot.
     private(set) var inputs: [(value: Value, slot: Int)] = []
     private(set) var outputSlots: [Int] = []
     /// Values defined outside this graph that it (or a nested subgraph) reads.
     private(set) var captures: [(slot: Int, value: Value)] = []
-    private(set) var steps: [Step] = []
+    var steps: [Step] = []
     /// Profile counters per step (see ``Profile``).
     var stepSeconds: [Double] = []
     var stepCalls: [Int] = []
+
+    /// A plan that runs the same steps (kernels shared) with its own profile counters and memos
+    /// left as they are: the base of ``fused()``.
+    init(copying other: ExecutionPlan) {
+        graph = other.graph
+        slots = other.slots
+        slotCount = other.slotCount
+        constants = other.constants
+        inputs = other.inputs
+        outputSlots = other.outputSlots
+        captures = other.captures
+        steps = other.steps
+        stepSeconds = other.stepSeconds
+        stepCalls = other.stepCalls
+        memoState = other.memoState
+    }
 
     /// Compiles `graph`. Collects every node it cannot run into `unsupported` instead of throwing,
     /// so the caller can report them all at once.
@@ -260,7 +276,13 @@ final class ExecutionPlan {
     /// Whether the last run of this plan finished: then every memoized step's remembered outputs
     /// belong to that run, and a run whose Shape/Size steps all see the shapes they saw then may
     /// reuse the outputs of the shape arithmetic that follows without comparing anything.
-    var shapeMemosConsistent = false
+    /// Shared with plans made by ``init(copying:)``, whose steps share the memos.
+    var shapeMemosConsistent: Bool {
+        get { memoState.consistent }
+        set { memoState.consistent = newValue }
+    }
+    final class MemoState { var consistent = false }
+    private(set) var memoState = MemoState()
 
     /// Marks the steps that compute only on shapes and constants (Shape → Gather → Unsqueeze →
     /// Concat chains, position ranges, ...) so that a run with the same input shapes reuses

@@ -17,12 +17,17 @@ public final class Interpreter {
         public var profile: Bool
         /// Compute steps whose inputs are all constants once, when the interpreter is built.
         public var foldConstants: Bool
+        /// Run plain (unrecorded) runs on a plan with fused steps: Conv with a following
+        /// BatchNormalization folded into its weights, and a constant bias Add and a Relu after
+        /// a Conv, MatMul or Gemm applied in place. Recorded runs always execute node by node.
+        public var fuse: Bool
 
         /// Settings with `threads` threads.
-        public init(threads: Int = 1, profile: Bool = true, foldConstants: Bool = true) {
+        public init(threads: Int = 1, profile: Bool = true, foldConstants: Bool = true, fuse: Bool = true) {
             self.threads = max(1, threads)
             self.profile = profile
             self.foldConstants = foldConstants
+            self.fuse = fuse
         }
     }
 
@@ -48,7 +53,10 @@ public final class Interpreter {
 
     let registry: KernelRegistry
     let opsets: [String: Int]
+    /// The main graph, one step per node: what recorded runs (tapes, gradients) execute.
     let mainPlan: ExecutionPlan
+    /// The main graph with the fusions of ``ExecutionPlan/fused()``: what plain runs execute.
+    private(set) var fastPlan: ExecutionPlan! = nil
     private var subgraphPlans: [ObjectIdentifier: ExecutionPlan] = [:]
     private let planLock = NSLock()
 
@@ -78,7 +86,9 @@ public final class Interpreter {
             for plan in [mainPlan] + Array(subgraphPlans.values) { foldedSteps += fold(plan) }
         }
         for plan in [mainPlan] + Array(subgraphPlans.values) { plan.memoizeShapeArithmetic() }
+        fastPlan = options.fuse ? (mainPlan.fused() ?? mainPlan) : mainPlan
         profile.track(mainPlan)
+        if fastPlan !== mainPlan { profile.track(fastPlan) }
         for p in subgraphPlans.values { profile.track(p) }
     }
 
@@ -131,7 +141,7 @@ public final class Interpreter {
             try Interpreter.check(a, against: v, symbols: &symbols)
             feeds[slot] = a
         }
-        return try execute(mainPlan, feeds: feeds, parent: nil, tape: tape)
+        return try execute(tape == nil ? fastPlan : mainPlan, feeds: feeds, parent: nil, tape: tape)
     }
 
     static func check(_ a: NDArray, against v: Value, symbols: inout [String: (Int, String)]) throws {

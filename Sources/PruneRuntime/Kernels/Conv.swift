@@ -242,11 +242,8 @@ final class ConvKernel: Kernel {
                     let w = UnsafePointer(packed + gi * packCount)
                     let bias = pb.map { UnsafePointer($0 + gi * mg) }
                     let rowsBase = UnsafePointer(rows.baseAddress!)
-                    let panels = (nCols + 31) / 32
-                    ctx.parallelFor(panels, grain: max(1, 4096 / max(1, mg * kRows))) { range in
-                        VectorKernels.gemmRows(m: mg, k: kRows, packed: w, rows: rowsBase,
-                                               columns: range.lowerBound * 32 ..< min(nCols, range.upperBound * 32), y: out, ldy: ldy, bias: bias)
-                    }
+                    ConvKernel.parallelGemmRows(m: mg, k: kRows, packed: w, rows: rowsBase, columns: nCols,
+                                                y: out, ldy: ldy, bias: bias, ctx)
                     if let tmp {
                         for oc in 0..<mg {
                             for oh in 0..<g.oh {
@@ -255,6 +252,41 @@ final class ConvKernel: Kernel {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// ``VectorKernels/gemmRows(m:k:packed:rows:columns:y:ldy:bias:)`` over all `columns`, in
+    /// tiles of output channels × 32-column panels spread over the context's threads.
+    ///
+    /// Columns alone are too few to share in late layers (a 7×7 map is two panels), so when there
+    /// are fewer panels than 4 per thread, the output channels are cut too, in multiples of the
+    /// packing's 8 rows. A tile is at least about a million multiply-adds: a smaller one costs
+    /// more to hand to a worker than to compute.
+    static func parallelGemmRows(m: Int, k: Int, packed: UnsafePointer<Float>,
+                                 rows: UnsafePointer<UnsafePointer<Float>?>, columns: Int,
+                                 y: UnsafeMutablePointer<Float>, ldy: Int, bias: UnsafePointer<Float>?, _ ctx: KernelContext) {
+        let panels = (columns + 31) / 32
+        let threads = ctx.threads
+        let rowBlocks = (m + 7) / 8
+        let want = threads * 4
+        let split = threads > 1 && panels < want ? min(rowBlocks, (want + panels - 1) / panels) : 1
+        let blockRows = ((rowBlocks + split - 1) / split) * 8
+        let splits = (m + blockRows - 1) / blockRows
+        let tileMACs = blockRows * k * 32
+        ctx.parallelFor(splits * panels, grain: max(1, (1 << 20) / max(1, tileMACs))) { range in
+            // Consecutive tiles of one row block make one call (the kernel reuses each column block
+            // across all of its rows).
+            var t = range.lowerBound
+            while t < range.upperBound {
+                let block = t / panels
+                let end = min(range.upperBound, (block + 1) * panels)
+                let r0 = block * blockRows, r1 = min(m, r0 + blockRows)
+                let p0 = t - block * panels, p1 = end - block * panels
+                VectorKernels.gemmRows(m: r1 - r0, k: k, packed: packed + r0 * k, rows: rows,
+                                       columns: p0 * 32 ..< min(columns, p1 * 32), y: y + r0 * ldy, ldy: ldy,
+                                       bias: bias.map { $0 + r0 })
+                t = end
             }
         }
     }

@@ -1,0 +1,249 @@
+import Foundation
+import PruneIR
+
+// Fusions in the execution plan. The graph stays as the user gave it: a fused plan is a second
+// list of steps for plain runs, while recorded runs (tapes, reruns, gradients) keep the plan
+// that has one step per node.
+//
+// - Conv → BatchNormalization (inference, constant statistics): the normalization is folded into
+//   the convolution's weights and bias once, at build time.
+// - Conv / MatMul / Gemm → Add of a constant bias along the channel (Conv) or last (MatMul) axis:
+//   the bias is added in place to the product.
+// - any of the above → Relu: clamped in place.
+//
+// A step is fused into its producer only when the producer's output has that one reader and is
+// not an output of the graph nor read by a subgraph, and only for float32 values.
+
+extension ExecutionPlan {
+    /// A copy of this plan with the fusions above applied, or nil when none applies.
+    func fused() -> ExecutionPlan? {
+        var readers: [Int: Int] = [:]
+        for step in steps {
+            for s in step.inputs where s >= 0 { readers[s, default: 0] += 1 }
+            // Values read by a subgraph are read by its node too, as far as fusion is concerned.
+            for v in ExecutionPlan.freeValues(ofSubgraphsOf: step.node) {
+                if let s = slot(of: v) { readers[s, default: 2] += 2 }
+            }
+        }
+        for s in outputSlots { readers[s, default: 0] += 2 }
+        let overridable = Set(inputs.map(\.slot))
+        var known: [Int: NDArray] = [:]
+        for c in constants where !overridable.contains(c.slot) { known[c.slot] = c.array }
+
+        /// A product with constant float32 weights (so a float32 output, whatever the IR knows
+        /// of types): the size of its channel axis (Conv: axis 1) or last axis (MatMul, Gemm).
+        func channels(_ step: Step) -> Int? {
+            guard step.inputs.count >= 2, step.inputs[1] >= 0, let w = known[step.inputs[1]], w.dtype == .float else { return nil }
+            switch step.op {
+            case "Conv": return w.rank >= 3 ? w.shape[0] : nil
+            case "MatMul": return w.rank >= 2 ? w.shape[w.rank - 1] : nil
+            case "Gemm":
+                guard w.rank == 2 else { return nil }
+                let transB = (try? step.node.attribute("transB", as: Int.self)) ?? 0
+                return transB != 0 ? w.shape[0] : w.shape[1]
+            default: return nil
+            }
+        }
+        /// The single reader of step `i`'s first output, if it is the only one.
+        func soleReader(of i: Int, from start: Int) -> Int? {
+            guard let out = steps[i].outputs.first, readers[out] == 1 else { return nil }
+            for j in start..<steps.count where steps[j].inputs.contains(out) { return j }
+            return nil
+        }
+
+        var newConstants: [(slot: Int, array: NDArray)] = []
+        var nextSlot = slotCount
+        func addConstant(_ a: NDArray) -> Int {
+            newConstants.append((nextSlot, a))
+            nextSlot += 1
+            return nextSlot - 1
+        }
+
+        var removed = Set<Int>()
+        var replaced: [Int: Step] = [:]
+        for i in steps.indices where !removed.contains(i) {
+            let head = steps[i]
+            guard ["Conv", "MatMul", "Gemm"].contains(head.op), head.node.opType.domain.isEmpty, head.outputs.count == 1,
+                let width = channels(head)
+            else { continue }
+            var step = head
+            var epilogue = FusedEpilogue()
+            var last = i
+            var absorbed: [Int] = []
+
+            // Conv → BatchNormalization.
+            if head.op == "Conv", let conv = head.kernel as? ConvKernel, let j = soleReader(of: last, from: last + 1),
+                steps[j].op == "BatchNormalization", steps[j].node.opType.domain.isEmpty, steps[j].inputs.first == head.outputs[0],
+                let folded = ExecutionPlan.foldBatchNorm(conv: head, bn: steps[j], known: known)
+            {
+                let kernel = ConvKernel(window: conv.window, group: conv.group, constantInputs: [false, true, true])
+                if ConvKernel.vectorGemm { kernel.prepack(folded.weights) }
+                step = Step(node: head.node, name: head.name, op: head.op, kernel: kernel,
+                            inputs: [head.inputs[0], addConstant(folded.weights), addConstant(folded.bias)],
+                            outputs: head.outputs, release: head.release)
+                absorbed.append(j)
+                last = j
+            }
+            // A constant bias.
+            if let j = soleReader(of: last, from: last + 1), steps[j].op == "Add", steps[j].node.opType.domain.isEmpty,
+                let bias = ExecutionPlan.channelBias(add: steps[j], operand: steps[last].outputs[0], conv: head.op == "Conv",
+                                                     channels: width, known: known)
+            {
+                epilogue.bias = bias.array
+                epilogue.biasAxisFromEnd = bias.axisFromEnd
+                absorbed.append(j)
+                last = j
+            }
+            if let j = soleReader(of: last, from: last + 1), steps[j].op == "Relu", steps[j].node.opType.domain.isEmpty {
+                epilogue.relu = true
+                absorbed.append(j)
+                last = j
+            }
+            guard !absorbed.isEmpty else { continue }
+            // The fused step writes the last absorbed step's output and releases what all of them did.
+            let inner = step.kernel
+            let kernel: any Kernel = epilogue.isEmpty ? inner : FusedEpilogueKernel(inner: inner, epilogue: epilogue)
+            var release = step.release
+            let intermediate = Set([step.outputs[0]] + absorbed.dropLast().map { steps[$0].outputs[0] })
+            for j in absorbed { release += steps[j].release }
+            release.removeAll { intermediate.contains($0) }
+            // The head's name: profiles count the absorbed steps' time in it.
+            replaced[i] = Step(node: head.node, name: head.name, op: head.op, kernel: kernel, inputs: step.inputs,
+                               outputs: steps[last].outputs, release: release)
+            for j in absorbed { removed.insert(j) }
+        }
+        guard !replaced.isEmpty else { return nil }
+        let plan = ExecutionPlan(copying: self)
+        plan.slotCount = nextSlot
+        plan.constants += newConstants
+        plan.steps = steps.indices.compactMap { removed.contains($0) ? nil : (replaced[$0] ?? steps[$0]) }
+        // Fused steps keep their memo flags: fusion only touches products, which are never memoized.
+        plan.stepSeconds = Array(repeating: 0, count: plan.steps.count)
+        plan.stepCalls = Array(repeating: 0, count: plan.steps.count)
+        return plan
+    }
+
+    /// Weights and bias of `conv` with the inference BatchNormalization `bn` folded in, when the
+    /// weights, the bias (if any) and all statistics are float32 constants.
+    static func foldBatchNorm(conv: Step, bn: Step, known: [Int: NDArray]) -> (weights: NDArray, bias: NDArray)? {
+        guard conv.inputs.count >= 2, conv.inputs[1] >= 0, let w = known[conv.inputs[1]], w.dtype == .float, w.rank >= 3,
+            bn.inputs.count == 5, bn.outputs.count >= 1
+        else { return nil }
+        // Training-mode outputs (running statistics) must not be wanted.
+        if bn.node.outputs.count > 1 { return nil }
+        if (try? bn.node.attribute("training_mode", as: Int.self)) ?? 0 != 0 { return nil }
+        if let spatial = try? bn.node.attribute("spatial", as: Int.self), spatial == 0 { return nil }
+        let params = bn.inputs[1...4].map { $0 >= 0 ? known[$0] : nil }
+        let m = w.shape[0]
+        guard params.allSatisfy({ $0?.dtype == .float && $0?.count == m }) else { return nil }
+        var b: NDArray?
+        if conv.inputs.count > 2, conv.inputs[2] >= 0 {
+            guard let cb = known[conv.inputs[2]], cb.dtype == .float, cb.count == m else { return nil }
+            b = cb
+        }
+        let eps = Double((try? bn.node.attribute("epsilon", as: Float.self)) ?? 1e-5)
+        let scale = params[0]!.pointer(as: Float.self), shift = params[1]!.pointer(as: Float.self)
+        let mean = params[2]!.pointer(as: Float.self), variance = params[3]!.pointer(as: Float.self)
+        let weights = NDArray(zeros: .float, shape: w.shape)
+        let bias = NDArray(zeros: .float, shape: [m])
+        let per = w.count / m
+        let src = w.pointer(as: Float.self), dst = weights.pointer(as: Float.self), pb = bias.pointer(as: Float.self)
+        for oc in 0..<m {
+            let s = Double(scale[oc]) / (Double(variance[oc]) + eps).squareRoot()
+            for e in 0..<per { dst[oc * per + e] = Float(Double(src[oc * per + e]) * s) }
+            let b0 = b.map { Double($0.pointer(as: Float.self)[oc]) } ?? 0
+            pb[oc] = Float((b0 - Double(mean[oc])) * s + Double(shift[oc]))
+        }
+        return (weights, bias)
+    }
+
+    /// The constant bias an Add step adds to `operand` (a product with `channels` channels): along
+    /// axis 1 of a Conv's output (shaped [C, 1, ...] or [1, C, 1, ...]) or along the last axis of a
+    /// MatMul's or Gemm's (shaped [N] or [1, ..., N]), with that axis counted from the end; one
+    /// value also fits.
+    static func channelBias(add: Step, operand: Int, conv: Bool, channels: Int, known: [Int: NDArray]) -> (array: NDArray, axisFromEnd: Int)? {
+        guard add.inputs.count == 2, add.outputs.count == 1 else { return nil }
+        let other = add.inputs[0] == operand ? add.inputs[1] : add.inputs[1] == operand ? add.inputs[0] : -1
+        guard other >= 0, other != operand, let b = known[other], b.dtype == .float, b.count == channels || b.count == 1
+        else { return nil }
+        let nonUnit = b.shape.indices.filter { b.shape[$0] != 1 }
+        guard nonUnit.count <= 1 else { return nil }
+        if conv {
+            // The channel axis, counted from the end, is the bias's own rank minus 1 from the end
+            // when it is shaped [C, 1, ..., 1]: the Conv's output has rank = weights' rank.
+            guard let axis = nonUnit.first else { return b.rank <= 1 ? (b, 0) : nil }
+            let fromEnd = b.rank - 1 - axis
+            return fromEnd >= 1 ? (b, fromEnd) : nil
+        }
+        if let axis = nonUnit.first, axis != b.rank - 1 { return nil }
+        return (b, 0)
+    }
+}
+
+/// What a fused step does to its product, in place: add a bias along one axis, then clamp at 0.
+struct FusedEpilogue {
+    var bias: NDArray? = nil
+    /// The bias's axis counted from the end (0: last axis).
+    var biasAxisFromEnd = 0
+    var relu = false
+
+    var isEmpty: Bool { bias == nil && !relu }
+}
+
+/// A product kernel followed by its epilogue on the product's freshly allocated float32 output.
+final class FusedEpilogueKernel: Kernel {
+    let inner: any Kernel
+    let epilogue: FusedEpilogue
+
+    init(inner: any Kernel, epilogue: FusedEpilogue) {
+        self.inner = inner
+        self.epilogue = epilogue
+    }
+
+    func run(_ inputs: [NDArray?], _ ctx: KernelContext) throws -> [NDArray?] {
+        var outs = try inner.run(inputs, ctx)
+        guard var y = outs.first ?? nil, y.dtype == .float, y.count > 0 else { return outs }
+        if let b = epilogue.bias, b.rank > y.rank {
+            // Broadcasting gives the sum the bias's rank (leading ones): the same elements.
+            y = NDArray(dtype: y.dtype, shape: Array(repeating: 1, count: b.rank - y.rank) + y.shape, storage: y.storage,
+                        byteOffset: y.byteOffset)
+            outs[0] = y
+        }
+        let p = y.pointer(as: Float.self)
+        let n = y.count
+        let relu = epilogue.relu
+        if let bias = epilogue.bias {
+            let axis = y.rank - 1 - epilogue.biasAxisFromEnd
+            guard axis >= 0, bias.count == 1 || bias.count == y.shape[axis] else {
+                throw KernelError("fused bias of \(bias.count) does not fit the product \(y.shape)")
+            }
+            let pb = bias.pointer(as: Float.self)
+            if axis == y.rank - 1, bias.count > 1 {
+                // Along the last axis: each row gets the bias vector.
+                let size = bias.count
+                ctx.parallelFor(n / size, grain: max(1, elementwiseGrain / size)) { range in
+                    for r in range {
+                        let row = p + r * size
+                        if relu { for e in 0..<size { row[e] = max(row[e] + pb[e], 0) } } else { for e in 0..<size { row[e] += pb[e] } }
+                    }
+                }
+            } else {
+                // Along a channel axis (or one value): each run of `inner` elements gets one value.
+                let inner = y.shape[(axis + 1)...].reduce(1, *), size = y.shape[axis]
+                let one = bias.count == 1
+                ctx.parallelFor(n / inner, grain: max(1, elementwiseGrain / max(1, inner))) { range in
+                    for r in range {
+                        let row = p + r * inner
+                        let v = pb[one ? 0 : r % size]
+                        if relu { for e in 0..<inner { row[e] = max(row[e] + v, 0) } } else { for e in 0..<inner { row[e] += v } }
+                    }
+                }
+            }
+        } else if relu {
+            ctx.parallelFor(n, grain: elementwiseGrain) { range in
+                for e in range { p[e] = max(p[e], 0) }
+            }
+        }
+        return outs
+    }
+}

@@ -1,0 +1,63 @@
+import Foundation
+import PruneIR
+import PruneTestSupport
+import Testing
+
+@testable import PruneRuntime
+
+/// Fusions in the execution plan (Conv+BatchNormalization folded, bias Add and Relu in place):
+/// plain runs execute fewer steps and give the outputs of the node-by-node plan.
+@Suite struct PlanFusionTests {
+    /// The first calibration set of an example model (keys without a `setN.` prefix).
+    private static func feeds(_ name: String) throws -> [String: NDArray] {
+        let entries = try NPZ.read(contentsOf: TestPaths.examples.appendingPathComponent("\(name.split(separator: ".")[0]).calib.npz"))
+        return Dictionary(entries.filter { !$0.0.contains(".") }.map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// Steps absorbed into their producer, at least, per example model: the legacy ResNet's 13
+    /// BatchNormalizations and the 6 Relus that follow one (the dynamo export has its
+    /// normalizations folded already, and Relus after 6 Convs); bias Adds after MatMuls or Convs
+    /// in the transformers and the UNet.
+    @Test(arguments: [
+        ("resnet", 13, 19), ("resnet.dynamo", 0, 6), ("bert", 0, 1), ("unet", 0, 1), ("dit", 0, 1), ("llama", 0, 0),
+    ])
+    func fusedRunsMatchNodeByNodeRuns(_ name: String, _ batchNorms: Int, _ minimumFused: Int) throws {
+        let model = try ModelImporter.load(contentsOf: TestPaths.examples.appendingPathComponent("\(name).onnx"))
+        let fused = try Interpreter(model: model, options: .init(threads: 2, profile: false))
+        let plain = try Interpreter(model: model, options: .init(threads: 2, profile: false, fuse: false))
+        let removed = plain.fastPlan.steps.count - fused.fastPlan.steps.count
+        #expect(removed >= max(batchNorms, minimumFused), "\(name): \(removed) steps fused away")
+        #expect(!fused.fastPlan.steps.contains { $0.op == "BatchNormalization" } || batchNorms == 0)
+        // Recorded runs keep one step per node.
+        #expect(fused.mainPlan.steps.count == plain.mainPlan.steps.count)
+        let inputs = try Self.feeds(name)
+        let a = try fused.run(inputs), b = try plain.run(inputs)
+        for (key, want) in b {
+            let got = try #require(a[key])
+            #expect(got.shape == want.shape)
+            let x = got.doubles(), y = want.doubles()
+            let scale = max(1e-3, y.map { abs($0) }.max() ?? 0)
+            let diff = zip(x, y).map { abs($0 - $1) }.max() ?? 0
+            #expect(diff / scale < 1e-5, "\(name) \(key): max difference \(diff) (scale \(scale))")
+        }
+        // A second run with the same shapes takes the memoized shape arithmetic as it is.
+        let again = try fused.run(inputs)
+        for (key, want) in a { #expect(again[key]!.doubles() == want.doubles()) }
+    }
+
+    /// The epilogue adds a bias along the last axis or the channel axis, then clamps.
+    @Test func epilogueAddsBiasAlongTheRightAxisThenClamps() throws {
+        let interp = try Interpreter(model: Model(graph: Graph(name: "empty")), options: .init(profile: false))
+        let ctx = KernelContext(interpreter: interp, frame: Frame(plan: interp.mainPlan, parent: nil))
+        final class Constant: Kernel {
+            let value: NDArray
+            init(_ v: NDArray) { value = v }
+            func run(_ inputs: [NDArray?], _ context: KernelContext) throws -> [NDArray?] { [value.copy()] }
+        }
+        let y = NDArray([Float](arrayLiteral: -3, -2, -1, 0, 1, 2), shape: [1, 2, 3])
+        let last = FusedEpilogueKernel(inner: Constant(y), epilogue: FusedEpilogue(bias: NDArray([Float](arrayLiteral: 1, 2, 3), shape: [3]), biasAxisFromEnd: 0, relu: false))
+        #expect(try last.run([], ctx)[0]!.doubles() == [-2, 0, 2, 1, 3, 5])
+        let channel = FusedEpilogueKernel(inner: Constant(y), epilogue: FusedEpilogue(bias: NDArray([Float](arrayLiteral: 10, -10), shape: [2, 1]), biasAxisFromEnd: 1, relu: true))
+        #expect(try channel.run([], ctx)[0]!.doubles() == [7, 8, 9, 0, 0, 0])
+    }
+}
