@@ -17,9 +17,11 @@ import Testing
     /// Steps absorbed into their producer, at least, per example model: the legacy ResNet's 13
     /// BatchNormalizations and the 6 Relus that follow one (the dynamo export has its
     /// normalizations folded already, and Relus after 6 Convs); bias Adds after MatMuls or Convs
-    /// in the transformers and the UNet.
+    /// in the transformers and the UNet; the llamas' 5 RMSNorm chains (7 steps each in the
+    /// legacy export, with its Cast to float32, 6 in the dynamo one).
     @Test(arguments: [
-        ("resnet", 13, 19), ("resnet.dynamo", 0, 6), ("bert", 0, 1), ("unet", 0, 1), ("dit", 0, 1), ("llama", 0, 0),
+        ("resnet", 13, 19), ("resnet.dynamo", 0, 6), ("bert", 0, 12), ("bert.dynamo", 0, 12), ("unet", 0, 16), ("unet.dynamo", 0, 16), ("dit", 0, 13),
+        ("dit.dynamo", 0, 13), ("llama", 0, 35), ("llama.dynamo", 0, 30),
     ])
     func fusedRunsMatchNodeByNodeRuns(_ name: String, _ batchNorms: Int, _ minimumFused: Int) throws {
         let model = try ModelImporter.load(contentsOf: TestPaths.examples.appendingPathComponent("\(name).onnx"))

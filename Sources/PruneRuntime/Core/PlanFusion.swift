@@ -10,6 +10,9 @@ import PruneIR
 // - Conv / MatMul / Gemm → Add of a constant bias along the channel (Conv) or last (MatMul) axis:
 //   the bias is added in place to the product.
 // - any of the above → Relu: clamped in place.
+// - RMSNorm as exporters decompose it, x · 1/√(mean(x²) + ε) · w: Pow(x, 2) → ReduceMean over the
+//   last axis → Add ε → Sqrt → Reciprocal (or Div(1, ·)) → Mul(x, ·) (or Div(x, ·)) → a Cast to
+//   float32 → Mul by a constant weight: one pass over each row instead of six or seven.
 //
 // A step is fused into its producer only when the producer's output has that one reader and is
 // not an output of the graph nor read by a subgraph, and only for float32 values.
@@ -112,6 +115,7 @@ extension ExecutionPlan {
                                outputs: steps[last].outputs, release: release)
             for j in absorbed { removed.insert(j) }
         }
+        fuseRMSNorms(soleReader: soleReader, known: known, removed: &removed, replaced: &replaced)
         guard !replaced.isEmpty else { return nil }
         let plan = ExecutionPlan(copying: self)
         plan.slotCount = nextSlot
@@ -121,6 +125,76 @@ extension ExecutionPlan {
         plan.stepSeconds = Array(repeating: 0, count: plan.steps.count)
         plan.stepCalls = Array(repeating: 0, count: plan.steps.count)
         return plan
+    }
+
+    /// Replaces each decomposed RMSNorm chain (see the file's header) by one step at the chain's
+    /// last position. Every intermediate value must have its one reader in the chain.
+    private func fuseRMSNorms(soleReader: (Int, Int) -> Int?, known: [Int: NDArray], removed: inout Set<Int>,
+                              replaced: inout [Int: Step]) {
+        func isOp(_ i: Int, _ op: String) -> Bool {
+            steps[i].op == op && steps[i].node.opType.domain.isEmpty && !removed.contains(i) && replaced[i] == nil
+        }
+        func scalar(_ slot: Int) -> Float? {
+            guard slot >= 0, let a = known[slot], a.dtype == .float, a.count == 1 else { return nil }
+            return a.pointer(as: Float.self)[0]
+        }
+        for p in steps.indices where isOp(p, "Pow") && steps[p].inputs.count == 2 && scalar(steps[p].inputs[1]) == 2 {
+            let x = steps[p].inputs[0]
+            guard x >= 0, let r = soleReader(p, p + 1), isOp(r, "ReduceMean"), steps[r].inputs.first == steps[p].outputs[0],
+                (try? steps[r].node.attribute("keepdims", as: Int.self)) ?? 1 == 1
+            else { continue }
+            // The last axis only: as an attribute (opset < 18) or a constant input.
+            var axes = (try? steps[r].node.attribute("axes", as: [Int].self)) ?? []
+            if steps[r].inputs.count > 1, steps[r].inputs[1] >= 0 {
+                guard let a = known[steps[r].inputs[1]], a.dtype == .int64 else { continue }
+                axes = a.doubles().map { Int($0) }
+            }
+            let rank = steps[p].node.inputs.first??.type?.shape?.rank
+            guard axes.count == 1, axes[0] == -1 || (rank != nil && axes[0] == rank! - 1) else { continue }
+            guard let a = soleReader(r, r + 1), isOp(a, "Add"), steps[a].inputs.count == 2 else { continue }
+            let epsSlot = steps[a].inputs[0] == steps[r].outputs[0] ? steps[a].inputs[1] : steps[a].inputs[0]
+            guard let eps = scalar(epsSlot), let q = soleReader(a, a + 1), isOp(q, "Sqrt") else { continue }
+            guard let d = soleReader(q, q + 1) else { continue }
+            var chain = [p, r, a, q]
+            var normalized: Int
+            if isOp(d, "Div"), steps[d].inputs == [x, steps[q].outputs[0]] {
+                normalized = d
+            } else {
+                // 1/√ then x · that.
+                let inverse: Bool
+                if isOp(d, "Reciprocal") { inverse = true } else if isOp(d, "Div"), scalar(steps[d].inputs[0]) == 1, steps[d].inputs[1] == steps[q].outputs[0] { inverse = true } else { inverse = false }
+                guard inverse, let m = soleReader(d, d + 1), isOp(m, "Mul"),
+                    Set(steps[m].inputs) == Set([x, steps[d].outputs[0]]), steps[m].inputs.count == 2
+                else { continue }
+                chain.append(d)
+                normalized = m
+            }
+            chain.append(normalized)
+            // torch's legacy export casts the float32 result to float32 before the weight.
+            if let c = soleReader(normalized, normalized + 1), isOp(c, "Cast"),
+                (try? steps[c].node.attribute("to", as: Int.self)) == 1
+            {
+                chain.append(c)
+            }
+            let tail = chain.last!
+            var weight: Int = -1
+            if let w = soleReader(tail, tail + 1), isOp(w, "Mul"), steps[w].inputs.count == 2 {
+                let other = steps[w].inputs[0] == steps[tail].outputs[0] ? steps[w].inputs[1] : steps[w].inputs[0]
+                if other >= 0, let wa = known[other], wa.dtype == .float, wa.rank == 1 {
+                    weight = other
+                    chain.append(w)
+                }
+            }
+            let last = chain.last!
+            var release: [Int] = []
+            for j in chain { release += steps[j].release }
+            let intermediate = Set(chain.dropLast().map { steps[$0].outputs[0] })
+            release.removeAll { intermediate.contains($0) }
+            replaced[last] = Step(node: steps[last].node, name: steps[last].name, op: "RMSNorm",
+                                  kernel: RMSNormKernel(epsilon: eps), inputs: [x, weight], outputs: steps[last].outputs,
+                                  release: release)
+            for j in chain.dropLast() { removed.insert(j) }
+        }
     }
 
     /// Weights and bias of `conv` with the inference BatchNormalization `bn` folded in, when the
@@ -245,5 +319,43 @@ final class FusedEpilogueKernel: Kernel {
             }
         }
         return outs
+    }
+}
+
+/// x / √(mean(x²) + ε) · w over the last axis (`w` optional), in float32: the fused form of the
+/// RMSNorm chain exporters write.
+final class RMSNormKernel: Kernel {
+    let epsilon: Float
+
+    init(epsilon: Float) { self.epsilon = epsilon }
+
+    func run(_ inputs: [NDArray?], _ ctx: KernelContext) throws -> [NDArray?] {
+        let x = try inputs.required(0)
+        let w = inputs.optional(1)
+        guard x.dtype == .float, x.rank >= 1, let size = x.shape.last, size > 0 else {
+            throw KernelError("fused RMSNorm expects float32 with a last axis, got \(x.dtype) \(x.shape)")
+        }
+        if let w, w.dtype != .float || w.count != size {
+            throw KernelError("fused RMSNorm weight of \(w.count) does not fit rows of \(size)")
+        }
+        let y = ctx.allocate(.float, x.shape)
+        let px = x.pointer(as: Float.self), py = y.pointer(as: Float.self), pw = w?.pointer(as: Float.self)
+        let eps = epsilon
+        ctx.parallelFor(x.count / size, grain: max(1, elementwiseGrain / size)) { rows in
+            for row in rows {
+                let src = px + row * size, dst = py + row * size
+                var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0
+                var e = 0
+                while e + 4 <= size {
+                    s0 += src[e] * src[e]; s1 += src[e + 1] * src[e + 1]
+                    s2 += src[e + 2] * src[e + 2]; s3 += src[e + 3] * src[e + 3]
+                    e += 4
+                }
+                while e < size { s0 += src[e] * src[e]; e += 1 }
+                let r = 1 / (((s0 + s1) + (s2 + s3)) / Float(size) + eps).squareRoot()
+                if let pw { for e in 0..<size { dst[e] = src[e] * r * pw[e] } } else { for e in 0..<size { dst[e] = src[e] * r } }
+            }
+        }
+        return [y]
     }
 }
