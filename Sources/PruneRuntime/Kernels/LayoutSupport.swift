@@ -49,6 +49,17 @@ enum Layout {
             }
         }
         if dims.isEmpty { dims = [1]; strides = [0] }
+        // Small copies (attention heads of small models): plain nested loops. The general path's
+        // tiling, row walker and parallel loop cost more than such a copy.
+        if dims.count <= 4, dims.reduce(1, *) <= smallCopyElements {
+            switch elementSize {
+            case 4: smallCopy(src, srcOffset, strides, dst, dims, UInt32.self); return
+            case 8: smallCopy(src, srcOffset, strides, dst, dims, UInt64.self); return
+            case 2: smallCopy(src, srcOffset, strides, dst, dims, UInt16.self); return
+            case 1: smallCopy(src, srcOffset, strides, dst, dims, UInt8.self); return
+            default: break
+            }
+        }
         switch elementSize {
         case 1: copyTyped(src, srcOffset, strides, dst, dims, UInt8.self, context)
         case 2: copyTyped(src, srcOffset, strides, dst, dims, UInt16.self, context)
@@ -58,6 +69,36 @@ enum Layout {
             // Any other width: copy bytes, with a trailing byte dimension.
             copyTyped(src, srcOffset * elementSize, strides.map { $0 * elementSize } + [1], dst,
                       dims + [elementSize], UInt8.self, context)
+        }
+    }
+
+    /// Elements below which a strided copy runs as plain nested loops on one thread.
+    static let smallCopyElements = 16_384
+
+    /// A strided copy of at most 4 dimensions as nested loops, the output contiguous.
+    @inline(__always)
+    private static func smallCopy<T>(
+        _ srcRaw: UnsafeRawPointer, _ offset: Int, _ strides: [Int],
+        _ dstRaw: UnsafeMutableRawPointer, _ shape: [Int], _: T.Type
+    ) {
+        let src = srcRaw.assumingMemoryBound(to: T.self) + offset
+        var o = dstRaw.assumingMemoryBound(to: T.self)
+        // Pad to 4 dimensions in front (size 1, stride 0).
+        let pad = 4 - shape.count
+        func dim(_ i: Int) -> (Int, Int) { i < pad ? (1, 0) : (shape[i - pad], strides[i - pad]) }
+        let (n0, s0) = dim(0), (n1, s1) = dim(1), (n2, s2) = dim(2), (n3, s3) = dim(3)
+        for i0 in 0..<n0 {
+            for i1 in 0..<n1 {
+                for i2 in 0..<n2 {
+                    let base = src + i0 * s0 + i1 * s1 + i2 * s2
+                    if s3 == 1 {
+                        o.update(from: base, count: n3)
+                    } else {
+                        for i3 in 0..<n3 { o[i3] = base[i3 * s3] }
+                    }
+                    o += n3
+                }
+            }
         }
     }
 
