@@ -62,4 +62,36 @@ import Testing
         let channel = FusedEpilogueKernel(inner: Constant(y), epilogue: FusedEpilogue(bias: NDArray([Float](arrayLiteral: 10, -10), shape: [2, 1]), biasAxisFromEnd: 1, relu: true))
         #expect(try channel.run([], ctx)[0]!.doubles() == [7, 8, 9, 0, 0, 0])
     }
+
+    /// An elementwise region (tanh-GELU of `x`, times `y`, plus `x`): one step; `y` of the same
+    /// shape, repeating as a trailing block, or broadcast another way (the region then runs its
+    /// own kernels one by one) all give the unfused results. `x` is read by a step between the
+    /// region's first and last steps, so the fused step must keep it alive until it runs.
+    @Test(arguments: [[4, 2, 8], [2, 8], [4, 2, 1], [1, 4, 2, 8]])
+    func elementwiseRegionMatchesItsSteps(_ yShape: [Int]) throws {
+        let b = GraphBuilder()
+        let x = b.input("x", .float, [4, 2, 8])
+        let y = b.input("y", .float, yShape)
+        func c(_ v: Float) -> Value { b.initializer("c", Tensor.scalar(v)) }
+        let cube = b.add(OpType("Pow"), [x, c(3)])
+        let inner = b.add(OpType("Add"), [x, b.add(OpType("Mul"), [cube, c(0.044715)])])
+        let side = b.add(OpType("Neg"), [x])  // reads x between the region's steps
+        let t = b.add(OpType("Tanh"), [b.add(OpType("Mul"), [inner, c(0.7978846)])])
+        let gelu = b.add(OpType("Mul"), [b.add(OpType("Mul"), [x, b.add(OpType("Add"), [t, c(1)])]), c(0.5)])
+        let out = b.add(OpType("Add"), [b.add(OpType("Mul"), [gelu, y]), x])
+        b.output(out, side)
+        let model = b.model(opset: 17)
+        let fused = try Interpreter(model: model, options: .init(profile: false))
+        let plain = try Interpreter(model: model, options: .init(profile: false, fuse: false))
+        #expect(fused.fastPlan.steps.count == 2, "\(fused.fastPlan.steps.map(\.op))")
+        var rng = SystemRandomNumberGenerator()
+        let xs = NDArray((0..<64).map { _ in Float.random(in: -3...3, using: &rng) }, shape: [4, 2, 8])
+        let ys = NDArray((0..<yShape.reduce(1, *)).map { _ in Float.random(in: -2...2, using: &rng) }, shape: yShape)
+        let a = try fused.run(["x": xs, "y": ys]), e = try plain.run(["x": xs, "y": ys])
+        for key in [out.name, side.name] {
+            #expect(a[key]!.shape == e[key]!.shape)
+            let diff = zip(a[key]!.doubles(), e[key]!.doubles()).map { abs($0 - $1) }.max() ?? 1
+            #expect(diff < 1e-5, "\(key) with y \(yShape): \(diff)")
+        }
+    }
 }

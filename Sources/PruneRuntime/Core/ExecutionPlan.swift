@@ -13,7 +13,7 @@ final class ExecutionPlan {
         let inputs: [Int]
         let outputs: [Int]
         /// Slots to drop after this step.
-        let release: [Int]
+        var release: [Int]
         /// Set for steps that only compute on shapes (see ``memoizeShapeArithmetic()``).
         var memo: Memo? = nil
         /// Whether this step is a Shape/Size op: a root of the shape arithmetic (its memo is

@@ -13,6 +13,7 @@ import PruneIR
 // - RMSNorm as exporters decompose it, x · 1/√(mean(x²) + ε) · w: Pow(x, 2) → ReduceMean over the
 //   last axis → Add ε → Sqrt → Reciprocal (or Div(1, ·)) → Mul(x, ·) (or Div(x, ·)) → a Cast to
 //   float32 → Mul by a constant weight: one pass over each row instead of six or seven.
+// - regions of float32 elementwise steps (ElementwiseFusion.swift).
 //
 // A step is fused into its producer only when the producer's output has that one reader and is
 // not an output of the graph nor read by a subgraph, and only for float32 values.
@@ -116,11 +117,14 @@ extension ExecutionPlan {
             for j in absorbed { removed.insert(j) }
         }
         fuseRMSNorms(soleReader: soleReader, known: known, removed: &removed, replaced: &replaced)
+        fuseElementwiseRegions(readers: readers, known: known, removed: &removed, replaced: &replaced)
         guard !replaced.isEmpty else { return nil }
         let plan = ExecutionPlan(copying: self)
         plan.slotCount = nextSlot
         plan.constants += newConstants
         plan.steps = steps.indices.compactMap { removed.contains($0) ? nil : (replaced[$0] ?? steps[$0]) }
+        // A fused step reads its inputs where its last step was: liveness is computed anew.
+        plan.recomputeReleases()
         // Fused steps keep their memo flags: fusion only touches products, which are never memoized.
         plan.stepSeconds = Array(repeating: 0, count: plan.steps.count)
         plan.stepCalls = Array(repeating: 0, count: plan.steps.count)
@@ -195,6 +199,26 @@ extension ExecutionPlan {
                                   release: release)
             for j in chain.dropLast() { removed.insert(j) }
         }
+    }
+
+    /// Sets every step's release list from the steps as they are: a value is dropped after the
+    /// last step that reads it (or at once if nothing does), unless it is a graph output, a
+    /// constant or a capture.
+    func recomputeReleases() {
+        var lastUse: [Int: Int] = [:]
+        for (i, step) in steps.enumerated() {
+            for s in step.inputs where s >= 0 { lastUse[s] = i }
+            for v in ExecutionPlan.freeValues(ofSubgraphsOf: step.node) {
+                if let s = slot(of: v) { lastUse[s] = i }
+            }
+        }
+        var keep = Set(outputSlots)
+        for c in constants { keep.insert(c.slot) }
+        for c in captures { keep.insert(c.slot) }
+        for i in steps.indices {
+            steps[i].release = steps[i].outputs.filter { lastUse[$0] == nil && !keep.contains($0) }
+        }
+        for (s, i) in lastUse where !keep.contains(s) { steps[i].release.append(s) }
     }
 
     /// Weights and bias of `conv` with the inference BatchNormalization `bn` folded in, when the

@@ -1,0 +1,265 @@
+import Foundation
+import PruneIR
+
+// Elementwise regions: a DAG of float32 elementwise steps (GELU's Div → Erf → Add → Mul → Mul,
+// tanh-GELU's eight steps, SiLU's Sigmoid → Mul) runs as one step that makes one pass over its
+// inputs in blocks that stay in L1, instead of one pass and one allocation per step.
+//
+// A region's values come from its external inputs (of one shape, or repeating inside it as a
+// trailing block, checked at run time), float scalar constants and its own steps; every value a region step makes, but the last, has its one
+// reader inside the region. When the inputs differ in shape or type at run time, the region runs
+// its original kernels one after another, as the unfused plan would.
+
+/// One instruction of an elementwise region.
+struct ElementwiseInstruction {
+    enum Op {
+        case add, sub, mul, div, square, cube
+        case relu, neg, abs, sqrt, reciprocal
+        case vector(VectorKernels.Function)
+    }
+
+    enum Operand {
+        /// External input `i` of the fused step.
+        case input(Int)
+        /// The result of instruction `i`.
+        case register(Int)
+        case constant(Float)
+    }
+
+    var op: Op
+    var a: Operand
+    var b: Operand?
+}
+
+extension ExecutionPlan {
+    /// Ops a region may hold, with their arity.
+    static let regionOps: [String: Int] = [
+        "Add": 2, "Sub": 2, "Mul": 2, "Div": 2, "Pow": 2,
+        "Relu": 1, "Neg": 1, "Abs": 1, "Sqrt": 1, "Reciprocal": 1, "Sigmoid": 1, "Tanh": 1, "Erf": 1, "Exp": 1,
+    ]
+
+    /// Groups elementwise steps into regions (see the file's header), each run as one step at the
+    /// position of its last step.
+    func fuseElementwiseRegions(readers: [Int: Int], known: [Int: NDArray], removed: inout Set<Int>, replaced: inout [Int: Step]) {
+        var producer: [Int: Int] = [:]
+        for (i, step) in steps.enumerated() { for s in step.outputs { producer[s] = i } }
+        func scalar(_ slot: Int) -> Float? {
+            guard slot >= 0, let a = known[slot], a.dtype == .float, a.count == 1, a.rank <= 1 else { return nil }
+            return a.pointer(as: Float.self)[0]
+        }
+        func candidate(_ i: Int) -> Bool {
+            let s = steps[i]
+            guard let arity = ExecutionPlan.regionOps[s.op], s.node.opType.domain.isEmpty, s.memo == nil,
+                !removed.contains(i), replaced[i] == nil, s.inputs.count == arity, s.outputs.count == 1,
+                s.inputs.allSatisfy({ $0 >= 0 })
+            else { return false }
+            if s.op == "Pow" { return [2, 3].contains(scalar(s.inputs[1]) ?? 0) }
+            return true
+        }
+        var taken = Set<Int>()
+        for root in steps.indices.reversed() where candidate(root) && !taken.contains(root) {
+            // Grow backwards through producers whose one reader is in the region.
+            var region: Set<Int> = [root]
+            var frontier = [root]
+            while let i = frontier.popLast() {
+                for s in steps[i].inputs where scalar(s) == nil {
+                    guard let p = producer[s], candidate(p), !taken.contains(p), !region.contains(p), readers[s] == 1 else { continue }
+                    region.insert(p)
+                    frontier.append(p)
+                }
+            }
+            guard region.count >= 2 else { continue }
+            let ordered = region.sorted()
+            // Instructions in step order; external inputs numbered as first met.
+            var externals: [Int] = []
+            var register: [Int: Int] = [:]
+            var program: [ElementwiseInstruction] = []
+            var ok = true
+            for (k, i) in ordered.enumerated() {
+                let s = steps[i]
+                func operand(_ slot: Int) -> ElementwiseInstruction.Operand {
+                    if let r = register[slot] { return .register(r) }
+                    if let c = scalar(slot) { return .constant(c) }
+                    if let e = externals.firstIndex(of: slot) { return .input(e) }
+                    externals.append(slot)
+                    return .input(externals.count - 1)
+                }
+                let a = operand(s.inputs[0])
+                let b = s.inputs.count > 1 ? operand(s.inputs[1]) : nil
+                let op: ElementwiseInstruction.Op
+                switch s.op {
+                case "Add": op = .add
+                case "Sub": op = .sub
+                case "Mul": op = .mul
+                case "Div": op = .div
+                case "Pow": op = scalar(s.inputs[1]) == 2 ? .square : .cube
+                case "Relu": op = .relu
+                case "Neg": op = .neg
+                case "Abs": op = .abs
+                case "Sqrt": op = .sqrt
+                case "Reciprocal": op = .reciprocal
+                case "Sigmoid": op = .vector(.sigmoid)
+                case "Tanh": op = .vector(.tanh)
+                case "Erf": op = .vector(.erf)
+                case "Exp": op = .vector(.exp)
+                default: ok = false; op = .add
+                }
+                program.append(ElementwiseInstruction(op: op, a: a, b: s.op == "Pow" ? nil : b))
+                register[s.outputs[0]] = k
+            }
+            // A region of scalars only (no external tensor) is left alone; so is one that would
+            // need a value it makes itself from outside (cannot happen with one reader each).
+            guard ok, !externals.isEmpty else { continue }
+            var release: [Int] = []
+            for i in ordered { release += steps[i].release }
+            let intermediate = Set(ordered.dropLast().map { steps[$0].outputs[0] })
+            release.removeAll { intermediate.contains($0) }
+            let fallback = ordered.map { (kernel: steps[$0].kernel, inputs: steps[$0].inputs, output: steps[$0].outputs[0]) }
+            let scalarRank = ordered.flatMap { steps[$0].inputs }.compactMap { scalar($0) != nil ? known[$0]!.rank : nil }.max() ?? 0
+            let kernel = ElementwiseRegionKernel(program: program, inputs: externals, steps: fallback, scalarRank: scalarRank)
+            replaced[root] = Step(node: steps[root].node, name: steps[root].name, op: steps[root].op, kernel: kernel,
+                                  inputs: externals, outputs: steps[root].outputs, release: release)
+            for i in ordered where i != root { removed.insert(i) }
+            taken.formUnion(region)
+        }
+    }
+}
+
+/// Runs an elementwise region's program over its inputs in blocks.
+final class ElementwiseRegionKernel: Kernel {
+    let program: [ElementwiseInstruction]
+    /// The plan slots of the external inputs, in the order the step receives them.
+    let inputSlots: [Int]
+    /// The original steps, for inputs the program cannot take (differing shapes, other types).
+    let steps: [(kernel: any Kernel, inputs: [Int], output: Int)]
+
+    /// The highest rank of the region's scalar constants (a [1] constant gives a rank-0 input rank 1).
+    let scalarRank: Int
+
+    static let block = 256
+
+    init(program: [ElementwiseInstruction], inputs: [Int], steps: [(kernel: any Kernel, inputs: [Int], output: Int)], scalarRank: Int) {
+        self.program = program
+        self.inputSlots = inputs
+        self.steps = steps
+        self.scalarRank = scalarRank
+    }
+
+    func run(_ inputs: [NDArray?], _ ctx: KernelContext) throws -> [NDArray?] {
+        let xs = try (0..<inputs.count).map { try inputs.required($0) }
+        // The largest input gives the shape; the others must be it, or repeat inside it as a
+        // trailing block (a [s, d] rotary table against [b, h, s, d]).
+        let widest = xs.max { $0.count < $1.count }!
+        guard let shape = try? Broadcast.shape(xs.map(\.shape)), shape.reduce(1, *) == widest.count,
+            xs.allSatisfy({ $0.dtype == .float && ($0.count == widest.count || ($0.count > 0 && isTrailingBlock($0.shape, of: shape))) }),
+            widest.count > 0, shape.count >= scalarRank
+        else {
+            return [try runSteps(xs, ctx)]
+        }
+        let y = ctx.allocate(.float, shape)
+        let n = y.count
+        let py = y.pointer(as: Float.self)
+        let ptrs = xs.map { UnsafePointer($0.pointer(as: Float.self)) }
+        let periods = xs.map { $0.count == n ? 0 : $0.count }
+        let repeating = periods.contains { $0 > 0 }
+        let program = self.program
+        let block = Self.block
+        let scratch = program.count + (repeating ? xs.count : 0)
+        ctx.parallelFor((n + block - 1) / block, grain: max(1, elementwiseGrain / block)) { range in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: scratch * block) { regs in
+                let base = regs.baseAddress!
+                var blockInputs = ptrs
+                for b in range {
+                    let start = b * block, count = min(block, n - start)
+                    for (i, period) in periods.enumerated() {
+                        if period == 0 {
+                            blockInputs[i] = ptrs[i] + start
+                        } else {
+                            // This block's elements of a repeating input, gathered once.
+                            let dst = base + (program.count + i) * block
+                            var j = start % period
+                            for e in 0..<count {
+                                dst[e] = ptrs[i][j]
+                                j += 1
+                                if j == period { j = 0 }
+                            }
+                            blockInputs[i] = UnsafePointer(dst)
+                        }
+                    }
+                    for (k, ins) in program.enumerated() {
+                        let dst = k == program.count - 1 ? py + start : base + k * block
+                        Self.execute(ins, dst, count, blockInputs, base, block)
+                    }
+                }
+            }
+        }
+        return [y]
+    }
+
+    @inline(__always)
+    private static func execute(_ ins: ElementwiseInstruction, _ dst: UnsafeMutablePointer<Float>, _ count: Int,
+                                _ xs: [UnsafePointer<Float>], _ regs: UnsafeMutablePointer<Float>, _ block: Int) {
+        // An operand as a pointer (stride 1) or a constant (stride 0).
+        func ref(_ o: ElementwiseInstruction.Operand) -> (UnsafePointer<Float>?, Float) {
+            switch o {
+            case .input(let i): return (xs[i], 0)
+            case .register(let r): return (UnsafePointer(regs + r * block), 0)
+            case .constant(let c): return (nil, c)
+            }
+        }
+        let (pa, ca) = ref(ins.a)
+        switch ins.op {
+        case .add, .sub, .mul, .div:
+            let (pb, cb) = ref(ins.b!)
+            func loop(_ f: (Float, Float) -> Float) {
+                switch (pa, pb) {
+                case let (a?, b?): for i in 0..<count { dst[i] = f(a[i], b[i]) }
+                case let (a?, nil): for i in 0..<count { dst[i] = f(a[i], cb) }
+                case let (nil, b?): for i in 0..<count { dst[i] = f(ca, b[i]) }
+                case (nil, nil): for i in 0..<count { dst[i] = f(ca, cb) }
+                }
+            }
+            switch ins.op {
+            case .add: loop(+)
+            case .sub: loop(-)
+            case .mul: loop(*)
+            default: loop(/)
+            }
+        case .vector(let f):
+            if let a = pa { VectorKernels.apply(f, a, dst, count: count) } else {
+                dst.update(repeating: ca, count: count)
+                VectorKernels.apply(f, UnsafePointer(dst), dst, count: count)
+            }
+        default:
+            let a = pa ?? UnsafePointer(dst)
+            if pa == nil { dst.update(repeating: ca, count: count) }
+            switch ins.op {
+            case .square: for i in 0..<count { dst[i] = a[i] * a[i] }
+            case .cube: for i in 0..<count { let v = a[i]; dst[i] = v * v * v }
+            case .relu: for i in 0..<count { let v = a[i]; dst[i] = v < 0 ? 0 : v }
+            case .neg: for i in 0..<count { dst[i] = -a[i] }
+            case .abs: for i in 0..<count { dst[i] = Swift.abs(a[i]) }
+            case .sqrt: for i in 0..<count { dst[i] = a[i].squareRoot() }
+            case .reciprocal: for i in 0..<count { dst[i] = 1 / a[i] }
+            default: break
+            }
+        }
+    }
+
+    /// The region's steps one by one with their own kernels (broadcasting, other types).
+    private func runSteps(_ xs: [NDArray], _ ctx: KernelContext) throws -> NDArray {
+        var values: [Int: NDArray] = [:]
+        for (slot, x) in zip(inputSlots, xs) { values[slot] = x }
+        var last: NDArray?
+        for s in steps {
+            let ins: [NDArray?] = s.inputs.map { values[$0] ?? ctx.frame.values[$0] }
+            guard let out = try s.kernel.run(ins, ctx).first ?? nil else {
+                throw KernelError("an elementwise step of a fused region made no output")
+            }
+            values[s.output] = out
+            last = out
+        }
+        guard let last else { throw KernelError("empty elementwise region") }
+        return last
+    }
+}
