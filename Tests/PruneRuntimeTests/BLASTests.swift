@@ -39,6 +39,37 @@ import Testing
         #expect(Self.product(a, b, m: m, n: n, k: k, threads: 1) == reference)
     }
 
+    /// Multi-threaded products run as single-threaded calls on slices of C (rows when M is the
+    /// larger side, columns otherwise), with either operand transposed.
+    @Test(arguments: [(200, 40, 30), (40, 300, 30), (17, 130, 9)])
+    func slicedProductsMatchANaiveReference(_ m: Int, _ n: Int, _ k: Int) {
+        for (transA, transB) in [(false, false), (true, false), (false, true), (true, true)] {
+            let a = Self.matrix(m, k, seed: 5), b = Self.matrix(k, n, seed: 6)
+            // Stored transposed when asked: element (i, kk) of op(A) at kk*m + i.
+            let sa = transA ? (0 ..< k * m).map { a[($0 % m) * k + $0 / m] } : a
+            let sb = transB ? (0 ..< n * k).map { b[($0 % k) * n + $0 / k] } : b
+            var c = [Float](repeating: 1, count: m * n)
+            sa.withUnsafeBufferPointer { pa in
+                sb.withUnsafeBufferPointer { pb in
+                    c.withUnsafeMutableBufferPointer { pc in
+                        BLAS.sgemmSliced(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 2, a: pa.baseAddress!,
+                                         lda: transA ? m : k, b: pb.baseAddress!, ldb: transB ? k : n, beta: 0.5,
+                                         c: pc.baseAddress!, ldc: n, parts: 3)
+                    }
+                }
+            }
+            var worst: Double = 0
+            for i in 0 ..< m {
+                for j in 0 ..< n {
+                    var want: Double = 0.5
+                    for kk in 0 ..< k { want += 2 * Double(a[i * k + kk]) * Double(b[kk * n + j]) }
+                    worst = max(worst, abs(want - Double(c[i * n + j])))
+                }
+            }
+            #expect(worst < 1e-4, "m \(m) n \(n) k \(k) transA \(transA) transB \(transB): \(worst)")
+        }
+    }
+
     @Test func kernelSetsRankByVectorWidth() {
         #expect(BLAS.rank("Prescott") < BLAS.rank("Sandybridge"))
         #expect(BLAS.rank("Sandybridge") < BLAS.rank("Haswell"))

@@ -171,9 +171,48 @@ public enum BLAS {
             for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
             return
         }
-        withThreads(threads, macs: m * n * k) {
+        let parts = Self.threads(threads, forMACs: m * n * k)
+        if parts > 1 {
+            // Shared among the interpreter's own workers, each running a single-threaded OpenBLAS
+            // call on a slice of C: one thread pool for the whole runtime, so OpenBLAS's threads
+            // (which spin after each call) never compete with it for the cores.
+            sgemmSliced(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                        beta: beta, c: c, ldc: ldc, parts: parts)
+            return
+        }
+        withThreads(1, macs: m * n * k) {
             cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                         Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        }
+    }
+
+    /// `sgemm` as `parts` single-threaded calls on slices of C's rows (when M is the larger side)
+    /// or columns, on the CKernels worker pool. Slices are multiples of 16 rows or 64 columns.
+    static func sgemmSliced(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, parts: Int
+    ) {
+        let byRows = m >= n
+        let total = byRows ? m : n, align = byRows ? 16 : 64
+        let per = max(align, ((total + parts - 1) / parts + align - 1) / align * align)
+        let slices = (total + per - 1) / per
+        let ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans
+        VectorKernels.parallelFor(threads: parts, count: slices, chunk: 1) { range in
+            for s in range {
+                let lo = s * per, len = min(per, total - lo)
+                withThreads(1, macs: 0) {
+                    if byRows {
+                        // Rows lo..<lo+len of op(A): row r of op(A) starts at a + r*lda, or column r when transposed.
+                        let pa = transA ? a + lo : a + lo * lda
+                        cblas_sgemm(CblasRowMajor, ta, tb, Int32(len), Int32(n), Int32(k), alpha, pa, Int32(lda), b, Int32(ldb),
+                                    beta, c + lo * ldc, Int32(ldc))
+                    } else {
+                        let pb = transB ? b + lo * ldb : b + lo
+                        cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(len), Int32(k), alpha, a, Int32(lda), pb, Int32(ldb),
+                                    beta, c + lo, Int32(ldc))
+                    }
+                }
+            }
         }
     }
 

@@ -261,8 +261,8 @@ final class ConvKernel: Kernel {
     ///
     /// Columns alone are too few to share in late layers (a 7×7 map is two panels), so when there
     /// are fewer panels than 4 per thread, the output channels are cut too, in multiples of the
-    /// packing's 8 rows. A tile is at least about a million multiply-adds: a smaller one costs
-    /// more to hand to a worker than to compute.
+    /// packing's 8 rows. A thread's share is at least about 260,000 multiply-adds (a microsecond
+    /// or two): a smaller one costs more to hand to a worker than to compute.
     static func parallelGemmRows(m: Int, k: Int, packed: UnsafePointer<Float>,
                                  rows: UnsafePointer<UnsafePointer<Float>?>, columns: Int,
                                  y: UnsafeMutablePointer<Float>, ldy: Int, bias: UnsafePointer<Float>?, _ ctx: KernelContext) {
@@ -274,7 +274,7 @@ final class ConvKernel: Kernel {
         let blockRows = ((rowBlocks + split - 1) / split) * 8
         let splits = (m + blockRows - 1) / blockRows
         let tileMACs = blockRows * k * 32
-        ctx.parallelFor(splits * panels, grain: max(1, (1 << 20) / max(1, tileMACs))) { range in
+        ctx.parallelFor(splits * panels, grain: max(1, (1 << 18) / max(1, tileMACs))) { range in
             // Consecutive tiles of one row block make one call (the kernel reuses each column block
             // across all of its rows).
             var t = range.lowerBound
