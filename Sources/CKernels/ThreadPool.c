@@ -18,8 +18,9 @@
 // nor touch a job its caller has returned from (claims past the end call nothing).
 
 #define CK_MAX_WORKERS 256
-// How long an idle worker spins before it sleeps.
-#define CK_SPIN_NS 100000L
+// How long an idle worker spins before it sleeps: long enough to span the gaps between the
+// parallel steps of one model run (a sleeping worker costs a futex wake-up, several microseconds).
+#define CK_SPIN_NS 1000000L
 
 typedef struct ck_job {
     ck_task_fn fn;

@@ -245,9 +245,11 @@ final class ConvKernel: Kernel {
                     ConvKernel.parallelGemmRows(m: mg, k: kRows, packed: w, rows: rowsBase, columns: nCols,
                                                 y: out, ldy: ldy, bias: bias, ctx)
                     if let tmp {
-                        for oc in 0..<mg {
-                            for oh in 0..<g.oh {
-                                (dst + oc * outSize + oh * g.ow).update(from: tmp + oc * ldy + oh * pwid, count: g.ow)
+                        ctx.parallelFor(mg, grain: max(1, 16384 / max(1, outSize))) { range in
+                            for oc in range {
+                                for oh in 0..<g.oh {
+                                    (dst + oc * outSize + oh * g.ow).update(from: tmp + oc * ldy + oh * pwid, count: g.ow)
+                                }
                             }
                         }
                     }
