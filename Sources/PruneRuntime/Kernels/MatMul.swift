@@ -119,9 +119,16 @@ final class MatMulKernel: Kernel {
                    b: pb, ldb: n, beta: 0, c: pc, ldc: n, threads: ctx.threads)
             return out
         }
-        for i in 0..<p.batch {
-            T.gemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: pa + p.aOffsets[i] * m * k, lda: k,
-                   b: pb + p.bOffsets[i] * k * n, ldb: n, beta: 0, c: pc + i * m * n, ldc: n, threads: ctx.threads)
+        // Attention's per-head products are small (each under BLAS's threading threshold): the heads
+        // are shared among the threads instead, each product on one.
+        let perThread = ctx.threads > 1 && m * n * k < BLAS.multithreadMACs
+        let offsets = (a: p.aOffsets, b: p.bOffsets)
+        ctx.parallelFor(p.batch, grain: perThread ? max(1, (1 << 18) / max(1, m * n * k)) : p.batch) { range in
+            for i in range {
+                T.gemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: pa + offsets.a[i] * m * k, lda: k,
+                       b: pb + offsets.b[i] * k * n, ldb: n, beta: 0, c: pc + i * m * n, ldc: n,
+                       threads: perThread ? 1 : ctx.threads)
+            }
         }
         return out
     }
