@@ -328,16 +328,20 @@ public final class KernelContext {
         return a
     }
 
-    /// Calls `body` on consecutive chunks of `0..<count`, on up to ``threads`` threads.
-    /// Chunks hold at least `grain` iterations, so small loops stay on one thread.
+    /// Calls `body` on consecutive chunks of `0..<count`, on up to ``threads`` threads (up to 4
+    /// chunks per thread, claimed dynamically). Chunks hold at least `grain` iterations, so small
+    /// loops stay on one thread.
     public func parallelFor(_ count: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
         guard count > 0 else { return }
-        let chunks = min(threads, max(1, count / max(1, grain)))
-        if chunks <= 1 {
+        let most = max(1, count / max(1, grain))
+        if threads <= 1 || most <= 1 {
             body(0..<count)
             return
         }
-        VectorKernels.parallelFor(threads: chunks, count: count, chunk: (count + chunks - 1) / chunks, body)
+        // Up to 4 chunks per thread, claimed as threads become free: a worker that starts late or
+        // reads from a cold cache takes fewer, instead of the caller waiting for its one chunk.
+        let chunks = min(threads * 4, most)
+        VectorKernels.parallelFor(threads: min(threads, chunks), count: count, chunk: (count + chunks - 1) / chunks, body)
     }
 
     /// Runs `graph` (a subgraph of the node being run) with `inputs` bound to its inputs in order.
