@@ -1,3 +1,4 @@
+import Foundation
 import PruneIR
 
 // Conv over 1 to 3 spatial dimensions: groups, strides, dilations, pads and auto_pad, bias.
@@ -16,7 +17,7 @@ func registerConvKernels(_ r: inout KernelRegistry) {
             if ConvKernel.vectorGemm, let t = info.constantInput(1), FloatBridge.supports(t.dtype), t.dtype != .double,
                 let w = try? NDArray(tensor: t)
             {
-                kernel.prepack(t.dtype == .float ? w : FloatBridge.ownedFloat(w))
+                kernel.prepack(w)
             }
             return kernel
         }
@@ -28,11 +29,15 @@ final class ConvKernel: Kernel {
     let window: WindowAttributes
     let group: Int
 
-    /// Constant float32 weights packed for `VectorKernels.gemmRows` at build time (all groups, each
-    /// `prepackedCount` floats), with the weights' shape they were packed from.
+    /// Constant weights packed for `VectorKernels.gemmRows` on the first run that needs them (all
+    /// groups, each `prepackedCount` floats), with the weights' shape they were packed from.
     private var prepacked: UnsafeMutablePointer<Float>?
     private var prepackedCount = 0
     private var prepackedShape: [Int] = []
+    /// Constant weights waiting to be packed: packing on first use means a kernel that never runs
+    /// (the node-by-node plan's, when plain runs take the fused one) holds no packed copy.
+    private var pending: NDArray?
+    private let packLock = NSLock()
 
     /// float32 copies of constant float16/bfloat16 weights and bias (nil for inputs that are not constant).
     private let widened: [WidenedConstant?]
@@ -45,19 +50,34 @@ final class ConvKernel: Kernel {
 
     deinit { prepacked?.deallocate() }
 
-    /// Packs constant weights `w` ([m, c/group, kernel...]) once, for the vector GEMM path.
+    /// Marks constant weights `w` ([m, c/group, kernel...]; float32, or float16/bfloat16 widened
+    /// when packed) to be packed once, on the first run, for the vector GEMM path.
     func prepack(_ w: NDArray) {
-        guard w.dtype == .float, w.rank >= 3, group > 0, w.shape[0] % group == 0, w.count > 0 else { return }
-        let mg = w.shape[0] / group, kRows = w.count / w.shape[0]
-        let count = VectorKernels.packedWeightsCount(m: mg, k: kRows)
-        let buf = UnsafeMutablePointer<Float>.allocate(capacity: group * count)
-        let pw = w.pointer(as: Float.self)
-        for gi in 0..<group {
-            VectorKernels.packWeights(m: mg, k: kRows, pw + gi * mg * kRows, ldw: kRows, into: buf + gi * count)
-        }
-        prepacked = buf
-        prepackedCount = count
+        guard FloatBridge.supports(w.dtype), w.dtype != .double, w.rank >= 3, group > 0, w.shape[0] % group == 0, w.count > 0
+        else { return }
+        pending = w
         prepackedShape = w.shape
+    }
+
+    /// The packed weights for weights shaped `shape`, packing the pending constant on first use.
+    private func packedWeights(for shape: [Int]) -> UnsafeMutablePointer<Float>? {
+        guard shape == prepackedShape else { return nil }
+        packLock.lock()
+        defer { packLock.unlock() }
+        if prepacked == nil, let constant = pending {
+            let w = constant.dtype == .float ? constant : FloatBridge.ownedFloat(constant)
+            let mg = w.shape[0] / group, kRows = w.count / w.shape[0]
+            let count = VectorKernels.packedWeightsCount(m: mg, k: kRows)
+            let buf = UnsafeMutablePointer<Float>.allocate(capacity: group * count)
+            let pw = w.pointer(as: Float.self)
+            for gi in 0..<group {
+                VectorKernels.packWeights(m: mg, k: kRows, pw + gi * mg * kRows, ldw: kRows, into: buf + gi * count)
+            }
+            prepacked = buf
+            prepackedCount = count
+            pending = nil
+        }
+        return prepacked
     }
 
     func run(_ inputs: [NDArray?], _ ctx: KernelContext) throws -> [NDArray?] {
@@ -111,7 +131,7 @@ final class ConvKernel: Kernel {
         }
         if ConvKernel.vectorGemm {
             convRows(px, pw, pb, py, n: n, c: c, m: m, g: g, padsEnd: padsEnd,
-                     prepacked: w.shape == prepackedShape ? prepacked : nil, ctx)
+                     prepacked: packedWeights(for: w.shape), ctx)
             return y
         }
         ConvKernel.im2colGEMM(px, pw, pb, py, n: n, c: c, m: m, group: group, g: g,
