@@ -186,53 +186,43 @@ def build_encoder(layers=4, hidden=768, heads=12, ffn=3072, seed=0):
 
 
 # ---------------------------------------------------------------------------------------------
-# convnet: ResNet-18-like
+# The ResNets: torchvision's layout, legacy-exporter style. The stem, Conv+BN and the classifier
+# are shared; the builders differ in their blocks.
 
 
-def build_convnet(seed=0, classes=1000):
-    b = Builder(seed)
-    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 224, 224])]
+def conv_bn(b, scope, name, inp, cin, cout, k, stride, gamma=(0.5, 1.5)):
+    w = b.init(f"{name}.weight", b.normal((cout, cin, k, k), np.sqrt(2.0 / (cin * k * k))))
+    y = b.op(scope, "Conv", [inp, w], kernel_shape=[k, k], strides=[stride, stride],
+             pads=[k // 2] * 4, dilations=[1, 1], group=1)
+    bn = name.replace("conv", "bn").replace("downsample.0", "downsample.1")
+    # Running statistics that are not the identity: the BN really rescales and shifts.
+    args = [b.init(f"{bn}.weight", b.uniform((cout,), *gamma)),
+            b.init(f"{bn}.bias", b.normal((cout,), 0.1)),
+            b.init(f"{bn}.running_mean", b.normal((cout,), 0.2)),
+            b.init(f"{bn}.running_var", b.uniform((cout,), 0.5, 2.0))]
+    bn_scope = scope.replace("conv", "bn").replace("downsample.0", "downsample.1")
+    return b.op(bn_scope, "BatchNormalization", [y] + args, epsilon=1e-5, momentum=0.9)
 
-    def conv_bn(scope, name, inp, cin, cout, k, stride, gamma=(0.5, 1.5)):
-        w = b.init(f"{name}.weight", b.normal((cout, cin, k, k), np.sqrt(2.0 / (cin * k * k))))
-        y = b.op(scope, "Conv", [inp, w], kernel_shape=[k, k], strides=[stride, stride],
-                 pads=[k // 2] * 4, dilations=[1, 1], group=1)
-        bn = name.replace("conv", "bn").replace("downsample.0", "downsample.1")
-        # Running statistics that are not the identity: the BN really rescales and shifts.
-        args = [b.init(f"{bn}.weight", b.uniform((cout,), *gamma)),
-                b.init(f"{bn}.bias", b.normal((cout,), 0.1)),
-                b.init(f"{bn}.running_mean", b.normal((cout,), 0.2)),
-                b.init(f"{bn}.running_var", b.uniform((cout,), 0.5, 2.0))]
-        bn_scope = scope.replace("conv", "bn").replace("downsample.0", "downsample.1")
-        return b.op(bn_scope, "BatchNormalization", [y] + args, epsilon=1e-5, momentum=0.9)
 
-    x = conv_bn("/conv1", "conv1", "input", 3, 64, 7, 2)
+def resnet_stem(b):
+    """conv1 (7x7, stride 2) + BN + Relu + 3x3 max pool on a 1x3x224x224 `input`."""
+    x = conv_bn(b, "/conv1", "conv1", "input", 3, 64, 7, 2)
     x = b.op("/relu", "Relu", [x])
-    x = b.op("/maxpool", "MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
-             ceil_mode=0, dilations=[1, 1])
-    cin = 64
-    for stage, cout in enumerate([64, 128, 256, 512], start=1):
-        for blk in range(2):
-            stride = 2 if (stage > 1 and blk == 0) else 1
-            s, n = f"/layer{stage}/layer{stage}.{blk}", f"layer{stage}.{blk}"
-            y = conv_bn(f"{s}/conv1", f"{n}.conv1", x, cin, cout, 3, stride)
-            y = b.op(f"{s}/relu", "Relu", [y])
-            # The block's last BN starts small (as zero-init-residual training leaves it), which
-            # keeps the activations' scale in check over the 8 residual additions.
-            y = conv_bn(f"{s}/conv2", f"{n}.conv2", y, cout, cout, 3, 1, gamma=(0.2, 0.6))
-            if stride != 1 or cin != cout:
-                x = conv_bn(f"{s}/downsample/downsample.0", f"{n}.downsample.0", x, cin, cout, 1, stride)
-            y = b.op(s, "Add", [y, x])
-            x = b.op(f"{s}/relu_1", "Relu", [y])
-            cin = cout
+    return b.op("/maxpool", "MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                ceil_mode=0, dilations=[1, 1])
+
+
+def resnet_model(b, x, cin, classes, graph_name, seed):
+    """Global pool, flatten and the fc layer after `x` (`cin` channels); the model and its input."""
     x = b.op("/avgpool", "GlobalAveragePool", [x])
     x = b.op("", "Flatten", [x], axis=1)
     w = b.init("fc.weight", b.normal((classes, cin), 1.0 / np.sqrt(cin)))
     bias = b.init("fc.bias", b.normal((classes,), 0.01))
     y = b.op("/fc", "Gemm", [x, w, bias], alpha=1.0, beta=1.0, transB=1)
     b.nodes.append(helper.make_node("Identity", [y], ["output"], name="/Identity"))
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 224, 224])]
     outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, classes])]
-    graph = helper.make_graph(b.nodes, "convnet", inputs, outputs, b.inits)
+    graph = helper.make_graph(b.nodes, graph_name, inputs, outputs, b.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="pytorch", producer_version="2.1.0")
     model.ir_version = 8
@@ -240,56 +230,46 @@ def build_convnet(seed=0, classes=1000):
     return model, feeds
 
 
-# ---------------------------------------------------------------------------------------------
-# resnet50: torchvision ResNet-50's layout (bottlenecks 3-4-6-3, expansion 4), legacy-exporter style
+def build_convnet(seed=0, classes=1000):
+    """ResNet-18-like: basic blocks 2-2-2-2."""
+    b = Builder(seed)
+    x = resnet_stem(b)
+    cin = 64
+    for stage, cout in enumerate([64, 128, 256, 512], start=1):
+        for blk in range(2):
+            stride = 2 if (stage > 1 and blk == 0) else 1
+            s, n = f"/layer{stage}/layer{stage}.{blk}", f"layer{stage}.{blk}"
+            y = conv_bn(b, f"{s}/conv1", f"{n}.conv1", x, cin, cout, 3, stride)
+            y = b.op(f"{s}/relu", "Relu", [y])
+            # The block's last BN starts small (as zero-init-residual training leaves it), which
+            # keeps the activations' scale in check over the 8 residual additions.
+            y = conv_bn(b, f"{s}/conv2", f"{n}.conv2", y, cout, cout, 3, 1, gamma=(0.2, 0.6))
+            if stride != 1 or cin != cout:
+                x = conv_bn(b, f"{s}/downsample/downsample.0", f"{n}.downsample.0", x, cin, cout, 1, stride)
+            y = b.op(s, "Add", [y, x])
+            x = b.op(f"{s}/relu_1", "Relu", [y])
+            cin = cout
+    return resnet_model(b, x, cin, classes, "convnet", seed)
 
 
 def build_resnet50(seed=0, classes=1000):
+    """ResNet-50-sized: bottlenecks 3-4-6-3, expansion 4."""
     b = Builder(seed)
-    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 224, 224])]
-
-    def conv_bn(scope, name, inp, cin, cout, k, stride, gamma=(0.5, 1.5)):
-        w = b.init(f"{name}.weight", b.normal((cout, cin, k, k), np.sqrt(2.0 / (cin * k * k))))
-        y = b.op(scope, "Conv", [inp, w], kernel_shape=[k, k], strides=[stride, stride],
-                 pads=[k // 2] * 4, dilations=[1, 1], group=1)
-        bn = name.replace("conv", "bn").replace("downsample.0", "downsample.1")
-        args = [b.init(f"{bn}.weight", b.uniform((cout,), *gamma)),
-                b.init(f"{bn}.bias", b.normal((cout,), 0.1)),
-                b.init(f"{bn}.running_mean", b.normal((cout,), 0.2)),
-                b.init(f"{bn}.running_var", b.uniform((cout,), 0.5, 2.0))]
-        bn_scope = scope.replace("conv", "bn").replace("downsample.0", "downsample.1")
-        return b.op(bn_scope, "BatchNormalization", [y] + args, epsilon=1e-5, momentum=0.9)
-
-    x = conv_bn("/conv1", "conv1", "input", 3, 64, 7, 2)
-    x = b.op("/relu", "Relu", [x])
-    x = b.op("/maxpool", "MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
-             ceil_mode=0, dilations=[1, 1])
+    x = resnet_stem(b)
     cin = 64
     for stage, (width, blocks) in enumerate([(64, 3), (128, 4), (256, 6), (512, 3)], start=1):
         cout = width * 4
         for blk in range(blocks):
             stride = 2 if (stage > 1 and blk == 0) else 1
             s, n = f"/layer{stage}/layer{stage}.{blk}", f"layer{stage}.{blk}"
-            y = b.op(f"{s}/relu", "Relu", [conv_bn(f"{s}/conv1", f"{n}.conv1", x, cin, width, 1, 1)])
-            y = b.op(f"{s}/relu_1", "Relu", [conv_bn(f"{s}/conv2", f"{n}.conv2", y, width, width, 3, stride)])
-            y = conv_bn(f"{s}/conv3", f"{n}.conv3", y, width, cout, 1, 1, gamma=(0.1, 0.3))
+            y = b.op(f"{s}/relu", "Relu", [conv_bn(b, f"{s}/conv1", f"{n}.conv1", x, cin, width, 1, 1)])
+            y = b.op(f"{s}/relu_1", "Relu", [conv_bn(b, f"{s}/conv2", f"{n}.conv2", y, width, width, 3, stride)])
+            y = conv_bn(b, f"{s}/conv3", f"{n}.conv3", y, width, cout, 1, 1, gamma=(0.1, 0.3))
             if stride != 1 or cin != cout:
-                x = conv_bn(f"{s}/downsample/downsample.0", f"{n}.downsample.0", x, cin, cout, 1, stride)
+                x = conv_bn(b, f"{s}/downsample/downsample.0", f"{n}.downsample.0", x, cin, cout, 1, stride)
             x = b.op(f"{s}/relu_2", "Relu", [b.op(s, "Add", [y, x])])
             cin = cout
-    x = b.op("/avgpool", "GlobalAveragePool", [x])
-    x = b.op("", "Flatten", [x], axis=1)
-    w = b.init("fc.weight", b.normal((classes, cin), 1.0 / np.sqrt(cin)))
-    bias = b.init("fc.bias", b.normal((classes,), 0.01))
-    y = b.op("/fc", "Gemm", [x, w, bias], alpha=1.0, beta=1.0, transB=1)
-    b.nodes.append(helper.make_node("Identity", [y], ["output"], name="/Identity"))
-    outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, classes])]
-    graph = helper.make_graph(b.nodes, "resnet50", inputs, outputs, b.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="pytorch", producer_version="2.1.0")
-    model.ir_version = 8
-    feeds = {"input": np.random.default_rng(seed + 1).standard_normal((1, 3, 224, 224)).astype(np.float32)}
-    return model, feeds
+    return resnet_model(b, x, cin, classes, "resnet50", seed)
 
 
 BUILT = {"encoder": build_encoder, "convnet": build_convnet,
