@@ -43,10 +43,8 @@ extension ExecutionPlan {
     func fuseElementwiseRegions(readers: [Int: Int], known: [Int: NDArray], removed: inout Set<Int>, replaced: inout [Int: Step]) {
         var producer: [Int: Int] = [:]
         for (i, step) in steps.enumerated() { for s in step.outputs { producer[s] = i } }
-        func scalar(_ slot: Int) -> Float? {
-            guard slot >= 0, let a = known[slot], a.dtype == .float, a.count == 1, a.rank <= 1 else { return nil }
-            return a.pointer(as: Float.self)[0]
-        }
+        // Scalars of rank 0 or 1 only: a higher one would widen the region's output.
+        func scalar(_ slot: Int) -> Float? { (known[slot]?.rank ?? 2) <= 1 ? ExecutionPlan.floatScalar(slot, known) : nil }
         func candidate(_ i: Int) -> Bool {
             let s = steps[i]
             guard let arity = ExecutionPlan.regionOps[s.op], s.node.opType.domain.isEmpty, s.memo == nil,
@@ -56,14 +54,14 @@ extension ExecutionPlan {
             if s.op == "Pow" { return [2, 3].contains(scalar(s.inputs[1]) ?? 0) }
             return true
         }
-        var taken = Set<Int>()
-        for root in steps.indices.reversed() where candidate(root) && !taken.contains(root) {
+        // A step in a region is removed or replaced, so `candidate` refuses it for another one.
+        for root in steps.indices.reversed() where candidate(root) {
             // Grow backwards through producers whose one reader is in the region.
             var region: Set<Int> = [root]
             var frontier = [root]
             while let i = frontier.popLast() {
                 for s in steps[i].inputs where scalar(s) == nil {
-                    guard let p = producer[s], candidate(p), !taken.contains(p), !region.contains(p), readers[s] == 1 else { continue }
+                    guard let p = producer[s], candidate(p), !region.contains(p), readers[s] == 1 else { continue }
                     region.insert(p)
                     frontier.append(p)
                 }
@@ -110,17 +108,12 @@ extension ExecutionPlan {
             // A region of scalars only (no external tensor) is left alone; so is one that would
             // need a value it makes itself from outside (cannot happen with one reader each).
             guard ok, !externals.isEmpty else { continue }
-            var release: [Int] = []
-            for i in ordered { release += steps[i].release }
-            let intermediate = Set(ordered.dropLast().map { steps[$0].outputs[0] })
-            release.removeAll { intermediate.contains($0) }
             let fallback = ordered.map { (kernel: steps[$0].kernel, inputs: steps[$0].inputs, output: steps[$0].outputs[0]) }
             let scalarRank = ordered.flatMap { steps[$0].inputs }.compactMap { scalar($0) != nil ? known[$0]!.rank : nil }.max() ?? 0
             let kernel = ElementwiseRegionKernel(program: program, inputs: externals, steps: fallback, scalarRank: scalarRank)
             replaced[root] = Step(node: steps[root].node, name: steps[root].name, op: steps[root].op, kernel: kernel,
-                                  inputs: externals, outputs: steps[root].outputs, release: release)
+                                  inputs: externals, outputs: steps[root].outputs, release: [])
             for i in ordered where i != root { removed.insert(i) }
-            taken.formUnion(region)
         }
     }
 }

@@ -26,7 +26,7 @@ extension ExecutionPlan {
             for s in step.inputs where s >= 0 { readers[s, default: 0] += 1 }
             // Values read by a subgraph are read by its node too, as far as fusion is concerned.
             for v in ExecutionPlan.freeValues(ofSubgraphsOf: step.node) {
-                if let s = slot(of: v) { readers[s, default: 2] += 2 }
+                if let s = slot(of: v) { readers[s, default: 0] += 2 }
             }
         }
         for s in outputSlots { readers[s, default: 0] += 2 }
@@ -84,7 +84,7 @@ extension ExecutionPlan {
                 if ConvKernel.vectorGemm { kernel.prepack(folded.weights) }
                 step = Step(node: head.node, name: head.name, op: head.op, kernel: kernel,
                             inputs: [head.inputs[0], addConstant(folded.weights), addConstant(folded.bias)],
-                            outputs: head.outputs, release: head.release)
+                            outputs: head.outputs, release: [])
                 absorbed.append(j)
                 last = j
             }
@@ -104,16 +104,12 @@ extension ExecutionPlan {
                 last = j
             }
             guard !absorbed.isEmpty else { continue }
-            // The fused step writes the last absorbed step's output and releases what all of them did.
+            // The fused step writes the last absorbed step's output (release lists are set once all
+            // fusions are done). The head's name: profiles count the absorbed steps' time in it.
             let inner = step.kernel
             let kernel: any Kernel = epilogue.isEmpty ? inner : FusedEpilogueKernel(inner: inner, epilogue: epilogue)
-            var release = step.release
-            let intermediate = Set([step.outputs[0]] + absorbed.dropLast().map { steps[$0].outputs[0] })
-            for j in absorbed { release += steps[j].release }
-            release.removeAll { intermediate.contains($0) }
-            // The head's name: profiles count the absorbed steps' time in it.
             replaced[i] = Step(node: head.node, name: head.name, op: head.op, kernel: kernel, inputs: step.inputs,
-                               outputs: steps[last].outputs, release: release)
+                               outputs: steps[last].outputs, release: [])
             for j in absorbed { removed.insert(j) }
         }
         fuseRMSNorms(soleReader: soleReader, known: known, removed: &removed, replaced: &replaced)
@@ -125,7 +121,8 @@ extension ExecutionPlan {
         plan.steps = steps.indices.compactMap { removed.contains($0) ? nil : (replaced[$0] ?? steps[$0]) }
         // A fused step reads its inputs where its last step was: liveness is computed anew.
         plan.recomputeReleases()
-        // Fused steps keep their memo flags: fusion only touches products, which are never memoized.
+        // Replaced steps carry no memo: they run their kernels every time (products and float
+        // arithmetic, not the shape arithmetic memos are for).
         plan.stepSeconds = Array(repeating: 0, count: plan.steps.count)
         plan.stepCalls = Array(repeating: 0, count: plan.steps.count)
         return plan
@@ -138,10 +135,7 @@ extension ExecutionPlan {
         func isOp(_ i: Int, _ op: String) -> Bool {
             steps[i].op == op && steps[i].node.opType.domain.isEmpty && !removed.contains(i) && replaced[i] == nil
         }
-        func scalar(_ slot: Int) -> Float? {
-            guard slot >= 0, let a = known[slot], a.dtype == .float, a.count == 1 else { return nil }
-            return a.pointer(as: Float.self)[0]
-        }
+        func scalar(_ slot: Int) -> Float? { ExecutionPlan.floatScalar(slot, known) }
         for p in steps.indices where isOp(p, "Pow") && steps[p].inputs.count == 2 && scalar(steps[p].inputs[1]) == 2 {
             let x = steps[p].inputs[0]
             guard x >= 0, let r = soleReader(p, p + 1), isOp(r, "ReduceMean"), steps[r].inputs.first == steps[p].outputs[0],
@@ -190,15 +184,17 @@ extension ExecutionPlan {
                 }
             }
             let last = chain.last!
-            var release: [Int] = []
-            for j in chain { release += steps[j].release }
-            let intermediate = Set(chain.dropLast().map { steps[$0].outputs[0] })
-            release.removeAll { intermediate.contains($0) }
             replaced[last] = Step(node: steps[last].node, name: steps[last].name, op: "RMSNorm",
                                   kernel: RMSNormKernel(epsilon: eps), inputs: [x, weight], outputs: steps[last].outputs,
-                                  release: release)
+                                  release: [])
             for j in chain.dropLast() { removed.insert(j) }
         }
+    }
+
+    /// The value of `slot` when it is a float32 constant of one element.
+    static func floatScalar(_ slot: Int, _ known: [Int: NDArray]) -> Float? {
+        guard slot >= 0, let a = known[slot], a.dtype == .float, a.count == 1 else { return nil }
+        return a.pointer(as: Float.self)[0]
     }
 
     /// Sets every step's release list from the steps as they are: a value is dropped after the
