@@ -18,7 +18,7 @@ dest="$root/.cache/onnx-node-tests"
 stamp="$dest/.stamp"
 generator_version=1
 
-version="$(sed -n 's/^[[:space:]]*onnx[[:space:]]*==[[:space:]]*\([^[:space:]#;]*\).*/\1/p' "$req" | head -n1)"
+version="$(sed -n 's/^[[:space:]]*onnx[[:space:]]*==[[:space:]]*\([^[:space:]#;]*\).*/\1/p' "$req" | sed -n 1p)"
 if [[ -z "$version" ]]; then
   echo "fetch-node-tests: no 'onnx==VERSION' pin in $req" >&2
   exit 1
