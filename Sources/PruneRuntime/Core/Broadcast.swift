@@ -1,8 +1,27 @@
-/// NumPy-style (multidirectional) broadcasting, shared by every kernel that broadcasts.
+// NumPy-style (multidirectional) broadcasting, shared by every kernel that broadcasts.
 public enum Broadcast {
+    /// The broadcast of two shapes (numpy rules), as ``shape(_:)-([[Int]])`` computes it for two.
+    /// Runs for every broadcasting op of every run, so it builds no temporary arrays.
+    @inline(__always)
+    public static func shape(_ a: [Int], _ b: [Int]) throws -> [Int] {
+        if a == b { return a }
+        let (long, short) = a.count >= b.count ? (a, b) : (b, a)
+        let off = long.count - short.count
+        var out = long
+        for i in 0..<short.count {
+            let o = long[off + i], d = short[i]
+            if o == d || d == 1 { continue }
+            if o == 1 { out[off + i] = d; continue }
+            throw KernelError("shapes \(a), \(b) do not broadcast")
+        }
+        return out
+    }
+
     /// The broadcast shape of several shapes, or a ``KernelError`` naming them when incompatible.
     public static func shape(_ shapes: [[Int]]) throws -> [Int] {
-        let rank = shapes.map(\.count).max() ?? 0
+        if shapes.count == 2 { return try shape(shapes[0], shapes[1]) }
+        var rank = 0
+        for s in shapes where s.count > rank { rank = s.count }
         var out = [Int](repeating: 1, count: rank)
         for s in shapes {
             let off = rank - s.count

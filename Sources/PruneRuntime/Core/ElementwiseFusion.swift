@@ -143,7 +143,7 @@ final class ElementwiseRegionKernel: Kernel {
         // The largest input gives the shape; the others must be it, or repeat inside it as a
         // trailing block (a [s, d] rotary table against [b, h, s, d]).
         let widest = xs.max { $0.count < $1.count }!
-        guard let shape = try? Broadcast.shape(xs.map(\.shape)), shape.reduce(1, *) == widest.count,
+        guard let shape = try? Broadcast.shape(xs.map { $0.shape }), shape.reduce(1, *) == widest.count,
             xs.allSatisfy({ $0.dtype == .float && ($0.count == widest.count || ($0.count > 0 && isTrailingBlock($0.shape, of: shape))) }),
             widest.count > 0, shape.count >= scalarRank
         else {
@@ -167,6 +167,9 @@ final class ElementwiseRegionKernel: Kernel {
                     for (i, period) in periods.enumerated() {
                         if period == 0 {
                             blockInputs[i] = ptrs[i] + start
+                        } else if start % period + count <= period {
+                            // The block lies within one repetition: read it in place.
+                            blockInputs[i] = ptrs[i] + start % period
                         } else {
                             // This block's elements of a repeating input, gathered once.
                             let dst = base + (program.count + i) * block

@@ -245,7 +245,7 @@ private final class ActivationPReluKernel: Kernel {
         let x = try inputs.required(0), slope = try inputs.required(1)
         guard slope.dtype == x.dtype else { throw KernelError("PRelu slope has type \(slope.dtype), input has \(x.dtype)") }
         // The slope broadcasts to X (unidirectionally): the output has X's shape.
-        guard try Broadcast.shape([x.shape, slope.shape]) == x.shape else {
+        guard try Broadcast.shape(x.shape, slope.shape) == x.shape else {
             throw KernelError("PRelu slope shape \(slope.shape) does not broadcast to input shape \(x.shape)")
         }
         let out = ctx.allocate(x.dtype, x.shape)

@@ -328,7 +328,7 @@ func isTrailingBlock(_ small: [Int], of shape: [Int]) -> Bool {
 func broadcastBinary<Op: BinaryElementOp>(
     _ op: Op.Type, _ a: NDArray, _ b: NDArray, outType: DType, _ ctx: KernelContext
 ) throws -> NDArray {
-    let shape = a.shape == b.shape ? a.shape : try Broadcast.shape([a.shape, b.shape])
+    let shape = a.shape == b.shape ? a.shape : try Broadcast.shape(a.shape, b.shape)
     let out = ctx.allocate(outType, shape)
     let n = out.count
     if n == 0 { return out }
@@ -457,7 +457,7 @@ func powArrays(_ a: NDArray, _ b: NDArray, _ ctx: KernelContext) throws -> NDArr
     if a.dtype == b.dtype {
         // x ** 2 (common in decomposed norms) is a multiply, much cheaper than pow.
         if b.count == 1, !integerTypes.contains(a.dtype), b.element(at: 0) == 2,
-           (try? Broadcast.shape([a.shape, b.shape])) == a.shape {
+           (try? Broadcast.shape(a.shape, b.shape)) == a.shape {
             return try arith(MulKind.self, a, a, ctx)
         }
         return try arith(PowKind.self, a, b, ctx)

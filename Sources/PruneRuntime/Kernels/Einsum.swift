@@ -134,7 +134,7 @@ final class EinsumKernel: Kernel {
     }
 
     private func compute<T: BLASElement>(_: T.Type, _ xs: [NDArray], _ ctx: KernelContext) throws -> NDArray {
-        let (operandLabels, sizes, outLabels) = try resolve(xs.map(\.shape))
+        let (operandLabels, sizes, outLabels) = try resolve(xs.map { $0.shape })
         var ops = zip(xs, operandLabels).map { Operand(data: $0, labels: $1) }
         // Per operand: drop broadcast size-1 dims, take diagonals.
         for i in ops.indices {
@@ -308,7 +308,7 @@ func registerEinsumGradients(_ r: inout GradientRegistry) {
 extension EinsumKernel {
     /// The cotangent of operand `i` given the output's cotangent `g`.
     fileprivate func gradient(of i: Int, _ xs: [NDArray], _ g: NDArray, _ ctx: KernelContext) throws -> NDArray {
-        let (labels, sizes, output) = try resolve(xs.map(\.shape))
+        let (labels, sizes, output) = try resolve(xs.map { $0.shape })
         let x = xs[i], own = labels[i]
         var elsewhere = Set(output)
         for (j, ls) in labels.enumerated() where j != i { elsewhere.formUnion(ls) }

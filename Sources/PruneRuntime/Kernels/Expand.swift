@@ -7,7 +7,7 @@ func registerExpandKernels(_ r: inout KernelRegistry) {
         ClosureKernel { inputs, ctx in
             let x = try inputs.required(0)
             let target = try inputs.required(1).ints()
-            let shape = try Broadcast.shape([x.shape, target])
+            let shape = try Broadcast.shape(x.shape, target)
             if shape == x.shape { return [x] }
             let out = try ctx.allocate(x.dtype, checking: shape)
             Layout.stridedCopy(src: x.rawPointer, srcOffset: 0, srcStrides: Broadcast.strides(of: x.shape, to: shape),

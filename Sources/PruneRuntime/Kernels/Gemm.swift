@@ -53,7 +53,7 @@ final class GemmKernel: Kernel {
         let kb = transB ? b.shape[1] : b.shape[0]
         let n = transB ? b.shape[0] : b.shape[1]
         guard k == kb else { throw KernelError("Gemm inner dimensions differ: A \(a.shape) B \(b.shape) transA \(transA) transB \(transB)") }
-        if let c, try Broadcast.shape([c.shape, [m, n]]) != [m, n] {
+        if let c, try Broadcast.shape(c.shape, [m, n]) != [m, n] {
             throw KernelError("Gemm C \(c.shape) does not broadcast to [\(m), \(n)]")
         }
         switch a.dtype {

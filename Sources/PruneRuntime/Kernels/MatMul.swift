@@ -42,7 +42,7 @@ final class MatMulKernel: Kernel {
     }
 
     /// The shapes of a matrix product: batch shape, M, K, N, output shape, and each operand's
-    /// batch offsets (in matrices) for every output batch index.
+    /// batch offsets (in matrices) for every output batch index (empty when `foldIntoM`).
     struct Plan {
         var m: Int, k: Int, n: Int
         var outShape: [Int]
@@ -60,8 +60,27 @@ final class MatMulKernel: Kernel {
         let m = aS[aS.count - 2], k = aS[aS.count - 1]
         let k2 = bS[bS.count - 2], n = bS[bS.count - 1]
         guard k == k2 else { throw KernelError("MatMul inner dimensions differ: \(aShape) × \(bShape)") }
+        // The two shapes every transformer runs per layer, planned without the general
+        // broadcast below (which costs more than the product at decoder sizes).
+        if aShape.count >= 2, bShape.count == 2 {
+            // Activations times a weight matrix: the batch folds into M.
+            var outShape = aShape
+            outShape[outShape.count - 1] = n
+            let batch = aShape.count == 2 ? 1 : aShape[..<(aShape.count - 2)].reduce(1, *)
+            return Plan(m: m, k: k, n: n, outShape: outShape, batch: batch, aOffsets: [], bOffsets: [],
+                        foldIntoM: true)
+        }
+        if aShape.count == bShape.count, aShape.count > 2, aShape[..<(aShape.count - 2)] == bShape[..<(bShape.count - 2)] {
+            // Equal batch shapes (attention's per-head products): matrix i with matrix i.
+            var outShape = aShape
+            outShape[outShape.count - 1] = n
+            let batch = aShape[..<(aShape.count - 2)].reduce(1, *)
+            let identity = Array(0..<batch)
+            return Plan(m: m, k: k, n: n, outShape: outShape, batch: batch, aOffsets: identity, bOffsets: identity,
+                        foldIntoM: batch == 1)
+        }
         let aBatch = Array(aS.dropLast(2)), bBatch = Array(bS.dropLast(2))
-        let batchShape = try Broadcast.shape([aBatch, bBatch])
+        let batchShape = try Broadcast.shape(aBatch, bBatch)
         var outShape = batchShape + [m, n]
         if bShape.count == 1 { outShape.removeLast() }
         if aShape.count == 1 { outShape.remove(at: outShape.count - (bShape.count == 1 ? 1 : 2)) }
@@ -137,6 +156,10 @@ final class MatMulKernel: Kernel {
         let out = ctx.allocate(T.dtype, p.outShape)
         let pa = a.pointer(as: T.self), pb = b.pointer(as: T.self), pc = out.pointer(as: T.self)
         let (m, n, k) = (p.m, p.n, p.k)
+        if p.foldIntoM {
+            integerGemm(transA: false, transB: false, m: p.batch * m, n: n, k: k, a: pa, lda: k, b: pb, ldb: n, c: pc, ldc: n)
+            return out
+        }
         for i in 0..<p.batch {
             integerGemm(transA: false, transB: false, m: m, n: n, k: k, a: pa + p.aOffsets[i] * m * k, lda: k,
                         b: pb + p.bOffsets[i] * k * n, ldb: n, c: pc + i * m * n, ldc: n)

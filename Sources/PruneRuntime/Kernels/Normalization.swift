@@ -106,7 +106,7 @@ enum NormMath {
         }
         var ps = p.shape
         while ps.count > shape.count, ps.first == 1 { ps.removeFirst() }
-        guard ps.count <= shape.count, (try? Broadcast.shape([ps, shape])) == shape else {
+        guard ps.count <= shape.count, (try? Broadcast.shape(ps, shape)) == shape else {
             throw KernelError("\(what) of shape \(p.shape) does not broadcast to \(shape)")
         }
         let strides = Broadcast.strides(of: ps, to: shape)
