@@ -61,7 +61,10 @@ let package = Package(
             dependencies: ["PruneIR", "CBLAS", "CKernels", .product(name: "ZIPFoundation", package: "ZIPFoundation")],
             // Kernels hand raw pointers to parallel loops; Swift 6's Sendable checking would
             // reject every such capture, so this target stays in the Swift 5 language mode.
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            swiftSettings: [
+                .swiftLanguageMode(.v5),
+                .unsafeFlags(["-Xfrontend", "-disable-generic-metadata-prespecialization"]),
+            ]
         ),
         .target(
             name: "PruneKit",

@@ -162,6 +162,13 @@ final class ElementwiseRegionKernel: Kernel {
             withUnsafeTemporaryAllocation(of: Float.self, capacity: scratch * block) { regs in
                 let base = regs.baseAddress!
                 var blockInputs = ptrs
+                // A repeating input whose period divides the block is the same in every block
+                // (blocks start at multiples of it): gathered once per chunk of blocks.
+                for (i, period) in periods.enumerated() where period > 0 && block % period == 0 && period < block {
+                    let dst = base + (program.count + i) * block
+                    for r in stride(from: 0, to: block, by: period) { (dst + r).update(from: ptrs[i], count: period) }
+                    blockInputs[i] = UnsafePointer(dst)
+                }
                 for b in range {
                     let start = b * block, count = min(block, n - start)
                     for (i, period) in periods.enumerated() {
@@ -170,14 +177,15 @@ final class ElementwiseRegionKernel: Kernel {
                         } else if start % period + count <= period {
                             // The block lies within one repetition: read it in place.
                             blockInputs[i] = ptrs[i] + start % period
-                        } else {
-                            // This block's elements of a repeating input, gathered once.
+                        } else if block % period != 0 {
+                            // This block's elements of a repeating input, gathered in runs.
                             let dst = base + (program.count + i) * block
-                            var j = start % period
-                            for e in 0..<count {
-                                dst[e] = ptrs[i][j]
-                                j += 1
-                                if j == period { j = 0 }
+                            var j = start % period, e = 0
+                            while e < count {
+                                let run = min(period - j, count - e)
+                                (dst + e).update(from: ptrs[i] + j, count: run)
+                                e += run
+                                j = 0
                             }
                             blockInputs[i] = UnsafePointer(dst)
                         }
