@@ -61,10 +61,13 @@ func registerReshapeKernels(_ r: inout KernelRegistry) {
 
     let unsqueeze: (Bool) -> KernelFactory = { fromInput in
         { info in
-            let attrAxes: [Int]? = fromInput ? nil : try info.attribute("axes")
+            // Axes from a constant input are read once (exporters write them as constants).
+            let fixedAxes: [Int]? = fromInput
+                ? info.constantInput(1).flatMap { try? NDArray(tensor: $0).ints() }
+                : try info.attribute("axes")
             return ClosureKernel { inputs, _ in
                 let x = try inputs.required(0)
-                guard let axes = fromInput ? inputs.optional(1)?.ints() : attrAxes else {
+                guard let axes = fixedAxes ?? (fromInput ? inputs.optional(1)?.ints() : nil) else {
                     throw KernelError("Unsqueeze needs axes")
                 }
                 let rank = x.rank + axes.count
@@ -75,6 +78,7 @@ func registerReshapeKernels(_ r: inout KernelRegistry) {
                     inserted[n] = true
                 }
                 var shape: [Int] = []
+                shape.reserveCapacity(rank)
                 var next = 0
                 for i in 0..<rank {
                     if inserted[i] { shape.append(1) } else { shape.append(x.shape[next]); next += 1 }

@@ -12,37 +12,97 @@ func registerSliceKernels(_ r: inout KernelRegistry) {
             [try slice(try inputs.required(0), starts: starts, ends: ends, axes: axes, steps: nil, ctx)]
         }
     }
-    r.register("Slice", since: 10) { _ in
-        ClosureKernel { inputs, ctx in
+    r.register("Slice", since: 10) { info in
+        // Exporters give starts/ends/axes/steps as constants: read them once, and plan once per
+        // input shape (the planning costs more than a small slice's copy).
+        let present = (1...4).filter { info.hasInput($0) }
+        let constants = present.compactMap { i in info.constantInput(i).flatMap { try? NDArray(tensor: $0).ints() } }
+        if present.contains(1), present.contains(2), constants.count == present.count {
+            let value = Dictionary(uniqueKeysWithValues: zip(present, constants))
+            return ConstantSliceKernel(starts: value[1]!, ends: value[2]!, axes: value[3], steps: value[4])
+        }
+        return ClosureKernel { inputs, ctx in
             [try slice(try inputs.required(0), starts: try inputs.required(1).ints(), ends: try inputs.required(2).ints(),
                        axes: inputs.optional(3)?.ints(), steps: inputs.optional(4)?.ints(), ctx)]
         }
     }
 }
 
+/// Slice with constant starts, ends, axes and steps: the plan for the last input shape is kept.
+final class ConstantSliceKernel: Kernel {
+    let starts: [Int], ends: [Int], axes: [Int]?, steps: [Int]?
+    private let lock = NSLock()
+    private var lastShape: [Int] = []
+    private var lastPlan: SlicePlan?
+
+    init(starts: [Int], ends: [Int], axes: [Int]?, steps: [Int]?) {
+        (self.starts, self.ends, self.axes, self.steps) = (starts, ends, axes, steps)
+    }
+
+    func run(_ inputs: [NDArray?], _ ctx: KernelContext) throws -> [NDArray?] {
+        let x = try inputs.required(0)
+        lock.lock()
+        let cached = lastShape == x.shape ? lastPlan : nil
+        lock.unlock()
+        let plan: SlicePlan
+        if let cached {
+            plan = cached
+        } else {
+            plan = try SlicePlan(x.shape, starts: starts, ends: ends, axes: axes, steps: steps)
+            lock.lock()
+            (lastShape, lastPlan) = (x.shape, plan)
+            lock.unlock()
+        }
+        return [plan.apply(x, ctx)]
+    }
+}
+
+/// Where a slice of an array of one shape reads: a view (one contiguous block) or a strided copy.
+struct SlicePlan {
+    let count: [Int]
+    /// Element offset of the first element read.
+    let offset: Int
+    /// Source strides of the copy, nil when the slice is a view.
+    let srcStrides: [Int]?
+    /// The slice takes everything.
+    let whole: Bool
+
+    init(_ shape: [Int], starts: [Int], ends: [Int], axes: [Int]?, steps: [Int]?) throws {
+        let rank = shape.count
+        let (begin, step, count) = try slicePlan(shape, starts: starts, ends: ends, axes: axes, steps: steps)
+        let strides = Broadcast.contiguousStrides(shape)
+        self.count = count
+        offset = count.contains(0) ? 0 : zip(begin, strides).reduce(0) { $0 + $1.0 * $1.1 }
+        // Contiguous when, past the first dimension that is not taken whole, every dimension is whole
+        // with step 1 and the ones before it are single elements.
+        if let d = (0..<rank).first(where: { count[$0] != shape[$0] || (step[$0] != 1 && count[$0] > 1) }) {
+            whole = false
+            let wholeAfter = ((d + 1)..<rank).allSatisfy { count[$0] == shape[$0] && (step[$0] == 1 || count[$0] <= 1) }
+            let singleBefore = (0..<d).allSatisfy { count[$0] == 1 }
+            srcStrides = wholeAfter && singleBefore && (step[d] == 1 || count[d] <= 1) ? nil : zip(step, strides).map { $0 * $1 }
+        } else {
+            whole = true
+            srcStrides = nil
+        }
+    }
+
+    func apply(_ x: NDArray, _ ctx: KernelContext) -> NDArray {
+        if whole { return x }
+        let size = elementSize(x.dtype)
+        guard let srcStrides else {
+            return NDArray(dtype: x.dtype, shape: count, storage: x.storage, byteOffset: x.byteOffset + offset * size)
+        }
+        let out = ctx.allocate(x.dtype, count)
+        Layout.stridedCopy(src: x.rawPointer, srcOffset: offset, srcStrides: srcStrides,
+                           dst: out.rawPointer, shape: count, elementSize: size, context: ctx)
+        return out
+    }
+}
+
 /// ONNX Slice: negative starts/ends count from the end and are clamped to the axis; negative
 /// steps walk backwards. A slice that is one contiguous block is returned as a view.
 func slice(_ x: NDArray, starts: [Int], ends: [Int], axes: [Int]?, steps: [Int]?, _ ctx: KernelContext) throws -> NDArray {
-    let rank = x.rank
-    let (begin, step, count) = try slicePlan(x.shape, starts: starts, ends: ends, axes: axes, steps: steps)
-    let strides = Broadcast.contiguousStrides(x.shape)
-    let offset = count.contains(0) ? 0 : zip(begin, strides).reduce(0) { $0 + $1.0 * $1.1 }
-    let size = elementSize(x.dtype)
-    // Contiguous when, past the first dimension that is not taken whole, every dimension is whole
-    // with step 1 and the ones before it are single elements.
-    if let d = (0..<rank).first(where: { count[$0] != x.shape[$0] || (step[$0] != 1 && count[$0] > 1) }) {
-        let wholeAfter = ((d + 1)..<rank).allSatisfy { count[$0] == x.shape[$0] && (step[$0] == 1 || count[$0] <= 1) }
-        let singleBefore = (0..<d).allSatisfy { count[$0] == 1 }
-        if wholeAfter && singleBefore && (step[d] == 1 || count[d] <= 1) {
-            return NDArray(dtype: x.dtype, shape: count, storage: x.storage, byteOffset: x.byteOffset + offset * size)
-        }
-    } else {
-        return x
-    }
-    let out = ctx.allocate(x.dtype, count)
-    Layout.stridedCopy(src: x.rawPointer, srcOffset: offset, srcStrides: zip(step, strides).map { $0 * $1 },
-                       dst: out.rawPointer, shape: count, elementSize: size, context: ctx)
-    return out
+    try SlicePlan(x.shape, starts: starts, ends: ends, axes: axes, steps: steps).apply(x, ctx)
 }
 
 /// Where a Slice reads in an array of `shape`: per dimension the first index, the step and the
