@@ -259,6 +259,107 @@ CK_INLINE long softmax_rows_body(const float *x, float *y, long rows, long n, in
     return rows;
 }
 
+#if defined(__x86_64__)
+// Softmax rows on 16-float vectors for AVX-512 CPUs: the same expf and the same steps as
+// softmax_row, twice the lanes (attention's softmax is a quarter of a small UNet's run).
+typedef float v16f __attribute__((vector_size(64)));
+typedef int v16i __attribute__((vector_size(64)));
+typedef float v16f_u __attribute__((vector_size(64), aligned(4)));
+#define CK_AVX512 __attribute__((target("avx512f,avx512dq,avx2,fma")))
+#define CK_INLINE512 CK_INLINE CK_AVX512
+
+CK_INLINE512 v16f splat16(float v) { return (v16f){v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v}; }
+CK_INLINE512 v16f load16(const float *p) { return *(const v16f_u *)p; }
+CK_INLINE512 void store16(float *p, v16f v) { *(v16f_u *)p = v; }
+CK_INLINE512 v16f sel16(v16i m, v16f a, v16f b) { return (v16f)((m & (v16i)a) | (~m & (v16i)b)); }
+CK_INLINE512 v16f vmax16(v16f v, v16f lo) { return sel16(lo > v, lo, v); }
+CK_INLINE512 v16f vmin16(v16f v, v16f hi) { return sel16(hi < v, hi, v); }
+
+// exp8 on 16 lanes (same constants, same rounding steps: the same value per element).
+CK_INLINE512 v16f exp16(v16f v) {
+    const v16f lo = splat16(-86.6f), hi = splat16(88.72283f);
+    v16f x = vmin16(vmax16(v, lo), hi);
+    const v16f magic = splat16(12582912.0f);
+    v16f t = x * splat16(1.44269504088896341f) + magic;
+    v16f fx = t - magic;
+    x = x - fx * splat16(0.693359375f);
+    x = x - fx * splat16(-2.12194440e-4f);
+    v16f y = splat16(1.9875691500e-4f);
+    y = y * x + splat16(1.3981999507e-3f);
+    y = y * x + splat16(8.3334519073e-3f);
+    y = y * x + splat16(4.1665795894e-2f);
+    y = y * x + splat16(1.6666665459e-1f);
+    y = y * x + splat16(5.0000001201e-1f);
+    y = y * (x * x) + (x + splat16(1.0f));
+    v16i n = (v16i)t - (v16i)splat16(12582912.0f);
+    v16f p = (v16f)((n + 126) << 23);
+    y = (y + y) * p;
+    y = sel16(v < lo, splat16(0.0f), y);
+    return sel16(v > hi, splat16(__builtin_inff()), y);
+}
+
+CK_AVX512 static int softmax_row16(const float *x, float *y, long n, int log) {
+    v16f m0 = splat16(-__builtin_inff());
+    long i = 0;
+    for (; i + 16 <= n; i += 16) m0 = vmax16(load16(x + i), m0);
+    float m = m0[0];
+    for (int k = 1; k < 16; k++) m = m0[k] > m ? m0[k] : m;
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    if (!(m - m == 0.0f)) return 0;  // inf or NaN (or an all -inf row)
+    const v16f mv = splat16(m);
+    v16f s0 = splat16(0.0f);
+    long tail = n & ~15L;
+    for (i = 0; i < tail; i += 16) {
+        v16f e = exp16(load16(x + i) - mv);
+        if (!log) store16(y + i, e);
+        s0 += e;
+    }
+    float s = 0.0f;
+    for (int k = 0; k < 16; k++) s += s0[k];
+    if (tail < n) {
+        float buf[16];
+        for (int k = 0; k < 16; k++) buf[k] = tail + k < n ? x[tail + k] - m : -__builtin_inff();
+        store16(buf, exp16(load16(buf)));
+        for (long k = tail; k < n; k++) {
+            s += buf[k - tail];
+            if (!log) y[k] = buf[k - tail];
+        }
+    }
+    if (log) {
+        const float shift = m + logf(s);
+        const v16f sh = splat16(shift);
+        for (i = 0; i < tail; i += 16) store16(y + i, load16(x + i) - sh);
+        for (; i < n; i++) y[i] = x[i] - shift;
+    } else {
+        const v16f rv = splat16(1.0f / s);
+        for (i = 0; i < tail; i += 16) store16(y + i, load16(y + i) * rv);
+        for (; i < n; i++) y[i] *= 1.0f / s;
+    }
+    return 1;
+}
+
+CK_AVX512 static long softmax_avx512(const float *x, float *y, long rows, long n, int log) {
+    for (long r = 0; r < rows; r++) {
+        if (!softmax_row16(x + r * n, y + r * n, n, log)) return r;
+    }
+    return rows;
+}
+
+static int ck_avx512_state = -1;
+/// AVX-512 F/DQ and AVX2 copies allowed (PRUNEC_NO_AVX2 turns both off).
+static int uses_avx512(void) {
+    int s = __atomic_load_n(&ck_avx512_state, __ATOMIC_RELAXED);
+    if (s < 0) {
+        __builtin_cpu_init();
+        s = ck_uses_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") ? 1 : 0;
+        const char *level = getenv("PRUNEC_CKERNELS_LEVEL");
+        if (level && level[0] >= '0' && level[0] < '3') s = 0;
+        __atomic_store_n(&ck_avx512_state, s, __ATOMIC_RELAXED);
+    }
+    return s;
+}
+#endif
+
 #if defined(__x86_64__) || defined(__i386__)
 CK_AVX2 static void swish_avx2(const float *x, float *y, long n, float a) { swish_body(x, y, n, a); }
 static void swish_base(const float *x, float *y, long n, float a) { swish_body(x, y, n, a); }
@@ -273,6 +374,9 @@ static long softmax_base(const float *x, float *y, long rows, long n, int log) {
     return softmax_rows_body(x, y, rows, n, log);
 }
 long ck_softmax_rows_f32(const float *x, float *y, long rows, long n, int log) {
+#if defined(__x86_64__)
+    if (n >= 16 && uses_avx512()) return softmax_avx512(x, y, rows, n, log);
+#endif
     return ck_uses_avx2() ? softmax_avx2(x, y, rows, n, log) : softmax_base(x, y, rows, n, log);
 }
 #else

@@ -138,6 +138,25 @@ import Testing
         #expect(half.dtype == .float16 && abs(half.doubles().reduce(0, +) - 1) < 1e-2)
     }
 
+    /// Row lengths on both sides of the vector widths (8 and, on AVX-512 CPUs, 16 lanes), so the
+    /// vector body, the tail and short rows are all compared with a double-precision reference.
+    @Test(arguments: [1, 7, 8, 15, 16, 17, 31, 33, 64, 100, 257])
+    func softmaxRowLengths(_ n: Int) throws {
+        let rows = 3
+        let data = Self.random(rows * n, scale: 12)
+        let x = NDArray(data, shape: [rows, n])
+        let y = try Self.run("Softmax", [x])[0].doubles()
+        let ly = try Self.run("LogSoftmax", [x])[0].doubles()
+        for r in 0..<rows {
+            let row = data[r * n..<(r + 1) * n].map(Double.init)
+            let m = row.max()!, s = row.map { exp($0 - m) }.reduce(0, +)
+            for i in 0..<n {
+                #expect(abs(y[r * n + i] - exp(row[i] - m) / s) < 2e-7, "n=\(n) row \(r) [\(i)]")
+                #expect(abs(ly[r * n + i] - (row[i] - m - log(s))) < 2e-6, "n=\(n) row \(r) [\(i)] log")
+            }
+        }
+    }
+
     @Test func topKSortsTiesByIndex() throws {
         let vals: [Float] = (0..<100).map { Float(($0 * 37) % 23) }
         let out = try Self.run("TopK", [NDArray(vals, shape: [1, 100]), NDArray([Int64(40)], shape: [1])],
