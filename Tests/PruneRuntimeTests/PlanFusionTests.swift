@@ -18,10 +18,11 @@ import Testing
     /// BatchNormalizations and the 6 Relus that follow one (the dynamo export has its
     /// normalizations folded already, and Relus after 6 Convs); bias Adds after MatMuls or Convs
     /// in the transformers and the UNet; the llamas' 5 RMSNorm chains (7 steps each in the
-    /// legacy export, with its Cast to float32, 6 in the dynamo one).
+    /// legacy export, with its Cast to float32, 6 in the dynamo one) and their 4 rotary chains (7 steps
+    /// each).
     @Test(arguments: [
         ("resnet", 13, 19), ("resnet.dynamo", 0, 6), ("bert", 0, 12), ("bert.dynamo", 0, 12), ("unet", 0, 16), ("unet.dynamo", 0, 16), ("dit", 0, 13),
-        ("dit.dynamo", 0, 13), ("llama", 0, 35), ("llama.dynamo", 0, 30),
+        ("dit.dynamo", 0, 13), ("llama", 0, 65), ("llama.dynamo", 0, 60),
     ])
     func fusedRunsMatchNodeByNodeRuns(_ name: String, _ batchNorms: Int, _ minimumFused: Int) throws {
         let model = try ModelImporter.load(contentsOf: TestPaths.examples.appendingPathComponent("\(name).onnx"))
@@ -93,5 +94,36 @@ import Testing
             let diff = zip(a[key]!.doubles(), e[key]!.doubles()).map { abs($0 - $1) }.max() ?? 1
             #expect(diff < 1e-5, "\(key) with y \(yShape): \(diff)")
         }
+    }
+
+    /// Llama's rotate_half rotary chain becomes one step; cos/sin that repeat in x as a trailing
+    /// block take the fused loop, others (a broadcast that is not a trailing block) the original
+    /// steps; both give the node-by-node result.
+    @Test(arguments: [[4, 8], [1, 1, 4, 8], [2, 1, 8]])
+    func rotaryHalvesMatchTheirSteps(_ tableShape: [Int]) throws {
+        let b = GraphBuilder()
+        let x = b.input("x", .float, [1, 2, 4, 8])
+        let cos = b.input("cos", .float, tableShape)
+        let sin = b.input("sin", .float, tableShape)
+        func ints(_ name: String, _ v: [Int64]) -> Value { b.initializer(name, Tensor(int64s: v, shape: [v.count])) }
+        let axis = ints("axis", [3])  // the Slices say 3, the Concat -1, as torch's exporters write them
+        let x1 = b.add(OpType("Slice"), [x, ints("zero", [0]), ints("four", [4]), axis])
+        let x2 = b.add(OpType("Slice"), [x, ints("four2", [4]), ints("big", [Int64.max]), axis])
+        let rotated = b.add(OpType("Concat"), [b.add(OpType("Neg"), [x2]), x1], attributes: [("axis", .int(-1))])
+        let y = b.add(OpType("Add"), [b.add(OpType("Mul"), [x, cos]), b.add(OpType("Mul"), [rotated, sin])])
+        b.output(y)
+        let model = b.model(opset: 17)
+        let fused = try Interpreter(model: model, options: .init(profile: false))
+        let plain = try Interpreter(model: model, options: .init(profile: false, fuse: false))
+        #expect(fused.fastPlan.steps.map(\.op) == ["RotaryEmbedding"], "\(fused.fastPlan.steps.map(\.op))")
+        var rng = SystemRandomNumberGenerator()
+        func random(_ shape: [Int]) -> NDArray {
+            NDArray((0..<shape.reduce(1, *)).map { _ in Float.random(in: -2...2, using: &rng) }, shape: shape)
+        }
+        let feeds = ["x": random([1, 2, 4, 8]), "cos": random(tableShape), "sin": random(tableShape)]
+        let a = try fused.run(feeds)[y.name]!, e = try plain.run(feeds)[y.name]!
+        #expect(a.shape == e.shape)
+        let diff = zip(a.doubles(), e.doubles()).map { abs($0 - $1) }.max() ?? 1
+        #expect(diff < 1e-6, "table \(tableShape): \(diff)")
     }
 }

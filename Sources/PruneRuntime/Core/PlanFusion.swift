@@ -13,6 +13,7 @@ import PruneIR
 // - RMSNorm as exporters decompose it, x · 1/√(mean(x²) + ε) · w: Pow(x, 2) → ReduceMean over the
 //   last axis → Add ε → Sqrt → Reciprocal (or Div(1, ·)) → Mul(x, ·) (or Div(x, ·)) → a Cast to
 //   float32 → Mul by a constant weight: one pass over each row instead of six or seven.
+// - Llama's rotary embedding, x·cos + rotate_half(x)·sin (RotaryFusion.swift).
 // - regions of float32 elementwise steps (ElementwiseFusion.swift).
 //
 // A step is fused into its producer only when the producer's output has that one reader and is
@@ -113,6 +114,8 @@ extension ExecutionPlan {
             for j in absorbed { removed.insert(j) }
         }
         fuseRMSNorms(soleReader: soleReader, known: known, removed: &removed, replaced: &replaced)
+        // Before the regions: they would take the chain's Mul and Add steps.
+        fuseRotaryHalves(readers: readers, known: known, removed: &removed, replaced: &replaced)
         fuseElementwiseRegions(readers: readers, known: known, removed: &removed, replaced: &replaced)
         guard !replaced.isEmpty else { return nil }
         let plan = ExecutionPlan(copying: self)

@@ -1,0 +1,142 @@
+import Foundation
+import PruneIR
+
+// Rotary position embeddings as exporters write Llama/Qwen/Gemma's `rotate_half`:
+//
+//     x1 = Slice(x, 0, h, axis -1)      x2 = Slice(x, h, end, axis -1)
+//     r  = Concat(Neg(x2), x1, axis -1)
+//     y  = Add(Mul(x, cos), Mul(r, sin))          (either operand order)
+//
+// seven steps, each a pass and an allocation, become one pass over x (`RotaryHalvesKernel`).
+// cos and sin are run-time values (a table sliced by position): they must repeat in x as a
+// trailing block and x's last dimension must be 2h, checked at run time; otherwise the kernel
+// runs the original steps in turn.
+
+extension ExecutionPlan {
+    /// Replaces each `rotate_half` rotary chain (see the file's header) by one step at the
+    /// position of its Add. Every intermediate value must have its one reader in the chain.
+    func fuseRotaryHalves(readers: [Int: Int], known: [Int: NDArray], removed: inout Set<Int>, replaced: inout [Int: Step]) {
+        var producer: [Int: Int] = [:]
+        for (i, step) in steps.enumerated() { for s in step.outputs { producer[s] = i } }
+        func free(_ i: Int, _ op: String) -> Bool {
+            steps[i].op == op && steps[i].node.opType.domain.isEmpty && !removed.contains(i) && replaced[i] == nil
+                && steps[i].outputs.count == 1 && steps[i].memo == nil
+        }
+        /// The step making `slot` when it is `op` and `slot` has one reader.
+        func made(_ slot: Int, by op: String) -> Int? {
+            guard slot >= 0, readers[slot] == 1, let p = producer[slot], free(p, op) else { return nil }
+            return p
+        }
+        func ints(_ slot: Int) -> [Int]? {
+            guard slot >= 0, let a = known[slot], a.dtype == .int64 || a.dtype == .int32 else { return nil }
+            return a.ints()
+        }
+        /// A one-axis Slice with step 1 and constant bounds: (data slot, start, end, axis).
+        func slice(_ i: Int) -> (x: Int, start: Int, end: Int, axis: Int)? {
+            let s = steps[i]
+            guard s.inputs.count >= 4, let starts = ints(s.inputs[1]), let ends = ints(s.inputs[2]),
+                let axes = ints(s.inputs[3]), starts.count == 1, ends.count == 1, axes.count == 1
+            else { return nil }
+            if s.inputs.count > 4, s.inputs[4] >= 0 { guard ints(s.inputs[4]) == [1] else { return nil } }
+            return (s.inputs[0], starts[0], ends[0], axes[0])
+        }
+        for add in steps.indices where free(add, "Add") && steps[add].inputs.count == 2 {
+            // The two products, in either order.
+            guard let m0 = made(steps[add].inputs[0], by: "Mul"), let m1 = made(steps[add].inputs[1], by: "Mul") else { continue }
+            for (cosMul, sinMul) in [(m0, m1), (m1, m0)] {
+                guard steps[sinMul].inputs.count == 2, steps[cosMul].inputs.count == 2 else { continue }
+                // sin's product reads the Concat.
+                let sinIns = steps[sinMul].inputs
+                guard let found = made(sinIns[0], by: "Concat").map({ ($0, sinIns[1]) })
+                    ?? made(sinIns[1], by: "Concat").map({ ($0, sinIns[0]) })
+                else { continue }
+                let (concat, sinSlot) = found
+                guard steps[concat].inputs.count == 2,
+                    let axis = try? steps[concat].node.attribute("axis", as: Int.self),
+                    let neg = made(steps[concat].inputs[0], by: "Neg"),
+                    let hi = made(steps[neg].inputs[0], by: "Slice"), let lo = made(steps[concat].inputs[1], by: "Slice"),
+                    let upper = slice(hi), let lower = slice(lo),
+                    upper.x == lower.x, lower.start == 0, lower.end > 0, upper.start == lower.end,
+                    upper.axis == lower.axis
+                else { continue }
+                let x = lower.x
+                // cos's product reads x itself.
+                let cosIns = steps[cosMul].inputs
+                guard cosIns.contains(x) else { continue }
+                let cosSlot = cosIns[0] == x ? cosIns[1] : cosIns[0]
+                guard cosSlot >= 0, sinSlot >= 0, cosSlot != x else { continue }
+                let chain = [lo, hi, neg, concat, cosMul, sinMul]
+                let fallback = (chain + [add]).map { (kernel: steps[$0].kernel, inputs: steps[$0].inputs, output: steps[$0].outputs[0]) }
+                // Exporters write the Slices' axis as 3 and the Concat's as -1: both must be x's
+                // last axis, which only the run knows.
+                let kernel = RotaryHalvesKernel(half: lower.end, axes: [axis, lower.axis], inputSlots: [x, cosSlot, sinSlot], steps: fallback)
+                replaced[add] = Step(node: steps[add].node, name: steps[add].name, op: "RotaryEmbedding", kernel: kernel,
+                                     inputs: [x, cosSlot, sinSlot], outputs: steps[add].outputs, release: [])
+                for j in chain { removed.insert(j) }
+                break
+            }
+        }
+    }
+}
+
+/// `y = x·cos + rotate_half(x)·sin` over the last axis of x (float32), where rotate_half(x) is
+/// [-x[h..<2h], x[0..<h]] and cos, sin repeat in x as a trailing block.
+final class RotaryHalvesKernel: Kernel {
+    let half: Int
+    /// The Concat's and the Slices' axes as the graph gives them (x's last at run time, or the
+    /// original steps run).
+    let axes: [Int]
+    let inputSlots: [Int]
+    /// The original steps, for inputs the fused loop cannot take.
+    let steps: [(kernel: any Kernel, inputs: [Int], output: Int)]
+
+    init(half: Int, axes: [Int], inputSlots: [Int], steps: [(kernel: any Kernel, inputs: [Int], output: Int)]) {
+        self.half = half
+        self.axes = axes
+        self.inputSlots = inputSlots
+        self.steps = steps
+    }
+
+    func run(_ inputs: [NDArray?], _ ctx: KernelContext) throws -> [NDArray?] {
+        let x = try inputs.required(0), c = try inputs.required(1), s = try inputs.required(2)
+        let rank = x.rank, d = x.shape.last ?? 0
+        guard x.dtype == .float, c.dtype == .float, s.dtype == .float, rank > 0, d == 2 * half,
+            axes.allSatisfy({ $0 == -1 || $0 == rank - 1 }), c.count > 0, c.count % d == 0, c.shape == s.shape,
+            c.shape.last == d, isTrailingBlock(c.shape, of: x.shape)
+        else {
+            return [try runSteps([x, c, s], ctx)]
+        }
+        let y = ctx.allocate(.float, x.shape)
+        let rows = x.count / d, period = c.count
+        let px = UnsafePointer(x.pointer(as: Float.self)), pc = UnsafePointer(c.pointer(as: Float.self))
+        let ps = UnsafePointer(s.pointer(as: Float.self)), py = y.pointer(as: Float.self)
+        let h = half
+        ctx.parallelFor(rows, grain: max(1, 16384 / d)) { range in
+            for r in range {
+                let xr = px + r * d, yr = py + r * d
+                let t = (r * d) % period
+                let cr = pc + t, sr = ps + t
+                for i in 0..<h { yr[i] = xr[i] * cr[i] - xr[i + h] * sr[i] }
+                for i in h..<d { yr[i] = xr[i] * cr[i] + xr[i - h] * sr[i] }
+            }
+        }
+        return [y]
+    }
+
+    /// The chain's original steps one by one with their own kernels.
+    private func runSteps(_ xs: [NDArray], _ ctx: KernelContext) throws -> NDArray {
+        var values: [Int: NDArray] = [:]
+        for (slot, x) in zip(inputSlots, xs) { values[slot] = x }
+        var last: NDArray?
+        for step in steps {
+            let ins: [NDArray?] = step.inputs.map { $0 < 0 ? nil : (values[$0] ?? ctx.frame.values[$0]) }
+            guard let out = try step.kernel.run(ins, ctx).first ?? nil else {
+                throw KernelError("a step of a fused rotary embedding made no output")
+            }
+            values[step.output] = out
+            last = out
+        }
+        guard let last else { throw KernelError("empty rotary chain") }
+        return last
+    }
+}
