@@ -13,46 +13,46 @@ func registerSliceKernels(_ r: inout KernelRegistry) {
         }
     }
     r.register("Slice", since: 10) { info in
-        // Exporters give starts/ends/axes/steps as constants: read them once, and plan once per
-        // input shape (the planning costs more than a small slice's copy).
-        let present = (1...4).filter { info.hasInput($0) }
-        let constants = present.compactMap { i in info.constantInput(i).flatMap { try? NDArray(tensor: $0).ints() } }
-        if present.contains(1), present.contains(2), constants.count == present.count {
-            let value = Dictionary(uniqueKeysWithValues: zip(present, constants))
-            return ConstantSliceKernel(starts: value[1]!, ends: value[2]!, axes: value[3], steps: value[4])
-        }
-        return ClosureKernel { inputs, ctx in
-            [try slice(try inputs.required(0), starts: try inputs.required(1).ints(), ends: try inputs.required(2).ints(),
-                       axes: inputs.optional(3)?.ints(), steps: inputs.optional(4)?.ints(), ctx)]
-        }
+        // Exporters give starts/ends/axes/steps as constants (read once here) or as shape
+        // arithmetic that repeats each run: either way the plan of the last call is kept.
+        let fixed = (1...4).map { i in info.constantInput(i).flatMap { try? NDArray(tensor: $0).ints() } }
+        return SliceKernel(fixed: fixed)
     }
 }
 
-/// Slice with constant starts, ends, axes and steps: the plan for the last input shape is kept.
-final class ConstantSliceKernel: Kernel {
-    let starts: [Int], ends: [Int], axes: [Int]?, steps: [Int]?
+/// Slice (opset 10 on) that keeps the plan of its last call: planning (axes, clamping, whether
+/// the result is a view) costs more than a small slice itself, and a model's slices see the same
+/// shape and bounds on every run.
+final class SliceKernel: Kernel {
+    /// starts, ends, axes, steps when constant (index 0...3 for inputs 1...4).
+    let fixed: [[Int]?]
     private let lock = NSLock()
-    private var lastShape: [Int] = []
+    private var lastKey: [Int] = []
     private var lastPlan: SlicePlan?
 
-    init(starts: [Int], ends: [Int], axes: [Int]?, steps: [Int]?) {
-        (self.starts, self.ends, self.axes, self.steps) = (starts, ends, axes, steps)
-    }
+    init(fixed: [[Int]?]) { self.fixed = fixed }
 
     func run(_ inputs: [NDArray?], _ ctx: KernelContext) throws -> [NDArray?] {
         let x = try inputs.required(0)
-        lock.lock()
-        let cached = lastShape == x.shape ? lastPlan : nil
-        lock.unlock()
-        let plan: SlicePlan
-        if let cached {
-            plan = cached
-        } else {
-            plan = try SlicePlan(x.shape, starts: starts, ends: ends, axes: axes, steps: steps)
-            lock.lock()
-            (lastShape, lastPlan) = (x.shape, plan)
-            lock.unlock()
+        func operand(_ k: Int) throws -> [Int]? {
+            if let f = fixed[k] { return f }
+            return k < 2 ? try inputs.required(k + 1).ints() : inputs.optional(k + 1)?.ints()
         }
+        let starts = try operand(0)!, ends = try operand(1)!, axes = try operand(2), steps = try operand(3)
+        // The key: shape, then each list with its length (-1 for an absent one).
+        var key = x.shape
+        key.reserveCapacity(x.rank + starts.count * 4 + 4)
+        for list in [starts, ends, axes, steps] {
+            if let list { key.append(list.count); key += list } else { key.append(-1) }
+        }
+        lock.lock()
+        let cached = lastKey == key ? lastPlan : nil
+        lock.unlock()
+        if let cached { return [cached.apply(x, ctx)] }
+        let plan = try SlicePlan(x.shape, starts: starts, ends: ends, axes: axes, steps: steps)
+        lock.lock()
+        (lastKey, lastPlan) = (key, plan)
+        lock.unlock()
         return [plan.apply(x, ctx)]
     }
 }
