@@ -43,28 +43,30 @@ CK_INLINE float hmax(v8f v) {
 }
 
 // Cephes expf: n = round(x log2 e), r = x - n ln 2 (two-part ln 2), degree-5 polynomial, times
-// 2 * 2^(n-1) built in the exponent bits (n in [-124, 128] keeps 2^(n-1) normal).
-CK_INLINE v8f exp8(v8f v) {
-    const v8f lo = splat(-86.6f), hi = splat(88.72283f);
-    v8f x = vmin(vmax(v, lo), hi);
-    const v8f magic = splat(12582912.0f);
-    v8f t = x * splat(1.44269504088896341f) + magic;
-    v8f fx = t - magic;
-    x = x - fx * splat(0.693359375f);
-    x = x - fx * splat(-2.12194440e-4f);
-    v8f y = splat(1.9875691500e-4f);
-    y = y * x + splat(1.3981999507e-3f);
-    y = y * x + splat(8.3334519073e-3f);
-    y = y * x + splat(4.1665795894e-2f);
-    y = y * x + splat(1.6666665459e-1f);
-    y = y * x + splat(5.0000001201e-1f);
-    y = y * (x * x) + (x + splat(1.0f));
-    v8i n = (v8i)t - (v8i)splat(12582912.0f);
-    v8f p = (v8f)((n + 126) << 23);
-    y = (y + y) * p;
-    y = sel(v < lo, splat(0.0f), y);
-    return sel(v > hi, splat(__builtin_inff()), y);
-}
+// 2 * 2^(n-1) built in the exponent bits (n in [-124, 128] keeps 2^(n-1) normal). Written once
+// for both vector widths (VF/VI: float and int vector types; SPLAT, SEL, VMIN, VMAX: their helpers).
+#define CK_EXP_BODY(VF, VI, SPLAT, SEL, VMIN, VMAX)                          \
+    const VF lo = SPLAT(-86.6f), hi = SPLAT(88.72283f);                      \
+    VF x = VMIN(VMAX(v, lo), hi);                                            \
+    const VF magic = SPLAT(12582912.0f);                                     \
+    VF t = x * SPLAT(1.44269504088896341f) + magic;                          \
+    VF fx = t - magic;                                                       \
+    x = x - fx * SPLAT(0.693359375f);                                        \
+    x = x - fx * SPLAT(-2.12194440e-4f);                                     \
+    VF y = SPLAT(1.9875691500e-4f);                                          \
+    y = y * x + SPLAT(1.3981999507e-3f);                                     \
+    y = y * x + SPLAT(8.3334519073e-3f);                                     \
+    y = y * x + SPLAT(4.1665795894e-2f);                                     \
+    y = y * x + SPLAT(1.6666665459e-1f);                                     \
+    y = y * x + SPLAT(5.0000001201e-1f);                                     \
+    y = y * (x * x) + (x + SPLAT(1.0f));                                     \
+    VI n = (VI)t - (VI)SPLAT(12582912.0f);                                   \
+    VF p = (VF)((n + 126) << 23);                                            \
+    y = (y + y) * p;                                                         \
+    y = SEL(v < lo, SPLAT(0.0f), y);                                         \
+    return SEL(v > hi, SPLAT(__builtin_inff()), y);
+
+CK_INLINE v8f exp8(v8f v) { CK_EXP_BODY(v8f, v8i, splat, sel, vmin, vmax) }
 
 // Eigen's generic_fast_tanh_float: x P(x^2) / Q(x^2) on [-7.9053, 7.9053] (+-1 beyond), x itself
 // for |x| < 0.0004.
@@ -275,28 +277,8 @@ CK_INLINE512 v16f sel16(v16i m, v16f a, v16f b) { return (v16f)((m & (v16i)a) | 
 CK_INLINE512 v16f vmax16(v16f v, v16f lo) { return sel16(lo > v, lo, v); }
 CK_INLINE512 v16f vmin16(v16f v, v16f hi) { return sel16(hi < v, hi, v); }
 
-// exp8 on 16 lanes (same constants, same rounding steps: the same value per element).
-CK_INLINE512 v16f exp16(v16f v) {
-    const v16f lo = splat16(-86.6f), hi = splat16(88.72283f);
-    v16f x = vmin16(vmax16(v, lo), hi);
-    const v16f magic = splat16(12582912.0f);
-    v16f t = x * splat16(1.44269504088896341f) + magic;
-    v16f fx = t - magic;
-    x = x - fx * splat16(0.693359375f);
-    x = x - fx * splat16(-2.12194440e-4f);
-    v16f y = splat16(1.9875691500e-4f);
-    y = y * x + splat16(1.3981999507e-3f);
-    y = y * x + splat16(8.3334519073e-3f);
-    y = y * x + splat16(4.1665795894e-2f);
-    y = y * x + splat16(1.6666665459e-1f);
-    y = y * x + splat16(5.0000001201e-1f);
-    y = y * (x * x) + (x + splat16(1.0f));
-    v16i n = (v16i)t - (v16i)splat16(12582912.0f);
-    v16f p = (v16f)((n + 126) << 23);
-    y = (y + y) * p;
-    y = sel16(v < lo, splat16(0.0f), y);
-    return sel16(v > hi, splat16(__builtin_inff()), y);
-}
+// exp8 on 16 lanes (the same steps: the same value per element).
+CK_INLINE512 v16f exp16(v16f v) { CK_EXP_BODY(v16f, v16i, splat16, sel16, vmin16, vmax16) }
 
 CK_AVX512 static int softmax_row16(const float *x, float *y, long n, int log) {
     v16f m0 = splat16(-__builtin_inff());

@@ -124,14 +124,14 @@ final class ElementwiseRegionKernel: Kernel {
     /// The plan slots of the external inputs, in the order the step receives them.
     let inputSlots: [Int]
     /// The original steps, for inputs the program cannot take (differing shapes, other types).
-    let steps: [(kernel: any Kernel, inputs: [Int], output: Int)]
+    let steps: [FusedStepOriginal]
 
     /// The highest rank of the region's scalar constants (a [1] constant gives a rank-0 input rank 1).
     let scalarRank: Int
 
     static let block = 256
 
-    init(program: [ElementwiseInstruction], inputs: [Int], steps: [(kernel: any Kernel, inputs: [Int], output: Int)], scalarRank: Int) {
+    init(program: [ElementwiseInstruction], inputs: [Int], steps: [FusedStepOriginal], scalarRank: Int) {
         self.program = program
         self.inputSlots = inputs
         self.steps = steps
@@ -147,7 +147,7 @@ final class ElementwiseRegionKernel: Kernel {
             xs.allSatisfy({ $0.dtype == .float && ($0.count == widest.count || ($0.count > 0 && isTrailingBlock($0.shape, of: shape))) }),
             widest.count > 0, shape.count >= scalarRank
         else {
-            return [try runSteps(xs, ctx)]
+            return [try ctx.runOriginalSteps(steps, inputSlots: inputSlots, inputs: xs)]
         }
         let y = ctx.allocate(.float, shape)
         let n = y.count
@@ -249,21 +249,29 @@ final class ElementwiseRegionKernel: Kernel {
             }
         }
     }
+}
 
-    /// The region's steps one by one with their own kernels (broadcasting, other types).
-    private func runSteps(_ xs: [NDArray], _ ctx: KernelContext) throws -> NDArray {
+/// A step a fused kernel replaced: its kernel, input slots and output slot, for the inputs the
+/// fused loop cannot take.
+typealias FusedStepOriginal = (kernel: any Kernel, inputs: [Int], output: Int)
+
+extension KernelContext {
+    /// Runs the steps a fused kernel replaced, one by one with their own kernels, on the fused
+    /// step's inputs (at `inputSlots`; other slots are read from the frame), and returns the last
+    /// one's output.
+    func runOriginalSteps(_ steps: [FusedStepOriginal], inputSlots: [Int], inputs xs: [NDArray]) throws -> NDArray {
         var values: [Int: NDArray] = [:]
         for (slot, x) in zip(inputSlots, xs) { values[slot] = x }
         var last: NDArray?
-        for s in steps {
-            let ins: [NDArray?] = s.inputs.map { values[$0] ?? ctx.frame.values[$0] }
-            guard let out = try s.kernel.run(ins, ctx).first ?? nil else {
-                throw KernelError("an elementwise step of a fused region made no output")
+        for step in steps {
+            let ins: [NDArray?] = step.inputs.map { $0 < 0 ? nil : (values[$0] ?? frame.values[$0]) }
+            guard let out = try step.kernel.run(ins, self).first ?? nil else {
+                throw KernelError("a step of a fused \(steps.count)-step chain made no output")
             }
-            values[s.output] = out
+            values[step.output] = out
             last = out
         }
-        guard let last else { throw KernelError("empty elementwise region") }
+        guard let last else { throw KernelError("a fused step replaced no steps") }
         return last
     }
 }

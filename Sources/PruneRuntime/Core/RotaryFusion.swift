@@ -88,9 +88,9 @@ final class RotaryHalvesKernel: Kernel {
     let axes: [Int]
     let inputSlots: [Int]
     /// The original steps, for inputs the fused loop cannot take.
-    let steps: [(kernel: any Kernel, inputs: [Int], output: Int)]
+    let steps: [FusedStepOriginal]
 
-    init(half: Int, axes: [Int], inputSlots: [Int], steps: [(kernel: any Kernel, inputs: [Int], output: Int)]) {
+    init(half: Int, axes: [Int], inputSlots: [Int], steps: [FusedStepOriginal]) {
         self.half = half
         self.axes = axes
         self.inputSlots = inputSlots
@@ -104,7 +104,7 @@ final class RotaryHalvesKernel: Kernel {
             axes.allSatisfy({ $0 == -1 || $0 == rank - 1 }), c.count > 0, c.count % d == 0, c.shape == s.shape,
             c.shape.last == d, isTrailingBlock(c.shape, of: x.shape)
         else {
-            return [try runSteps([x, c, s], ctx)]
+            return [try ctx.runOriginalSteps(steps, inputSlots: inputSlots, inputs: [x, c, s])]
         }
         let y = ctx.allocate(.float, x.shape)
         let rows = x.count / d, period = c.count
@@ -121,22 +121,5 @@ final class RotaryHalvesKernel: Kernel {
             }
         }
         return [y]
-    }
-
-    /// The chain's original steps one by one with their own kernels.
-    private func runSteps(_ xs: [NDArray], _ ctx: KernelContext) throws -> NDArray {
-        var values: [Int: NDArray] = [:]
-        for (slot, x) in zip(inputSlots, xs) { values[slot] = x }
-        var last: NDArray?
-        for step in steps {
-            let ins: [NDArray?] = step.inputs.map { $0 < 0 ? nil : (values[$0] ?? ctx.frame.values[$0]) }
-            guard let out = try step.kernel.run(ins, ctx).first ?? nil else {
-                throw KernelError("a step of a fused rotary embedding made no output")
-            }
-            values[step.output] = out
-            last = out
-        }
-        guard let last else { throw KernelError("empty rotary chain") }
-        return last
     }
 }
