@@ -14,7 +14,7 @@
 
 static int ck_level = -1;  // 0: none, 2: AVX2+FMA, 3: AVX-512F
 
-static int level(void) {
+int ck_vector_level(void) {
     int l = __atomic_load_n(&ck_level, __ATOMIC_RELAXED);
     if (l >= 0) return l;
     __builtin_cpu_init();
@@ -27,7 +27,7 @@ static int level(void) {
     return l;
 }
 
-int ck_conv_gemm_available(void) { return level() >= 2; }
+int ck_conv_gemm_available(void) { return ck_vector_level() >= 2; }
 
 size_t ck_packed_weights_count(int m, int k) { return (size_t)((m + MR - 1) / MR) * MR * (size_t)k; }
 
@@ -208,7 +208,7 @@ void ck_gemm_rows(int m, int k, const float *packed, const float *const *rows, i
             for (int p = p0; p < p1; p++) y[(size_t)i * ldy + p] = bias ? bias[i] : 0.0f;
         return;
     }
-    switch (level()) {
+    switch (ck_vector_level()) {
     case 3: gemm_avx512(m, k, packed, rows, p0, p1, y, ldy, bias); break;
     case 2: gemm_avx2(m, k, packed, rows, p0, p1, y, ldy, bias); break;
     default: abort();  // callers check ck_conv_gemm_available()

@@ -328,14 +328,12 @@ CK_AVX512 static long softmax_avx512(const float *x, float *y, long rows, long n
 }
 
 static int ck_avx512_state = -1;
-/// AVX-512 F/DQ and AVX2 copies allowed (PRUNEC_NO_AVX2 turns both off).
+/// AVX-512 F/DQ and AVX2 copies allowed: ck_vector_level's AVX-512 (with its
+/// PRUNEC_CKERNELS_LEVEL), and PRUNEC_NO_AVX2 turns both off.
 static int uses_avx512(void) {
     int s = __atomic_load_n(&ck_avx512_state, __ATOMIC_RELAXED);
     if (s < 0) {
-        __builtin_cpu_init();
-        s = ck_uses_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") ? 1 : 0;
-        const char *level = getenv("PRUNEC_CKERNELS_LEVEL");
-        if (level && level[0] >= '0' && level[0] < '3') s = 0;
+        s = ck_uses_avx2() && ck_vector_level() >= 3 && __builtin_cpu_supports("avx512dq") ? 1 : 0;
         __atomic_store_n(&ck_avx512_state, s, __ATOMIC_RELAXED);
     }
     return s;

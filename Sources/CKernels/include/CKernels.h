@@ -40,6 +40,10 @@ long ck_softmax_rows_f32(const float *x, float *y, long rows, long n, int log);
 /// 1 when the AVX2+FMA builds are in use.
 int ck_uses_avx2(void);
 
+/// The vector kernels this CPU can run: 0 none, 2 AVX2+FMA, 3 AVX-512F (ConvGEMM.c).
+/// PRUNEC_CKERNELS_LEVEL=0..3 lowers it, to test the narrower paths on a wider CPU.
+int ck_vector_level(void);
+
 // Convolution GEMM (ConvGEMM.c). Callers must check `ck_conv_gemm_available()` first; where it
 // returns 0 they use their portable path.
 

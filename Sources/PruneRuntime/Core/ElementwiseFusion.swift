@@ -40,9 +40,7 @@ extension ExecutionPlan {
 
     /// Groups elementwise steps into regions (see the file's header), each run as one step at the
     /// position of its last step.
-    func fuseElementwiseRegions(readers: [Int: Int], known: [Int: NDArray], removed: inout Set<Int>, replaced: inout [Int: Step]) {
-        var producer: [Int: Int] = [:]
-        for (i, step) in steps.enumerated() { for s in step.outputs { producer[s] = i } }
+    func fuseElementwiseRegions(readers: [Int: Int], producer: [Int: Int], known: [Int: NDArray], removed: inout Set<Int>, replaced: inout [Int: Step]) {
         // Scalars of rank 0 or 1 only: a higher one would widen the region's output.
         func scalar(_ slot: Int) -> Float? { (known[slot]?.rank ?? 2) <= 1 ? ExecutionPlan.floatScalar(slot, known) : nil }
         func candidate(_ i: Int) -> Bool {

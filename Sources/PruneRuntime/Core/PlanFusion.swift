@@ -114,9 +114,11 @@ extension ExecutionPlan {
             for j in absorbed { removed.insert(j) }
         }
         fuseRMSNorms(soleReader: soleReader, known: known, removed: &removed, replaced: &replaced)
+        var producer: [Int: Int] = [:]
+        for (i, step) in steps.enumerated() { for s in step.outputs { producer[s] = i } }
         // Before the regions: they would take the chain's Mul and Add steps.
-        fuseRotaryHalves(readers: readers, known: known, removed: &removed, replaced: &replaced)
-        fuseElementwiseRegions(readers: readers, known: known, removed: &removed, replaced: &replaced)
+        fuseRotaryHalves(readers: readers, producer: producer, known: known, removed: &removed, replaced: &replaced)
+        fuseElementwiseRegions(readers: readers, producer: producer, known: known, removed: &removed, replaced: &replaced)
         guard !replaced.isEmpty else { return nil }
         let plan = ExecutionPlan(copying: self)
         plan.slotCount = nextSlot

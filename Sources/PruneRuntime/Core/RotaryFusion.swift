@@ -15,9 +15,7 @@ import PruneIR
 extension ExecutionPlan {
     /// Replaces each `rotate_half` rotary chain (see the file's header) by one step at the
     /// position of its Add. Every intermediate value must have its one reader in the chain.
-    func fuseRotaryHalves(readers: [Int: Int], known: [Int: NDArray], removed: inout Set<Int>, replaced: inout [Int: Step]) {
-        var producer: [Int: Int] = [:]
-        for (i, step) in steps.enumerated() { for s in step.outputs { producer[s] = i } }
+    func fuseRotaryHalves(readers: [Int: Int], producer: [Int: Int], known: [Int: NDArray], removed: inout Set<Int>, replaced: inout [Int: Step]) {
         func free(_ i: Int, _ op: String) -> Bool {
             steps[i].op == op && steps[i].node.opType.domain.isEmpty && !removed.contains(i) && replaced[i] == nil
                 && steps[i].outputs.count == 1 && steps[i].memo == nil

@@ -42,7 +42,7 @@ final class MatMulKernel: Kernel {
     }
 
     /// The shapes of a matrix product: batch shape, M, K, N, output shape, and each operand's
-    /// batch offsets (in matrices) for every output batch index (empty when `foldIntoM`).
+    /// batch offsets (in matrices) for every output batch index (may be empty when `foldIntoM`: they are not read then).
     struct Plan {
         var m: Int, k: Int, n: Int
         var outShape: [Int]
