@@ -126,4 +126,35 @@ import Testing
         let diff = zip(a.doubles(), e.doubles()).map { abs($0 - $1) }.max() ?? 1
         #expect(diff < 1e-6, "table \(tableShape): \(diff)")
     }
+
+    /// The half point given at run time (torch computes it as x.shape[-1] // 2): the Slices' bounds
+    /// are inputs here. 4 is the half of 8 and takes the fused loop; 3 is not, so the original
+    /// steps run; both give the node-by-node result.
+    @Test(arguments: [Int64(4), 3])
+    func rotaryHalvesWithBoundsComputedAtRunTime(_ half: Int64) throws {
+        let b = GraphBuilder()
+        let x = b.input("x", .float, [1, 2, 4, 8])
+        let cos = b.input("cos", .float, [4, 8])
+        let sin = b.input("sin", .float, [4, 8])
+        let h = b.input("h", .int64, [1])
+        let axis = b.initializer("axis", Tensor(int64s: [3], shape: [1]))
+        let x1 = b.add(OpType("Slice"), [x, b.initializer("zero", Tensor(int64s: [0], shape: [1])), h, axis])
+        let x2 = b.add(OpType("Slice"), [x, h, b.initializer("big", Tensor(int64s: [Int64.max], shape: [1])), axis])
+        let rotated = b.add(OpType("Concat"), [b.add(OpType("Neg"), [x2]), x1], attributes: [("axis", .int(-1))])
+        let y = b.add(OpType("Add"), [b.add(OpType("Mul"), [rotated, sin]), b.add(OpType("Mul"), [cos, x])])
+        b.output(y)
+        let model = b.model(opset: 17)
+        let fused = try Interpreter(model: model, options: .init(profile: false))
+        let plain = try Interpreter(model: model, options: .init(profile: false, fuse: false))
+        #expect(fused.fastPlan.steps.map(\.op) == ["RotaryEmbedding"], "\(fused.fastPlan.steps.map(\.op))")
+        var rng = SystemRandomNumberGenerator()
+        func random(_ shape: [Int]) -> NDArray {
+            NDArray((0..<shape.reduce(1, *)).map { _ in Float.random(in: -2...2, using: &rng) }, shape: shape)
+        }
+        let feeds = ["x": random([1, 2, 4, 8]), "cos": random([4, 8]), "sin": random([4, 8]), "h": NDArray([half], shape: [1])]
+        let a = try fused.run(feeds)[y.name]!, e = try plain.run(feeds)[y.name]!
+        #expect(a.shape == e.shape)
+        let diff = zip(a.doubles(), e.doubles()).map { abs($0 - $1) }.max() ?? 1
+        #expect(diff < 1e-6, "half \(half): \(diff)")
+    }
 }
