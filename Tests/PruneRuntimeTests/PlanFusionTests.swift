@@ -112,19 +112,7 @@ import Testing
         let rotated = b.add(OpType("Concat"), [b.add(OpType("Neg"), [x2]), x1], attributes: [("axis", .int(-1))])
         let y = b.add(OpType("Add"), [b.add(OpType("Mul"), [x, cos]), b.add(OpType("Mul"), [rotated, sin])])
         b.output(y)
-        let model = b.model(opset: 17)
-        let fused = try Interpreter(model: model, options: .init(profile: false))
-        let plain = try Interpreter(model: model, options: .init(profile: false, fuse: false))
-        #expect(fused.fastPlan.steps.map(\.op) == ["RotaryEmbedding"], "\(fused.fastPlan.steps.map(\.op))")
-        var rng = SystemRandomNumberGenerator()
-        func random(_ shape: [Int]) -> NDArray {
-            NDArray((0..<shape.reduce(1, *)).map { _ in Float.random(in: -2...2, using: &rng) }, shape: shape)
-        }
-        let feeds = ["x": random([1, 2, 4, 8]), "cos": random(tableShape), "sin": random(tableShape)]
-        let a = try fused.run(feeds)[y.name]!, e = try plain.run(feeds)[y.name]!
-        #expect(a.shape == e.shape)
-        let diff = zip(a.doubles(), e.doubles()).map { abs($0 - $1) }.max() ?? 1
-        #expect(diff < 1e-6, "table \(tableShape): \(diff)")
+        try Self.expectOneRotaryStep(b.model(opset: 17), output: y.name, tables: tableShape, extra: [:])
     }
 
     /// The half point given at run time (torch computes it as x.shape[-1] // 2): the Slices' bounds
@@ -143,7 +131,12 @@ import Testing
         let rotated = b.add(OpType("Concat"), [b.add(OpType("Neg"), [x2]), x1], attributes: [("axis", .int(-1))])
         let y = b.add(OpType("Add"), [b.add(OpType("Mul"), [rotated, sin]), b.add(OpType("Mul"), [cos, x])])
         b.output(y)
-        let model = b.model(opset: 17)
+        try Self.expectOneRotaryStep(b.model(opset: 17), output: y.name, tables: [4, 8], extra: ["h": NDArray([half], shape: [1])])
+    }
+
+    /// The model (inputs x [1, 2, 4, 8], cos and sin shaped `tables`, and `extra`) runs as one
+    /// RotaryEmbedding step and gives the node-by-node result on random inputs.
+    private static func expectOneRotaryStep(_ model: Model, output: String, tables: [Int], extra: [String: NDArray]) throws {
         let fused = try Interpreter(model: model, options: .init(profile: false))
         let plain = try Interpreter(model: model, options: .init(profile: false, fuse: false))
         #expect(fused.fastPlan.steps.map(\.op) == ["RotaryEmbedding"], "\(fused.fastPlan.steps.map(\.op))")
@@ -151,10 +144,10 @@ import Testing
         func random(_ shape: [Int]) -> NDArray {
             NDArray((0..<shape.reduce(1, *)).map { _ in Float.random(in: -2...2, using: &rng) }, shape: shape)
         }
-        let feeds = ["x": random([1, 2, 4, 8]), "cos": random([4, 8]), "sin": random([4, 8]), "h": NDArray([half], shape: [1])]
-        let a = try fused.run(feeds)[y.name]!, e = try plain.run(feeds)[y.name]!
+        let feeds = ["x": random([1, 2, 4, 8]), "cos": random(tables), "sin": random(tables)].merging(extra) { a, _ in a }
+        let a = try fused.run(feeds)[output]!, e = try plain.run(feeds)[output]!
         #expect(a.shape == e.shape)
         let diff = zip(a.doubles(), e.doubles()).map { abs($0 - $1) }.max() ?? 1
-        #expect(diff < 1e-6, "half \(half): \(diff)")
+        #expect(diff < 1e-6, "tables \(tables), \(extra.keys.sorted()): \(diff)")
     }
 }
