@@ -98,6 +98,35 @@ import Testing
         Self.expectClose(got, want.values, shape: [n, m, want.oh, want.ow])
     }
 
+    /// The convolution GEMM's blocking (CKernels/ConvGEMM.c) on shapes that cross every block
+    /// edge: 144 rows of K (two chunks of 128), 267 output channels (two blocks of 256 rows, a
+    /// partial 8-row panel), 31 × 35 grid columns (two column blocks of 960, a partial last
+    /// panel) or 9 × 11 (three panels, so two threads split the rows too), constant weights
+    /// (packed once) and weights given as an input (packed per run), at 1 and 2 threads.
+    @Test(arguments: [(1, 31, 33), (2, 31, 33), (1, 9, 9), (2, 9, 9)])
+    func convCrossesEveryGemmBlock(_ p: (threads: Int, h: Int, wd: Int)) throws {
+        let (threads, h, wd) = p
+        let n = 1, c = 16, m = 267, k = 3
+        let x = Self.values(n * c * h * wd, seed: 11), w = Self.values(m * c * k * k, seed: 12), b = Self.values(m, seed: 13)
+        let want = Self.naiveConv(x, w, b, n: n, c: c, h: h, wd: wd, m: m, k: k, stride: 1, pad: 1, dil: 1, group: 1)
+        for constantWeights in [true, false] {
+            let g = GraphBuilder(name: "t")
+            let xv = g.input("x", .float, [n, c, h, wd])
+            var feeds = ["x": NDArray(x, shape: [n, c, h, wd])]
+            let wv: Value
+            if constantWeights {
+                wv = g.initializer("w", NDArray(w, shape: [m, c, k, k]).tensor())
+            } else {
+                wv = g.input("w", .float, [m, c, k, k])
+                feeds["w"] = NDArray(w, shape: [m, c, k, k])
+            }
+            let bv = g.initializer("b", NDArray(b, shape: [m]).tensor())
+            g.output(g.add(OpType("Conv"), [xv, wv, bv], attributes: [("pads", .ints([1, 1, 1, 1]))]))
+            let got = try Interpreter(model: g.model(opset: 21), options: .init(threads: threads)).runOrdered(feeds)[0]
+            Self.expectClose(got, want.values, shape: [n, m, want.oh, want.ow])
+        }
+    }
+
     @Test func einsumGeneralEquations() throws {
         let a = Self.values(2 * 3 * 4, seed: 7), b = Self.values(4 * 5, seed: 8), c = Self.values(5 * 2, seed: 9)
         // Implicit output with a broadcast ellipsis: "...ij,jk" -> "...ik".

@@ -57,12 +57,17 @@ size_t ck_packed_weights_count(int m, int k);
 /// `ck_gemm_rows` reads (`ck_packed_weights_count(m, k)` floats at `packed`).
 void ck_pack_weights(int m, int k, const float *w, int ldw, float *packed);
 
-/// Y[i][p] = bias[i] + sum_k W[i][k] * rows[k][p] for i in 0..<m and p in p0..<p1, where W was
-/// packed by `ck_pack_weights` and `rows` holds k pointers (the implicit K x N right-hand
-/// matrix, one pointer per row). `bias` may be NULL (zero). Y has row stride `ldy`.
+/// Y[i][p] = bias[i] + sum_k W[i][k] * rows[k][p] for i in r0..<r1 and p in p0..<p1, where W
+/// (M x K) was packed by `ck_pack_weights` and `rows` holds k pointers (the implicit K x N
+/// right-hand matrix, one pointer per row). `r0` is a multiple of 8. `bias` (M floats) may be
+/// NULL (zero); Y has row stride `ldy`, and `y` and `bias` point at row 0 whatever r0 is.
 /// Elements rows[k][p] are read only for p in p0..<p1.
-void ck_gemm_rows(int m, int k, const float *packed, const float *const *rows, int p0, int p1,
+void ck_gemm_rows(int m, int k, const float *packed, int r0, int r1, const float *const *rows, int p0, int p1,
                   float *y, int ldy, const float *bias);
+
+/// Columns per block of `ck_gemm_rows`' widest kernel: callers that split the columns among
+/// threads cut them at multiples of this.
+int ck_gemm_column_block(void);
 
 // float16 / bfloat16 arrays (HalfConvert.c). Rounding to the narrow type is to nearest even;
 // NaN stays NaN. `x` and `y` may be the same array for the round functions only.

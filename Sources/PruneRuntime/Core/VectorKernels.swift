@@ -54,7 +54,7 @@ enum VectorKernels {
 
     // MARK: Row-pointer convolution GEMM
 
-    /// Whether the CPU has AVX2 and FMA, so ``gemmRows(m:k:packed:rows:columns:y:ldy:bias:)`` can
+    /// Whether the CPU has AVX2 and FMA, so ``gemmRows(m:k:packed:outputRows:rows:columns:y:ldy:bias:)`` can
     /// run (callers use their portable path otherwise).
     static let convGemmAvailable = ck_conv_gemm_available() != 0
 
@@ -64,18 +64,26 @@ enum VectorKernels {
     }
 
     /// Packs the row-major `m`×`k` matrix `w` (row stride `ldw`) into the panel layout
-    /// ``gemmRows(m:k:packed:rows:columns:y:ldy:bias:)`` reads (``packedWeightsCount(m:k:)`` floats).
+    /// ``gemmRows(m:k:packed:outputRows:rows:columns:y:ldy:bias:)`` reads (``packedWeightsCount(m:k:)`` floats).
     static func packWeights(m: Int, k: Int, _ w: UnsafePointer<Float>, ldw: Int, into packed: UnsafeMutablePointer<Float>) {
         ck_pack_weights(Int32(m), Int32(k), w, Int32(ldw), packed)
     }
 
-    /// `y[i][p] = bias[i] + Σₖ W[i][k] · rows[k][p]` for `i` in `0..<m` and `p` in `columns`, where
-    /// `W` was packed by ``packWeights(m:k:_:ldw:into:)`` and `rows` holds `k` row pointers of the
-    /// right-hand matrix (read only at `columns`). `bias` `nil` is zero; `y` has row stride `ldy`.
-    static func gemmRows(m: Int, k: Int, packed: UnsafePointer<Float>, rows: UnsafePointer<UnsafePointer<Float>?>,
-                         columns: Range<Int>, y: UnsafeMutablePointer<Float>, ldy: Int, bias: UnsafePointer<Float>?) {
-        ck_gemm_rows(Int32(m), Int32(k), packed, rows, Int32(columns.lowerBound), Int32(columns.upperBound), y, Int32(ldy), bias)
+    /// `y[i][p] = bias[i] + Σₖ W[i][k] · rows[k][p]` for `i` in `outputRows` and `p` in `columns`,
+    /// where `W` (`m`×`k`) was packed by ``packWeights(m:k:_:ldw:into:)`` and `rows` holds `k` row
+    /// pointers of the right-hand matrix (read only at `columns`). `outputRows` starts at a
+    /// multiple of 8. `bias` (`m` floats) `nil` is zero; `y` has row stride `ldy`, and `y` and
+    /// `bias` point at row 0.
+    static func gemmRows(m: Int, k: Int, packed: UnsafePointer<Float>, outputRows: Range<Int>,
+                         rows: UnsafePointer<UnsafePointer<Float>?>, columns: Range<Int>,
+                         y: UnsafeMutablePointer<Float>, ldy: Int, bias: UnsafePointer<Float>?) {
+        ck_gemm_rows(Int32(m), Int32(k), packed, Int32(outputRows.lowerBound), Int32(outputRows.upperBound), rows,
+                     Int32(columns.lowerBound), Int32(columns.upperBound), y, Int32(ldy), bias)
     }
+
+    /// Columns per block of ``gemmRows(m:k:packed:outputRows:rows:columns:y:ldy:bias:)``'s widest
+    /// kernel: a split of the columns among threads cuts at multiples of it.
+    static let gemmColumnBlock = Int(ck_gemm_column_block())
 
     // MARK: float16 / bfloat16 arrays
 

@@ -278,24 +278,25 @@ final class ConvKernel: Kernel {
         }
     }
 
-    /// ``VectorKernels/gemmRows(m:k:packed:rows:columns:y:ldy:bias:)`` over all `columns`, in
-    /// tiles of output channels × 32-column panels spread over the context's threads.
+    /// ``VectorKernels/gemmRows(m:k:packed:outputRows:rows:columns:y:ldy:bias:)`` over all
+    /// `columns`, in tiles of output channels × column blocks spread over the context's threads.
     ///
-    /// Columns alone are too few to share in late layers (a 7×7 map is two panels), so when there
-    /// are fewer panels than 4 per thread, the output channels are cut too, in multiples of the
+    /// Columns alone are too few to share in late layers (a 7×7 map is two blocks), so when there
+    /// are fewer blocks than 4 per thread, the output channels are cut too, in multiples of the
     /// packing's 8 rows. A thread's share is at least about 260,000 multiply-adds (a microsecond
     /// or two): a smaller one costs more to hand to a worker than to compute.
     static func parallelGemmRows(m: Int, k: Int, packed: UnsafePointer<Float>,
                                  rows: UnsafePointer<UnsafePointer<Float>?>, columns: Int,
                                  y: UnsafeMutablePointer<Float>, ldy: Int, bias: UnsafePointer<Float>?, _ ctx: KernelContext) {
-        let panels = (columns + 31) / 32
+        let width = VectorKernels.gemmColumnBlock
+        let panels = (columns + width - 1) / width
         let threads = ctx.threads
         let rowBlocks = (m + 7) / 8
         let want = threads * 4
         let split = threads > 1 && panels < want ? min(rowBlocks, (want + panels - 1) / panels) : 1
         let blockRows = ((rowBlocks + split - 1) / split) * 8
         let splits = (m + blockRows - 1) / blockRows
-        let tileMACs = blockRows * k * 32
+        let tileMACs = blockRows * k * width
         ctx.parallelFor(splits * panels, grain: max(1, (1 << 18) / max(1, tileMACs))) { range in
             // Consecutive tiles of one row block make one call (the kernel reuses each column block
             // across all of its rows).
@@ -305,9 +306,8 @@ final class ConvKernel: Kernel {
                 let end = min(range.upperBound, (block + 1) * panels)
                 let r0 = block * blockRows, r1 = min(m, r0 + blockRows)
                 let p0 = t - block * panels, p1 = end - block * panels
-                VectorKernels.gemmRows(m: r1 - r0, k: k, packed: packed + r0 * k, rows: rows,
-                                       columns: p0 * 32 ..< min(columns, p1 * 32), y: y + r0 * ldy, ldy: ldy,
-                                       bias: bias.map { $0 + r0 })
+                VectorKernels.gemmRows(m: m, k: k, packed: packed, outputRows: r0 ..< r1, rows: rows,
+                                       columns: p0 * width ..< min(columns, p1 * width), y: y, ldy: ldy, bias: bias)
                 t = end
             }
         }
