@@ -52,6 +52,84 @@ void ck_pack_weights(int m, int k, const float *w, int ldw, float *packed) {
     }
 }
 
+// MARK: AVX-512, unpacked: 8 rows x 32 columns (16 zmm accumulators) read through the row pointers.
+//
+// For few output rows: packing a panel costs about what 8 to 16 rows of tiles compute on it, so
+// a 16-channel convolution over a 32x32 map ran 1.6x slower packed.
+
+__attribute__((target("avx512f,fma")))
+static void gemm_avx512_unpacked(int m, int k, const float *packed, int r0, int r1, const float *const *rows, int p0, int p1,
+                                 float *y, int ldy, const float *bias) {
+    int panels = (m + MR - 1) / MR;
+    for (int k0 = 0; k0 < k; k0 += KC) {
+        int kc = k - k0 < KC ? k - k0 : KC;
+        int first = k0 == 0;
+        const float *const *rk = rows + k0;
+        for (int p = p0; p < p1; p += 32) {
+            int nr = p1 - p < 32 ? p1 - p : 32;
+            __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
+            __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr <= 16 ? (__mmask16)0 : (__mmask16)((1u << (nr - 16)) - 1);
+            for (int pb = r0 / MR; pb < (r1 + MR - 1) / MR; pb++) {
+                const float *w = packed + (size_t)k0 * panels * MR + (size_t)pb * kc * MR;
+                int mr = r1 - pb * MR < MR ? r1 - pb * MR : MR;
+                float *yb = y + (size_t)pb * MR * ldy + p;
+                __m512 c0[MR], c1[MR];
+                if (first) {
+#pragma clang loop unroll(full)
+                    for (int i = 0; i < MR; i++) {
+                        float b = (bias && i < mr) ? bias[pb * MR + i] : 0.0f;
+                        c0[i] = _mm512_set1_ps(b);
+                        c1[i] = c0[i];
+                    }
+                } else {
+#pragma clang loop unroll(full)
+                    for (int i = 0; i < MR; i++) {
+                        if (i < mr) {
+                            c0[i] = _mm512_maskz_loadu_ps(m0, yb + (size_t)i * ldy);
+                            c1[i] = _mm512_maskz_loadu_ps(m1, yb + (size_t)i * ldy + 16);
+                        } else {
+                            c0[i] = _mm512_setzero_ps();
+                            c1[i] = c0[i];
+                        }
+                    }
+                }
+                if (nr == 32) {
+                    for (int kk = 0; kk < kc; kk++) {
+                        const float *b = rk[kk] + p;
+                        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+                        const float *wk = w + kk * MR;
+#pragma clang loop unroll(full)
+                        for (int i = 0; i < MR; i++) {
+                            __m512 a = _mm512_set1_ps(wk[i]);
+                            c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
+                            c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
+                        }
+                    }
+                } else {
+                    for (int kk = 0; kk < kc; kk++) {
+                        const float *b = rk[kk] + p;
+                        __m512 b0 = _mm512_maskz_loadu_ps(m0, b), b1 = _mm512_maskz_loadu_ps(m1, b + 16);
+                        const float *wk = w + kk * MR;
+#pragma clang loop unroll(full)
+                        for (int i = 0; i < MR; i++) {
+                            __m512 a = _mm512_set1_ps(wk[i]);
+                            c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
+                            c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
+                        }
+                    }
+                }
+#pragma clang loop unroll(full)
+                for (int i = 0; i < MR; i++) {
+                    if (i < mr) {
+                        _mm512_mask_storeu_ps(yb + (size_t)i * ldy, m0, c0[i]);
+                        _mm512_mask_storeu_ps(yb + (size_t)i * ldy + 16, m1, c1[i]);
+                    }
+                }
+            }
+        }
+    }
+}
+
 // MARK: AVX-512: 8 rows x 48 columns (24 zmm accumulators; 16 or 32 columns for the last block).
 //
 // The right-hand matrix is first copied, KC rows x 48 columns at a time, into a contiguous,
@@ -64,6 +142,7 @@ void ck_pack_weights(int m, int k, const float *w, int ldw, float *packed) {
 
 #define NR512 48
 #define MC512 256
+#define PACK_MIN_ROWS 64  // fewer output rows read row pointers unpacked
 #define NCB512 960  // columns packed per block (a multiple of NR512): KC x NCB floats < 1 MiB
 
 static __thread float *pack_buf;
@@ -87,6 +166,75 @@ static void pack_panel512(const float *const *rk, int kc, int p, int nr, int nv,
     for (int kk = 0; kk < kc; kk++) {
         const float *b = rk[kk] + p;
         for (int v = 0; v < nv; v++) _mm512_store_ps(dst + (kk * nv + v) * 16, _mm512_maskz_loadu_ps(q[v], b + v * 16));
+    }
+}
+
+// Copies n floats (n <= 48) with masked vector moves.
+__attribute__((target("avx512f,fma")))
+static inline void copy_floats512(float *dst, const float *src, int n) {
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 q = lanes16(n - i);
+        _mm512_mask_storeu_ps(dst + i, q, _mm512_maskz_loadu_ps(q, src + i));
+    }
+}
+
+// dst[t] = src[2t] for t < n: two masked loads compacted by one permute per 16 outputs (no
+// element past src[2(n-1)] is read).
+__attribute__((target("avx512f,fma")))
+static inline void copy_even_floats512(float *dst, const float *src, int n) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    for (int i = 0; i < n; i += 16) {
+        int need = 2 * (n - i) - 1;
+        __m512 a = _mm512_maskz_loadu_ps(lanes16(need), src + 2 * i);
+        __m512 b = _mm512_maskz_loadu_ps(lanes16(need - 16), src + 2 * i + 16);
+        _mm512_mask_storeu_ps(dst + i, lanes16(n - i), _mm512_permutex2var_ps(a, even, b));
+    }
+}
+
+// The panel of a 2-D window source: row k0 + kk is (channel, kh, kw), column p + j the output
+// position (oh, ow) in row-major order; the element is the input at (oh sh - ph + kh dh,
+// ow sw - pw + kw dw), zero outside the input. This is im2col for 48 columns at a time, in L1.
+__attribute__((target("avx512f,fma")))
+static void pack_window512(const ck_gemm_source *g, int k0, int kc, int p, int nr, int nv, float *dst) {
+    // The output rows the panel's columns lie in (a 7-wide map: seven rows per 48 columns).
+    int segJ[NR512], segX[NR512], segY[NR512], segN[NR512], nseg = 0;
+    for (int j = 0; j < nr;) {
+        int q = p + j, oh = q / g->ow, ow = q % g->ow;
+        int cnt = g->ow - ow < nr - j ? g->ow - ow : nr - j;
+        segJ[nseg] = j;
+        segY[nseg] = oh * g->sh - g->ph;
+        segX[nseg] = ow * g->sw - g->pw;
+        segN[nseg] = cnt;
+        nseg++;
+        j += cnt;
+    }
+    int ks = g->kh * g->kw, plane = g->ih * g->iw, width = nv * 16;
+    int ch = k0 / ks, kh = k0 % ks / g->kw, kw = k0 % g->kw;
+    const __m512 zero = _mm512_setzero_ps();
+    for (int kk = 0; kk < kc; kk++) {
+        float *d = dst + (size_t)kk * width;
+        for (int v = 0; v < nv; v++) _mm512_store_ps(d + 16 * v, zero);
+        const float *pl = g->x + (size_t)ch * plane;
+        int dy = kh * g->dh, dx = kw * g->dw;
+        for (int s = 0; s < nseg; s++) {
+            int yi = segY[s] + dy;
+            if ((unsigned)yi >= (unsigned)g->ih) continue;
+            int x0 = segX[s] + dx;
+            // Columns t of the segment with 0 <= x0 + t sw < iw.
+            int lo = x0 >= 0 ? 0 : (-x0 + g->sw - 1) / g->sw;
+            int hi = g->iw - x0 <= 0 ? 0 : (g->iw - x0 + g->sw - 1) / g->sw;
+            if (hi > segN[s]) hi = segN[s];
+            if (hi <= lo) continue;
+            const float *src = pl + (size_t)yi * g->iw + x0 + (size_t)lo * g->sw;
+            float *o = d + segJ[s] + lo;
+            if (g->sw == 1) copy_floats512(o, src, hi - lo);
+            else if (g->sw == 2) copy_even_floats512(o, src, hi - lo);
+            else for (int t = 0; t < hi - lo; t++) o[t] = src[(size_t)t * g->sw];
+        }
+        if (++kw == g->kw) {
+            kw = 0;
+            if (++kh == g->kh) { kh = 0; ch++; }
+        }
     }
 }
 
@@ -126,11 +274,15 @@ static inline __attribute__((always_inline)) void tile512(const int NV, int kc, 
 }
 
 __attribute__((target("avx512f,fma")))
-static void gemm_avx512(int m, int k, const float *packed, int r0, int r1, const float *const *rows, int p0, int p1,
+static void gemm_avx512(int m, int k, const float *packed, int r0, int r1, const ck_gemm_source *src, int p0, int p1,
                         float *y, int ldy, const float *bias) {
     int panels = (m + MR - 1) / MR;
     int pbFirst = r0 / MR, pbEnd = (r1 + MR - 1) / MR;
     int mcPanels = MC512 / MR;
+    if (src->rows && m < PACK_MIN_ROWS) {
+        gemm_avx512_unpacked(m, k, packed, r0, r1, src->rows, p0, p1, y, ldy, bias);
+        return;
+    }
     float *buf = pack_scratch((size_t)KC * NCB512);
     if (!buf) abort();
     for (int j0 = p0; j0 < p1; j0 += NCB512) {
@@ -138,14 +290,16 @@ static void gemm_avx512(int m, int k, const float *packed, int r0, int r1, const
         for (int k0 = 0; k0 < k; k0 += KC) {
             int kc = k - k0 < KC ? k - k0 : KC;
             int first = k0 == 0;
-            const float *const *rk = rows + k0;
             for (int ib = pbFirst; ib < pbEnd; ib += mcPanels) {
                 int ie = ib + mcPanels < pbEnd ? ib + mcPanels : pbEnd;
                 for (int p = j0; p < j1; p += NR512) {
                     int nr = j1 - p < NR512 ? j1 - p : NR512;
                     int nv = (nr + 15) / 16;
                     float *bp = buf + (size_t)(p - j0) * KC;
-                    if (ib == pbFirst) pack_panel512(rk, kc, p, nr, nv, bp);
+                    if (ib == pbFirst) {
+                        if (src->rows) pack_panel512(src->rows + k0, kc, p, nr, nv, bp);
+                        else pack_window512(src, k0, kc, p, nr, nv, bp);
+                    }
                     for (int pb = ib; pb < ie; pb++) {
                         const float *w = packed + (size_t)k0 * panels * MR + (size_t)pb * kc * MR;
                         int mr = r1 - pb * MR < MR ? r1 - pb * MR : MR;
@@ -242,8 +396,8 @@ static void gemm_avx2(int m, int k, const float *packed, int r0, int r1, const f
     }
 }
 
-void ck_gemm_rows(int m, int k, const float *packed, int r0, int r1, const float *const *rows, int p0, int p1,
-                  float *y, int ldy, const float *bias) {
+void ck_gemm(int m, int k, const float *packed, int r0, int r1, const ck_gemm_source *src, int p0, int p1,
+             float *y, int ldy, const float *bias) {
     if (r1 > m) r1 = m;
     if (r0 >= r1 || p1 <= p0) return;
     if (k <= 0) {
@@ -251,11 +405,17 @@ void ck_gemm_rows(int m, int k, const float *packed, int r0, int r1, const float
             for (int p = p0; p < p1; p++) y[(size_t)i * ldy + p] = bias ? bias[i] : 0.0f;
         return;
     }
-    switch (ck_vector_level()) {
-    case 3: gemm_avx512(m, k, packed, r0, r1, rows, p0, p1, y, ldy, bias); break;
-    case 2: gemm_avx2(m, k, packed, r0, r1, rows, p0, p1, y, ldy, bias); break;
-    default: abort();  // callers check ck_conv_gemm_available()
-    }
+    int level = ck_vector_level();
+    if (level == 3) gemm_avx512(m, k, packed, r0, r1, src, p0, p1, y, ldy, bias);
+    else if (level == 2 && src->rows) gemm_avx2(m, k, packed, r0, r1, src->rows, p0, p1, y, ldy, bias);
+    else abort();  // callers check ck_conv_gemm_available() / ck_gemm_window_available()
 }
 
-int ck_gemm_column_block(void) { return NR512; }
+int ck_gemm_window_available(void) { return ck_vector_level() >= 3; }
+
+int ck_gemm_column_block(int m, int window) {
+    if (ck_vector_level() < 3) return 16;
+    return window || m >= PACK_MIN_ROWS ? NR512 : 32;
+}
+
+int ck_gemm_packed_min_rows(void) { return PACK_MIN_ROWS; }

@@ -98,15 +98,41 @@ import Testing
         Self.expectClose(got, want.values, shape: [n, m, want.oh, want.ow])
     }
 
+    /// Windows that the convolution GEMM gathers panel by panel (CKernels' window source on
+    /// AVX-512, im2col or padded rows elsewhere) on a map wider than one 48-column panel: strides
+    /// 1 to 3 (stride 2 compacts 16 outputs from 32 inputs), a dilation, a 7×7 stem-like window
+    /// with pads, a window wider than the padding on both sides, and groups.
+    @Test(arguments: [
+        // (c, m, k, stride, pad, dil, group)
+        (5, 12, 3, 1, 1, 1, 1),
+        (5, 12, 3, 2, 1, 1, 1),
+        (5, 12, 3, 3, 2, 1, 1),
+        (5, 12, 3, 1, 2, 2, 1),
+        (3, 16, 7, 2, 3, 1, 1),
+        (4, 10, 5, 2, 0, 1, 2),
+    ])
+    func convWindowsOverAWideMap(_ p: (Int, Int, Int, Int, Int, Int, Int)) throws {
+        let (c, m, k, s, pad, dil, g) = p
+        let n = 2, h = 11, wd = 75
+        let x = Self.values(n * c * h * wd, seed: 14), w = Self.values(m * (c / g) * k * k, seed: 15), b = Self.values(m, seed: 16)
+        let want = Self.naiveConv(x, w, b, n: n, c: c, h: h, wd: wd, m: m, k: k, stride: s, pad: pad, dil: dil, group: g)
+        let got = try Self.run("Conv", [([n, c, h, wd], x), ([m, c / g, k, k], w), ([m], b)], attributes: [
+            ("strides", .ints([Int64(s), Int64(s)])), ("pads", .ints([Int64](repeating: Int64(pad), count: 4))),
+            ("dilations", .ints([Int64(dil), Int64(dil)])), ("group", .int(Int64(g))),
+        ])
+        Self.expectClose(got, want.values, shape: [n, m, want.oh, want.ow])
+    }
+
     /// The convolution GEMM's blocking (CKernels/ConvGEMM.c) on shapes that cross every block
     /// edge: 144 rows of K (two chunks of 128), 267 output channels (two blocks of 256 rows, a
     /// partial 8-row panel), 31 × 35 grid columns (two column blocks of 960, a partial last
-    /// panel) or 9 × 11 (three panels, so two threads split the rows too), constant weights
-    /// (packed once) and weights given as an input (packed per run), at 1 and 2 threads.
-    @Test(arguments: [(1, 31, 33), (2, 31, 33), (1, 9, 9), (2, 9, 9)])
-    func convCrossesEveryGemmBlock(_ p: (threads: Int, h: Int, wd: Int)) throws {
-        let (threads, h, wd) = p
-        let n = 1, c = 16, m = 267, k = 3
+    /// panel) or 9 × 11 (three panels, so two threads split the rows too: 100 channels split in
+    /// blocks of 40 rows, which read their rows unpacked), constant weights (packed once) and
+    /// weights given as an input (packed per run), at 1 and 2 threads.
+    @Test(arguments: [(1, 31, 33, 267), (2, 31, 33, 267), (1, 9, 9, 267), (2, 9, 9, 267), (2, 9, 9, 100)])
+    func convCrossesEveryGemmBlock(_ p: (threads: Int, h: Int, wd: Int, m: Int)) throws {
+        let (threads, h, wd, m) = p
+        let n = 1, c = 16, k = 3
         let x = Self.values(n * c * h * wd, seed: 11), w = Self.values(m * c * k * k, seed: 12), b = Self.values(m, seed: 13)
         let want = Self.naiveConv(x, w, b, n: n, c: c, h: h, wd: wd, m: m, k: k, stride: 1, pad: 1, dil: 1, group: 1)
         for constantWeights in [true, false] {

@@ -57,17 +57,35 @@ size_t ck_packed_weights_count(int m, int k);
 /// `ck_gemm_rows` reads (`ck_packed_weights_count(m, k)` floats at `packed`).
 void ck_pack_weights(int m, int k, const float *w, int ldw, float *packed);
 
-/// Y[i][p] = bias[i] + sum_k W[i][k] * rows[k][p] for i in r0..<r1 and p in p0..<p1, where W
-/// (M x K) was packed by `ck_pack_weights` and `rows` holds k pointers (the implicit K x N
-/// right-hand matrix, one pointer per row). `r0` is a multiple of 8. `bias` (M floats) may be
-/// NULL (zero); Y has row stride `ldy`, and `y` and `bias` point at row 0 whatever r0 is.
-/// Elements rows[k][p] are read only for p in p0..<p1.
-void ck_gemm_rows(int m, int k, const float *packed, int r0, int r1, const float *const *rows, int p0, int p1,
-                  float *y, int ldy, const float *bias);
+/// The right-hand matrix (K x N) of `ck_gemm`: one pointer per row (`rows`), or, where `rows` is
+/// NULL, a 2-D convolution's input `x` ([channels][ih][iw]) read through its window: row
+/// (channel, kh, kw), column (oh, ow) in row-major order, element x[channel][oh sh - ph + kh dh]
+/// [ow sw - pw + kw dw], zero outside the input (im2col without the buffer).
+typedef struct {
+    const float *const *rows;
+    const float *x;
+    int ih, iw, oh, ow, kh, kw, sh, sw, dh, dw, ph, pw;
+} ck_gemm_source;
 
-/// Columns per block of `ck_gemm_rows`' widest kernel: callers that split the columns among
-/// threads cut them at multiples of this.
-int ck_gemm_column_block(void);
+/// Y[i][p] = bias[i] + sum_k W[i][k] * B[k][p] for i in r0..<r1 and p in p0..<p1, where W
+/// (M x K) was packed by `ck_pack_weights` and B is `src`. `r0` is a multiple of 8. `bias`
+/// (M floats) may be NULL (zero); Y has row stride `ldy`, and `y` and `bias` point at row 0
+/// whatever r0 is. A row source is read only at columns p0..<p1. Needs
+/// `ck_conv_gemm_available()` for a row source, `ck_gemm_window_available()` for a window.
+void ck_gemm(int m, int k, const float *packed, int r0, int r1, const ck_gemm_source *src, int p0, int p1,
+             float *y, int ldy, const float *bias);
+
+/// 1 when `ck_gemm` takes a window source on this CPU (AVX-512), else 0.
+int ck_gemm_window_available(void);
+
+/// Rows (M) from which `ck_gemm` packs a row source's panels (fewer are read in place: the copy
+/// would cost more than it saves). A window source is always packed.
+int ck_gemm_packed_min_rows(void);
+
+/// Columns per block of the kernel `ck_gemm` runs for an M-row matrix and this kind of source
+/// (`window` 1 for a window): callers that split the columns among threads cut them at multiples
+/// of this.
+int ck_gemm_column_block(int m, int window);
 
 // float16 / bfloat16 arrays (HalfConvert.c). Rounding to the narrow type is to nearest even;
 // NaN stays NaN. `x` and `y` may be the same array for the round functions only.

@@ -191,13 +191,18 @@ final class ConvKernel: Kernel {
     /// Whether the AVX2/AVX-512 row-pointer GEMM of CKernels can run on this CPU.
     static let vectorGemm = VectorKernels.convGemmAvailable
 
-    /// Convolution as a GEMM whose right-hand matrix is given by one pointer per row (CKernels):
+    /// Convolution as a GEMM whose right-hand matrix is read by CKernels' packing, 48 columns at
+    /// a time, without an im2col buffer where it can:
     ///
-    /// - stride 1 over one or two spatial dimensions: no im2col. The (zero-padded) input is
-    ///   viewed with the padded row width `pw`; row (channel, kh, kw) of the virtual im2col
-    ///   matrix starts at `channel * plane + kh * dh * pw + kw * dw`, and the output is computed
-    ///   on a grid `oh x pw` (the last `pw - ow` columns of each row are discarded). A 1x1
-    ///   unpadded convolution reads the input itself.
+    /// - one or two spatial dimensions on AVX-512, with 64 output channels or more or a stride: a
+    ///   window source. The packing gathers each panel from the input through the window
+    ///   (padding, strides and dilations included), so there is no padded copy, no im2col matrix
+    ///   and no discarded grid column.
+    /// - otherwise, stride 1 over one or two spatial dimensions: row pointers into the
+    ///   (zero-padded) input viewed with the padded row width `pw`; row (channel, kh, kw) of the
+    ///   virtual im2col matrix starts at `channel * plane + kh * dh * pw + kw * dw`, and the
+    ///   output is computed on a grid `oh x pw` (the last `pw - ow` columns of each row are
+    ///   discarded). A 1x1 unpadded convolution reads the input itself.
     /// - otherwise: im2col, then the same GEMM on the columns.
     ///
     /// The bias is folded into the GEMM's initial accumulators.
@@ -219,25 +224,37 @@ final class ConvKernel: Kernel {
         }
         let r = padsEnd.count
         let padEndH = r >= 2 ? padsEnd[r - 2] : 0, padEndW = padsEnd[r - 1]
-        let direct = g.sh == 1 && g.sw == 1 && g.id == 1 && g.kd == 1 && g.pd == 0 && g.od == 1
+        let pointwise = ConvKernel.isPointwise(g, padsEnd: padsEnd)
+        let planar = g.id == 1 && g.kd == 1 && g.od == 1
+        // Few output channels do not pay for packing a panel gathered through the window: stride
+        // 1 then reads padded rows in place (a strided window would need im2col instead).
+        let window = VectorKernels.windowGemmAvailable && planar && !pointwise
+            && (mg >= VectorKernels.gemmPackedMinRows || g.sh != 1 || g.sw != 1)
+        let direct = !window && g.sh == 1 && g.sw == 1 && planar && g.pd == 0
         // The padded input plane (direct path): rows ph, row width pwid.
         let ph = g.ih + g.ph + padEndH, pwid = g.iw + g.pw + padEndW
         let padded = direct && (g.ph != 0 || g.pw != 0 || padEndH != 0 || padEndW != 0)
         let grid = direct && pwid != g.ow
         let nCols = direct ? (g.oh - 1) * pwid + g.ow : outSize
         let padArray = padded ? ctx.allocate(.float, [cg * ph * pwid]) : nil
-        let colArray = direct ? nil : ctx.allocate(.float, [kRows, outSize])
+        let colArray = direct || window ? nil : ctx.allocate(.float, [kRows, outSize])
         let tmpArray = grid ? ctx.allocate(.float, [mg, g.oh * pwid]) : nil
         let pad = padArray?.pointer(as: Float.self)
         let col = colArray?.pointer(as: Float.self)
         let tmp = tmpArray?.pointer(as: Float.self)
         defer { withExtendedLifetime((packedArray, padArray, colArray, tmpArray)) {} }
-        withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: kRows) { rows in
+        withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: window ? 0 : kRows) { rows in
             for i in 0..<n {
                 for gi in 0..<group {
                     let src = px + (i * c + gi * cg) * inSize
                     let dst = py + (i * m + gi * mg) * outSize
-                    if direct {
+                    var source = VectorKernels.GemmSource()
+                    if window {
+                        source.x = UnsafePointer(src)
+                        (source.ih, source.iw, source.oh, source.ow) = (Int32(g.ih), Int32(g.iw), Int32(g.oh), Int32(g.ow))
+                        (source.kh, source.kw, source.sh, source.sw) = (Int32(g.kh), Int32(g.kw), Int32(g.sh), Int32(g.sw))
+                        (source.dh, source.dw, source.ph, source.pw) = (Int32(g.dh), Int32(g.dw), Int32(g.ph), Int32(g.pw))
+                    } else if direct {
                         var base = UnsafePointer(src), plane = inSize
                         if let pad {
                             ConvKernel.padInput(src, pad, channels: cg, g: g, ph: ph, pw: pwid, ctx)
@@ -257,13 +274,15 @@ final class ConvKernel: Kernel {
                         }
                         for k in 0..<kRows { rows[k] = UnsafePointer(col + k * outSize) }
                     }
+                    if !window { source.rows = UnsafePointer(rows.baseAddress!) }
                     let out = tmp ?? dst
                     let ldy = grid ? g.oh * pwid : outSize
                     let w = UnsafePointer(packed + gi * packCount)
                     let bias = pb.map { UnsafePointer($0 + gi * mg) }
-                    let rowsBase = UnsafePointer(rows.baseAddress!)
-                    ConvKernel.parallelGemmRows(m: mg, k: kRows, packed: w, rows: rowsBase, columns: nCols,
+                    withUnsafePointer(to: &source) { source in
+                        ConvKernel.parallelGemm(m: mg, k: kRows, packed: w, source: source, columns: nCols,
                                                 y: out, ldy: ldy, bias: bias, ctx)
+                    }
                     if let tmp {
                         ctx.parallelFor(mg, grain: max(1, 16384 / max(1, outSize))) { range in
                             for oc in range {
@@ -278,21 +297,25 @@ final class ConvKernel: Kernel {
         }
     }
 
-    /// ``VectorKernels/gemmRows(m:k:packed:outputRows:rows:columns:y:ldy:bias:)`` over all
+    /// ``VectorKernels/gemm(m:k:packed:outputRows:source:columns:y:ldy:bias:)`` over all
     /// `columns`, in tiles of output channels × column blocks spread over the context's threads.
     ///
     /// Columns alone are too few to share in late layers (a 7×7 map is two blocks), so when there
-    /// are fewer blocks than 4 per thread, the output channels are cut too, in multiples of the
-    /// packing's 8 rows. A thread's share is at least about 260,000 multiply-adds (a microsecond
-    /// or two): a smaller one costs more to hand to a worker than to compute.
-    static func parallelGemmRows(m: Int, k: Int, packed: UnsafePointer<Float>,
-                                 rows: UnsafePointer<UnsafePointer<Float>?>, columns: Int,
-                                 y: UnsafeMutablePointer<Float>, ldy: Int, bias: UnsafePointer<Float>?, _ ctx: KernelContext) {
-        let width = VectorKernels.gemmColumnBlock
+    /// are fewer blocks than threads (4 per thread where the kernel reads its rows in place), the
+    /// output channels are cut too, in multiples of the packing's 8 rows: a packed panel is
+    /// packed again by every row block that uses it, so packed kernels cut rows only when they
+    /// must. A thread's share is at least about 260,000 multiply-adds (a microsecond or two): a
+    /// smaller one costs more to hand to a worker than to compute.
+    static func parallelGemm(m: Int, k: Int, packed: UnsafePointer<Float>, source: UnsafePointer<VectorKernels.GemmSource>,
+                             columns: Int, y: UnsafeMutablePointer<Float>, ldy: Int, bias: UnsafePointer<Float>?,
+                             _ ctx: KernelContext) {
+        let window = source.pointee.rows == nil
+        let width = VectorKernels.gemmColumnBlock(m: m, window: window)
+        let packs = window || m >= VectorKernels.gemmPackedMinRows
         let panels = (columns + width - 1) / width
         let threads = ctx.threads
         let rowBlocks = (m + 7) / 8
-        let want = threads * 4
+        let want = packs ? threads : threads * 4
         let split = threads > 1 && panels < want ? min(rowBlocks, (want + panels - 1) / panels) : 1
         let blockRows = ((rowBlocks + split - 1) / split) * 8
         let splits = (m + blockRows - 1) / blockRows
@@ -306,8 +329,8 @@ final class ConvKernel: Kernel {
                 let end = min(range.upperBound, (block + 1) * panels)
                 let r0 = block * blockRows, r1 = min(m, r0 + blockRows)
                 let p0 = t - block * panels, p1 = end - block * panels
-                VectorKernels.gemmRows(m: m, k: k, packed: packed, outputRows: r0 ..< r1, rows: rows,
-                                       columns: p0 * width ..< min(columns, p1 * width), y: y, ldy: ldy, bias: bias)
+                VectorKernels.gemm(m: m, k: k, packed: packed, outputRows: r0 ..< r1, source: source,
+                                   columns: p0 * width ..< min(columns, p1 * width), y: y, ldy: ldy, bias: bias)
                 t = end
             }
         }
