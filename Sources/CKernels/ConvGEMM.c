@@ -1,6 +1,7 @@
 #include "CKernels.h"
 
 #include <immintrin.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,9 +192,29 @@ static inline void copy_even_floats512(float *dst, const float *src, int n) {
     }
 }
 
+// The columns t of a segment starting at input column x0 with 0 <= x0 + t sw < iw, clipped to
+// 0..<n (empty when hi <= lo).
+static inline void window_columns(int x0, int sw, int iw, int n, int *lo, int *hi) {
+    int l, h;
+    if (sw == 1) {
+        l = x0 >= 0 ? 0 : -x0;
+        h = iw - x0;
+    } else {
+        l = x0 >= 0 ? 0 : (-x0 + sw - 1) / sw;
+        h = iw - x0 <= 0 ? 0 : (iw - x0 + sw - 1) / sw;
+    }
+    *lo = l;
+    *hi = h < n ? h : n;
+}
+
+#define WINDOW_TABLE_KW 16  // kernel widths up to this get their column ranges tabulated per panel
+
 // The panel of a 2-D window source: row k0 + kk is (channel, kh, kw), column p + j the output
 // position (oh, ow) in row-major order; the element is the input at (oh sh - ph + kh dh,
 // ow sw - pw + kw dw), zero outside the input. This is im2col for 48 columns at a time, in L1.
+// The valid column range of each (output row, kw) is computed once per panel: with a division
+// per segment and row (a stride other than 1), a 7x7 map's seven segments cost more than the
+// copies.
 __attribute__((target("avx512f,fma")))
 static void pack_window512(const ck_gemm_source *g, int k0, int kc, int p, int nr, int nv, float *dst) {
     // The output rows the panel's columns lie in (a 7-wide map: seven rows per 48 columns).
@@ -208,6 +229,13 @@ static void pack_window512(const ck_gemm_source *g, int k0, int kc, int p, int n
         nseg++;
         j += cnt;
     }
+    int tabulated = g->kw <= WINDOW_TABLE_KW;
+    int tLo[WINDOW_TABLE_KW * NR512], tHi[WINDOW_TABLE_KW * NR512];
+    if (tabulated) {
+        for (int kw = 0; kw < g->kw; kw++)
+            for (int s = 0; s < nseg; s++)
+                window_columns(segX[s] + kw * g->dw, g->sw, g->iw, segN[s], &tLo[kw * NR512 + s], &tHi[kw * NR512 + s]);
+    }
     int ks = g->kh * g->kw, plane = g->ih * g->iw, width = nv * 16;
     int ch = k0 / ks, kh = k0 % ks / g->kw, kw = k0 % g->kw;
     const __m512 zero = _mm512_setzero_ps();
@@ -219,13 +247,15 @@ static void pack_window512(const ck_gemm_source *g, int k0, int kc, int p, int n
         for (int s = 0; s < nseg; s++) {
             int yi = segY[s] + dy;
             if ((unsigned)yi >= (unsigned)g->ih) continue;
-            int x0 = segX[s] + dx;
-            // Columns t of the segment with 0 <= x0 + t sw < iw.
-            int lo = x0 >= 0 ? 0 : (-x0 + g->sw - 1) / g->sw;
-            int hi = g->iw - x0 <= 0 ? 0 : (g->iw - x0 + g->sw - 1) / g->sw;
-            if (hi > segN[s]) hi = segN[s];
+            int x0 = segX[s] + dx, lo, hi;
+            if (tabulated) {
+                lo = tLo[kw * NR512 + s];
+                hi = tHi[kw * NR512 + s];
+            } else {
+                window_columns(x0, g->sw, g->iw, segN[s], &lo, &hi);
+            }
             if (hi <= lo) continue;
-            const float *src = pl + (size_t)yi * g->iw + x0 + (size_t)lo * g->sw;
+            const float *src = pl + (size_t)yi * g->iw + x0 + (ptrdiff_t)lo * g->sw;
             float *o = d + segJ[s] + lo;
             if (g->sw == 1) copy_floats512(o, src, hi - lo);
             else if (g->sw == 2) copy_even_floats512(o, src, hi - lo);

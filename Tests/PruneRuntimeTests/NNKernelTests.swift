@@ -101,7 +101,7 @@ import Testing
     /// Windows that the convolution GEMM gathers panel by panel (CKernels' window source on
     /// AVX-512, im2col or padded rows elsewhere) on a map wider than one 48-column panel: strides
     /// 1 to 3 (stride 2 compacts 16 outputs from 32 inputs), a dilation, a 7×7 stem-like window
-    /// with pads, a window wider than the padding on both sides, and groups.
+    /// with pads, a window wider than the padding on both sides, groups, and a 17-wide kernel.
     @Test(arguments: [
         // (c, m, k, stride, pad, dil, group)
         (5, 12, 3, 1, 1, 1, 1),
@@ -110,6 +110,7 @@ import Testing
         (5, 12, 3, 1, 2, 2, 1),
         (3, 16, 7, 2, 3, 1, 1),
         (4, 10, 5, 2, 0, 1, 2),
+        (2, 6, 17, 2, 3, 1, 1),  // wider than the per-panel table of column ranges (16)
     ])
     func convWindowsOverAWideMap(_ p: (Int, Int, Int, Int, Int, Int, Int)) throws {
         let (c, m, k, s, pad, dil, g) = p
