@@ -53,6 +53,18 @@ void ck_pack_weights(int m, int k, const float *w, int ldw, float *packed) {
     }
 }
 
+// The epilogue as a pass over the block just written (the kernels that do not apply it in
+// registers).
+static void epilogue_pass(int r0, int r1, int p0, int p1, float *y, int ldy, const ck_gemm_epilogue *ep) {
+    if (!ep->residual && !ep->relu) return;
+    for (int i = r0; i < r1; i++) {
+        float *row = y + (size_t)i * ldy;
+        const float *res = ep->residual ? ep->residual + (size_t)i * ldy : 0;
+        if (res) for (int p = p0; p < p1; p++) row[p] += res[p];
+        if (ep->relu) for (int p = p0; p < p1; p++) row[p] = row[p] > 0 ? row[p] : 0.0f;
+    }
+}
+
 // MARK: AVX-512, unpacked: 8 rows x 32 columns (16 zmm accumulators) read through the row pointers.
 //
 // For few output rows: packing a panel costs about what 8 to 16 rows of tiles compute on it, so
@@ -268,10 +280,13 @@ static void pack_window512(const ck_gemm_source *g, int k0, int kc, int p, int n
     }
 }
 
-// An MR x (16 NV) tile over kc rows: y (row stride ldy) = bias (first chunk) or y, plus W x B.
+// An MR x (16 NV) tile over kc rows: y (row stride ldy) = bias (first chunk) or y, plus W x B;
+// on the last chunk, plus the residual (laid out as y) and clamped at 0 when asked, before the
+// tile leaves the registers.
 __attribute__((target("avx512f,fma")))
 static inline __attribute__((always_inline)) void tile512(const int NV, int kc, const float *w, const float *bp, float *yb, int ldy,
-                                                           int mr, int nr, int first, const float *bias) {
+                                                           int mr, int nr, int first, const float *bias,
+                                                           const float *res, int relu) {
     __m512 c[MR][3];
     __mmask16 q[3] = {lanes16(nr), lanes16(nr - 16), lanes16(nr - 32)};
 #pragma clang loop unroll(full)
@@ -298,19 +313,25 @@ static inline __attribute__((always_inline)) void tile512(const int NV, int kc, 
     for (int i = 0; i < MR; i++) {
         if (i < mr) {
 #pragma clang loop unroll(full)
-            for (int v = 0; v < NV; v++) _mm512_mask_storeu_ps(yb + (size_t)i * ldy + v * 16, q[v], c[i][v]);
+            for (int v = 0; v < NV; v++) {
+                __m512 t = c[i][v];
+                if (res) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(q[v], res + (size_t)i * ldy + v * 16));
+                if (relu) t = _mm512_max_ps(t, _mm512_setzero_ps());
+                _mm512_mask_storeu_ps(yb + (size_t)i * ldy + v * 16, q[v], t);
+            }
         }
     }
 }
 
 __attribute__((target("avx512f,fma")))
 static void gemm_avx512(int m, int k, const float *packed, int r0, int r1, const ck_gemm_source *src, int p0, int p1,
-                        float *y, int ldy, const float *bias) {
+                        float *y, int ldy, const float *bias, const ck_gemm_epilogue *ep) {
     int panels = (m + MR - 1) / MR;
     int pbFirst = r0 / MR, pbEnd = (r1 + MR - 1) / MR;
     int mcPanels = MC512 / MR;
     if (src->rows && m < PACK_MIN_ROWS) {
         gemm_avx512_unpacked(m, k, packed, r0, r1, src->rows, p0, p1, y, ldy, bias);
+        epilogue_pass(r0, r1, p0, p1, y, ldy, ep);
         return;
     }
     float *buf = pack_scratch((size_t)KC * NCB512);
@@ -319,7 +340,7 @@ static void gemm_avx512(int m, int k, const float *packed, int r0, int r1, const
         int j1 = p1 - j0 < NCB512 ? p1 : j0 + NCB512;
         for (int k0 = 0; k0 < k; k0 += KC) {
             int kc = k - k0 < KC ? k - k0 : KC;
-            int first = k0 == 0;
+            int first = k0 == 0, last = k0 + kc >= k;
             for (int ib = pbFirst; ib < pbEnd; ib += mcPanels) {
                 int ie = ib + mcPanels < pbEnd ? ib + mcPanels : pbEnd;
                 for (int p = j0; p < j1; p += NR512) {
@@ -335,9 +356,11 @@ static void gemm_avx512(int m, int k, const float *packed, int r0, int r1, const
                         int mr = r1 - pb * MR < MR ? r1 - pb * MR : MR;
                         float *yb = y + (size_t)pb * MR * ldy + p;
                         const float *bb = bias ? bias + pb * MR : 0;
-                        if (nv == 3) tile512(3, kc, w, bp, yb, ldy, mr, nr, first, bb);
-                        else if (nv == 2) tile512(2, kc, w, bp, yb, ldy, mr, nr, first, bb);
-                        else tile512(1, kc, w, bp, yb, ldy, mr, nr, first, bb);
+                        const float *rb = last && ep->residual ? ep->residual + (size_t)pb * MR * ldy + p : 0;
+                        int rl = last && ep->relu;
+                        if (nv == 3) tile512(3, kc, w, bp, yb, ldy, mr, nr, first, bb, rb, rl);
+                        else if (nv == 2) tile512(2, kc, w, bp, yb, ldy, mr, nr, first, bb, rb, rl);
+                        else tile512(1, kc, w, bp, yb, ldy, mr, nr, first, bb, rb, rl);
                     }
                 }
             }
@@ -427,18 +450,26 @@ static void gemm_avx2(int m, int k, const float *packed, int r0, int r1, const f
 }
 
 void ck_gemm(int m, int k, const float *packed, int r0, int r1, const ck_gemm_source *src, int p0, int p1,
-             float *y, int ldy, const float *bias) {
+             float *y, int ldy, const float *bias, const ck_gemm_epilogue *epilogue) {
+    static const ck_gemm_epilogue none = {0, 0};
+    const ck_gemm_epilogue *ep = epilogue ? epilogue : &none;
     if (r1 > m) r1 = m;
     if (r0 >= r1 || p1 <= p0) return;
     if (k <= 0) {
         for (int i = r0; i < r1; i++)
             for (int p = p0; p < p1; p++) y[(size_t)i * ldy + p] = bias ? bias[i] : 0.0f;
+        epilogue_pass(r0, r1, p0, p1, y, ldy, ep);
         return;
     }
     int level = ck_vector_level();
-    if (level == 3) gemm_avx512(m, k, packed, r0, r1, src, p0, p1, y, ldy, bias);
-    else if (level == 2 && src->rows) gemm_avx2(m, k, packed, r0, r1, src->rows, p0, p1, y, ldy, bias);
-    else abort();  // callers check ck_conv_gemm_available() / ck_gemm_window_available()
+    if (level == 3) {
+        gemm_avx512(m, k, packed, r0, r1, src, p0, p1, y, ldy, bias, ep);
+    } else if (level == 2 && src->rows) {
+        gemm_avx2(m, k, packed, r0, r1, src->rows, p0, p1, y, ldy, bias);
+        epilogue_pass(r0, r1, p0, p1, y, ldy, ep);
+    } else {
+        abort();  // callers check ck_conv_gemm_available() / ck_gemm_window_available()
+    }
 }
 
 int ck_gemm_window_available(void) { return ck_vector_level() >= 3; }

@@ -150,4 +150,50 @@ import Testing
         let diff = zip(a.doubles(), e.doubles()).map { abs($0 - $1) }.max() ?? 1
         #expect(diff < 1e-6, "tables \(tables), \(extra.keys.sorted()): \(diff)")
     }
+    /// A residual connection after a convolution, Conv(x) + skip → Relu, runs as one step that
+    /// adds and clamps inside the convolution's GEMM, and gives the node-by-node result: 72
+    /// channels (packed panels, the sum in registers), 8 channels (padded rows in place, the sum
+    /// as the grid is copied out), the Add's operands either way round, with and without the
+    /// Relu, a skip computed after the convolution (then the later Conv takes the sum, reading
+    /// the earlier one's output), and a skip that broadcasts ([1, C, 1, 1]: the steps run as
+    /// they were).
+    @Test(arguments: [
+        // (channels, skip shape is the output's, convolution output first in the Add, Relu, skip made after)
+        (72, true, true, true, false), (8, true, true, true, false), (72, true, false, false, false),
+        (8, true, false, true, false), (72, true, true, true, true), (72, false, true, true, false),
+    ])
+    func convResidualMatchesItsSteps(_ p: (channels: Int, fullSkip: Bool, productFirst: Bool, relu: Bool, skipAfter: Bool)) throws {
+        let c = p.channels, h = 9, w = 11
+        var rng = SystemRandomNumberGenerator()
+        func random(_ shape: [Int]) -> NDArray {
+            NDArray((0..<shape.reduce(1, *)).map { _ in Float.random(in: -1...1, using: &rng) }, shape: shape)
+        }
+        let b = GraphBuilder()
+        let x = b.input("x", .float, [1, c, h, w])
+        let weights = b.initializer("w", random([c, c, 3, 3]).tensor())
+        let bias = b.initializer("b", random([c]).tensor())
+        let pads: (String, Attribute) = ("pads", .ints([1, 1, 1, 1]))
+        let skipInput = b.input("s", .float, p.fullSkip ? [1, c, h, w] : [1, c, 1, 1])
+        var skip = skipInput
+        if !p.skipAfter { skip = b.add(OpType("Mul"), [skipInput, skipInput]) }
+        let conv = b.add(OpType("Conv"), [x, weights, bias], attributes: [pads])
+        if p.skipAfter {
+            let w2 = b.initializer("w2", random([c, c, 1, 1]).tensor())
+            skip = b.add(OpType("Conv"), [x, w2])
+        }
+        var y = b.add(OpType("Add"), p.productFirst ? [conv, skip] : [skip, conv])
+        if p.relu { y = b.add(OpType("Relu"), [y]) }
+        b.output(y)
+        let model = b.model(opset: 17)
+        let fused = try Interpreter(model: model, options: .init(threads: 2, profile: false))
+        let plain = try Interpreter(model: model, options: .init(threads: 2, profile: false, fuse: false))
+        let ops = fused.fastPlan.steps.map(\.op)
+        #expect(!ops.contains("Add") && !ops.contains("Relu"), "\(ops)")
+        let feeds = ["x": random([1, c, h, w]), "s": random(p.fullSkip ? [1, c, h, w] : [1, c, 1, 1])]
+        let got = try fused.run(feeds)[y.name]!, want = try plain.run(feeds)[y.name]!
+        #expect(got.shape == want.shape)
+        let diff = zip(got.doubles(), want.doubles()).map { abs($0 - $1) }.max() ?? 1
+        #expect(diff < 1e-4, "\(p): \(diff)")
+        if p.relu { #expect(got.doubles().allSatisfy { $0 >= 0 }) }
+    }
 }

@@ -67,13 +67,21 @@ typedef struct {
     int ih, iw, oh, ow, kh, kw, sh, sw, dh, dw, ph, pw;
 } ck_gemm_source;
 
+/// What `ck_gemm` does to Y after the product: add `residual` (laid out as Y, same row stride;
+/// NULL: none), then clamp at 0 when `relu` is 1. On AVX-512 with a packed source this happens
+/// while a tile is still in registers.
+typedef struct {
+    const float *residual;
+    int relu;
+} ck_gemm_epilogue;
+
 /// Y[i][p] = bias[i] + sum_k W[i][k] * B[k][p] for i in r0..<r1 and p in p0..<p1, where W
 /// (M x K) was packed by `ck_pack_weights` and B is `src`. `r0` is a multiple of 8. `bias`
 /// (M floats) may be NULL (zero); Y has row stride `ldy`, and `y` and `bias` point at row 0
-/// whatever r0 is. A row source is read only at columns p0..<p1. Needs
+/// whatever r0 is; then `epilogue` (may be NULL). A row source is read only at columns p0..<p1. Needs
 /// `ck_conv_gemm_available()` for a row source, `ck_gemm_window_available()` for a window.
 void ck_gemm(int m, int k, const float *packed, int r0, int r1, const ck_gemm_source *src, int p0, int p1,
-             float *y, int ldy, const float *bias);
+             float *y, int ldy, const float *bias, const ck_gemm_epilogue *epilogue);
 
 /// 1 when `ck_gemm` takes a window source on this CPU (AVX-512), else 0.
 int ck_gemm_window_available(void);

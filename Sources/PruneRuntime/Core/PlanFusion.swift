@@ -10,6 +10,8 @@ import PruneIR
 // - Conv / MatMul / Gemm → Add of a constant bias along the channel (Conv) or last (MatMul) axis:
 //   the bias is added in place to the product.
 // - any of the above → Relu: clamped in place.
+// - Conv (after its BatchNormalization, if any) → Add of a value computed before the Conv (a
+//   residual connection) → Relu: added and clamped inside the convolution's GEMM.
 // - RMSNorm as exporters decompose it, x · 1/√(mean(x²) + ε) · w: Pow(x, 2) → ReduceMean over the
 //   last axis → Add ε → Sqrt → Reciprocal (or Div(1, ·)) → Mul(x, ·) (or Div(x, ·)) → a Cast to
 //   float32 → Mul by a constant weight: one pass over each row instead of six or seven.
@@ -64,6 +66,9 @@ extension ExecutionPlan {
             return nextSlot - 1
         }
 
+        var producer: [Int: Int] = [:]
+        for (i, step) in steps.enumerated() { for s in step.outputs { producer[s] = i } }
+
         var removed = Set<Int>()
         var replaced: [Int: Step] = [:]
         for i in steps.indices where !removed.contains(i) {
@@ -99,6 +104,29 @@ extension ExecutionPlan {
                 absorbed.append(j)
                 last = j
             }
+            // Conv → Add of a value computed before the convolution (a residual) → Relu: added
+            // and clamped inside the convolution's GEMM.
+            if head.op == "Conv", epilogue.bias == nil, let conv = step.kernel as? ConvKernel,
+                let j = soleReader(of: last, from: last + 1), steps[j].op == "Add", steps[j].node.opType.domain.isEmpty,
+                steps[j].inputs.count == 2, steps[j].outputs.count == 1
+            {
+                let product = steps[last].outputs[0]
+                let productFirst = steps[j].inputs[0] == product
+                let other = productFirst ? steps[j].inputs[1] : steps[j].inputs[0]
+                if other >= 0, other != product, (producer[other].map { $0 < i } ?? true) {
+                    var relu: (any Kernel)? = nil
+                    var end = j
+                    if let r = soleReader(of: j, from: j + 1), steps[r].op == "Relu", steps[r].node.opType.domain.isEmpty {
+                        relu = steps[r].kernel
+                        end = r
+                    }
+                    let kernel = ConvResidualKernel(conv: conv, add: steps[j].kernel, productFirst: productFirst, relu: relu)
+                    replaced[i] = Step(node: head.node, name: head.name, op: head.op, kernel: kernel,
+                                       inputs: step.inputs + [other], outputs: steps[end].outputs, release: [])
+                    for a in absorbed + [j] + (end != j ? [end] : []) { removed.insert(a) }
+                    continue
+                }
+            }
             if let j = soleReader(of: last, from: last + 1), steps[j].op == "Relu", steps[j].node.opType.domain.isEmpty {
                 epilogue.relu = true
                 absorbed.append(j)
@@ -114,8 +142,6 @@ extension ExecutionPlan {
             for j in absorbed { removed.insert(j) }
         }
         fuseRMSNorms(soleReader: soleReader, known: known, removed: &removed, replaced: &replaced)
-        var producer: [Int: Int] = [:]
-        for (i, step) in steps.enumerated() { for s in step.outputs { producer[s] = i } }
         // Before the regions: they would take the chain's Mul and Add steps.
         fuseRotaryHalves(readers: readers, producer: producer, known: known, removed: &removed, replaced: &replaced)
         fuseElementwiseRegions(readers: readers, producer: producer, known: known, removed: &removed, replaced: &replaced)
@@ -344,6 +370,36 @@ final class FusedEpilogueKernel: Kernel {
             }
         }
         return outs
+    }
+}
+
+/// A convolution whose output has one reader, an Add of a value computed before it (a residual
+/// connection), and optionally a Relu after: the sum and the clamp happen inside the
+/// convolution's GEMM, before a tile of the output leaves the registers. Inputs: the
+/// convolution's, then the residual. When the residual does not have the output's shape (a
+/// broadcast) or this is not float32, the three steps run as they were.
+final class ConvResidualKernel: Kernel {
+    let conv: ConvKernel
+    let add: any Kernel
+    /// Whether the Add reads the convolution's output first (its operand order, for the fallback).
+    let productFirst: Bool
+    let relu: (any Kernel)?
+
+    init(conv: ConvKernel, add: any Kernel, productFirst: Bool, relu: (any Kernel)?) {
+        self.conv = conv
+        self.add = add
+        self.productFirst = productFirst
+        self.relu = relu
+    }
+
+    func run(_ inputs: [NDArray?], _ ctx: KernelContext) throws -> [NDArray?] {
+        let convInputs = Array(inputs.dropLast())
+        let residual = try inputs.required(inputs.count - 1)
+        if let y = try conv.run(convInputs, residual: residual, relu: relu != nil, ctx) { return [y] }
+        let product = try conv.run(convInputs, ctx)[0]
+        var out = try add.run(productFirst ? [product, residual] : [residual, product], ctx)
+        if let relu { out = try relu.run(out, ctx) }
+        return out
     }
 }
 

@@ -54,7 +54,7 @@ enum VectorKernels {
 
     // MARK: Convolution GEMM
 
-    /// Whether the CPU has AVX2 and FMA, so ``gemm(m:k:packed:outputRows:source:columns:y:ldy:bias:)``
+    /// Whether the CPU has AVX2 and FMA, so ``gemm(m:k:packed:outputRows:source:columns:y:ldy:bias:epilogue:)``
     /// can run with a row source (callers use their portable path otherwise).
     static let convGemmAvailable = ck_conv_gemm_available() != 0
 
@@ -64,36 +64,41 @@ enum VectorKernels {
     }
 
     /// Packs the row-major `m`×`k` matrix `w` (row stride `ldw`) into the panel layout
-    /// ``gemm(m:k:packed:outputRows:source:columns:y:ldy:bias:)`` reads (``packedWeightsCount(m:k:)`` floats).
+    /// ``gemm(m:k:packed:outputRows:source:columns:y:ldy:bias:epilogue:)`` reads (``packedWeightsCount(m:k:)`` floats).
     static func packWeights(m: Int, k: Int, _ w: UnsafePointer<Float>, ldw: Int, into packed: UnsafeMutablePointer<Float>) {
         ck_pack_weights(Int32(m), Int32(k), w, Int32(ldw), packed)
     }
 
-    /// The right-hand matrix of ``gemm(m:k:packed:outputRows:source:columns:y:ldy:bias:)``: row
+    /// The right-hand matrix of ``gemm(m:k:packed:outputRows:source:columns:y:ldy:bias:epilogue:)``: row
     /// pointers, or (`rows` nil) a 2-D convolution's input and window (CKernels.h).
     typealias GemmSource = ck_gemm_source
 
-    /// Whether ``gemm(m:k:packed:outputRows:source:columns:y:ldy:bias:)`` takes a window source
+    /// What ``gemm(m:k:packed:outputRows:source:columns:y:ldy:bias:epilogue:)`` does to its
+    /// product: add a residual laid out as `y`, then clamp at 0 (CKernels.h).
+    typealias GemmEpilogue = ck_gemm_epilogue
+
+    /// Whether ``gemm(m:k:packed:outputRows:source:columns:y:ldy:bias:epilogue:)`` takes a window source
     /// (a 2-D convolution's input read through its window) on this CPU (AVX-512).
     static let windowGemmAvailable = ck_gemm_window_available() != 0
 
     /// `y[i][p] = bias[i] + Σₖ W[i][k] · B[k][p]` for `i` in `outputRows` and `p` in `columns`,
     /// where `W` (`m`×`k`) was packed by ``packWeights(m:k:_:ldw:into:)`` and `B` is `source`:
-    /// row pointers (read only at `columns`) or a convolution window (see `ck_gemm_source`).
-    /// `outputRows` starts at a multiple of 8. `bias` (`m` floats) `nil` is zero; `y` has row
-    /// stride `ldy`, and `y` and `bias` point at row 0.
+    /// row pointers (read only at `columns`) or a convolution window (see `ck_gemm_source`);
+    /// then `epilogue`, if any. `outputRows` starts at a multiple of 8. `bias` (`m` floats) `nil`
+    /// is zero; `y` has row stride `ldy`, and `y` and `bias` point at row 0.
     static func gemm(m: Int, k: Int, packed: UnsafePointer<Float>, outputRows: Range<Int>,
                      source: UnsafePointer<GemmSource>, columns: Range<Int>,
-                     y: UnsafeMutablePointer<Float>, ldy: Int, bias: UnsafePointer<Float>?) {
+                     y: UnsafeMutablePointer<Float>, ldy: Int, bias: UnsafePointer<Float>?,
+                     epilogue: UnsafePointer<GemmEpilogue>? = nil) {
         ck_gemm(Int32(m), Int32(k), packed, Int32(outputRows.lowerBound), Int32(outputRows.upperBound), source,
-                Int32(columns.lowerBound), Int32(columns.upperBound), y, Int32(ldy), bias)
+                Int32(columns.lowerBound), Int32(columns.upperBound), y, Int32(ldy), bias, epilogue)
     }
 
-    /// Rows (`m`) from which ``gemm(m:k:packed:outputRows:source:columns:y:ldy:bias:)`` packs a
+    /// Rows (`m`) from which ``gemm(m:k:packed:outputRows:source:columns:y:ldy:bias:epilogue:)`` packs a
     /// row source's panels; below it, rows are read in place (a window source is always packed).
     static let gemmPackedMinRows = Int(ck_gemm_packed_min_rows())
 
-    /// Columns per block of the kernel ``gemm(m:k:packed:outputRows:source:columns:y:ldy:bias:)``
+    /// Columns per block of the kernel ``gemm(m:k:packed:outputRows:source:columns:y:ldy:bias:epilogue:)``
     /// runs for an `m`-row matrix and this kind of source: a split of the columns among threads
     /// cuts at multiples of it.
     static func gemmColumnBlock(m: Int, window: Bool) -> Int { Int(ck_gemm_column_block(Int32(m), window ? 1 : 0)) }

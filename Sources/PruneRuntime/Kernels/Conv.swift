@@ -116,27 +116,59 @@ final class ConvKernel: Kernel {
             && padsEnd.allSatisfy { $0 == 0 }
     }
 
-    private func conv(_ x: NDArray, _ w: NDArray, _ b: NDArray?, _ ctx: KernelContext) throws -> NDArray {
+    /// The float32 convolution, with `residual` (shaped as the output) added and a clamp at 0
+    /// after when asked: inside the GEMM where it writes the output directly, else in one pass.
+    private func conv(_ x: NDArray, _ w: NDArray, _ b: NDArray?, residual: NDArray? = nil, relu: Bool = false,
+                      _ ctx: KernelContext) throws -> NDArray {
         let n = x.shape[0], c = x.shape[1], m = w.shape[0]
         let (g, output, padsEnd) = try geometry(x: x.shape, w: w.shape, biasCount: b?.count)
         let y = ctx.allocate(.float, [n, m] + output)
         if y.count == 0 { return y }
         let px = x.pointer(as: Float.self), pw = w.pointer(as: Float.self), py = y.pointer(as: Float.self)
         let pb = b?.pointer(as: Float.self)
+        let pr = residual.map { UnsafePointer($0.pointer(as: Float.self)) }
         let cg = c / group
 
         if cg == 1 {
             depthwise(px, pw, pb, py, n: n, c: c, m: m, g: g, ctx)
-            return y
-        }
-        if ConvKernel.vectorGemm {
+        } else if ConvKernel.vectorGemm {
             convRows(px, pw, pb, py, n: n, c: c, m: m, g: g, padsEnd: padsEnd,
-                     prepacked: packedWeights(for: w.shape), ctx)
+                     prepacked: packedWeights(for: w.shape), residual: pr, relu: relu, ctx)
             return y
+        } else {
+            ConvKernel.im2colGEMM(px, pw, pb, py, n: n, c: c, m: m, group: group, g: g,
+                                  pointwise: ConvKernel.isPointwise(g, padsEnd: padsEnd), ctx)
         }
-        ConvKernel.im2colGEMM(px, pw, pb, py, n: n, c: c, m: m, group: group, g: g,
-                              pointwise: ConvKernel.isPointwise(g, padsEnd: padsEnd), ctx)
+        if pr != nil || relu { ConvKernel.applyEpilogue(py, residual: pr, relu: relu, count: y.count, ctx) }
         return y
+    }
+
+    /// `y[i] = max(y[i] + residual[i], 0)` (without the residual when nil, without the clamp
+    /// when `relu` is false) for `count` floats.
+    static func applyEpilogue(_ y: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>?, relu: Bool, count: Int,
+                              _ ctx: KernelContext) {
+        ctx.parallelFor(count, grain: elementwiseGrain) { range in
+            if let r = residual {
+                if relu { for e in range { y[e] = max(y[e] + r[e], 0) } } else { for e in range { y[e] += r[e] } }
+            } else if relu {
+                for e in range { y[e] = max(y[e], 0) }
+            }
+        }
+    }
+
+    /// Runs the convolution of `inputs` with `residual` added to its output and, when `relu`, a
+    /// clamp at 0, all before the output leaves the GEMM where it can. Nil when this is not a
+    /// float32 convolution or `residual` is not a float32 array of the output's shape: the
+    /// caller then runs the steps this stands for.
+    func run(_ inputs: [NDArray?], residual: NDArray?, relu: Bool, _ ctx: KernelContext) throws -> NDArray? {
+        let x = try inputs.required(0), w = try inputs.required(1)
+        let b = inputs.optional(2)
+        guard x.dtype == .float, w.dtype == .float, (b?.dtype ?? .float) == .float, (residual?.dtype ?? .float) == .float,
+            x.rank >= 3, w.rank == x.rank
+        else { return nil }
+        let output = try geometry(x: x.shape, w: w.shape, biasCount: b?.count).output
+        if let residual, residual.shape != [x.shape[0], w.shape[0]] + output { return nil }
+        return try conv(x, w, b, residual: residual, relu: relu, ctx)
     }
 
     /// The convolution as im2col + BLAS in `T` (float64 inputs compute in float64 this way).
@@ -208,7 +240,8 @@ final class ConvKernel: Kernel {
     /// The bias is folded into the GEMM's initial accumulators.
     private func convRows(_ px: UnsafeMutablePointer<Float>, _ pw: UnsafeMutablePointer<Float>, _ pb: UnsafeMutablePointer<Float>?,
                           _ py: UnsafeMutablePointer<Float>, n: Int, c: Int, m: Int, g: Window3D, padsEnd: [Int],
-                          prepacked: UnsafeMutablePointer<Float>?, _ ctx: KernelContext) {
+                          prepacked: UnsafeMutablePointer<Float>?, residual: UnsafePointer<Float>? = nil, relu: Bool = false,
+                          _ ctx: KernelContext) {
         let cg = c / group, mg = m / group
         let inSize = g.inSize, outSize = g.outSize, kSize = g.kernelSize
         let kRows = cg * kSize
@@ -279,15 +312,26 @@ final class ConvKernel: Kernel {
                     let ldy = grid ? g.oh * pwid : outSize
                     let w = UnsafePointer(packed + gi * packCount)
                     let bias = pb.map { UnsafePointer($0 + gi * mg) }
+                    // The epilogue goes into the GEMM when it writes the output itself (not a grid).
+                    let res = residual.map { $0 + (i * m + gi * mg) * outSize }
+                    var epilogue = VectorKernels.GemmEpilogue(residual: tmp == nil ? res : nil, relu: tmp == nil && relu ? 1 : 0)
                     withUnsafePointer(to: &source) { source in
-                        ConvKernel.parallelGemm(m: mg, k: kRows, packed: w, source: source, columns: nCols,
-                                                y: out, ldy: ldy, bias: bias, ctx)
+                        withUnsafePointer(to: &epilogue) { epilogue in
+                            ConvKernel.parallelGemm(m: mg, k: kRows, packed: w, source: source, columns: nCols,
+                                                    y: out, ldy: ldy, bias: bias, epilogue: epilogue, ctx)
+                        }
                     }
                     if let tmp {
                         ctx.parallelFor(mg, grain: max(1, 16384 / max(1, outSize))) { range in
                             for oc in range {
                                 for oh in 0..<g.oh {
-                                    (dst + oc * outSize + oh * g.ow).update(from: tmp + oc * ldy + oh * pwid, count: g.ow)
+                                    let d = dst + oc * outSize + oh * g.ow
+                                    d.update(from: tmp + oc * ldy + oh * pwid, count: g.ow)
+                                    if let res {
+                                        let r = res + oc * outSize + oh * g.ow
+                                        for e in 0..<g.ow { d[e] += r[e] }
+                                    }
+                                    if relu { for e in 0..<g.ow { d[e] = max(d[e], 0) } }
                                 }
                             }
                         }
@@ -297,7 +341,7 @@ final class ConvKernel: Kernel {
         }
     }
 
-    /// ``VectorKernels/gemm(m:k:packed:outputRows:source:columns:y:ldy:bias:)`` over all
+    /// ``VectorKernels/gemm(m:k:packed:outputRows:source:columns:y:ldy:bias:epilogue:)`` over all
     /// `columns`, in tiles of output channels × column blocks spread over the context's threads.
     ///
     /// Columns alone are too few to share in late layers (a 7×7 map is two blocks), so when there
@@ -308,7 +352,7 @@ final class ConvKernel: Kernel {
     /// smaller one costs more to hand to a worker than to compute.
     static func parallelGemm(m: Int, k: Int, packed: UnsafePointer<Float>, source: UnsafePointer<VectorKernels.GemmSource>,
                              columns: Int, y: UnsafeMutablePointer<Float>, ldy: Int, bias: UnsafePointer<Float>?,
-                             _ ctx: KernelContext) {
+                             epilogue: UnsafePointer<VectorKernels.GemmEpilogue>? = nil, _ ctx: KernelContext) {
         let window = source.pointee.rows == nil
         let width = VectorKernels.gemmColumnBlock(m: m, window: window)
         let packs = window || m >= VectorKernels.gemmPackedMinRows
@@ -330,7 +374,8 @@ final class ConvKernel: Kernel {
                 let r0 = block * blockRows, r1 = min(m, r0 + blockRows)
                 let p0 = t - block * panels, p1 = end - block * panels
                 VectorKernels.gemm(m: m, k: k, packed: packed, outputRows: r0 ..< r1, source: source,
-                                   columns: p0 * width ..< min(columns, p1 * width), y: y, ldy: ldy, bias: bias)
+                                   columns: p0 * width ..< min(columns, p1 * width), y: y, ldy: ldy, bias: bias,
+                                   epilogue: epilogue)
                 t = end
             }
         }
