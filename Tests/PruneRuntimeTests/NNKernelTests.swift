@@ -98,6 +98,27 @@ import Testing
         Self.expectClose(got, want.values, shape: [n, m, want.oh, want.ow])
     }
 
+    /// float32 MaxPool rows (CKernels' vector loop for strides 1 and 2) on a map wider than two
+    /// vectors, with pads at both ends, against a direct loop.
+    @Test(arguments: [(3, 1, 1), (3, 2, 1), (2, 2, 0), (3, 3, 1)])
+    func maxPoolRowsMatchDirectLoop(_ p: (k: Int, stride: Int, pad: Int)) throws {
+        let (k, s, pad) = p
+        let c = 3, h = 7, wd = 75
+        let x = Self.values(c * h * wd, seed: 17)
+        let oh = (h + 2 * pad - k) / s + 1, ow = (wd + 2 * pad - k) / s + 1
+        var want = [Float](repeating: -.infinity, count: c * oh * ow)
+        for ch in 0..<c { for yy in 0..<oh { for xx in 0..<ow { for ky in 0..<k { for kx in 0..<k {
+            let iy = yy * s - pad + ky, ix = xx * s - pad + kx
+            if iy < 0 || iy >= h || ix < 0 || ix >= wd { continue }
+            want[(ch * oh + yy) * ow + xx] = max(want[(ch * oh + yy) * ow + xx], x[(ch * h + iy) * wd + ix])
+        } } } } }
+        let got = try Self.run("MaxPool", [([1, c, h, wd], x)], attributes: [
+            ("kernel_shape", .ints([Int64(k), Int64(k)])), ("strides", .ints([Int64(s), Int64(s)])),
+            ("pads", .ints([Int64](repeating: Int64(pad), count: 4))),
+        ])
+        Self.expectClose(got, want, shape: [1, c, oh, ow])
+    }
+
     /// Windows that the convolution GEMM gathers panel by panel (CKernels' window source on
     /// AVX-512, im2col or padded rows elsewhere) on a map wider than one 48-column panel: strides
     /// 1 to 3 (stride 2 compacts 16 outputs from 32 inputs), a dilation, a 7×7 stem-like window

@@ -44,6 +44,10 @@ int ck_uses_avx2(void);
 /// PRUNEC_CKERNELS_LEVEL=0..3 lowers it, to test the narrower paths on a wider CPU.
 int ck_vector_level(void);
 
+/// row[x] = max(row[x], src[x * stride]) for x in 0..<n, as `src >= row ? src : row` (a NaN in
+/// the row stays; a NaN in src leaves the row as it was) (Pool.c).
+void ck_max_into_f32(float *row, const float *src, long n, long stride);
+
 // Convolution GEMM (ConvGEMM.c). Callers must check `ck_conv_gemm_available()` first; where it
 // returns 0 they use their portable path.
 

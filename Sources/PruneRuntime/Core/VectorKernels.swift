@@ -52,6 +52,16 @@ enum VectorKernels {
         ck_softmax_rows_f32(x, y, rows, length, log ? 1 : 0)
     }
 
+    // MARK: Pooling
+
+    /// `row[x] = max(row[x], src[x * stride])` for `x` in `0..<count` (`src >= row ? src : row`:
+    /// a NaN already in the row stays, a NaN read leaves the row as it was); AVX-512 for strides 1
+    /// and 2.
+    @inline(__always)
+    static func maxInto(_ row: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, count: Int, stride: Int) {
+        ck_max_into_f32(row, src, count, stride)
+    }
+
     // MARK: Convolution GEMM
 
     /// Whether the CPU has AVX2 and FMA, so ``gemm(m:k:packed:outputRows:source:columns:y:ldy:bias:epilogue:)``
