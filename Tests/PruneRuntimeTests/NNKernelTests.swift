@@ -87,15 +87,21 @@ import Testing
         (3, 5, 3, 2, 0, 1, 1),   // strided, unpadded
     ])
     func convMatchesDirectLoop(_ p: (Int, Int, Int, Int, Int, Int, Int)) throws {
+        try Self.expectConvMatchesDirectLoop(p, h: 9, wd: 7, seed: 4)
+    }
+
+    /// A two-image Conv of a `h`×`wd` map with the parameters `p` (c, m, k, stride, pad,
+    /// dilation, group) against ``naiveConv``, on values seeded from `seed`.
+    static func expectConvMatchesDirectLoop(_ p: (Int, Int, Int, Int, Int, Int, Int), h: Int, wd: Int, seed: UInt64) throws {
         let (c, m, k, s, pad, dil, g) = p
-        let n = 2, h = 9, wd = 7
-        let x = Self.values(n * c * h * wd, seed: 4), w = Self.values(m * (c / g) * k * k, seed: 5), b = Self.values(m, seed: 6)
-        let want = Self.naiveConv(x, w, b, n: n, c: c, h: h, wd: wd, m: m, k: k, stride: s, pad: pad, dil: dil, group: g)
-        let got = try Self.run("Conv", [([n, c, h, wd], x), ([m, c / g, k, k], w), ([m], b)], attributes: [
+        let n = 2
+        let x = values(n * c * h * wd, seed: seed), w = values(m * (c / g) * k * k, seed: seed + 1), b = values(m, seed: seed + 2)
+        let want = naiveConv(x, w, b, n: n, c: c, h: h, wd: wd, m: m, k: k, stride: s, pad: pad, dil: dil, group: g)
+        let got = try run("Conv", [([n, c, h, wd], x), ([m, c / g, k, k], w), ([m], b)], attributes: [
             ("strides", .ints([Int64(s), Int64(s)])), ("pads", .ints([Int64](repeating: Int64(pad), count: 4))),
             ("dilations", .ints([Int64(dil), Int64(dil)])), ("group", .int(Int64(g))),
         ])
-        Self.expectClose(got, want.values, shape: [n, m, want.oh, want.ow])
+        expectClose(got, want.values, shape: [n, m, want.oh, want.ow])
     }
 
     /// float32 MaxPool rows (CKernels' vector loop for strides 1 and 2) on a map wider than two
@@ -134,15 +140,7 @@ import Testing
         (2, 6, 17, 2, 3, 1, 1),  // wider than the per-panel table of column ranges (16)
     ])
     func convWindowsOverAWideMap(_ p: (Int, Int, Int, Int, Int, Int, Int)) throws {
-        let (c, m, k, s, pad, dil, g) = p
-        let n = 2, h = 11, wd = 75
-        let x = Self.values(n * c * h * wd, seed: 14), w = Self.values(m * (c / g) * k * k, seed: 15), b = Self.values(m, seed: 16)
-        let want = Self.naiveConv(x, w, b, n: n, c: c, h: h, wd: wd, m: m, k: k, stride: s, pad: pad, dil: dil, group: g)
-        let got = try Self.run("Conv", [([n, c, h, wd], x), ([m, c / g, k, k], w), ([m], b)], attributes: [
-            ("strides", .ints([Int64(s), Int64(s)])), ("pads", .ints([Int64](repeating: Int64(pad), count: 4))),
-            ("dilations", .ints([Int64(dil), Int64(dil)])), ("group", .int(Int64(g))),
-        ])
-        Self.expectClose(got, want.values, shape: [n, m, want.oh, want.ow])
+        try Self.expectConvMatchesDirectLoop(p, h: 11, wd: 75, seed: 14)
     }
 
     /// The convolution GEMM's blocking (CKernels/ConvGEMM.c) on shapes that cross every block
