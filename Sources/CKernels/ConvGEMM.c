@@ -1,4 +1,5 @@
 #include "CKernels.h"
+#include "Lanes512.h"
 
 #include <immintrin.h>
 #include <stddef.h>
@@ -33,6 +34,12 @@ int ck_vector_level(void) {
 
 int ck_conv_gemm_available(void) { return ck_vector_level() >= 2; }
 
+// Where panel pb of the K chunk starting at k0 (kc rows) lies in the packed weights of `panels`
+// panels: the chunk-major layout of ck_pack_weights.
+static inline size_t panel_offset(int panels, int k0, int kc, int pb) {
+    return (size_t)k0 * panels * MR + (size_t)pb * kc * MR;
+}
+
 size_t ck_packed_weights_count(int m, int k) { return (size_t)((m + MR - 1) / MR) * MR * (size_t)k; }
 
 void ck_pack_weights(int m, int k, const float *w, int ldw, float *packed) {
@@ -42,7 +49,7 @@ void ck_pack_weights(int m, int k, const float *w, int ldw, float *packed) {
     for (int k0 = 0; k0 < k; k0 += KC) {
         int kc = k - k0 < KC ? k - k0 : KC;
         for (int pb = 0; pb < panels; pb++) {
-            float *dst = packed + (size_t)k0 * panels * MR + (size_t)pb * kc * MR;
+            float *dst = packed + panel_offset(panels, k0, kc, pb);
             for (int kk = 0; kk < kc; kk++) {
                 for (int i = 0; i < MR; i++) {
                     int row = pb * MR + i;
@@ -80,10 +87,9 @@ static void gemm_avx512_unpacked(int m, int k, const float *packed, int r0, int 
         const float *const *rk = rows + k0;
         for (int p = p0; p < p1; p += 32) {
             int nr = p1 - p < 32 ? p1 - p : 32;
-            __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
-            __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr <= 16 ? (__mmask16)0 : (__mmask16)((1u << (nr - 16)) - 1);
+            __mmask16 m0 = ck_lanes16(nr), m1 = ck_lanes16(nr - 16);
             for (int pb = r0 / MR; pb < (r1 + MR - 1) / MR; pb++) {
-                const float *w = packed + (size_t)k0 * panels * MR + (size_t)pb * kc * MR;
+                const float *w = packed + panel_offset(panels, k0, kc, pb);
                 int mr = r1 - pb * MR < MR ? r1 - pb * MR : MR;
                 float *yb = y + (size_t)pb * MR * ldy + p;
                 __m512 c0[MR], c1[MR];
@@ -170,12 +176,10 @@ static float *pack_scratch(size_t floats) {
     return pack_buf;
 }
 
-static inline __mmask16 lanes16(int n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1); }
-
 // Copies columns p..<p+nr of kc rows into dst, NV vectors (16 floats each) per row, zero past nr.
 __attribute__((target("avx512f,fma")))
 static void pack_panel512(const float *const *rk, int kc, int p, int nr, int nv, float *dst) {
-    __mmask16 q[3] = {lanes16(nr), lanes16(nr - 16), lanes16(nr - 32)};
+    __mmask16 q[3] = {ck_lanes16(nr), ck_lanes16(nr - 16), ck_lanes16(nr - 32)};
     for (int kk = 0; kk < kc; kk++) {
         const float *b = rk[kk] + p;
         for (int v = 0; v < nv; v++) _mm512_store_ps(dst + (kk * nv + v) * 16, _mm512_maskz_loadu_ps(q[v], b + v * 16));
@@ -186,22 +190,16 @@ static void pack_panel512(const float *const *rk, int kc, int p, int nr, int nv,
 __attribute__((target("avx512f,fma")))
 static inline void copy_floats512(float *dst, const float *src, int n) {
     for (int i = 0; i < n; i += 16) {
-        __mmask16 q = lanes16(n - i);
+        __mmask16 q = ck_lanes16(n - i);
         _mm512_mask_storeu_ps(dst + i, q, _mm512_maskz_loadu_ps(q, src + i));
     }
 }
 
-// dst[t] = src[2t] for t < n: two masked loads compacted by one permute per 16 outputs (no
-// element past src[2(n-1)] is read).
+// dst[t] = src[2t] for t < n (no element past src[2(n-1)] is read).
 __attribute__((target("avx512f,fma")))
 static inline void copy_even_floats512(float *dst, const float *src, int n) {
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    for (int i = 0; i < n; i += 16) {
-        int need = 2 * (n - i) - 1;
-        __m512 a = _mm512_maskz_loadu_ps(lanes16(need), src + 2 * i);
-        __m512 b = _mm512_maskz_loadu_ps(lanes16(need - 16), src + 2 * i + 16);
-        _mm512_mask_storeu_ps(dst + i, lanes16(n - i), _mm512_permutex2var_ps(a, even, b));
-    }
+    for (int i = 0; i < n; i += 16)
+        _mm512_mask_storeu_ps(dst + i, ck_lanes16(n - i), ck_load_even16(src + 2 * i, n - i));
 }
 
 // The columns t of a segment starting at input column x0 with 0 <= x0 + t sw < iw, clipped to
@@ -288,7 +286,7 @@ static inline __attribute__((always_inline)) void tile512(const int NV, int kc, 
                                                            int mr, int nr, int first, const float *bias,
                                                            const float *res, int relu) {
     __m512 c[MR][3];
-    __mmask16 q[3] = {lanes16(nr), lanes16(nr - 16), lanes16(nr - 32)};
+    __mmask16 q[3] = {ck_lanes16(nr), ck_lanes16(nr - 16), ck_lanes16(nr - 32)};
 #pragma clang loop unroll(full)
     for (int i = 0; i < MR; i++) {
 #pragma clang loop unroll(full)
@@ -329,7 +327,7 @@ static void gemm_avx512(int m, int k, const float *packed, int r0, int r1, const
     int panels = (m + MR - 1) / MR;
     int pbFirst = r0 / MR, pbEnd = (r1 + MR - 1) / MR;
     int mcPanels = MC512 / MR;
-    if (src->rows && m < PACK_MIN_ROWS) {
+    if (!ck_gemm_packs(m, !src->rows)) {
         gemm_avx512_unpacked(m, k, packed, r0, r1, src->rows, p0, p1, y, ldy, bias);
         epilogue_pass(r0, r1, p0, p1, y, ldy, ep);
         return;
@@ -352,7 +350,7 @@ static void gemm_avx512(int m, int k, const float *packed, int r0, int r1, const
                         else pack_window512(src, k0, kc, p, nr, nv, bp);
                     }
                     for (int pb = ib; pb < ie; pb++) {
-                        const float *w = packed + (size_t)k0 * panels * MR + (size_t)pb * kc * MR;
+                        const float *w = packed + panel_offset(panels, k0, kc, pb);
                         int mr = r1 - pb * MR < MR ? r1 - pb * MR : MR;
                         float *yb = y + (size_t)pb * MR * ldy + p;
                         const float *bb = bias ? bias + pb * MR : 0;
@@ -393,7 +391,7 @@ static void gemm_avx2(int m, int k, const float *packed, int r0, int r1, const f
                 int q0r = pb * MR + h * 4;
                 if (q0r >= r1) continue;
                 int mr = r1 - q0r < 4 ? r1 - q0r : 4;
-                const float *w = packed + (size_t)k0 * panels * MR + (size_t)pb * kc * MR + h * 4;
+                const float *w = packed + panel_offset(panels, k0, kc, pb) + h * 4;
                 float *yb = y + (size_t)q0r * ldy + p;
                 __m256 c0[4], c1[4];
 #pragma clang loop unroll(full)
@@ -476,7 +474,7 @@ int ck_gemm_window_available(void) { return ck_vector_level() >= 3; }
 
 int ck_gemm_column_block(int m, int window) {
     if (ck_vector_level() < 3) return 16;
-    return window || m >= PACK_MIN_ROWS ? NR512 : 32;
+    return ck_gemm_packs(m, window) ? NR512 : 32;
 }
 
-int ck_gemm_packed_min_rows(void) { return PACK_MIN_ROWS; }
+int ck_gemm_packs(int m, int window) { return ck_vector_level() >= 3 && (window || m >= PACK_MIN_ROWS); }

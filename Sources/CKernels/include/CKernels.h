@@ -90,9 +90,10 @@ void ck_gemm(int m, int k, const float *packed, int r0, int r1, const ck_gemm_so
 /// 1 when `ck_gemm` takes a window source on this CPU (AVX-512), else 0.
 int ck_gemm_window_available(void);
 
-/// Rows (M) from which `ck_gemm` packs a row source's panels (fewer are read in place: the copy
-/// would cost more than it saves). A window source is always packed.
-int ck_gemm_packed_min_rows(void);
+/// 1 when `ck_gemm` copies the right-hand matrix into panels for an M-row matrix and this kind
+/// of source (`window` 1 for a window), else 0: AVX-512 only; a window always, a row source
+/// from 64 rows (fewer are read in place: the copy would cost more than it saves).
+int ck_gemm_packs(int m, int window);
 
 /// Columns per block of the kernel `ck_gemm` runs for an M-row matrix and this kind of source
 /// (`window` 1 for a window): callers that split the columns among threads cut them at multiples

@@ -104,9 +104,10 @@ enum VectorKernels {
                 Int32(columns.lowerBound), Int32(columns.upperBound), y, Int32(ldy), bias, epilogue)
     }
 
-    /// Rows (`m`) from which ``gemm(m:k:packed:outputRows:source:columns:y:ldy:bias:epilogue:)`` packs a
-    /// row source's panels; below it, rows are read in place (a window source is always packed).
-    static let gemmPackedMinRows = Int(ck_gemm_packed_min_rows())
+    /// Whether ``gemm(m:k:packed:outputRows:source:columns:y:ldy:bias:epilogue:)`` copies the
+    /// right-hand matrix into panels for an `m`-row matrix and this kind of source: AVX-512 only;
+    /// a window always, row pointers from 64 rows (fewer are read in place).
+    static func gemmPacks(m: Int, window: Bool) -> Bool { ck_gemm_packs(Int32(m), window ? 1 : 0) != 0 }
 
     /// Columns per block of the kernel ``gemm(m:k:packed:outputRows:source:columns:y:ldy:bias:epilogue:)``
     /// runs for an `m`-row matrix and this kind of source: a split of the columns among threads

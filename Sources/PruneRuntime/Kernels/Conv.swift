@@ -148,11 +148,18 @@ final class ConvKernel: Kernel {
     static func applyEpilogue(_ y: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>?, relu: Bool, count: Int,
                               _ ctx: KernelContext) {
         ctx.parallelFor(count, grain: elementwiseGrain) { range in
-            if let r = residual {
-                if relu { for e in range { y[e] = max(y[e] + r[e], 0) } } else { for e in range { y[e] += r[e] } }
-            } else if relu {
-                for e in range { y[e] = max(y[e], 0) }
-            }
+            let lo = range.lowerBound
+            ConvKernel.addAndClamp(y + lo, residual: residual.map { $0 + lo }, relu: relu, count: range.count)
+        }
+    }
+
+    /// ``applyEpilogue(_:residual:relu:count:_:)`` on the calling thread.
+    @inline(__always)
+    static func addAndClamp(_ y: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>?, relu: Bool, count: Int) {
+        if let r = residual {
+            if relu { for e in 0..<count { y[e] = max(y[e] + r[e], 0) } } else { for e in 0..<count { y[e] += r[e] } }
+        } else if relu {
+            for e in 0..<count { y[e] = max(y[e], 0) }
         }
     }
 
@@ -262,7 +269,7 @@ final class ConvKernel: Kernel {
         // Few output channels do not pay for packing a panel gathered through the window: stride
         // 1 then reads padded rows in place (a strided window would need im2col instead).
         let window = VectorKernels.windowGemmAvailable && planar && !pointwise
-            && (mg >= VectorKernels.gemmPackedMinRows || g.sh != 1 || g.sw != 1)
+            && (VectorKernels.gemmPacks(m: mg, window: false) || g.sh != 1 || g.sw != 1)
         let direct = !window && g.sh == 1 && g.sw == 1 && planar && g.pd == 0
         // The padded input plane (direct path): rows ph, row width pwid.
         let ph = g.ih + g.ph + padEndH, pwid = g.iw + g.pw + padEndW
@@ -325,13 +332,9 @@ final class ConvKernel: Kernel {
                         ctx.parallelFor(mg, grain: max(1, 16384 / max(1, outSize))) { range in
                             for oc in range {
                                 for oh in 0..<g.oh {
-                                    let d = dst + oc * outSize + oh * g.ow
-                                    d.update(from: tmp + oc * ldy + oh * pwid, count: g.ow)
-                                    if let res {
-                                        let r = res + oc * outSize + oh * g.ow
-                                        for e in 0..<g.ow { d[e] += r[e] }
-                                    }
-                                    if relu { for e in 0..<g.ow { d[e] = max(d[e], 0) } }
+                                    let at = oc * outSize + oh * g.ow
+                                    (dst + at).update(from: tmp + oc * ldy + oh * pwid, count: g.ow)
+                                    ConvKernel.addAndClamp(dst + at, residual: res.map { $0 + at }, relu: relu, count: g.ow)
                                 }
                             }
                         }
@@ -355,7 +358,7 @@ final class ConvKernel: Kernel {
                              epilogue: UnsafePointer<VectorKernels.GemmEpilogue>? = nil, _ ctx: KernelContext) {
         let window = source.pointee.rows == nil
         let width = VectorKernels.gemmColumnBlock(m: m, window: window)
-        let packs = window || m >= VectorKernels.gemmPackedMinRows
+        let packs = VectorKernels.gemmPacks(m: m, window: window)
         let panels = (columns + width - 1) / width
         let threads = ctx.threads
         let rowBlocks = (m + 7) / 8
