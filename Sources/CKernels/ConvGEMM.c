@@ -218,6 +218,7 @@ static inline void window_columns(int x0, int sw, int iw, int n, int *lo, int *h
 }
 
 #define WINDOW_TABLE_KW 16  // kernel widths up to this get their column ranges tabulated per panel
+#define LANES_WINDOW_OW 16  // strided maps narrower than this gather their panels
 
 // The panel of a 2-D window source: row k0 + kk is (channel, kh, kw), column p + j the output
 // position (oh, ow) in row-major order; the element is the input at (oh sh - ph + kh dh,
@@ -225,8 +226,64 @@ static inline void window_columns(int x0, int sw, int iw, int n, int *lo, int *h
 // The valid column range of each (output row, kw) is computed once per panel: with a division
 // per segment and row (a stride other than 1), a 7x7 map's seven segments cost more than the
 // copies.
+// The panel of a window source by lane masks: row (channel, kh, kw) of the panel is one masked
+// load (stride 1 over a map as wide as the input: the element of column q lies at a fixed offset
+// from x[q]) or one gather (any other stride) per vector, its mask the lanes whose input row and
+// column are inside the input. Per-segment copies spend more on bookkeeping than on moving
+// floats when the output rows are short (an 8 x 8 map: six 8-float segments per panel row).
+__attribute__((target("avx512f,fma")))
+static void pack_window_lanes512(const ck_gemm_source *g, int k0, int kc, int p, int nr, int nv, float *dst) {
+    int flat = g->sh == 1 && g->sw == 1 && g->ow == g->iw;
+    __m512i rowIn[3], colIn[3], idx[3];
+    __mmask16 live[3];
+    for (int v = 0; v < nv; v++) {
+        int oh[16], ow[16];
+        for (int t = 0; t < 16; t++) {
+            int q = p + 16 * v + t;
+            oh[t] = q / g->ow;
+            ow[t] = q % g->ow;
+        }
+        __m512i ohv = _mm512_loadu_si512(oh), owv = _mm512_loadu_si512(ow);
+        rowIn[v] = _mm512_sub_epi32(_mm512_mullo_epi32(ohv, _mm512_set1_epi32(g->sh)), _mm512_set1_epi32(g->ph));
+        colIn[v] = _mm512_sub_epi32(_mm512_mullo_epi32(owv, _mm512_set1_epi32(g->sw)), _mm512_set1_epi32(g->pw));
+        idx[v] = _mm512_add_epi32(_mm512_mullo_epi32(rowIn[v], _mm512_set1_epi32(g->iw)), colIn[v]);
+        live[v] = ck_lanes16(nr - 16 * v);
+    }
+    __mmask16 rowOk[WINDOW_TABLE_KW][3], colOk[WINDOW_TABLE_KW][3];
+    const __m512i ihv = _mm512_set1_epi32(g->ih), iwv = _mm512_set1_epi32(g->iw);
+    for (int v = 0; v < nv; v++) {
+        for (int kh = 0; kh < g->kh; kh++)
+            rowOk[kh][v] = _mm512_mask_cmplt_epu32_mask(live[v], _mm512_add_epi32(rowIn[v], _mm512_set1_epi32(kh * g->dh)), ihv);
+        for (int kw = 0; kw < g->kw; kw++)
+            colOk[kw][v] = _mm512_cmplt_epu32_mask(_mm512_add_epi32(colIn[v], _mm512_set1_epi32(kw * g->dw)), iwv);
+    }
+    int ks = g->kh * g->kw, plane = g->ih * g->iw, width = nv * 16;
+    int ch = k0 / ks, kh = k0 % ks / g->kw, kw = k0 % g->kw;
+    for (int kk = 0; kk < kc; kk++) {
+        float *d = dst + (size_t)kk * width;
+        // Only unmasked lanes are read, so the base may lie outside the input.
+        const float *pl = g->x + (size_t)ch * plane;
+        ptrdiff_t off = (ptrdiff_t)kh * g->dh * g->iw + (ptrdiff_t)kw * g->dw;
+        for (int v = 0; v < nv; v++) {
+            __mmask16 q = rowOk[kh][v] & colOk[kw][v];
+            __m512 e = flat ? _mm512_maskz_loadu_ps(q, (const float *)((uintptr_t)pl + (uintptr_t)((p + 16 * v - g->ph * g->iw - g->pw + off) * 4)))
+                            : _mm512_mask_i32gather_ps(_mm512_setzero_ps(), q, idx[v], (const float *)((uintptr_t)pl + (uintptr_t)(off * 4)), 4);
+            _mm512_store_ps(d + 16 * v, e);
+        }
+        if (++kw == g->kw) {
+            kw = 0;
+            if (++kh == g->kh) { kh = 0; ch++; }
+        }
+    }
+}
+
 __attribute__((target("avx512f,fma")))
 static void pack_window512(const ck_gemm_source *g, int k0, int kc, int p, int nr, int nv, float *dst) {
+    if (g->kh <= WINDOW_TABLE_KW && g->kw <= WINDOW_TABLE_KW &&
+        ((g->sh == 1 && g->sw == 1 && g->ow == g->iw) || g->ow < LANES_WINDOW_OW)) {
+        pack_window_lanes512(g, k0, kc, p, nr, nv, dst);
+        return;
+    }
     // The output rows the panel's columns lie in (a 7-wide map: seven rows per 48 columns).
     int segJ[NR512], segX[NR512], segY[NR512], segN[NR512], nseg = 0;
     for (int j = 0; j < nr;) {

@@ -104,6 +104,26 @@ import Testing
         expectClose(got, want.values, shape: [n, m, want.oh, want.ow])
     }
 
+    /// Windows over a map narrower than a vector, which the convolution GEMM gathers by lane masks
+    /// on AVX-512: stride 1 over a map as wide as its input, dilated or not (one masked load per
+    /// panel row), and a valid window, strides 2 and 3, a dilation and a 7×7 stem-like window (one
+    /// gather per vector); a 17-wide kernel falls back to per-row copies.
+    @Test(arguments: [
+        // (c, m, k, stride, pad, dil, group)
+        (6, 72, 3, 1, 1, 1, 1),  // stride 1 packs from 64 output channels
+        (6, 64, 3, 1, 2, 2, 1),
+        (6, 64, 3, 1, 0, 1, 1),
+        (6, 12, 3, 2, 1, 1, 1),
+        (6, 12, 3, 3, 1, 1, 1),
+        (6, 12, 3, 2, 2, 2, 1),
+        (3, 16, 7, 2, 3, 1, 1),
+        (4, 10, 3, 2, 1, 1, 2),
+        (2, 6, 17, 1, 8, 1, 1),
+    ])
+    func convWindowsOverANarrowMap(_ p: (Int, Int, Int, Int, Int, Int, Int)) throws {
+        try Self.expectConvMatchesDirectLoop(p, h: 13, wd: 13, seed: 21)
+    }
+
     /// float32 MaxPool rows (CKernels' vector loop for strides 1 and 2) on a map wider than two
     /// vectors, with pads at both ends, against a direct loop.
     @Test(arguments: [(3, 1, 1), (3, 2, 1), (2, 2, 0), (3, 3, 1)])
@@ -132,6 +152,7 @@ import Testing
     @Test(arguments: [
         // (c, m, k, stride, pad, dil, group)
         (5, 12, 3, 1, 1, 1, 1),
+        (5, 64, 3, 1, 1, 1, 1),  // stride 1 packs from 64 output channels
         (5, 12, 3, 2, 1, 1, 1),
         (5, 12, 3, 3, 2, 1, 1),
         (5, 12, 3, 1, 2, 2, 1),

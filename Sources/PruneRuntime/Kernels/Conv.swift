@@ -357,10 +357,17 @@ final class ConvKernel: Kernel {
                              columns: Int, y: UnsafeMutablePointer<Float>, ldy: Int, bias: UnsafePointer<Float>?,
                              epilogue: UnsafePointer<VectorKernels.GemmEpilogue>? = nil, _ ctx: KernelContext) {
         let window = source.pointee.rows == nil
-        let width = VectorKernels.gemmColumnBlock(m: m, window: window)
         let packs = VectorKernels.gemmPacks(m: m, window: window)
-        let panels = (columns + width - 1) / width
         let threads = ctx.threads
+        var width = VectorKernels.gemmColumnBlock(m: m, window: window)
+        // A packed kernel takes any column range (a partial block runs narrower tiles), so a map
+        // of a few blocks is cut into equal shares of whole vectors instead: an 8 x 8 map is
+        // 48 + 16 columns in blocks, 32 + 32 in shares.
+        let vectors = (columns + 15) / 16
+        if packs && threads > 1 && (columns + width - 1) / width < 4 * threads && vectors >= threads {
+            width = (vectors + threads - 1) / threads * 16
+        }
+        let panels = (columns + width - 1) / width
         let rowBlocks = (m + 7) / 8
         let want = packs ? threads : threads * 4
         let split = threads > 1 && panels < want ? min(rowBlocks, (want + panels - 1) / panels) : 1
