@@ -217,15 +217,53 @@ static inline void window_columns(int x0, int sw, int iw, int n, int *lo, int *h
     *hi = h < n ? h : n;
 }
 
-#define WINDOW_TABLE_KW 16  // kernel widths up to this get their column ranges tabulated per panel
+#define WINDOW_TABLE_KW 16  // kernel heights and widths up to this may take lane masks
 #define LANES_WINDOW_OW 16  // strided maps narrower than this gather their panels
 
-// The panel of a 2-D window source: row k0 + kk is (channel, kh, kw), column p + j the output
-// position (oh, ow) in row-major order; the element is the input at (oh sh - ph + kh dh,
-// ow sw - pw + kw dw), zero outside the input. This is im2col for 48 columns at a time, in L1.
-// The valid column range of each (output row, kw) is computed once per panel: with a division
-// per segment and row (a stride other than 1), a 7x7 map's seven segments cost more than the
-// copies.
+#define WINDOW_OPS 512  // (kernel offset, segment) copies listed per panel, at most
+
+// The segment path's copies listed once per panel: for each kernel offset (kh, kw), the runs of
+// columns that lie inside the input, as (panel column, offset in the channel's plane, length).
+// Every channel repeats the same list, so the bounds are worked out kh kw times per panel
+// instead of once per panel row (a stride-2 layer over a 16-wide map spent 40% of its time
+// packing, mostly on them).
+__attribute__((target("avx512f,fma")))
+static void pack_window_ops512(const ck_gemm_source *g, int k0, int kc, int nv, int nseg, const int *segJ,
+                               const int *segX, const int *segY, const int *segN, float *dst) {
+    int opJ[WINDOW_OPS], opS[WINDOW_OPS], opN[WINDOW_OPS], first[WINDOW_OPS + 1];
+    int ks = g->kh * g->kw, count = 0;
+    for (int c = 0; c < ks; c++) {
+        int kh = c / g->kw, kw = c % g->kw;
+        first[c] = count;
+        for (int s = 0; s < nseg; s++) {
+            int yi = segY[s] + kh * g->dh;
+            if ((unsigned)yi >= (unsigned)g->ih) continue;
+            int x0 = segX[s] + kw * g->dw, lo, hi;
+            window_columns(x0, g->sw, g->iw, segN[s], &lo, &hi);
+            if (hi <= lo) continue;
+            opJ[count] = segJ[s] + lo;
+            opS[count] = yi * g->iw + x0 + lo * g->sw;
+            opN[count] = hi - lo;
+            count++;
+        }
+    }
+    first[ks] = count;
+    int plane = g->ih * g->iw, width = nv * 16;
+    int ch = k0 / ks, c = k0 % ks;
+    const __m512 zero = _mm512_setzero_ps();
+    for (int kk = 0; kk < kc; kk++) {
+        float *d = dst + (size_t)kk * width;
+        for (int v = 0; v < nv; v++) _mm512_store_ps(d + 16 * v, zero);
+        const float *pl = g->x + (size_t)ch * plane;
+        for (int o = first[c]; o < first[c + 1]; o++) {
+            if (g->sw == 1) copy_floats512(d + opJ[o], pl + opS[o], opN[o]);
+            else if (g->sw == 2) copy_even_floats512(d + opJ[o], pl + opS[o], opN[o]);
+            else for (int t = 0; t < opN[o]; t++) d[opJ[o] + t] = pl[opS[o] + (size_t)t * g->sw];
+        }
+        if (++c == ks) { c = 0; ch++; }
+    }
+}
+
 // The panel of a window source by lane masks: row (channel, kh, kw) of the panel is one masked
 // load (stride 1 over a map as wide as the input: the element of column q lies at a fixed offset
 // from x[q]) or one gather (any other stride) per vector, its mask the lanes whose input row and
@@ -277,6 +315,11 @@ static void pack_window_lanes512(const ck_gemm_source *g, int k0, int kc, int p,
     }
 }
 
+// The panel of a 2-D window source: row k0 + kk is (channel, kh, kw), column p + j the output
+// position (oh, ow) in row-major order; the element is the input at (oh sh - ph + kh dh,
+// ow sw - pw + kw dw), zero outside the input. This is im2col for 48 columns at a time, in L1:
+// by lane masks where the map is narrow or the offset fixed, else by runs of columns per output
+// row (segments), listed once per panel where the list is short, worked out per row otherwise.
 __attribute__((target("avx512f,fma")))
 static void pack_window512(const ck_gemm_source *g, int k0, int kc, int p, int nr, int nv, float *dst) {
     if (g->kh <= WINDOW_TABLE_KW && g->kw <= WINDOW_TABLE_KW &&
@@ -296,14 +339,11 @@ static void pack_window512(const ck_gemm_source *g, int k0, int kc, int p, int n
         nseg++;
         j += cnt;
     }
-    int tabulated = g->kw <= WINDOW_TABLE_KW;
-    int tLo[WINDOW_TABLE_KW * NR512], tHi[WINDOW_TABLE_KW * NR512];
-    if (tabulated) {
-        for (int kw = 0; kw < g->kw; kw++)
-            for (int s = 0; s < nseg; s++)
-                window_columns(segX[s] + kw * g->dw, g->sw, g->iw, segN[s], &tLo[kw * NR512 + s], &tHi[kw * NR512 + s]);
-    }
     int ks = g->kh * g->kw, plane = g->ih * g->iw, width = nv * 16;
+    if (ks * nseg <= WINDOW_OPS) {
+        pack_window_ops512(g, k0, kc, nv, nseg, segJ, segX, segY, segN, dst);
+        return;
+    }
     int ch = k0 / ks, kh = k0 % ks / g->kw, kw = k0 % g->kw;
     const __m512 zero = _mm512_setzero_ps();
     for (int kk = 0; kk < kc; kk++) {
@@ -315,12 +355,7 @@ static void pack_window512(const ck_gemm_source *g, int k0, int kc, int p, int n
             int yi = segY[s] + dy;
             if ((unsigned)yi >= (unsigned)g->ih) continue;
             int x0 = segX[s] + dx, lo, hi;
-            if (tabulated) {
-                lo = tLo[kw * NR512 + s];
-                hi = tHi[kw * NR512 + s];
-            } else {
-                window_columns(x0, g->sw, g->iw, segN[s], &lo, &hi);
-            }
+            window_columns(x0, g->sw, g->iw, segN[s], &lo, &hi);
             if (hi <= lo) continue;
             const float *src = pl + (size_t)yi * g->iw + x0 + (ptrdiff_t)lo * g->sw;
             float *o = d + segJ[s] + lo;
