@@ -30,7 +30,7 @@ public struct ReconstructPass: Pass {
         public var damp = 0.1
         @PassOption("samples", .between(0, 1_000_000), help: "calibration samples to fit on (0 = all; each row of a batch is one)")
         public var samples = 0
-        @PassOption("sequential", help: "re-run the model after each layer so later layers see earlier fits (one model run per layer)")
+        @PassOption("sequential", help: "later layers are fitted on the inputs earlier fits give them (the model walked once, layer by layer)")
         public var sequential = true
         @PassOption("max-features", .between(1, 1 << 20), help: "layers with more input features than this get bias compensation only")
         public var maxFeatures = 8192
@@ -66,14 +66,42 @@ public struct ReconstructPass: Pass {
             .run(sets, threads: context.threads)
         var current = try options.sequential ? [] : ActivationProbe(model: model, values: consumers.flatMap { [$0.input.name, $0.target.name] })
             .run(sets, threads: context.threads)
+        // Forward passes over the calibration data: the unmasked reference, then the masked model
+        // once (not sequential), or walked once layer by layer, or once per layer.
+        var passes = options.sequential ? 1.0 : 2.0, perLayerPasses = 0
+        var sweep = options.sequential && !consumers.isEmpty
+            ? try LayerSweep(model: model, consumers: consumers, sets: sets, threads: context.threads) : nil
         var before = 0.0, after = 0.0, fitted = 0, biasOnly = 0
         let start = Date()
         for (i, c) in consumers.enumerated() {
             if options.sequential {
-                current = try ActivationProbe(model: model, values: [c.input.name, c.target.name]).run(sets, threads: context.threads)
+                // A conv is fitted on its output (a bias shift), the others on their input.
+                let wanted = [c.layout == .conv ? c.target.name : c.input.name]
+                if let walk = sweep {
+                    do {
+                        current = try walk.values(wanted)
+                    } catch {
+                        context.logger.info("reconstruct: \(error); running the model once per layer from \(c.node.name)")
+                        passes += walk.forwardPasses
+                        sweep = nil
+                    }
+                }
+                if sweep == nil {
+                    current = try ActivationProbe(model: model, values: wanted).run(sets, threads: context.threads)
+                    perLayerPasses += 1
+                }
             }
             let full = options.mode == .full && c.layout != .conv && c.weight.shape[c.layout == .rows ? 0 : 1] <= options.maxFeatures
             let r = try fit(c, full: full, reference: reference, current: current, graph: model.graph, names: names, threads: context.threads)
+            if let walk = sweep {
+                do {
+                    try walk.apply(c, shift: r.deltaB, current: current)
+                } catch {
+                    context.logger.info("reconstruct: \(error); running the model once per layer after \(c.node.name)")
+                    passes += walk.forwardPasses
+                    sweep = nil
+                }
+            }
             before += r.errorBefore
             after += r.errorAfter
             fitted += 1
@@ -84,6 +112,8 @@ public struct ReconstructPass: Pass {
                 (\(String(format: "%.0f", Date().timeIntervalSince(start))) s)
                 """)
         }
+        passes += (sweep?.forwardPasses ?? 0) + Double(perLayerPasses + absorptions.count)
+        context.logger.info("reconstruct: \(fitted) layers re-fitted in \(String(format: "%.2f", passes)) forward passes over the calibration data")
         for (i, a) in absorptions.enumerated() {
             let cur = try ActivationProbe(model: model, values: [a.node.inputs[0]!.name, a.skip.name]).run(sets, threads: context.threads)
             let r = try absorb(a, reference: reference, current: cur, graph: model.graph, names: names, threads: context.threads)
@@ -99,7 +129,7 @@ public struct ReconstructPass: Pass {
             "blocks-absorbed": Double(absorptions.reduce(0) { $0 + $1.skipped.count }),
             "layers-refit": Double(fitted), "layers-bias-only": Double(biasOnly),
             "mean-error-before": before / Double(max(fitted, 1)), "mean-error-after": after / Double(max(fitted, 1)),
-            "calibration-sets": Double(sets.count),
+            "calibration-sets": Double(sets.count), "forward-passes": passes,
         ])
     }
 

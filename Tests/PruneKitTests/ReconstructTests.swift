@@ -106,6 +106,51 @@ import Testing
         #expect(CostModel.parameterCount(folded) < CostModel.parameterCount(original))
     }
 
+    /// `x → [up_i (12→24) → Relu → down_i (24→12) → + x] × layers → head (12→4)`.
+    static func stack(layers: Int) -> Model {
+        var rng = SeededRandom(23)
+        let b = GraphBuilder()
+        var x = b.input("x", .float, [16, 12])
+        for i in 0 ..< layers {
+            let h = b.add(.relu, [b.linear(x, "up\(i)", 12, 24, &rng)])
+            x = b.add(.add, [x, b.linear(h, "down\(i)", 24, 12, &rng)])
+        }
+        b.output(b.linear(x, "head", 12, 4, &rng))
+        return b.model(opset: 17)
+    }
+
+    /// The sequential refit walks the model once, whatever its depth (a run per layer cost
+    /// 1 + layers forward passes), and each layer is still fitted on the input that the fits before
+    /// it give: the last layer's new weights are what a fit on the finished model's activations gives.
+    @Test(arguments: [2, 8, 32])
+    func sequentialRefitWalksTheModelOnce(layers: Int) throws {
+        let masked = Self.stack(layers: layers)
+        let calib = Self.data(6, seed: 4)
+        _ = try Self.run("magnitude{sparsity=0.5,kinds=neurons}", on: masked, calibration: calib)
+        let before = try Self.copy(masked)
+        let records = try Self.run("reconstruct", on: masked, calibration: calib)
+        let stats = records[0].statistics
+        #expect(stats["layers-refit"] == Double(layers))
+        let passes = try #require(stats["forward-passes"])
+        print("reconstruct over \(layers) layers: \(passes) forward passes")
+        #expect(passes > 1.5 && passes < 2)
+
+        // The last layer refitted by hand: its input from the refitted model, its target from the
+        // unmasked one, starting from its weights before the pass.
+        let last = "down\(layers - 1)"
+        let input = try #require(masked.graph.node(named: "\(last)/MatMul")?.inputs[0]?.name)
+        let target = try #require(masked.graph.node(named: "\(last)/Add")?.outputs[0].name)
+        let xs = try ActivationProbe(model: masked, values: [input]).run(calib, threads: 1)
+        let ys = try ActivationProbe(model: before, values: [target], edit: ActivationProbe.setMasksToOne).run(calib, threads: 1)
+        let x = xs.flatMap { $0[input]!.doubles() }, y = ys.flatMap { $0[target]!.doubles() }
+        let w0 = try before.graph.node(named: "\(last)/MatMul")!.inputs[1]!.initializer!.floats().map(Double.init)
+        let b0 = try before.graph.node(named: "\(last)/Add")!.inputs[1]!.initializer!.floats().map(Double.init)
+        let fit = try #require(LeastSquaresFit(x: x, y: y, rows: x.count / 24, k: 24, n: 12).fitFull(w: w0, b: b0, damp: 0.1))
+        let w1 = try masked.graph.node(named: "\(last)/MatMul")!.inputs[1]!.initializer!.floats()
+        let gap = zip(w1, zip(w0, fit.deltaW)).map { abs(Double($0) - ($1.0 + $1.1)) }.max() ?? 0
+        #expect(gap < 1e-4, "the last layer's weights are \(gap) away from a fit on the refitted model's activations")
+    }
+
     @Test func sharedConstantsAreCopiedNotChanged() throws {
         // fc1's and fc2's biases are one initializer: refitting fc2 must leave fc1's alone.
         let b = GraphBuilder()

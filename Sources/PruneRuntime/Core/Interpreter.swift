@@ -127,6 +127,12 @@ public final class Interpreter {
     }
 
     func runOrdered(_ inputs: [String: NDArray], tape: Tape?) throws -> [NDArray] {
+        try execute(tape == nil ? fastPlan : mainPlan, feeds: try feedSlots(inputs), parent: nil, tape: tape)
+    }
+
+    /// `inputs` checked against the graph's inputs and keyed by their slots (the two plans share
+    /// the input slots).
+    func feedSlots(_ inputs: [String: NDArray]) throws -> [Int: NDArray] {
         var feeds: [Int: NDArray] = [:]
         var symbols: [String: (Int, String)] = [:]
         let known = Set(mainPlan.inputs.map(\.value.name))
@@ -141,7 +147,7 @@ public final class Interpreter {
             try Interpreter.check(a, against: v, symbols: &symbols)
             feeds[slot] = a
         }
-        return try execute(tape == nil ? fastPlan : mainPlan, feeds: feeds, parent: nil, tape: tape)
+        return feeds
     }
 
     static func check(_ a: NDArray, against v: Value, symbols: inout [String: (Int, String)]) throws {

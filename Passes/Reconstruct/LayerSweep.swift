@@ -1,0 +1,102 @@
+import Foundation
+import PruneIR
+import PruneKit
+import PruneRuntime
+
+/// `reconstruct`'s sequential walk in one pass over the calibration data: one ``SteppedRun`` per
+/// calibration sample, all advanced together to each layer in graph order.
+///
+/// A layer's weights are re-fitted on its input as the masked model (earlier layers already
+/// re-fitted) computes it. Running the whole model again per layer gives that input at the cost of
+/// layers × model, quadratic in depth; here each sample's run stops at the layer's input, the layer
+/// is fitted, and its new weights (and bias) replace the old ones in the run before any step reads
+/// them. A `Conv`, fitted on its output by a bias shift, has the shift added to the output it
+/// already computed. The whole walk runs each step once per sample.
+///
+/// The runs are of a copy of the model in which each re-fitted weight and bias is a graph input of
+/// its own (a constant that other nodes read too is duplicated for the re-fitted node, as the
+/// write to the model does), so replacing it changes that layer alone.
+final class LayerSweep {
+    private let sweeps: [SteppedRun]
+    /// The model's names of each consumer's weight and bias, taken before any is re-written.
+    private let weightNames: [ObjectIdentifier: (weight: String, bias: String?)]
+
+    init(model: Model, consumers: [ConsumerLayer], sets: [[String: NDArray]], threads: Int) throws {
+        let copy = model.copy()
+        let scope = NameScope(copy.graph)
+        // The copy has the same nodes in the same order.
+        var index: [ObjectIdentifier: Int] = [:]
+        for (i, n) in model.graph.nodes.enumerated() { index[ObjectIdentifier(n)] = i }
+        // Each re-fitted constant becomes a graph input of the copy (so no step is folded from it),
+        // its own for the node that reads it: a constant shared with other readers is duplicated.
+        func own(_ node: Node, _ input: Int) throws -> String {
+            guard let i = index[ObjectIdentifier(node)], let v = copy.graph.nodes[i].inputs[input], let t = v.initializer else {
+                throw PruningError.invalid("reconstruct: '\(node.name)' input \(input) is not a constant")
+            }
+            var mine = v
+            if v.uses.count != 1 || copy.graph.inputs.contains(where: { $0 === v }) || copy.graph.outputs.contains(where: { $0 === v }) {
+                let name = scope.fresh(v.name + ".refit")
+                var u = t
+                u.name = name
+                mine = copy.graph.addInitializer(u, name: name)
+                copy.graph.nodes[i].setInput(mine, at: input)
+            }
+            copy.graph.addInput(mine)
+            return mine.name
+        }
+        var names: [ObjectIdentifier: (weight: String, bias: String?)] = [:]
+        for c in consumers where c.layout != .conv {
+            let weight = try own(c.node, 1)
+            let bias = try c.bias.map { try own($0.node, $0.input) }
+            names[ObjectIdentifier(c.node)] = (weight, bias)
+        }
+        let interpreter = try Interpreter(model: copy, options: .init(threads: threads, profile: false, fuse: false))
+        sweeps = try sets.map { try SteppedRun(interpreter: interpreter, inputs: $0) }
+        weightNames = names
+    }
+
+    /// Per sample, the values named `names`, running each sample's steps up to them.
+    func values(_ names: [String]) throws -> [[String: NDArray]] {
+        try sweeps.map { sweep in
+            var out: [String: NDArray] = [:]
+            for name in names { out[name] = try sweep.value(named: name) }
+            return out
+        }
+    }
+
+    /// Puts the constants `c`'s fit wrote into the runs: its weight and bias (a MatMul or Gemm), or
+    /// the bias shift `shift` added to its output `current` already holds (a Conv).
+    func apply(_ c: ConsumerLayer, shift: [Double]?, current: [[String: NDArray]]) throws {
+        if c.layout == .conv {
+            guard let shift else { return }
+            for (sweep, cur) in zip(sweeps, current) {
+                guard let y = cur[c.target.name] else { continue }
+                try sweep.replace(c.target.name, with: LayerSweep.adding(shift, alongAxis1Of: y))
+            }
+            return
+        }
+        guard let (weight, bias) = weightNames[ObjectIdentifier(c.node)] else { return }
+        let w = try NDArray(tensor: c.node.inputs[1]!.constantValue!)
+        let b = try c.bias.map { try NDArray(tensor: $0.node.inputs[$0.input]!.constantValue!) }
+        for sweep in sweeps {
+            try sweep.replace(weight, with: w)
+            if let bias, let b { try sweep.replace(bias, with: b) }
+        }
+    }
+
+    /// Steps run so far, in whole runs of the model (the samples advance together).
+    var forwardPasses: Double {
+        guard let s = sweeps.first, s.stepCount > 0 else { return 0 }
+        return Double(s.position) / Double(s.stepCount)
+    }
+
+    /// `y` (float, [n, channels, ...]) plus `shift[channel]`.
+    private static func adding(_ shift: [Double], alongAxis1Of y: NDArray) throws -> NDArray {
+        guard y.dtype == .float, y.rank >= 2, y.shape[1] == shift.count else {
+            throw PruningError.invalid("a \(y.dtype) \(y.shape) conv output takes no per-channel shift here")
+        }
+        let inner = y.shape.dropFirst(2).reduce(1, *), channels = y.shape[1]
+        let v = y.doubles().enumerated().map { i, x in Float(x + shift[(i / inner) % channels]) }
+        return NDArray(v, shape: y.shape)
+    }
+}

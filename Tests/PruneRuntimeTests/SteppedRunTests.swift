@@ -1,0 +1,60 @@
+import Foundation
+import PruneIR
+import PruneRuntime
+import Testing
+
+/// `SteppedRun`: the same outputs as a whole run, values read as they are computed, and a
+/// replacement that only a value no step has read yet accepts.
+@Suite struct SteppedRunTests {
+    /// `y = relu(x · w1 + b1) · w2`, with w1 both an initializer and a graph input.
+    static func model() -> (Model, [String: NDArray]) {
+        let g = GraphBuilder(name: "two-layers")
+        let x = g.input("x", .float, [3, 4])
+        let w1 = g.initializer("w1", NDArray((0 ..< 20).map { Float($0 % 7) * 0.1 - 0.3 }, shape: [4, 5]).tensor())
+        g.graph.addInput(w1)
+        let b1 = g.initializer("b1", NDArray([Float](repeating: 0.05, count: 5), shape: [5]).tensor())
+        let w2 = g.initializer("w2", NDArray((0 ..< 10).map { Float($0 % 3) * 0.2 - 0.2 }, shape: [5, 2]).tensor())
+        let h = g.add(OpType("MatMul"), [x, w1], name: "fc1")
+        let r = g.add(OpType("Relu"), [g.add(OpType("Add"), [h, b1], name: "bias1")], name: "relu")
+        g.output(g.add(OpType("MatMul"), [r, w2], name: "fc2"))
+        let feeds = ["x": NDArray((0 ..< 12).map { Float($0) * 0.25 - 1 }, shape: [3, 4])]
+        return (g.model(opset: 17), feeds)
+    }
+
+    @Test func readsValuesAsTheyAreComputedAndEndsAsAWholeRun() throws {
+        let (m, feeds) = Self.model()
+        let interpreter = try Interpreter(model: m, options: .init(threads: 1))
+        let whole = try interpreter.run(feeds)
+        let fc1 = m.graph.node(named: "fc1")!.outputs[0].name
+        let run = try SteppedRun(interpreter: interpreter, inputs: feeds)
+        let h = try run.value(named: fc1)
+        #expect(run.position == 1)
+        #expect(h.shape == [3, 5])
+        let out = try run.finish()
+        #expect(run.position == run.stepCount)
+        #expect(out.keys.sorted() == whole.keys.sorted())
+        for (k, v) in whole { #expect(out[k]!.doubles() == v.doubles()) }
+        // fc1's output had its last reader in the add: it is gone now.
+        #expect(throws: RuntimeError.self) { _ = try run.value(named: fc1) }
+    }
+
+    @Test func replacesAValueNoStepHasRead() throws {
+        let (m, feeds) = Self.model()
+        let interpreter = try Interpreter(model: m, options: .init(threads: 1))
+        let w1 = NDArray([Float](repeating: 0.1, count: 20), shape: [4, 5])
+        let expected = try interpreter.run(feeds.merging(["w1": w1]) { $1 })
+        let run = try SteppedRun(interpreter: interpreter, inputs: feeds)
+        try run.replace("w1", with: w1)
+        let out = try run.finish()
+        for (k, v) in expected { #expect(out[k]!.doubles() == v.doubles()) }
+        #expect(expected.values.first!.doubles() != (try interpreter.run(feeds)).values.first!.doubles())
+
+        // Once fc1 has read w1, and for a value of another shape, it is an error naming the value.
+        let late = try SteppedRun(interpreter: interpreter, inputs: feeds)
+        _ = try late.value(named: m.graph.node(named: "fc1")!.outputs[0].name)
+        #expect { try late.replace("w1", with: w1) } throws: { "\($0)".contains("'w1'") && "\($0)".contains("fc1") }
+        let fresh = try SteppedRun(interpreter: interpreter, inputs: feeds)
+        #expect { try fresh.replace("b1", with: NDArray([Float](repeating: 0, count: 4), shape: [4])) } throws: { "\($0)".contains("'b1'") }
+        #expect { try fresh.value(named: "nope") } throws: { "\($0)".contains("'nope'") }
+    }
+}
