@@ -21,7 +21,11 @@ final class LayerSweep {
     /// The model's names of each consumer's weight and bias, taken before any is re-written.
     private let weightNames: [ObjectIdentifier: (weight: String, bias: String?)]
 
-    init(model: Model, consumers: [ConsumerLayer], sets: [[String: NDArray]], threads: Int) throws {
+    /// A node whose weight (input 1) and bias (an input of `bias.node`) a fit re-writes.
+    typealias Site = (node: Node, bias: (node: Node, input: Int)?)
+
+    /// Walks `model` on `sets`, with the weights and biases of `refitted` replaceable.
+    init(model: Model, refitted: [Site], sets: [[String: NDArray]], threads: Int) throws {
         let copy = model.copy()
         let scope = NameScope(copy.graph)
         // The copy has the same nodes in the same order.
@@ -45,10 +49,10 @@ final class LayerSweep {
             return mine.name
         }
         var names: [ObjectIdentifier: (weight: String, bias: String?)] = [:]
-        for c in consumers where c.layout != .conv {
-            let weight = try own(c.node, 1)
-            let bias = try c.bias.map { try own($0.node, $0.input) }
-            names[ObjectIdentifier(c.node)] = (weight, bias)
+        for site in refitted {
+            let weight = try own(site.node, 1)
+            let bias = try site.bias.map { try own($0.node, $0.input) }
+            names[ObjectIdentifier(site.node)] = (weight, bias)
         }
         let interpreter = try Interpreter(model: copy, options: .init(threads: threads, profile: false, fuse: false))
         sweeps = try sets.map { try SteppedRun(interpreter: interpreter, inputs: $0) }
@@ -64,23 +68,23 @@ final class LayerSweep {
         }
     }
 
-    /// Puts the constants `c`'s fit wrote into the runs: its weight and bias (a MatMul or Gemm), or
-    /// the bias shift `shift` added to its output `current` already holds (a Conv).
-    func apply(_ c: ConsumerLayer, shift: [Double]?, current: [[String: NDArray]]) throws {
-        if c.layout == .conv {
-            guard let shift else { return }
-            for (sweep, cur) in zip(sweeps, current) {
-                guard let y = cur[c.target.name] else { continue }
-                try sweep.replace(c.target.name, with: LayerSweep.adding(shift, alongAxis1Of: y))
-            }
-            return
-        }
-        guard let (weight, bias) = weightNames[ObjectIdentifier(c.node)] else { return }
-        let w = try NDArray(tensor: c.node.inputs[1]!.constantValue!)
-        let b = try c.bias.map { try NDArray(tensor: $0.node.inputs[$0.input]!.constantValue!) }
+    /// Puts the weight and bias that a fit wrote to `site`'s node in the model into the runs.
+    func applyRefit(of site: Site) throws {
+        guard let (weight, bias) = weightNames[ObjectIdentifier(site.node)] else { return }
+        let w = try NDArray(tensor: site.node.inputs[1]!.constantValue!)
+        let b = try site.bias.map { try NDArray(tensor: $0.node.inputs[$0.input]!.constantValue!) }
         for sweep in sweeps {
             try sweep.replace(weight, with: w)
             if let bias, let b { try sweep.replace(bias, with: b) }
+        }
+    }
+
+    /// Adds a conv's bias shift to its output `target`, which the runs computed already (the
+    /// samples' values in `current`).
+    func applyShift(_ shift: [Double], to target: String, current: [[String: NDArray]]) throws {
+        for (sweep, cur) in zip(sweeps, current) {
+            guard let y = cur[target] else { continue }
+            try sweep.replace(target, with: LayerSweep.adding(shift, alongAxis1Of: y))
         }
     }
 

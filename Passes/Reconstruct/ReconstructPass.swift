@@ -68,39 +68,23 @@ public struct ReconstructPass: Pass {
             .run(sets, threads: context.threads)
         // Forward passes over the calibration data: the unmasked reference, then the masked model
         // once (not sequential), or walked once layer by layer, or once per layer.
-        var passes = options.sequential ? 1.0 : 2.0, perLayerPasses = 0
+        var passes = options.sequential ? 1.0 : 2.0
         var sweep = options.sequential && !consumers.isEmpty
-            ? try LayerSweep(model: model, consumers: consumers, sets: sets, threads: context.threads) : nil
+            ? try LayerSweep(model: model, refitted: consumers.filter { $0.layout != .conv }.map { ($0.node, $0.bias) }, sets: sets,
+                             threads: context.threads) : nil
         var before = 0.0, after = 0.0, fitted = 0, biasOnly = 0
         let start = Date()
         for (i, c) in consumers.enumerated() {
             if options.sequential {
                 // A conv is fitted on its output (a bias shift), the others on their input.
-                let wanted = [c.layout == .conv ? c.target.name : c.input.name]
-                if let walk = sweep {
-                    do {
-                        current = try walk.values(wanted)
-                    } catch {
-                        context.logger.info("reconstruct: \(error); running the model once per layer from \(c.node.name)")
-                        passes += walk.forwardPasses
-                        sweep = nil
-                    }
-                }
-                if sweep == nil {
-                    current = try ActivationProbe(model: model, values: wanted).run(sets, threads: context.threads)
-                    perLayerPasses += 1
-                }
+                current = try activations([c.layout == .conv ? c.target.name : c.input.name], walk: &sweep, model: model,
+                                          sets: sets, passes: &passes, context: context)
             }
             let full = options.mode == .full && c.layout != .conv && c.weight.shape[c.layout == .rows ? 0 : 1] <= options.maxFeatures
             let r = try fit(c, full: full, reference: reference, current: current, graph: model.graph, names: names, threads: context.threads)
-            if let walk = sweep {
-                do {
-                    try walk.apply(c, shift: r.deltaB, current: current)
-                } catch {
-                    context.logger.info("reconstruct: \(error); running the model once per layer after \(c.node.name)")
-                    passes += walk.forwardPasses
-                    sweep = nil
-                }
+            update(&sweep, passes: &passes, context: context) { walk in
+                if c.layout != .conv { try walk.applyRefit(of: (c.node, c.bias)) }
+                else if let shift = r.deltaB { try walk.applyShift(shift, to: c.target.name, current: current) }
             }
             before += r.errorBefore
             after += r.errorAfter
@@ -112,11 +96,15 @@ public struct ReconstructPass: Pass {
                 (\(String(format: "%.0f", Date().timeIntervalSince(start))) s)
                 """)
         }
-        passes += (sweep?.forwardPasses ?? 0) + Double(perLayerPasses + absorptions.count)
-        context.logger.info("reconstruct: \(fitted) layers re-fitted in \(String(format: "%.2f", passes)) forward passes over the calibration data")
+        passes += sweep?.forwardPasses ?? 0
+        // The absorptions, in graph order, see every fit above: a second walk.
+        var absorbing = absorptions.isEmpty
+            ? nil : try LayerSweep(model: model, refitted: absorptions.map { ($0.node, $0.bias) }, sets: sets, threads: context.threads)
         for (i, a) in absorptions.enumerated() {
-            let cur = try ActivationProbe(model: model, values: [a.node.inputs[0]!.name, a.skip.name]).run(sets, threads: context.threads)
+            let cur = try activations([a.node.inputs[0]!.name, a.skip.name], walk: &absorbing, model: model, sets: sets,
+                                      passes: &passes, context: context)
             let r = try absorb(a, reference: reference, current: cur, graph: model.graph, names: names, threads: context.threads)
+            update(&absorbing, passes: &passes, context: context) { try $0.applyRefit(of: (a.node, a.bias)) }
             before += r.errorBefore
             after += r.errorAfter
             fitted += 1
@@ -125,12 +113,44 @@ public struct ReconstructPass: Pass {
                 relative error \(String(format: "%.4f → %.4f", r.errorBefore, r.errorAfter))
                 """)
         }
+        passes += absorbing?.forwardPasses ?? 0
+        context.logger.info("reconstruct: \(fitted) layer\(fitted == 1 ? "" : "s") re-fitted in \(String(format: "%.2f", passes)) forward passes over the calibration data")
         return PassResult(changed: true, statistics: [
             "blocks-absorbed": Double(absorptions.reduce(0) { $0 + $1.skipped.count }),
             "layers-refit": Double(fitted), "layers-bias-only": Double(biasOnly),
             "mean-error-before": before / Double(max(fitted, 1)), "mean-error-after": after / Double(max(fitted, 1)),
             "calibration-sets": Double(sets.count), "forward-passes": passes,
         ])
+    }
+
+    /// `wanted` for every sample: from the walk, or, when there is none or it cannot go on (the log
+    /// says why, and the walk ends), from a run of the whole model. `passes` counts what it cost.
+    private func activations(_ wanted: [String], walk: inout LayerSweep?, model: Model, sets: [[String: NDArray]],
+                             passes: inout Double, context: PassContext) throws -> [[String: NDArray]] {
+        if let w = walk {
+            do {
+                return try w.values(wanted)
+            } catch {
+                context.logger.info("reconstruct: \(error); running the whole model for each layer from here")
+                passes += w.forwardPasses
+                walk = nil
+            }
+        }
+        passes += 1
+        return try ActivationProbe(model: model, values: wanted).run(sets, threads: context.threads)
+    }
+
+    /// Puts a fit into the walk; if it cannot take it (the log says why), the walk ends and later
+    /// layers run the whole model.
+    private func update(_ walk: inout LayerSweep?, passes: inout Double, context: PassContext, _ body: (LayerSweep) throws -> Void) {
+        guard let w = walk else { return }
+        do {
+            try body(w)
+        } catch {
+            context.logger.info("reconstruct: \(error); running the whole model for each layer from here")
+            passes += w.forwardPasses
+            walk = nil
+        }
     }
 
     /// Fits one consumer and writes its new constants.
