@@ -56,5 +56,9 @@ import Testing
         let fresh = try SteppedRun(interpreter: interpreter, inputs: feeds)
         #expect { try fresh.replace("b1", with: NDArray([Float](repeating: 0, count: 4), shape: [4])) } throws: { "\($0)".contains("'b1'") }
         #expect { try fresh.value(named: "nope") } throws: { "\($0)".contains("'nope'") }
+        // w2 is an initializer only: folding may have read it when the interpreter was built.
+        #expect { try fresh.replace("w2", with: NDArray([Float](repeating: 0, count: 10), shape: [5, 2])) } throws: {
+            "\($0)".contains("'w2'") && "\($0)".contains("graph input")
+        }
     }
 }

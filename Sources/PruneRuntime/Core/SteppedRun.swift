@@ -27,6 +27,7 @@ public final class SteppedRun {
     private var firstReader: [Int]
     /// The step writing each slot (-1: an input or constant).
     private var producer: [Int]
+    private let constantSlots: Set<Int>, inputSlots: Set<Int>
 
     /// Steps run so far.
     public private(set) var position = 0
@@ -47,6 +48,8 @@ public final class SteppedRun {
             for s in step.inputs where s >= 0 && firstReader[s] == .max { firstReader[s] = i }
             for s in step.outputs { producer[s] = i }
         }
+        constantSlots = Set(plan.constants.map(\.slot))
+        inputSlots = Set(plan.inputs.map(\.slot))
         for c in plan.constants { frame.values[c.slot] = c.array }
         for (s, a) in try interpreter.feedSlots(inputs) { frame.values[s] = a }
     }
@@ -71,12 +74,16 @@ public final class SteppedRun {
 
     /// Replaces the value named `name` for the rest of the run. No step may have read it yet, and
     /// the new value must have its element type and shape (the steps after it were planned for
-    /// them).
+    /// them). An initializer must also be a graph input: steps reading only constants may have
+    /// been computed once when the interpreter was built.
     ///
-    /// - Throws: ``RuntimeError/input(_:)`` naming the value when a step has read it already or the
-    ///   new value does not match.
+    /// - Throws: ``RuntimeError/input(_:)`` naming the value when a step has read it already, it is
+    ///   an initializer that is not a graph input, or the new value does not match.
     public func replace(_ name: String, with a: NDArray) throws {
         let s = try slot(named: name)
+        if constantSlots.contains(s) && !inputSlots.contains(s) {
+            throw RuntimeError.input("stepped run: '\(name)' is an initializer and not a graph input; only inputs can be replaced")
+        }
         guard firstReader[s] >= position else {
             throw RuntimeError.input("stepped run: '\(name)' cannot be replaced: step \(firstReader[s]) (\(plan.steps[firstReader[s]].name)) has read it already")
         }
