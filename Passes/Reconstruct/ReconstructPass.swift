@@ -61,14 +61,16 @@ public struct ReconstructPass: Pass {
         }
         let sets = options.samples > 0 ? Array(context.calibration.prefix(options.samples)) : context.calibration
         let names = NameScope(model.graph)
-        let reference = try ActivationProbe(model: model, values: consumers.map(\.target.name) + absorptions.map(\.stream.name),
-                                            edit: ActivationProbe.setMasksToOne)
-            .run(sets, threads: context.threads)
+        // The targets come from the unmasked model as it is now, walked alongside the masked one:
+        // only the current layer's target is held, not every layer's for every sample.
+        let unmasked = try ActivationProbe.unmasked(model)
         var current = try options.sequential ? [] : ActivationProbe(model: model, values: consumers.flatMap { [$0.input.name, $0.target.name] })
             .run(sets, threads: context.threads)
-        // Forward passes over the calibration data: the unmasked reference, then the masked model
-        // once (not sequential), or walked once layer by layer, or once per layer.
-        var passes = options.sequential ? 1.0 : 2.0
+        // Forward passes over the calibration data: the unmasked model walked for the targets, the
+        // masked one run once (not sequential) or walked for the inputs (or, if a walk cannot go
+        // on, run once per layer from there).
+        var passes = options.sequential ? 0.0 : 1.0
+        var targets = consumers.isEmpty ? nil : try LayerSweep(model: unmasked, refitted: [], sets: sets, threads: context.threads)
         var sweep = options.sequential && !consumers.isEmpty
             ? try LayerSweep(model: model, refitted: consumers.filter { $0.layout != .conv }.map { ($0.node, $0.bias) }, sets: sets,
                              threads: context.threads) : nil
@@ -80,6 +82,7 @@ public struct ReconstructPass: Pass {
                 current = try activations([c.layout == .conv ? c.target.name : c.input.name], walk: &sweep, model: model,
                                           sets: sets, passes: &passes, context: context)
             }
+            let reference = try activations([c.target.name], walk: &targets, model: unmasked, sets: sets, passes: &passes, context: context)
             let full = options.mode == .full && c.layout != .conv && c.weight.shape[c.layout == .rows ? 0 : 1] <= options.maxFeatures
             let r = try fit(c, full: full, reference: reference, current: current, graph: model.graph, names: names, threads: context.threads)
             update(&sweep, passes: &passes, context: context) { walk in
@@ -96,13 +99,15 @@ public struct ReconstructPass: Pass {
                 (\(String(format: "%.0f", Date().timeIntervalSince(start))) s)
                 """)
         }
-        passes += sweep?.forwardPasses ?? 0
-        // The absorptions, in graph order, see every fit above: a second walk.
+        passes += (sweep?.forwardPasses ?? 0) + (targets?.forwardPasses ?? 0)
+        // The absorptions, in graph order, see every fit above: a second pair of walks.
         var absorbing = absorptions.isEmpty
             ? nil : try LayerSweep(model: model, refitted: absorptions.map { ($0.node, $0.bias) }, sets: sets, threads: context.threads)
+        var streams = absorptions.isEmpty ? nil : try LayerSweep(model: unmasked, refitted: [], sets: sets, threads: context.threads)
         for (i, a) in absorptions.enumerated() {
             let cur = try activations([a.node.inputs[0]!.name, a.skip.name], walk: &absorbing, model: model, sets: sets,
                                       passes: &passes, context: context)
+            let reference = try activations([a.stream.name], walk: &streams, model: unmasked, sets: sets, passes: &passes, context: context)
             let r = try absorb(a, reference: reference, current: cur, graph: model.graph, names: names, threads: context.threads)
             update(&absorbing, passes: &passes, context: context) { try $0.applyRefit(of: (a.node, a.bias)) }
             before += r.errorBefore
@@ -113,7 +118,7 @@ public struct ReconstructPass: Pass {
                 relative error \(String(format: "%.4f → %.4f", r.errorBefore, r.errorAfter))
                 """)
         }
-        passes += absorbing?.forwardPasses ?? 0
+        passes += (absorbing?.forwardPasses ?? 0) + (streams?.forwardPasses ?? 0)
         context.logger.info("reconstruct: \(fitted) layer\(fitted == 1 ? "" : "s") re-fitted in \(String(format: "%.2f", passes)) forward passes over the calibration data")
         return PassResult(changed: true, statistics: [
             "blocks-absorbed": Double(absorptions.reduce(0) { $0 + $1.skipped.count }),

@@ -120,7 +120,7 @@ import Testing
     }
 
     /// The sequential refit walks the model once, whatever its depth (a run per layer cost
-    /// 1 + layers forward passes), and each layer is still fitted on the input that the fits before
+    /// 1 + layers forward passes; the unmasked model for the targets is walked alongside), and each layer is still fitted on the input that the fits before
     /// it give: the last layer's new weights are what a fit on the finished model's activations gives.
     @Test(arguments: [2, 8, 32])
     func sequentialRefitWalksTheModelOnce(layers: Int) throws {
@@ -133,7 +133,11 @@ import Testing
         #expect(stats["layers-refit"] == Double(layers))
         let passes = try #require(stats["forward-passes"])
         print("reconstruct over \(layers) layers: \(passes) forward passes")
-        #expect(passes > 1.5 && passes < 2)
+        // Two walks (the unmasked model for the targets, the masked one for the inputs), each
+        // stopping at the last layer: under 2 at any depth, and past 1.5 once the last layer is
+        // deep in the model.
+        #expect(passes > 1 && passes < 2)
+        if layers >= 8 { #expect(passes > 1.5) }
 
         // The last layer refitted by hand: its input from the refitted model, its target from the
         // unmasked one, starting from its weights before the pass.
