@@ -18,13 +18,18 @@ import PruneRuntime
 /// write to the model does), so replacing it changes that layer alone.
 final class LayerSweep {
     private let sweeps: [SteppedRun]
+    /// The same samples with every mask fed as ones: the model the masks were set on, with the
+    /// weights it had when the walk began (a refit replaces weights in `sweeps` only).
+    private let references: [SteppedRun]
     /// The model's names of each consumer's weight and bias, taken before any is re-written.
     private let weightNames: [ObjectIdentifier: (weight: String, bias: String?)]
 
     /// A node whose weight (input 1) and bias (an input of `bias.node`) a fit re-writes.
     typealias Site = (node: Node, bias: (node: Node, input: Int)?)
 
-    /// Walks `model` on `sets`, with the weights and biases of `refitted` replaceable.
+    /// Walks `model` on `sets`, with the weights and biases of `refitted` replaceable, and, in
+    /// step, the same model with its masks at one. One interpreter serves both: the masks are graph
+    /// inputs of the walked copy, fed ones in the reference runs.
     init(model: Model, refitted: [Site], sets: [[String: NDArray]], threads: Int) throws {
         let copy = model.copy()
         let scope = NameScope(copy.graph)
@@ -54,14 +59,22 @@ final class LayerSweep {
             let bias = try site.bias.map { try own($0.node, $0.input) }
             names[ObjectIdentifier(site.node)] = (weight, bias)
         }
+        var ones: [String: NDArray] = [:]
+        for v in copy.graph.initializers where Masks.isMask(v) {
+            guard let t = v.initializer, t.dtype == .float else { continue }
+            if !copy.graph.inputs.contains(where: { $0 === v }) { copy.graph.addInput(v) }
+            ones[v.name] = NDArray([Float](repeating: 1, count: t.elementCount), shape: t.shape)
+        }
         let interpreter = try Interpreter(model: copy, options: .init(threads: threads, profile: false, fuse: false))
         sweeps = try sets.map { try SteppedRun(interpreter: interpreter, inputs: $0) }
+        references = try sets.map { try SteppedRun(interpreter: interpreter, inputs: $0.merging(ones) { $1 }) }
         weightNames = names
     }
 
-    /// Per sample, the values named `names`, running each sample's steps up to them.
-    func values(_ names: [String]) throws -> [[String: NDArray]] {
-        try sweeps.map { sweep in
+    /// Per sample, the values named `names` in the masked model (`reference` false, the walk with
+    /// every fit so far) or with the masks at one, running each sample's steps up to them.
+    func values(_ names: [String], reference: Bool = false) throws -> [[String: NDArray]] {
+        try (reference ? references : sweeps).map { sweep in
             var out: [String: NDArray] = [:]
             for name in names { out[name] = try sweep.value(named: name) }
             return out
@@ -88,10 +101,10 @@ final class LayerSweep {
         }
     }
 
-    /// Steps run so far, in whole runs of the model (the samples advance together).
+    /// Steps run so far in both walks, in whole runs of the model (the samples advance together).
     var forwardPasses: Double {
-        guard let s = sweeps.first, s.stepCount > 0 else { return 0 }
-        return Double(s.position) / Double(s.stepCount)
+        guard let s = sweeps.first, let r = references.first, s.stepCount > 0 else { return 0 }
+        return Double(s.position + r.position) / Double(s.stepCount)
     }
 
     /// `y` (float, [n, channels, ...]) plus `shift[channel]`.

@@ -61,8 +61,9 @@ public struct ReconstructPass: Pass {
         }
         let sets = options.samples > 0 ? Array(context.calibration.prefix(options.samples)) : context.calibration
         let names = NameScope(model.graph)
-        // The targets come from the unmasked model as it is now, walked alongside the masked one:
-        // only the current layer's target is held, not every layer's for every sample.
+        // The targets come from the unmasked model as it is now, walked alongside the masked one
+        // (only the current layer's target is held, not every layer's for every sample); the
+        // fallback runs of the whole model read them from this copy.
         let unmasked = try ActivationProbe.unmasked(model)
         var current = try options.sequential ? [] : ActivationProbe(model: model, values: consumers.flatMap { [$0.input.name, $0.target.name] })
             .run(sets, threads: context.threads)
@@ -70,10 +71,9 @@ public struct ReconstructPass: Pass {
         // masked one run once (not sequential) or walked for the inputs (or, if a walk cannot go
         // on, run once per layer from there).
         var passes = options.sequential ? 0.0 : 1.0
-        var targets = consumers.isEmpty ? nil : try LayerSweep(model: unmasked, refitted: [], sets: sets, threads: context.threads)
-        var sweep = options.sequential && !consumers.isEmpty
-            ? try LayerSweep(model: model, refitted: consumers.filter { $0.layout != .conv }.map { ($0.node, $0.bias) }, sets: sets,
-                             threads: context.threads) : nil
+        var sweep = consumers.isEmpty
+            ? nil : try LayerSweep(model: model, refitted: consumers.filter { $0.layout != .conv }.map { ($0.node, $0.bias) }, sets: sets,
+                                   threads: context.threads)
         var before = 0.0, after = 0.0, fitted = 0, biasOnly = 0
         let start = Date()
         for (i, c) in consumers.enumerated() {
@@ -82,7 +82,8 @@ public struct ReconstructPass: Pass {
                 current = try activations([c.layout == .conv ? c.target.name : c.input.name], walk: &sweep, model: model,
                                           sets: sets, passes: &passes, context: context)
             }
-            let reference = try activations([c.target.name], walk: &targets, model: unmasked, sets: sets, passes: &passes, context: context)
+            let reference = try activations([c.target.name], reference: unmasked, walk: &sweep, model: model, sets: sets,
+                                            passes: &passes, context: context)
             let full = options.mode == .full && c.layout != .conv && c.weight.shape[c.layout == .rows ? 0 : 1] <= options.maxFeatures
             let r = try fit(c, full: full, reference: reference, current: current, graph: model.graph, names: names, threads: context.threads)
             update(&sweep, passes: &passes, context: context) { walk in
@@ -99,8 +100,10 @@ public struct ReconstructPass: Pass {
                 (\(String(format: "%.0f", Date().timeIntervalSince(start))) s)
                 """)
         }
-        passes += (sweep?.forwardPasses ?? 0) + (targets?.forwardPasses ?? 0)
-        // The absorptions, in graph order, see every fit above: a second pair of walks.
+        passes += sweep?.forwardPasses ?? 0
+        sweep = nil
+        // The absorptions, in graph order, see every fit above: a second walk, and one of the
+        // unmasked model as it was before them for the streams they restore.
         var absorbing = absorptions.isEmpty
             ? nil : try LayerSweep(model: model, refitted: absorptions.map { ($0.node, $0.bias) }, sets: sets, threads: context.threads)
         var streams = absorptions.isEmpty ? nil : try LayerSweep(model: unmasked, refitted: [], sets: sets, threads: context.threads)
@@ -128,13 +131,14 @@ public struct ReconstructPass: Pass {
         ])
     }
 
-    /// `wanted` for every sample: from the walk, or, when there is none or it cannot go on (the log
+    /// `wanted` for every sample, in `model` or, given `reference` (the unmasked model at the
+    /// start), in the reference: from the walk, or, when there is none or it cannot go on (the log
     /// says why, and the walk ends), from a run of the whole model. `passes` counts what it cost.
-    private func activations(_ wanted: [String], walk: inout LayerSweep?, model: Model, sets: [[String: NDArray]],
-                             passes: inout Double, context: PassContext) throws -> [[String: NDArray]] {
+    private func activations(_ wanted: [String], reference: Model? = nil, walk: inout LayerSweep?, model: Model,
+                             sets: [[String: NDArray]], passes: inout Double, context: PassContext) throws -> [[String: NDArray]] {
         if let w = walk {
             do {
-                return try w.values(wanted)
+                return try w.values(wanted, reference: reference != nil)
             } catch {
                 context.logger.info("reconstruct: \(error); running the whole model for each layer from here")
                 passes += w.forwardPasses
@@ -142,7 +146,7 @@ public struct ReconstructPass: Pass {
             }
         }
         passes += 1
-        return try ActivationProbe(model: model, values: wanted).run(sets, threads: context.threads)
+        return try ActivationProbe(model: reference ?? model, values: wanted).run(sets, threads: context.threads)
     }
 
     /// Puts a fit into the walk; if it cannot take it (the log says why), the walk ends and later
