@@ -21,7 +21,7 @@ final class LayerSweep {
     /// The same samples with every mask fed as ones: the model the masks were set on, with the
     /// weights it had when the walk began (a refit replaces weights in `sweeps` only).
     private let references: [SteppedRun]
-    /// The model's names of each consumer's weight and bias, taken before any is re-written.
+    /// The walked copy's names of the weight and bias of each refitted node (by the model's node).
     private let weightNames: [ObjectIdentifier: (weight: String, bias: String?)]
 
     /// A node whose weight (input 1) and bias (an input of `bias.node`) a fit re-writes.
