@@ -39,11 +39,13 @@ final class LayerSweep {
         // Each re-fitted constant becomes a graph input of the copy (so no step is folded from it),
         // its own for the node that reads it: a constant shared with other readers is duplicated.
         func own(_ node: Node, _ input: Int) throws -> String {
-            guard let i = index[ObjectIdentifier(node)], let v = copy.graph.nodes[i].inputs[input], let t = v.initializer else {
+            guard let i = index[ObjectIdentifier(node)], let v = copy.graph.nodes[i].inputs[input], let t = v.constantValue else {
                 throw PruningError.invalid("reconstruct: '\(node.name)' input \(input) is not a constant")
             }
             var mine = v
-            if v.uses.count != 1 || copy.graph.inputs.contains(where: { $0 === v }) || copy.graph.outputs.contains(where: { $0 === v }) {
+            // A Constant node's output cannot be an input: it gets an initializer of its own too.
+            if v.initializer == nil || v.uses.count != 1 || copy.graph.inputs.contains(where: { $0 === v })
+                || copy.graph.outputs.contains(where: { $0 === v }) {
                 let name = scope.fresh(v.name + ".refit")
                 var u = t
                 u.name = name

@@ -72,8 +72,7 @@ public struct ReconstructPass: Pass {
         // on, run once per layer from there).
         var passes = options.sequential ? 0.0 : 1.0
         var sweep = consumers.isEmpty
-            ? nil : try LayerSweep(model: model, refitted: consumers.filter { $0.layout != .conv }.map { ($0.node, $0.bias) }, sets: sets,
-                                   threads: context.threads)
+            ? nil : walk(model, refitting: consumers.filter { $0.layout != .conv }.map { ($0.node, $0.bias) }, sets: sets, context: context)
         var before = 0.0, after = 0.0, fitted = 0, biasOnly = 0
         let start = Date()
         for (i, c) in consumers.enumerated() {
@@ -104,9 +103,8 @@ public struct ReconstructPass: Pass {
         sweep = nil
         // The absorptions, in graph order, see every fit above: a second walk, and one of the
         // unmasked model as it was before them for the streams they restore.
-        var absorbing = absorptions.isEmpty
-            ? nil : try LayerSweep(model: model, refitted: absorptions.map { ($0.node, $0.bias) }, sets: sets, threads: context.threads)
-        var streams = absorptions.isEmpty ? nil : try LayerSweep(model: unmasked, refitted: [], sets: sets, threads: context.threads)
+        var absorbing = absorptions.isEmpty ? nil : walk(model, refitting: absorptions.map { ($0.node, $0.bias) }, sets: sets, context: context)
+        var streams = absorptions.isEmpty ? nil : walk(unmasked, refitting: [], sets: sets, context: context)
         for (i, a) in absorptions.enumerated() {
             let cur = try activations([a.node.inputs[0]!.name, a.skip.name], walk: &absorbing, model: model, sets: sets,
                                       passes: &passes, context: context)
@@ -129,6 +127,17 @@ public struct ReconstructPass: Pass {
             "mean-error-before": before / Double(max(fitted, 1)), "mean-error-after": after / Double(max(fitted, 1)),
             "calibration-sets": Double(sets.count), "forward-passes": passes,
         ])
+    }
+
+    /// A walk of `model` with the constants of `refitting` replaceable, or nil (the log says why;
+    /// the layers then run the whole model each) when one cannot be set up.
+    private func walk(_ model: Model, refitting: [LayerSweep.Site], sets: [[String: NDArray]], context: PassContext) -> LayerSweep? {
+        do {
+            return try LayerSweep(model: model, refitted: refitting, sets: sets, threads: context.threads)
+        } catch {
+            context.logger.info("reconstruct: \(error); running the whole model for each layer")
+            return nil
+        }
     }
 
     /// `wanted` for every sample, in `model` or, given `reference` (the unmasked model at the
