@@ -202,6 +202,14 @@ static inline void copy_even_floats512(float *dst, const float *src, int n) {
         _mm512_mask_storeu_ps(dst + i, ck_lanes16(n - i), ck_load_even16(src + 2 * i, n - i));
 }
 
+// dst[t] = src[t sw] for t < n: one run of a panel row's columns.
+__attribute__((target("avx512f,fma")))
+static inline void copy_run512(float *dst, const float *src, int n, int sw) {
+    if (sw == 1) copy_floats512(dst, src, n);
+    else if (sw == 2) copy_even_floats512(dst, src, n);
+    else for (int t = 0; t < n; t++) dst[t] = src[(size_t)t * sw];
+}
+
 // The columns t of a segment starting at input column x0 with 0 <= x0 + t sw < iw, clipped to
 // 0..<n (empty when hi <= lo).
 static inline void window_columns(int x0, int sw, int iw, int n, int *lo, int *hi) {
@@ -255,11 +263,7 @@ static void pack_window_ops512(const ck_gemm_source *g, int k0, int kc, int nv, 
         float *d = dst + (size_t)kk * width;
         for (int v = 0; v < nv; v++) _mm512_store_ps(d + 16 * v, zero);
         const float *pl = g->x + (size_t)ch * plane;
-        for (int o = first[c]; o < first[c + 1]; o++) {
-            if (g->sw == 1) copy_floats512(d + opJ[o], pl + opS[o], opN[o]);
-            else if (g->sw == 2) copy_even_floats512(d + opJ[o], pl + opS[o], opN[o]);
-            else for (int t = 0; t < opN[o]; t++) d[opJ[o] + t] = pl[opS[o] + (size_t)t * g->sw];
-        }
+        for (int o = first[c]; o < first[c + 1]; o++) copy_run512(d + opJ[o], pl + opS[o], opN[o], g->sw);
         if (++c == ks) { c = 0; ch++; }
     }
 }
@@ -357,11 +361,7 @@ static void pack_window512(const ck_gemm_source *g, int k0, int kc, int p, int n
             int x0 = segX[s] + dx, lo, hi;
             window_columns(x0, g->sw, g->iw, segN[s], &lo, &hi);
             if (hi <= lo) continue;
-            const float *src = pl + (size_t)yi * g->iw + x0 + (ptrdiff_t)lo * g->sw;
-            float *o = d + segJ[s] + lo;
-            if (g->sw == 1) copy_floats512(o, src, hi - lo);
-            else if (g->sw == 2) copy_even_floats512(o, src, hi - lo);
-            else for (int t = 0; t < hi - lo; t++) o[t] = src[(size_t)t * g->sw];
+            copy_run512(d + segJ[s] + lo, pl + (size_t)yi * g->iw + x0 + (ptrdiff_t)lo * g->sw, hi - lo, g->sw);
         }
         if (++kw == g->kw) {
             kw = 0;

@@ -19,14 +19,14 @@ import PruneIR
 ///
 /// Steps run one node at a time (no fused steps), so every value of the graph can be read.
 public final class SteppedRun {
-    private let interpreter: Interpreter
     private let plan: ExecutionPlan
     private let frame: Frame
+    /// Runs the kernels; it holds the interpreter.
     private let context: KernelContext
     /// The first step reading each slot (`Int.max`: none).
-    private var firstReader: [Int]
+    private let firstReader: [Int]
     /// The step writing each slot (-1: an input or constant).
-    private var producer: [Int]
+    private let producer: [Int]
     private let constantSlots: Set<Int>, inputSlots: Set<Int>
 
     /// Steps run so far.
@@ -38,16 +38,16 @@ public final class SteppedRun {
     ///
     /// - Throws: ``RuntimeError/input(_:)`` for a missing or mismatched input.
     public init(interpreter: Interpreter, inputs: [String: NDArray]) throws {
-        self.interpreter = interpreter
         plan = interpreter.mainPlan
         frame = Frame(plan: plan, parent: nil)
         context = KernelContext(interpreter: interpreter, frame: frame)
-        firstReader = Array(repeating: .max, count: plan.slotCount)
-        producer = Array(repeating: -1, count: plan.slotCount)
+        var firstReader = [Int](repeating: .max, count: plan.slotCount), producer = [Int](repeating: -1, count: plan.slotCount)
         for (i, step) in plan.steps.enumerated() {
             for s in step.inputs where s >= 0 && firstReader[s] == .max { firstReader[s] = i }
             for s in step.outputs { producer[s] = i }
         }
+        self.firstReader = firstReader
+        self.producer = producer
         constantSlots = Set(plan.constants.map(\.slot))
         inputSlots = Set(plan.inputs.map(\.slot))
         for c in plan.constants { frame.values[c.slot] = c.array }
