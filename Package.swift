@@ -92,7 +92,9 @@ let package = Package(
         ),
         .target(
             name: "EcoDiffPasses",
-            dependencies: ["PruneKit", "PruneIR", "PruneRuntime"],
+            // Fluctuation's unit scores are ecodiff's starting gates; reconstruct's bias mode
+            // folds the means its gates were trained with.
+            dependencies: ["PruneKit", "PruneIR", "PruneRuntime", "FluctuationPasses", "ReconstructPasses"],
             path: "Passes/EcoDiff"
         ),
         .target(

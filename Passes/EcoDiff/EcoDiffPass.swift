@@ -2,21 +2,33 @@ import Foundation
 import PruneIR
 import PruneKit
 import PruneRuntime
+import ReconstructPasses
 
 /// `ecodiff`: learnable structured sparsity for diffusion models (EcoDiff). Every attention head
-/// and FFN neuron gets a hard-concrete gate (β = 0.83, ζ = 1.1, γ = −0.1, log α = 3); the gates
-/// are trained with AdamW against `MSE(final latent with gates, final latent of the original) / E[ref²]
-/// + λ·L0` over whole denoising runs (``DiffusionProcess``: DDIM or DDPM with ε, v or x₀
-/// prediction, learned variance, EDM and consistency models with the preconditioning inside or
-/// outside the graph, rectified flow; read from the pipeline's `scheduler_config.json` when there
-/// is one; classifier-free guidance when the calibration data has `uncond.<input>` arrays),
-/// differentiated by reverse mode through
-/// the interpreter with time-step checkpointing. Then the gates are binarized by `log α` to
-/// remove `sparsity` of the prunable head+FFN parameters, and left as masks for `fold-masks`.
+/// and FFN neuron gets a hard-concrete gate (β = 0.83, ζ = 1.1, γ = −0.1); the gates are trained
+/// with AdamW against `MSE(final latent with gates, final latent of the original) / E[ref²]` over
+/// whole denoising runs (``DiffusionProcess``: DDIM or DDPM with ε, v or x₀ prediction, learned
+/// variance, EDM and consistency models with the preconditioning inside or outside the graph,
+/// rectified flow; read from the pipeline's `scheduler_config.json` when there is one;
+/// classifier-free guidance when the calibration data has `uncond.<input>` arrays), differentiated
+/// by reverse mode through the interpreter with time-step checkpointing. Then the gates are
+/// binarized by `log α` to remove `sparsity` of the prunable head+FFN parameters, and left as
+/// masks for `fold-masks`.
+///
+/// Three choices make the gates learn on a real model in tens of steps (issue 22):
+/// - `init=score`: log α starts from fluctuation's score per parameter (``GatePrior``), the
+///   units that score would cut closed and the units near the cut undecided, instead of every gate
+///   at log α = 3, where samples clip to 1 and the fit has no gradient;
+/// - `compensate=mean`: a closed gate leaves the unit's calibration mean in the training model
+///   (``MeanCompensation``), so the gates learn what `reconstruct` can stand in for;
+/// - `budget=center`: log α is shifted after every step so the binarized gates remove exactly
+///   `sparsity`, instead of a fixed penalty λ whose sparsity is found only at the end.
 ///
 /// `objective=output` trains against the model's outputs on the calibration inputs instead, for
 /// any model. The held-out drift of the result is reported in the pass statistics (compare other
-/// methods with `prunec --compare PIPELINE`).
+/// methods with `prunec --compare PIPELINE`). With `compensate=mean` the pass ends by folding the
+/// closed units' means into the next layers' biases (`reconstruct{mode=bias}`); a full
+/// `reconstruct` after it re-fits the weights too (then `fold-means=false` saves that step).
 public struct EcoDiffPass: Pass {
     public struct Options: PassOptions {
         /// The sparsity regularizer.
@@ -25,15 +37,57 @@ public struct EcoDiffPass: Pass {
         public enum Objective: String, PassOptionEnum { case diffusion, output }
         /// How the learned log α become masks.
         public enum Scope: String, PassOptionEnum { case global, layer }
+        /// Where the gates start.
+        public enum Initialization: String, PassOptionEnum {
+            /// From fluctuation's score per parameter: the units it would cut start closed.
+            case score
+            /// Every gate at log α = 3 (open), as the EcoDiff paper.
+            case constant
+        }
+        /// What a closed gate leaves in the training model.
+        public enum Compensation: String, PassOptionEnum {
+            /// The unit's mean activation (what reconstruct folds into the next bias).
+            case mean
+            /// Zero.
+            case none
+        }
+        /// How the sparsity target is held during training.
+        public enum Budget: String, PassOptionEnum {
+            /// log α is shifted after every step so that the binarized gates remove `sparsity`.
+            case center
+            /// A fixed penalty `lambda`·(expected L0 or L1).
+            case penalty
+        }
+        /// Which masks the pass keeps.
+        public enum Selection: String, PassOptionEnum {
+            /// The learned masks.
+            case learned
+            /// The learned masks, or the starting ones when those fit the training samples better.
+            case best
+        }
 
         @PassOption("sparsity", .fractionBelowOne, help: "fraction of the prunable head+FFN parameters to remove")
         public var sparsity = 0.2
-        @PassOption("lambda", .between(0, 1e6), help: "weight of the sparsity regularizer")
+        @PassOption("init", help: "score: gates start from fluctuation's score per parameter (the units it would cut start closed); constant: every log α at 3")
+        public var initialization: Initialization = .score
+        @PassOption("compensate", help: "mean: a closed gate leaves the unit's calibration mean in the training model (reconstruct folds it into the next bias); none: zero")
+        public var compensate: Compensation = .mean
+        @PassOption("budget", help: "center: log α is shifted after every step so the binarized gates remove sparsity; penalty: lambda times the regularizer")
+        public var budget: Budget = .center
+        @PassOption("fold-means", help: "compensate=mean: fold the closed units' means into the next layer's bias when the pass ends (reconstruct{mode=bias}), so the model is the one the gates were trained as; false when reconstruct follows")
+        public var foldMeans = true
+        @PassOption("init-scale", .between(0.01, 100), help: "init=score: log α per standard deviation of log score from the cut (larger: fewer gates start undecided)")
+        public var initScale = 2.0
+        @PassOption("select", help: "learned: the learned masks; best: the starting masks instead when their hard-gate fit on the training samples is lower")
+        public var select: Selection = .learned
+        @PassOption("batch", .between(1, 1024), help: "training samples per optimizer step (gradients averaged)")
+        public var batch = 4
+        @PassOption("lambda", .between(0, 1e6), help: "weight of the sparsity regularizer (budget=penalty)")
         public var lambda = 0.5
         @PassOption("reg", help: "regularizer: expected L0 (P(gate ≠ 0)) or L1 of the gates, parameter-weighted")
         public var reg: Regularizer = .l0
-        @PassOption("steps", .between(0, 1_000_000), help: "optimizer steps (one denoising run each)")
-        public var steps = 30
+        @PassOption("steps", .between(0, 1_000_000), help: "optimizer steps (batch denoising runs or calibration samples each)")
+        public var steps = 60
         @PassOption("lr", .between(1e-9, 100), help: "AdamW learning rate on log α")
         public var lr = 0.1
         @PassOption("denoise-steps", .between(1, 1000), help: "sampler steps per denoising run")
@@ -92,6 +146,18 @@ public struct EcoDiffPass: Pass {
     public func run(on model: Model, context: PassContext) throws -> PassResult {
         let started = Date()
         let gates = try TrainableGates(model: model, kinds: options.kinds)
+        var stats: [String: Double] = [:]
+        // The calibration inputs the model itself reads (a denoiser's may hold only conditioning).
+        let needed = Set(gates.trainingModel.graph.inputs.filter { $0.initializer == nil }.map(\.name)).subtracting(gates.inputNames + gates.blockInputs)
+        let probeSets = Array(context.calibration.filter { Set($0.keys).isSuperset(of: needed) }.prefix(256))
+        if options.compensate == .mean {
+            if probeSets.isEmpty {
+                context.logger.info("\(Self.name): compensate=mean needs calibration inputs that run the model; closed gates leave zero")
+            } else {
+                let n = try MeanCompensation.apply(to: gates, probing: model, sets: probeSets, threads: context.threads)
+                stats["compensated-gates"] = Double(n)
+            }
+        }
         let interpreter = try context.interpreter(for: gates.trainingModel)
         let objective: any GateObjective = options.diffusion
             ? try DiffusionObjective(model: gates.trainingModel, gates: gates, interpreter: interpreter, options: options, context: context)
@@ -101,51 +167,78 @@ public struct EcoDiffPass: Pass {
         let params = gates.groups.map { $0.paramsPerUnit.map(Double.init) }
         let totalParams = params.joined().reduce(0, +)
         var logAlpha = gates.groups.map { [Double](repeating: 3, count: $0.unitCount) }
+        var prior: [[Double]]?
+        if options.initialization == .score {
+            let (values, why) = GatePrior.logAlpha(gates: gates, model: model, sets: probeSets, sparsity: options.sparsity, spread: options.initScale, limit: 3,
+                                                   context: context)
+            if let values {
+                logAlpha = values
+                prior = values
+                context.logger.info("\(Self.name): gates start from \(why)")
+            } else {
+                context.logger.info("\(Self.name): gates start open (log α = 3): init=score found \(why)")
+            }
+        }
+        if options.budget == .center { center(&logAlpha, params: params) }
         var optimizer = AdamW(learningRate: options.lr, weightDecay: 0)
         var rng = NoiseSource(seed: context.seed ^ 0xEC0D1FF)
         var lastLoss = 0.0, lastFit = 0.0
         for step in 0..<options.steps {
-            var z = logAlpha, dz = logAlpha
-            for g in z.indices {
-                for u in z[g].indices {
-                    (z[g][u], dz[g][u]) = hc.sample(logAlpha: logAlpha[g][u], u: rng.uniform())
+            var fit = 0.0
+            var grads = [Double](repeating: 0, count: params.joined().count)
+            for b in 0..<options.batch {
+                var z = logAlpha, dz = logAlpha
+                for g in z.indices {
+                    for u in z[g].indices {
+                        (z[g][u], dz[g][u]) = hc.sample(logAlpha: logAlpha[g][u], u: rng.uniform())
+                    }
+                }
+                let (f, unitGrads) = try objective.lossAndGradient(sample: step * options.batch + b, gates: gates.feeds(z))
+                fit += f / Double(options.batch)
+                var k = 0
+                for g in unitGrads.indices {
+                    for u in unitGrads[g].indices {
+                        grads[k] += unitGrads[g][u] * dz[g][u] / Double(options.batch)
+                        k += 1
+                    }
                 }
             }
-            let (fit, unitGrads) = try objective.lossAndGradient(sample: step, gates: gates.feeds(z))
-            // Regularizer: parameter-weighted mean of P(gate ≠ 0) (L0) or of the gate (L1).
+            // Regularizer (budget=penalty): parameter-weighted mean of P(gate ≠ 0) (L0) or of the gate (L1).
             var reg = 0.0
-            var flat: [Double] = [], grads: [Double] = []
+            var flat: [Double] = []
+            var k = 0
             for g in logAlpha.indices {
                 for u in logAlpha[g].indices {
-                    let w = params[g][u] / max(totalParams, 1)
-                    let r: Double, dr: Double
-                    if options.l1 {
-                        (r, dr) = (z[g][u], dz[g][u])
-                    } else {
-                        (r, dr) = hc.probabilityNonZero(logAlpha: logAlpha[g][u])
-                    }
-                    reg += w * r
                     flat.append(logAlpha[g][u])
-                    grads.append(unitGrads[g][u] * dz[g][u] + options.lambda * w * dr)
+                    if options.budget == .penalty {
+                        let w = params[g][u] / max(totalParams, 1)
+                        let (r, dr) = options.l1 ? (hc.gate(logAlpha: logAlpha[g][u]), 0.0) : hc.probabilityNonZero(logAlpha: logAlpha[g][u])
+                        let dl1 = options.l1 ? Self.gateSlope(hc, logAlpha[g][u]) : dr
+                        reg += w * r
+                        grads[k] += options.lambda * w * dl1
+                    }
+                    k += 1
                 }
             }
             optimizer.step(&flat, gradients: grads)
-            var k = 0
+            k = 0
             for g in logAlpha.indices {
                 for u in logAlpha[g].indices {
                     logAlpha[g][u] = flat[k]
                     k += 1
                 }
             }
-            lastLoss = fit + options.lambda * reg
+            if options.budget == .center { center(&logAlpha, params: params) }
+            lastLoss = fit + (options.budget == .penalty ? options.lambda * reg : 0)
             try PruningError.checkFinite([lastLoss] + flat, pass: Self.name, step: step + 1, what: "the loss or a gate's log α",
                                          hint: "lower lr (now \(options.lr)) or lambda (now \(options.lambda))")
             lastFit = fit
             let open = zip(logAlpha.joined(), params.joined()).reduce(0) { $0 + (hc.gate(logAlpha: $1.0) > 0 ? $1.1 : 0) } / max(totalParams, 1)
             let elapsed = Date().timeIntervalSince(started)
+            let regText = options.budget == .penalty ? " (fit \(fmt(fit)), reg \(fmt(reg)))" : ""
             context.progress(PassProgress(
                 pass: Self.name, step: step + 1, total: options.steps, elapsed: elapsed,
-                detail: "loss \(fmt(lastLoss)) (fit \(fmt(fit)), reg \(fmt(reg))), sparsity \(String(format: "%.1f", 100 * (1 - open)))% (closed gates' share of the prunable parameters)"))
+                detail: "loss \(fmt(lastLoss))\(regText), sparsity \(String(format: "%.1f", 100 * (1 - open)))% (closed gates' share of the prunable parameters)"))
         }
 
         // Binarize: remove the units with the smallest log α until `sparsity` of the parameters go.
@@ -163,10 +256,39 @@ public struct EcoDiffPass: Pass {
                                             target: target, totalParams: Int(totalParams), totalMACs: 0, normalize: normalize,
                                             keepOneOf: gates.groups.map(\.partialUnitSets))
         }
-        let keep = try keepFor(logAlpha, normalize: false)
+        var keep = try keepFor(logAlpha, normalize: false)
+        if options.select == .best, let prior, options.steps > 0 {
+            // Training is stochastic: keep what it learned only if the hard masks fit better.
+            let start = try keepFor(prior, normalize: false)
+            if start != keep {
+                let n = min(objective.trainingCount, 32)
+                func fit(_ k: [[Bool]]) throws -> Double {
+                    let feeds = gates.feeds(k.map { $0.map { $0 ? 1 : 0 } })
+                    return try (0..<n).reduce(0) { $0 + (try objective.loss(sample: $1, gates: feeds)) } / Double(max(n, 1))
+                }
+                let learned = try fit(keep), initial = try fit(start)
+                stats["fit-learned"] = learned
+                stats["fit-start"] = initial
+                let changed = zip(keep.joined(), start.joined()).filter { $0 != $1 }.count / 2
+                context.logger.info("\(Self.name): hard-mask fit on \(n) training samples: learned \(fmt(learned)), start \(fmt(initial)) (\(changed) units swapped); keeping the \(learned <= initial ? "learned" : "starting") masks")
+                if initial < learned { keep = start }
+                stats["kept-start"] = initial < learned ? 1 : 0
+            }
+        }
         for (g, k) in zip(gates.groups, keep) { try Masks.set(k.map { $0 ? 1 : 0 }, for: g, in: model) }
+        if (stats["compensated-gates"] ?? 0) > 0 && options.foldMeans {
+            // The gates were trained with closed units standing at their means: leave that model.
+            var fold = context
+            fold.calibration = probeSets
+            var bias = ReconstructPass.Options()
+            bias.mode = .bias
+            let folded = try ReconstructPass(options: bias).run(on: model, context: fold)
+            stats["means-folded"] = folded.statistics["layers-refit"] ?? 0
+        }
 
-        var stats: [String: Double] = ["loss": lastLoss, "fit": lastFit, "seconds": Date().timeIntervalSince(started)]
+        stats["loss"] = lastLoss
+        stats["fit"] = lastFit
+        stats["seconds"] = Date().timeIntervalSince(started)
         var removed = 0.0
         for (g, k) in zip(gates.groups, keep) {
             stats["\(g.kind)-removed", default: 0] += Double(k.filter { !$0 }.count)
@@ -183,6 +305,40 @@ public struct EcoDiffPass: Pass {
         return PassResult(changed: true, statistics: stats)
     }
 
+    /// Shifts log α so that the units binarization removes (the lowest, `sparsity` of the
+    /// parameters, across groups or per group with scope=layer) sit below 0 and the rest above.
+    func center(_ logAlpha: inout [[Double]], params: [[Double]]) {
+        func cut(_ entries: [(Double, Double)]) -> Double {
+            let total = entries.reduce(0) { $0 + $1.1 }
+            let sorted = entries.sorted { $0.0 < $1.0 }
+            var acc = 0.0
+            for (i, e) in sorted.enumerated() {
+                acc += e.1
+                if acc >= options.sparsity * total {
+                    // Midway between the last unit removed and the first kept.
+                    return i + 1 < sorted.count ? (e.0 + sorted[i + 1].0) / 2 : e.0
+                }
+            }
+            return sorted.last?.0 ?? 0
+        }
+        if options.global {
+            let c = cut(zip(logAlpha.joined(), params.joined()).map { ($0, $1) })
+            logAlpha = logAlpha.map { $0.map { $0 - c } }
+        } else {
+            for g in logAlpha.indices {
+                let c = cut(zip(logAlpha[g], params[g]).map { ($0, $1) })
+                logAlpha[g] = logAlpha[g].map { $0 - c }
+            }
+        }
+    }
+
+    /// d(deterministic gate)/d log α.
+    static func gateSlope(_ hc: HardConcrete, _ logAlpha: Double) -> Double {
+        let s = 1 / (1 + Foundation.exp(-logAlpha))
+        let g = s * (hc.zeta - hc.gamma) + hc.gamma
+        return g > 0 && g < 1 ? (hc.zeta - hc.gamma) * s * (1 - s) : 0
+    }
+
     func fmt(_ x: Double) -> String { String(format: "%.4g", x) }
 }
 
@@ -191,6 +347,10 @@ protocol GateObjective {
     /// The loss of training sample `sample` (taken in turn) with these gate feeds, and its
     /// gradient per unit (`[group][unit]`).
     func lossAndGradient(sample: Int, gates: [String: NDArray]) throws -> (Double, [[Double]])
+    /// The loss of training sample `sample` with these gate feeds (no gradient).
+    func loss(sample: Int, gates: [String: NDArray]) throws -> Double
+    /// How many training samples there are.
+    var trainingCount: Int { get }
     /// Mean relative L2 drift over the held-out samples.
     func holdoutDrift(gates: [String: NDArray]) throws -> Double
 }
@@ -256,6 +416,15 @@ struct DiffusionObjective: GateObjective {
         return (loss, gates.unitGradients(grads))
     }
 
+    var trainingCount: Int { train.count }
+
+    func loss(sample: Int, gates feeds: [String: NDArray]) throws -> Double {
+        let k = sample % train.count
+        let ref = trainRefs[k]
+        let scale = max(ref.reduce(0) { $0 + $1 * $1 } / Double(ref.count), 1e-12)
+        return GateMath.mse(try harness.finalLatent(train[k], extra: feeds), ref) / scale
+    }
+
     func holdoutDrift(gates feeds: [String: NDArray]) throws -> Double {
         guard !held.isEmpty else { return 0 }
         let drifts = try zip(held, heldRefs).map { s, ref in GateMath.relativeL2(try harness.finalLatent(s, extra: feeds), ref) }
@@ -307,6 +476,20 @@ struct OutputObjective: GateObjective {
         }
         let grads = try tape.backward(seeds: seeds, wrt: gates.inputNames)
         return (loss, gates.unitGradients(grads))
+    }
+
+    var trainingCount: Int { train.count }
+
+    func loss(sample: Int, gates feeds: [String: NDArray]) throws -> Double {
+        let k = sample % train.count
+        let out = try interpreter.run(train[k].merging(feeds) { a, _ in a })
+        var loss = 0.0
+        for name in outputs {
+            guard let y = out[name], let r = trainRefs[k][name] else { continue }
+            let yv = GateMath.values(y), rv = GateMath.values(r)
+            loss += GateMath.mse(yv, rv) / max(rv.reduce(0) { $0 + $1 * $1 } / Double(max(rv.count, 1)), 1e-12)
+        }
+        return loss
     }
 
     func holdoutDrift(gates feeds: [String: NDArray]) throws -> Double {

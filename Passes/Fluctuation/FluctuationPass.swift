@@ -69,8 +69,21 @@ public struct FluctuationPass: Pass {
         return PassResult(changed: true, statistics: result)
     }
 
-    /// Σ over the layers reading each unit of stat_j · ‖W_j‖²: one pass of the model over `sets`.
     private func rawScores(_ groups: [PruningGroup], in model: Model, sets: [[String: NDArray]], context: PassContext, probed: inout Int) throws -> [[Double]] {
+        try Self.unitScores(groups, in: model, sets: sets, metric: options.metric, context: context, probed: &probed)
+    }
+
+    /// The raw score of every unit of `groups` (`[group][unit]`, not standardized, not per cost):
+    /// Σ over the layers reading the unit of stat_j · ‖W_j‖², stat = Var(x_j) (`fluctuation`) or
+    /// E[x_j²] (`energy`), from one pass of the model over `sets`. Other passes use it as a cheap
+    /// prior (ecodiff initializes its gates from it).
+    ///
+    /// - Parameter probed: set to the number of consumer layers whose inputs were recorded (a
+    ///   unit no layer reads scores 0).
+    /// - Throws: what the interpreter throws on `sets`, or ``PruningError`` when a layer's input
+    ///   does not have the features the group says.
+    public static func unitScores(_ groups: [PruningGroup], in model: Model, sets: [[String: NDArray]], metric: Options.Metric,
+                                  context: PassContext, probed: inout Int) throws -> [[Double]] {
         let layers = ConsumerLayer.find(in: model, groups: groups)
         var stats = layers.map { FeatureStatistics(features: $0.units.count) }
         let probe = try ActivationProbe(model: model, values: Array(Set(layers.map(\.input.name))))
@@ -89,7 +102,7 @@ public struct FluctuationPass: Pass {
         for (l, layer) in layers.enumerated() {
             guard let g = index[ObjectIdentifier(layer.group)] else { continue }
             let norms = try Self.featureNorms(layer)
-            let s = options.energy ? stats[l].energy : stats[l].variance
+            let s = metric == .energy ? stats[l].energy : stats[l].variance
             for (j, u) in layer.units.enumerated() where j < norms.count && j < s.count { scores[g][u] += s[j] * norms[j] }
         }
         probed = layers.count
