@@ -15,20 +15,21 @@ import ReconstructPasses
 /// binarized by `log α` to remove `sparsity` of the prunable head+FFN parameters, and left as
 /// masks for `fold-masks`.
 ///
-/// Three choices make the gates learn on a real model in tens of steps (issue 22):
+/// Two choices make the gates learn on a real model in tens of steps (issue 22):
 /// - `init=score`: log α starts from fluctuation's score per parameter (``GatePrior``), the
 ///   units that score would cut closed and the units near the cut undecided, instead of every gate
 ///   at log α = 3, where samples clip to 1 and the fit has no gradient;
-/// - `compensate=mean`: a closed gate leaves the unit's calibration mean in the training model
-///   (``MeanCompensation``), so the gates learn what `reconstruct` can stand in for;
 /// - `budget=center`: log α is shifted after every step so the binarized gates remove exactly
 ///   `sparsity`, instead of a fixed penalty λ whose sparsity is found only at the end.
 ///
 /// `objective=output` trains against the model's outputs on the calibration inputs instead, for
 /// any model. The held-out drift of the result is reported in the pass statistics (compare other
-/// methods with `prunec --compare PIPELINE`). With `compensate=mean` the pass ends by folding the
-/// closed units' means into the next layers' biases (`reconstruct{mode=bias}`); a full
-/// `reconstruct` after it re-fits the weights too (then `fold-means=false` saves that step).
+/// methods with `prunec --compare PIPELINE`). Follow it with `reconstruct`.
+///
+/// `compensate=mean` trains with closed gates leaving the unit's calibration mean
+/// (``MeanCompensation``) and ends by folding those means into the next layers' biases
+/// (`reconstruct{mode=bias}`), so the model written is the one trained. A `reconstruct` after it
+/// would take the folded biases as the original's: set `fold-means=false` then.
 public struct EcoDiffPass: Pass {
     public struct Options: PassOptions {
         /// The sparsity regularizer.
@@ -70,24 +71,24 @@ public struct EcoDiffPass: Pass {
         public var sparsity = 0.2
         @PassOption("init", help: "score: gates start from fluctuation's score per parameter (the units it would cut start closed); constant: every log α at 3")
         public var initialization: Initialization = .score
-        @PassOption("compensate", help: "mean: a closed gate leaves the unit's calibration mean in the training model (reconstruct folds it into the next bias); none: zero")
-        public var compensate: Compensation = .mean
+        @PassOption("compensate", help: "mean: a closed gate leaves the unit's calibration mean in the training model, and the pass folds the means into the next biases (see fold-means); none: zero")
+        public var compensate: Compensation = .none
         @PassOption("budget", help: "center: log α is shifted after every step so the binarized gates remove sparsity; penalty: lambda times the regularizer")
         public var budget: Budget = .center
         @PassOption("fold-means", help: "compensate=mean: fold the closed units' means into the next layer's bias when the pass ends (reconstruct{mode=bias}), so the model is the one the gates were trained as; false when reconstruct follows")
         public var foldMeans = true
         @PassOption("init-scale", .between(0.01, 100), help: "init=score: log α per standard deviation of log score from the cut (larger: fewer gates start undecided)")
-        public var initScale = 2.0
+        public var initScale = 4.0
         @PassOption("select", help: "learned: the learned masks; best: the starting masks instead when their hard-gate fit on the training samples is lower")
         public var select: Selection = .learned
-        @PassOption("batch", .between(1, 1024), help: "training samples per optimizer step (gradients averaged)")
-        public var batch = 4
+        @PassOption("batch", .between(0, 1024), help: "training samples per optimizer step, gradients averaged (0: 4 calibration samples with objective=output, 1 denoising run with diffusion)")
+        public var batch = 0
         @PassOption("lambda", .between(0, 1e6), help: "weight of the sparsity regularizer (budget=penalty)")
         public var lambda = 0.5
         @PassOption("reg", help: "regularizer: expected L0 (P(gate ≠ 0)) or L1 of the gates, parameter-weighted")
         public var reg: Regularizer = .l0
         @PassOption("steps", .between(0, 1_000_000), help: "optimizer steps (batch denoising runs or calibration samples each)")
-        public var steps = 60
+        public var steps = 40
         @PassOption("lr", .between(1e-9, 100), help: "AdamW learning rate on log α")
         public var lr = 0.1
         @PassOption("denoise-steps", .between(1, 1000), help: "sampler steps per denoising run")
@@ -130,6 +131,8 @@ public struct EcoDiffPass: Pass {
         public var diffusion: Bool { objective == .diffusion }
         /// Binarized across groups.
         public var global: Bool { scope == .global }
+        /// Samples per optimizer step: a denoising run is already a batch of latents.
+        public var stepBatch: Int { batch > 0 ? batch : diffusion ? 1 : 4 }
         /// The latent input, `nil` for auto.
         public var sample: String? { sampleInput == "auto" ? nil : sampleInput }
         /// The timestep input, `nil` for auto.
@@ -169,7 +172,7 @@ public struct EcoDiffPass: Pass {
         var logAlpha = gates.groups.map { [Double](repeating: 3, count: $0.unitCount) }
         var prior: [[Double]]?
         if options.initialization == .score {
-            let (values, why) = GatePrior.logAlpha(gates: gates, model: model, sets: probeSets, sparsity: options.sparsity, spread: options.initScale, limit: 3,
+            let (values, why) = GatePrior.logAlpha(gates: gates, model: model, sets: probeSets, sparsity: options.sparsity, spread: options.initScale, limit: 6,
                                                    context: context)
             if let values {
                 logAlpha = values
@@ -186,19 +189,19 @@ public struct EcoDiffPass: Pass {
         for step in 0..<options.steps {
             var fit = 0.0
             var grads = [Double](repeating: 0, count: params.joined().count)
-            for b in 0..<options.batch {
+            for b in 0..<options.stepBatch {
                 var z = logAlpha, dz = logAlpha
                 for g in z.indices {
                     for u in z[g].indices {
                         (z[g][u], dz[g][u]) = hc.sample(logAlpha: logAlpha[g][u], u: rng.uniform())
                     }
                 }
-                let (f, unitGrads) = try objective.lossAndGradient(sample: step * options.batch + b, gates: gates.feeds(z))
-                fit += f / Double(options.batch)
+                let (f, unitGrads) = try objective.lossAndGradient(sample: step * options.stepBatch + b, gates: gates.feeds(z))
+                fit += f / Double(options.stepBatch)
                 var k = 0
                 for g in unitGrads.indices {
                     for u in unitGrads[g].indices {
-                        grads[k] += unitGrads[g][u] * dz[g][u] / Double(options.batch)
+                        grads[k] += unitGrads[g][u] * dz[g][u] / Double(options.stepBatch)
                         k += 1
                     }
                 }
@@ -257,7 +260,7 @@ public struct EcoDiffPass: Pass {
                                             keepOneOf: gates.groups.map(\.partialUnitSets))
         }
         var keep = try keepFor(logAlpha, normalize: false)
-        if options.select == .best, let prior, options.steps > 0 {
+        if let prior, options.steps > 0 {
             // Training is stochastic: keep what it learned only if the hard masks fit better.
             let start = try keepFor(prior, normalize: false)
             if start != keep {
@@ -270,9 +273,10 @@ public struct EcoDiffPass: Pass {
                 stats["fit-learned"] = learned
                 stats["fit-start"] = initial
                 let changed = zip(keep.joined(), start.joined()).filter { $0 != $1 }.count / 2
-                context.logger.info("\(Self.name): hard-mask fit on \(n) training samples: learned \(fmt(learned)), start \(fmt(initial)) (\(changed) units swapped); keeping the \(learned <= initial ? "learned" : "starting") masks")
-                if initial < learned { keep = start }
-                stats["kept-start"] = initial < learned ? 1 : 0
+                let back = options.select == .best && initial < learned
+                context.logger.info("\(Self.name): hard-mask fit on \(n) training samples: learned \(fmt(learned)), start \(fmt(initial)) (\(changed) units swapped); keeping the \(back ? "starting" : "learned") masks")
+                if back { keep = start }
+                stats["kept-start"] = back ? 1 : 0
             }
         }
         for (g, k) in zip(gates.groups, keep) { try Masks.set(k.map { $0 ? 1 : 0 }, for: g, in: model) }
