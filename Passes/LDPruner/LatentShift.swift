@@ -62,15 +62,18 @@ public struct LatentShiftScorer {
     /// Scores every unit and block; `progress(masked runs done, total, seconds)` is called after
     /// each masked run.
     ///
+    /// - Parameters:
+    ///   - only: Per group, per unit, whether to score it (`nil`: every unit); a unit left out
+    ///     scores NaN. Blocks are always scored.
     /// - Throws: ``LDPrunerError`` when there is nothing to evaluate on or the outputs change shape
     ///   between evaluations; `RuntimeError` from the interpreter.
-    public func score(progress: (Int, Int, Double) -> Void = { _, _, _ in }) throws -> LatentShiftScores {
+    public func score(only: [[Bool]]? = nil, progress: (Int, Int, Double) -> Void = { _, _, _ in }) throws -> LatentShiftScores {
         let started = Date()
         guard !inputs.isEmpty else { throw LDPrunerError.noInputs }
         guard !outputs.isEmpty else { throw LDPrunerError.noOutputs }
         var probes: [Probe] = []
         for (g, group) in gates.groups.enumerated() {
-            for u in 0..<group.unitCount { probes.append(.unit(group: g, unit: u)) }
+            for u in 0..<group.unitCount where only?[g][u] ?? true { probes.append(.unit(group: g, unit: u)) }
         }
         for (b, name) in gates.blockInputs.enumerated() where !name.isEmpty { probes.append(.block(b)) }
         let masksOf = Dictionary(grouping: gates.masks, by: \.group)
@@ -176,7 +179,7 @@ public struct LatentShiftScorer {
             }
         }
 
-        var units = gates.groups.map { [Double](repeating: 0, count: $0.unitCount) }
+        var units = gates.groups.map { [Double](repeating: only == nil ? 0 : .nan, count: $0.unitCount) }
         // A block whose gate input could not be made is never scored, so never chosen.
         var blocks = [Double](repeating: .infinity, count: gates.blocks.count)
         for (p, probe) in probes.enumerated() {
