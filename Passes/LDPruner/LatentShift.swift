@@ -43,6 +43,9 @@ public struct LatentShiftScorer {
     public let outputs: [String]
     /// Rerun only the changed cone from the tape (`false`: full runs, for comparison).
     public var reuse: Bool
+    /// Samples each input holds, stacked along the batch axis (``SampleStack``): every output
+    /// splits into this many equal parts along its first axis, one per sample.
+    public var rows = 1
     /// Bytes the per-unit accumulators of one chunk may take.
     public var accumulatorBudget: Int = 256 << 20
 
@@ -62,15 +65,18 @@ public struct LatentShiftScorer {
     /// Scores every unit and block; `progress(masked runs done, total, seconds)` is called after
     /// each masked run.
     ///
+    /// - Parameters:
+    ///   - only: Per group, per unit, whether to score it (`nil`: every unit); a unit left out
+    ///     scores NaN. Blocks are always scored.
     /// - Throws: ``LDPrunerError`` when there is nothing to evaluate on or the outputs change shape
     ///   between evaluations; `RuntimeError` from the interpreter.
-    public func score(progress: (Int, Int, Double) -> Void = { _, _, _ in }) throws -> LatentShiftScores {
+    public func score(only: [[Bool]]? = nil, progress: (Int, Int, Double) -> Void = { _, _, _ in }) throws -> LatentShiftScores {
         let started = Date()
         guard !inputs.isEmpty else { throw LDPrunerError.noInputs }
         guard !outputs.isEmpty else { throw LDPrunerError.noOutputs }
         var probes: [Probe] = []
         for (g, group) in gates.groups.enumerated() {
-            for u in 0..<group.unitCount { probes.append(.unit(group: g, unit: u)) }
+            for u in 0..<group.unitCount where only?[g][u] ?? true { probes.append(.unit(group: g, unit: u)) }
         }
         for (b, name) in gates.blockInputs.enumerated() where !name.isEmpty { probes.append(.block(b)) }
         let masksOf = Dictionary(grouping: gates.masks, by: \.group)
@@ -95,27 +101,28 @@ public struct LatentShiftScorer {
             }
         }
 
-        // Output layout: every compared output flattened into one vector.
+        // Output layout: every compared output flattened into one vector per sample.
         var sizes: [Int] = []
-        func flatten(_ outs: [String: NDArray], evaluation e: Int) throws -> [Double] {
-            var flat: [Double] = []
+        let rows = max(1, self.rows)
+        func flatten(_ outs: [String: NDArray], evaluation e: Int) throws -> [[Double]] {
+            var flat = [[Double]](repeating: [], count: rows)
             for (i, name) in outputs.enumerated() {
                 guard let y = outs[name] else { throw LDPrunerError.missingOutput(name) }
-                let v = GateMath.values(y)
-                if sizes.count == outputs.count, v.count != sizes[i] {
-                    throw LDPrunerError.shapeChanged(output: name, first: sizes[i], evaluation: e, count: v.count)
+                let v = GateMath.values(y), per = v.count / rows
+                if sizes.count == outputs.count, per != sizes[i] || v.count % rows != 0 {
+                    throw LDPrunerError.shapeChanged(output: name, first: sizes[i] * rows, evaluation: e, count: v.count)
                 }
-                if sizes.count < outputs.count { sizes.append(v.count) }
-                flat += v
+                if sizes.count < outputs.count { sizes.append(per) }
+                for r in 0..<rows { flat[r] += v[(r * per)..<((r + 1) * per)] }
             }
             return flat
         }
 
-        let n = Double(inputs.count)
+        let n = Double(inputs.count * rows)
         let total = probes.count * inputs.count
         // The first reference run sizes the outputs; accumulating around it keeps `E[x²] − E[x]²`
         // from cancelling (variance is shift-invariant).
-        let shift = try flatten(interpreter.run(inputs[0].merging(ones) { _, b in b }), evaluation: 0)
+        let shift = try flatten(interpreter.run(inputs[0].merging(ones) { _, b in b }), evaluation: 0)[0]
         var referenceRuns = 1
         var refSum = [Double](repeating: 0, count: shift.count), refSq = refSum
         let chunk = max(1, min(probes.count, accumulatorBudget / max(1, 16 * shift.count)))
@@ -130,11 +137,12 @@ public struct LatentShiftScorer {
                 let tape = try interpreter.runRecording(base)
                 referenceRuns += 1
                 if start == 0 {
-                    let ref = try flatten(tape.outputs, evaluation: e)
-                    for i in ref.indices {
-                        let d = ref[i] - shift[i]
-                        refSum[i] += d
-                        refSq[i] += d * d
+                    for ref in try flatten(tape.outputs, evaluation: e) {
+                        for i in ref.indices {
+                            let d = ref[i] - shift[i]
+                            refSum[i] += d
+                            refSq[i] += d * d
+                        }
                     }
                 }
                 for p in start..<end {
@@ -143,14 +151,15 @@ public struct LatentShiftScorer {
                     if dependent[p] == nil { dependent[p] = reuse ? try tape.stepsDepending(on: Array(ch.keys)) : tape.stepCount }
                     recomputed += dependent[p] ?? 0
                     full += tape.stepCount
-                    let z = try flatten(outs, evaluation: e)
                     let k = p - start
-                    sum[k].withUnsafeMutableBufferPointer { s in
-                        sq[k].withUnsafeMutableBufferPointer { q in
-                            for i in z.indices {
-                                let d = z[i] - shift[i]
-                                s[i] += d
-                                q[i] += d * d
+                    for z in try flatten(outs, evaluation: e) {
+                        sum[k].withUnsafeMutableBufferPointer { s in
+                            sq[k].withUnsafeMutableBufferPointer { q in
+                                for i in z.indices {
+                                    let d = z[i] - shift[i]
+                                    s[i] += d
+                                    q[i] += d * d
+                                }
                             }
                         }
                     }
@@ -176,7 +185,7 @@ public struct LatentShiftScorer {
             }
         }
 
-        var units = gates.groups.map { [Double](repeating: 0, count: $0.unitCount) }
+        var units = gates.groups.map { [Double](repeating: only == nil ? 0 : .nan, count: $0.unitCount) }
         // A block whose gate input could not be made is never scored, so never chosen.
         var blocks = [Double](repeating: .infinity, count: gates.blocks.count)
         for (p, probe) in probes.enumerated() {
@@ -187,6 +196,54 @@ public struct LatentShiftScorer {
         }
         return LatentShiftScores(units: units, blocks: blocks, maskedRuns: done, referenceRuns: referenceRuns,
                                  stepsRecomputed: recomputed, stepsFull: full, seconds: Date().timeIntervalSince(started))
+    }
+}
+
+/// Evaluation inputs of one shape stacked along the batch axis, so that one run (and one rerun per
+/// masked unit, one backward pass per projection) serves every sample: GEMMs over all the samples'
+/// rows instead of one per sample.
+public enum SampleStack {
+    /// `inputs` concatenated along axis 0, or `nil` when there is one input, or they differ in
+    /// names, shapes or element types, or an array is a scalar.
+    public static func stack(_ inputs: [[String: NDArray]]) -> [String: NDArray]? {
+        guard inputs.count > 1, let first = inputs.first else { return nil }
+        var out: [String: NDArray] = [:]
+        for (name, a) in first {
+            guard a.rank >= 1 else { return nil }
+            var shape = a.shape
+            shape[0] *= inputs.count
+            let c = NDArray(uninitialized: a.dtype, shape: shape)
+            for (i, set) in inputs.enumerated() {
+                guard set.count == first.count, let b = set[name], b.shape == a.shape, b.dtype == a.dtype else { return nil }
+                (c.rawPointer + i * a.byteCount).copyMemory(from: b.rawPointer, byteCount: a.byteCount)
+            }
+            out[name] = c
+        }
+        return out
+    }
+
+    /// `inputs` stacked when the model computes each sample's outputs from its own row alone: the
+    /// stacked run's outputs, split along their first axis, match the samples' own runs (relative
+    /// L2 within 1e-4). `nil` when they do not (a batch fixed in the graph, rows that interact) or
+    /// the stacked run fails.
+    public static func verified(_ inputs: [[String: NDArray]], interpreter: Interpreter, extra: [String: NDArray],
+                                outputs: [String]) -> [String: NDArray]? {
+        guard let stacked = stack(inputs),
+              let all = try? interpreter.run(stacked.merging(extra) { _, b in b }) else { return nil }
+        var singles: [[String: NDArray]] = []
+        for set in inputs {
+            guard let outs = try? interpreter.run(set.merging(extra) { _, b in b }) else { return nil }
+            singles.append(outs)
+        }
+        for name in outputs {
+            guard let y = all[name], y.rank >= 1 else { return nil }
+            let parts = singles.compactMap { $0[name] }
+            guard parts.count == inputs.count, let p = parts.first, p.rank >= 1, y.shape[0] == p.shape[0] * inputs.count,
+                  Array(y.shape.dropFirst()) == Array(p.shape.dropFirst()) else { return nil }
+            let joined = parts.flatMap(GateMath.values)
+            guard GateMath.relativeL2(GateMath.values(y), joined) <= 1e-4 else { return nil }
+        }
+        return stacked
     }
 }
 

@@ -62,6 +62,11 @@ import Testing
         ("ld-pruner{samples=0}", "must be from 1 to 4096"),
         ("ld-pruner{timesteps=0}", "must be from 1 to 1000"),
         ("ld-pruner{kinds=rows}", "unknown kind 'rows'"),
+        ("ld-pruner{estimate=fast}", "estimate"),
+        ("ld-pruner{estimate=exact,exact=0.5}", "is the share of units rerun by estimate=shortlist"),
+        ("ld-pruner{estimate=exact,projections=8}", "which estimate=exact does not make"),
+        ("ld-pruner{projections=0}", "must be from 1 to 1024"),
+        ("ld-pruner{exact=1.5}", "exact"),
     ])
     func badOptionsAreClearErrors(_ pipeline: String, _ message: String) throws {
         let dir = try CLI.temporaryDirectory("ld-pruner-bad")

@@ -26,7 +26,7 @@ struct PassBehaviourTests {
         Case(id: "magnitude-blocks-llama", model: "llama", pipeline: "magnitude{kinds=blocks,sparsity=0.25},fold-masks", calib: false),
         Case(id: "fluctuation-reconstruct-bert", model: "bert", pipeline: "fluctuation{params=0.2},reconstruct,fold-masks", calib: true),
         Case(id: "fluctuation-masks-llama", model: "llama", pipeline: "fluctuation{sparsity=0.3,metric=energy}", calib: true),
-        Case(id: "ld-pruner-heads-bert", model: "bert", pipeline: "ld-pruner{kinds=heads,sparsity=0.25},fold-masks", calib: true),
+        Case(id: "ld-pruner-heads-bert", model: "bert", pipeline: "ld-pruner{kinds=heads,sparsity=0.25,estimate=exact},fold-masks", calib: true),
         Case(id: "ecodiff-unet", model: "unet", pipeline: "ecodiff{steps=2,denoise-steps=2,samples=1,holdout=1},fold-masks", calib: true),
         Case(id: "ecodiff-output-bert", model: "bert", pipeline: "ecodiff{objective=output,steps=4,sparsity=0.3}", calib: true),
         Case(id: "autobot-resnet", model: "resnet", pipeline: "autobot{flops=0.5,steps=4,holdout=1},fold-masks", calib: true),

@@ -128,6 +128,8 @@ def encoder_pipelines(frac: float, amount: float) -> dict[str, list[str]]:
         "fluctuation + reconstruct{mode=bias}": [f"fluctuation{{{t}}}", "reconstruct{mode=bias}"],
         "fluctuation + reconstruct": [f"fluctuation{{{t}}}", "reconstruct"],
         "fluctuation{metric=energy} + reconstruct": [f"fluctuation{{{t},metric=energy}}", "reconstruct"],
+        "ld-pruner": [f"ld-pruner{{{t}}}"],
+        "ld-pruner + reconstruct": [f"ld-pruner{{{t}}}", "reconstruct"],
         "ecodiff (output)": [eco],
         "ecodiff (output) + reconstruct": [eco, "reconstruct"],
     }

@@ -36,11 +36,14 @@ public struct LatentEvaluation {
     ///   - pass: The pass's name, for errors.
     ///   - timesteps: Noise levels per sample for a denoiser.
     ///   - diffusion: How the denoiser is noised (``DiffusionOptions/resolve(model:inputs:modelURL:)``).
+    ///   - oneShape: Score on samples that all have one shape, for statistics taken elementwise
+    ///     across them: when the calibration samples differ in shape, the first shape (in file
+    ///     order) with `samples` of them, else the shape with the most (a log line says which).
     /// - Throws: ``PruningError/invalid(_:)`` when `holdout` > 0 and the calibration data has fewer
     ///   than two samples; ``SampleInputsError`` when inputs must be synthesized and cannot be;
     ///   ``DenoiserError`` when the denoiser's parametrization cannot be told.
     public static func make(model: Model, gateInputs: Set<String>, samples: Int, holdout: Int, timesteps: Int,
-                            diffusion: DiffusionOptions = DiffusionOptions(), pass: String,
+                            diffusion: DiffusionOptions = DiffusionOptions(), pass: String, oneShape: Bool = false,
                             context: PassContext) throws -> LatentEvaluation {
         let needed = Set(model.graph.inputs.filter { $0.initializer == nil }.map(\.name)).subtracting(gateInputs)
         var sets = context.calibration.map { $0.filter { needed.contains($0.key) } }
@@ -52,7 +55,10 @@ public struct LatentEvaluation {
         }
         let heldCount = synthetic ? min(holdout, max(0, sets.count - 1))
             : try CalibrationData.heldOutCount(holdout, of: sets.count, pass: pass)
-        let scoringSets = Array(sets.dropLast(heldCount).prefix(samples))
+        var scoringSets = Array(sets.dropLast(heldCount).prefix(samples))
+        if oneShape {
+            scoringSets = Self.oneShape(Array(sets.dropLast(heldCount)), samples: samples, pass: pass, context: context)
+        }
         let heldSets = Array(sets.suffix(heldCount))
         guard let inputs = try? DenoiserInputs.map(model, excluding: gateInputs) else {
             let outputs = model.graph.outputs.filter { $0.type?.elementType?.isFloatingPoint == true }.map(\.name)
@@ -81,5 +87,28 @@ public struct LatentEvaluation {
         let held = heldSets.enumerated().flatMap { s, set in levels.indices.map { noised(set, sample: s, timestep: $0, stream: 1 << 32) } }
         return LatentEvaluation(scoring: scoring, heldOut: held, outputs: [inputs.output], denoiser: inputs, timesteps: levels.map(\.time),
                                 samples: scoringSets.count)
+    }
+
+    /// Up to `samples` of `sets` that share one shape: the first `samples` when they do, else those
+    /// of the first shape (in order) that has `samples`, else of the shape that has the most.
+    static func oneShape(_ sets: [[String: NDArray]], samples: Int, pass: String, context: PassContext) -> [[String: NDArray]] {
+        func signature(_ set: [String: NDArray]) -> [String] { set.keys.sorted().map { "\($0)\(set[$0]?.shape ?? [])" } }
+        let first = Array(sets.prefix(samples))
+        guard let head = first.first, first.contains(where: { signature($0) != signature(head) }) else { return first }
+        var order: [[String]] = [], members: [[String]: [Int]] = [:]
+        for (i, set) in sets.enumerated() {
+            let sig = signature(set)
+            if members[sig] == nil { order.append(sig) }
+            members[sig, default: []].append(i)
+        }
+        var chosen = order[0]
+        for sig in order where (members[sig]?.count ?? 0) > (members[chosen]?.count ?? 0) && (members[chosen]?.count ?? 0) < samples {
+            chosen = sig
+        }
+        guard let picked = members[chosen] else { return first }
+        let out = picked.prefix(samples).map { sets[$0] }
+        let shapes = chosen.joined(separator: ", ")
+        context.logger.info("\(pass): the calibration samples differ in shape; scoring on the \(out.count) shaped \(shapes) (samples \(picked.prefix(samples).map { String($0 + 1) }.joined(separator: ", ")))")
+        return out
     }
 }

@@ -185,18 +185,92 @@ func registerMatMulGradients(_ r: inout GradientRegistry) {
         let g = g0.reshaped(gShape)
         var ga: NDArray?, gb: NDArray?
         if c.needs(0) {
-            let full = try MatMulKernel.matmul(g, MatMulKernel.transposeLastTwo(b, c.kernel), c.kernel)
-            ga = GradientMath.reduce(full, to: a.shape, c.kernel).reshaped(a0.shape)
+            if let direct = MatMulKernel.gradientProduct(g, b, into: a.shape, transposeFirst: false, c.kernel) {
+                ga = direct.reshaped(a0.shape)
+            } else {
+                let full = try MatMulKernel.matmul(g, MatMulKernel.transposeLastTwo(b, c.kernel), c.kernel)
+                ga = GradientMath.reduce(full, to: a.shape, c.kernel).reshaped(a0.shape)
+            }
         }
         if c.needs(1) {
-            let full = try MatMulKernel.matmul(MatMulKernel.transposeLastTwo(a, c.kernel), g, c.kernel)
-            gb = GradientMath.reduce(full, to: b.shape, c.kernel).reshaped(b0.shape)
+            if let direct = MatMulKernel.gradientProduct(a, g, into: b.shape, transposeFirst: true, c.kernel) {
+                gb = direct.reshaped(b0.shape)
+            } else {
+                let full = try MatMulKernel.matmul(MatMulKernel.transposeLastTwo(a, c.kernel), g, c.kernel)
+                gb = GradientMath.reduce(full, to: b.shape, c.kernel).reshaped(b0.shape)
+            }
         }
         return [ga, gb]
     }
 }
 
 extension MatMulKernel {
+    /// The two products of MatMul's VJP without a transposed copy (BLAS reads the operand
+    /// transposed), for the shapes transformers differentiate through, or `nil` for the general path:
+    /// - `transposeFirst == false`: `dA = g·Bᵀ` (`x` = g, `y` = B), with B one matrix (the batch of
+    ///   g folds into its rows) or g and B of one batch shape (matrix i with matrix i);
+    /// - `transposeFirst == true`: `dB = Aᵀ·g` (`x` = A, `y` = g), summed over the batch when B is
+    ///   one matrix (`shape` of rank 2: the batch folds into the shared dimension), or per matrix
+    ///   when A and g have B's batch shape.
+    static func gradientProduct(_ x: NDArray, _ y: NDArray, into shape: [Int], transposeFirst: Bool, _ ctx: KernelContext) -> NDArray? {
+        guard x.dtype == y.dtype, x.rank >= 2, y.rank >= 2, shape.count >= 2 else { return nil }
+        switch x.dtype {
+        case .float: return gradientProduct(Float.self, x, y, into: shape, transposeFirst: transposeFirst, ctx)
+        case .double: return gradientProduct(Double.self, x, y, into: shape, transposeFirst: transposeFirst, ctx)
+        default: return nil
+        }
+    }
+
+    private static func gradientProduct<T: BLASElement>(_: T.Type, _ x: NDArray, _ y: NDArray, into shape: [Int], transposeFirst: Bool,
+                                                        _ ctx: KernelContext) -> NDArray? {
+        let xr = x.shape[x.rank - 2], xc = x.shape[x.rank - 1], yr = y.shape[y.rank - 2], yc = y.shape[y.rank - 1]
+        let xBatch = Array(x.shape.dropLast(2)), yBatch = Array(y.shape.dropLast(2)), outBatch = Array(shape.dropLast(2))
+        let px = x.pointer(as: T.self), py = y.pointer(as: T.self)
+        if !transposeFirst {
+            // dA[.., m, k] = g[.., m, n] · B[.., k, n]ᵀ.
+            guard xc == yc, shape[shape.count - 2] == xr, shape[shape.count - 1] == yr, outBatch == xBatch else { return nil }
+            let out = ctx.allocate(T.dtype, shape)
+            let pc = out.pointer(as: T.self)
+            if y.rank == 2 {
+                let rows = x.count / max(1, xc)
+                T.gemm(transA: false, transB: true, m: rows, n: yr, k: xc, alpha: 1, a: px, lda: xc, b: py, ldb: yc, beta: 0,
+                       c: pc, ldc: yr, threads: ctx.threads)
+                return out
+            }
+            guard yBatch == xBatch else { return nil }
+            batched(xBatch.reduce(1, *), m: xr, n: yr, k: xc, ctx) { i, threads in
+                T.gemm(transA: false, transB: true, m: xr, n: yr, k: xc, alpha: 1, a: px + i * xr * xc, lda: xc, b: py + i * yr * yc,
+                       ldb: yc, beta: 0, c: pc + i * xr * yr, ldc: yr, threads: threads)
+            }
+            return out
+        }
+        // dB[.., k, n] = A[.., m, k]ᵀ · g[.., m, n].
+        guard xr == yr, shape[shape.count - 2] == xc, shape[shape.count - 1] == yc, xBatch == yBatch else { return nil }
+        let out = ctx.allocate(T.dtype, shape)
+        let pc = out.pointer(as: T.self)
+        if shape.count == 2 {
+            let rows = x.count / max(1, xc)
+            T.gemm(transA: true, transB: false, m: xc, n: yc, k: rows, alpha: 1, a: px, lda: xc, b: py, ldb: yc, beta: 0,
+                   c: pc, ldc: yc, threads: ctx.threads)
+            return out
+        }
+        guard outBatch == xBatch else { return nil }
+        batched(xBatch.reduce(1, *), m: xc, n: yc, k: xr, ctx) { i, threads in
+            T.gemm(transA: true, transB: false, m: xc, n: yc, k: xr, alpha: 1, a: px + i * xr * xc, lda: xc, b: py + i * yr * yc,
+                   ldb: yc, beta: 0, c: pc + i * xc * yc, ldc: yc, threads: threads)
+        }
+        return out
+    }
+
+    /// `body(i, threads)` for each of `count` small products, shared among the threads as the
+    /// forward pass shares attention's per-head products.
+    private static func batched(_ count: Int, m: Int, n: Int, k: Int, _ ctx: KernelContext, _ body: (Int, Int) -> Void) {
+        let perThread = ctx.threads > 1 && m * n * k < BLAS.multithreadMACs
+        ctx.parallelFor(count, grain: perThread ? max(1, (1 << 18) / max(1, m * n * k)) : count) { range in
+            for i in range { body(i, perThread ? 1 : ctx.threads) }
+        }
+    }
+
     /// A copy of `x` with its last two axes swapped.
     static func transposeLastTwo(_ x: NDArray, _ ctx: KernelContext) -> NDArray {
         let r = x.rank, m = x.shape[r - 2], n = x.shape[r - 1]
