@@ -87,7 +87,7 @@ public struct DepthPass: Pass {
                 if search != .oneShot { throw OptionError(key: "search", message: "does not apply to preset=\(preset.rawValue), which picks its own blocks") }
             }
             if search == .greedy && [.taylor, .last, .random].contains(criterion) {
-                throw OptionError(key: "search", message: "greedy re-scores with the chosen units skipped, which criterion=\(criterion.rawValue) does not measure: use criterion=ppl, drift or auto")
+                throw OptionError(key: "search", message: "is greedy, which re-scores the model with the chosen units skipped, and criterion=\(criterion.rawValue) does not measure that: use criterion=ppl, drift or auto")
             }
         }
     }

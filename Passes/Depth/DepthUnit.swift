@@ -18,10 +18,15 @@ struct DepthUnit {
     /// A readable name: the block's, or the first and last block's joined by `+`.
     let name: String
 
-    init(blocks: [Int], of all: [ResidualBlock]) {
+    init(blocks: [Int], params: Int, name: String) {
         self.blocks = blocks
-        params = blocks.reduce(0) { $0 + all[$1].params }
-        name = blocks.map { all[$0].name }.joined(separator: "+")
+        self.params = params
+        self.name = name
+    }
+
+    /// The unit of `blocks`, indices into `all`.
+    init(blocks: [Int], of all: [ResidualBlock]) {
+        self.init(blocks: blocks, params: blocks.reduce(0) { $0 + all[$1].params }, name: blocks.map { all[$0].name }.joined(separator: "+"))
     }
 
     /// One unit per block.
