@@ -206,9 +206,9 @@ def run_lm(a, res):
         f"depth (ppl, one-shot), sub-blocks, params={a.lm_params}": [
             f"depth{{params={a.lm_params},criterion=ppl,holdout=0}}"],
         f"depth (ppl, greedy), sub-blocks, params={a.lm_params}": [
-            f"depth{{search=greedy,params={a.lm_params},criterion=ppl,holdout=0}}"],
+            f"depth{{search=greedy,shortlist=5,params={a.lm_params},criterion=ppl,holdout=0}}"],
         f"depth (ppl, greedy), sub-blocks, params={a.lm_params} + reconstruct": [
-            f"depth{{search=greedy,params={a.lm_params},criterion=ppl,holdout=0,keep-masks=true}}", "reconstruct"],
+            f"depth{{search=greedy,shortlist=5,params={a.lm_params},criterion=ppl,holdout=0,keep-masks=true}}", "reconstruct"],
         f"fluctuation + reconstruct, {a.lm_heads:.0%} of query heads (kv groups)": [
             f"fluctuation{{params={frac:.5f},kinds=heads}}", "reconstruct"],
         "fluctuation + reconstruct, query heads one by one (single), same params": [
@@ -291,7 +291,7 @@ def main() -> int:
     ap.add_argument("--amounts", type=lambda s: [float(x) for x in s.split(",")], default=[0.2, 0.4])
     ap.add_argument("--pipeline", action="append", default=[],
                     help="NAME=PASS;PASS... instead of the standard encoder pipelines ({P}: params fraction, {S}: prunable fraction)")
-    ap.add_argument("--only", default="", help="comma-separated substrings of pipeline names to run")
+    ap.add_argument("--only", default="", help="comma-separated substrings of pipeline names to run (names hold commas: pick a substring without one)")
     ap.add_argument("--lm-blocks", type=int, default=6, help="residual blocks to remove from the LM (10%% of 60)")
     ap.add_argument("--lm-layers", type=int, default=3, help="whole layers for the Shortened-LLaMA baseline (6.5%% of SmolLM2)")
     ap.add_argument("--lm-params", default="0.065", help="parameter fraction of the joint depth rows (that of --lm-layers layers)")
