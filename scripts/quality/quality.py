@@ -201,6 +201,8 @@ def run_lm(a, res):
         # 6.5% of its parameters. Against it, joint choices at the same parameter fraction.
         f"depth (ppl, one-shot), {a.lm_layers} whole layers": [
             f"depth{{unit=layer,blocks={a.lm_layers},criterion=ppl,holdout=0}}"],
+        f"depth (ppl, one-shot), {a.lm_layers} whole layers + reconstruct": [
+            f"depth{{unit=layer,blocks={a.lm_layers},criterion=ppl,holdout=0,keep-masks=true}}", "reconstruct"],
         f"depth (ppl, greedy), {a.lm_layers} whole layers": [
             f"depth{{unit=layer,search=greedy,blocks={a.lm_layers},criterion=ppl,holdout=0}}"],
         f"depth (ppl, one-shot), sub-blocks, params={a.lm_params}": [
