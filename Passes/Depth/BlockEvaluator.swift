@@ -20,6 +20,10 @@ final class BlockEvaluator {
     /// Whether `held` is the scoring inputs themselves (holdout=0).
     let inSample: Bool
     private var tapes: [Bool: [Tape]] = [:]
+    /// The blocks skipped in the recorded runs of the scoring inputs (all on until ``rebase(skipping:)``).
+    private var base: [Double]?
+    /// The outputs with every block on (what drift is measured from).
+    private var references: [Bool: [[String: NDArray]]] = [:]
 
     /// `diffusion`: how a denoiser is noised (`nil`: evaluate it on the data as given).
     init(gates: TrainableGates, context: PassContext, holdout: Int, diffusion: DiffusionOptions? = nil) throws {
@@ -75,21 +79,33 @@ final class BlockEvaluator {
         }
     }
 
-    /// One recorded run per input set, with every block on.
+    /// One recorded run per input set, with every block on (on the scoring inputs, the blocks of
+    /// the last ``rebase(skipping:)`` skipped).
     func recorded(heldOut: Bool) throws -> [Tape] {
         if let t = tapes[heldOut] { return t }
-        let ones = gates.ones
-        let t = try (heldOut ? held : scoring).map { try interpreter.runRecording($0.merging(ones) { a, _ in a }) }
+        let gateFeeds = !heldOut ? base.map { gates.feeds([], blocks: $0) } ?? gates.ones : gates.ones
+        let t = try (heldOut ? held : scoring).map { try interpreter.runRecording($0.merging(gateFeeds) { a, _ in a }) }
         tapes[heldOut] = t
+        if heldOut || base == nil { references[heldOut] = t.map(\.outputs) }
         return t
+    }
+
+    /// Records the scoring runs again with the blocks whose entry in `skip` is 0 skipped, so that
+    /// later evaluations that skip these and more recompute only the steps below the others (a
+    /// greedy search's chosen blocks).
+    func rebase(skipping skip: [Double]) throws {
+        _ = try recorded(heldOut: false)
+        base = skip
+        tapes[false] = nil
     }
 
     /// Outputs of every set with the blocks whose entry in `skip` is 0 skipped.
     func outputs(skipping skip: [Double], heldOut: Bool) throws -> [[String: NDArray]] {
         let feeds = gates.feeds([], blocks: skip)
+        let recordedWith = heldOut ? nil : base
         let changed = feeds.filter { name, _ in
             guard let i = gates.blockInputs.firstIndex(of: name) else { return false }
-            return skip[i] != 1
+            return skip[i] != (recordedWith?[i] ?? 1)
         }
         return try recorded(heldOut: heldOut).map { changed.isEmpty ? $0.outputs : try $0.rerun(changing: changed) }
     }
@@ -115,7 +131,8 @@ final class BlockEvaluator {
 
     /// Mean relative L2 drift of the float outputs from the run with every block on.
     func drift(skipping skip: [Double], heldOut: Bool) throws -> Double {
-        let refs = try recorded(heldOut: heldOut).map(\.outputs)
+        _ = try recorded(heldOut: heldOut)
+        let refs = references[heldOut] ?? []
         var total = 0.0, n = 0
         for (ref, out) in zip(refs, try outputs(skipping: skip, heldOut: heldOut)) {
             for (name, r) in ref where r.dtype.isFloatingPoint {

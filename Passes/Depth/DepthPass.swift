@@ -9,8 +9,11 @@ import PruneRuntime
 /// - `taylor`: Taylor+ importance Σ|W ⊙ ∂L/∂W| over the block's weights (L: next-token
 ///   cross-entropy for a causal LM, else ½·mean(output²)),
 /// - `drift`: relative L2 drift of the outputs with the block skipped;
-/// the first and last blocks are protected, and the `blocks` least important (or enough to remove
-/// `params` of the parameters) are removed from the graph. `preset=bk-sdm` / `bk-sdm-base` pick
+/// the first and last units are protected, and the `blocks` least important (or those whose
+/// parameters come closest to `params` of all, ranked by cost per parameter) are removed from the
+/// graph. A unit is one block (`unit=sub-block`) or a layer (`unit=layer`: an attention block with
+/// the block after it on the residual chain, see ``DepthUnit``). `search=greedy` chooses one unit
+/// a round, re-scoring a shortlist with the chosen units skipped (see ``UnitSearch``). `preset=bk-sdm` / `bk-sdm-base` pick
 /// BK-SDM's units of a diffusers UNet instead of scoring. The pass reports held-out perplexity (or
 /// drift) before and after. `criterion=last` and `criterion=random` choose without scoring: the
 /// baselines to give `prunec --compare`.
@@ -31,6 +34,20 @@ public struct DepthPass: Pass {
             /// No score: blocks drawn with the seed (a baseline for `--compare`).
             case random
         }
+        /// What is removed whole.
+        public enum Unit: String, PassOptionEnum {
+            /// Each residual block alone (a decoder layer's attention, its MLP).
+            case subBlock = "sub-block"
+            /// An attention block together with the block after it on the residual chain.
+            case layer
+        }
+        /// How the units are chosen from their scores.
+        public enum Search: String, PassOptionEnum {
+            /// Each unit scored alone; the cheapest taken.
+            case oneShot = "one-shot"
+            /// One unit a round, re-scoring with the chosen ones skipped.
+            case greedy
+        }
         /// A fixed choice of blocks instead of scores.
         public enum Preset: String, PassOptionEnum {
             case none
@@ -38,15 +55,21 @@ public struct DepthPass: Pass {
             case bkSDMBase = "bk-sdm-base"
         }
 
-        @PassOption("blocks", .between(1, 100_000), help: "number of residual blocks to remove (ignored with params or a preset)")
+        @PassOption("blocks", .between(1, 100_000), help: "number of units (residual blocks, or layers with unit=layer) to remove (ignored with params or a preset)")
         public var blocks = 1
-        @PassOption("params", .fractionBelowOne, help: "remove blocks until this fraction of the parameters is gone (0 = use blocks)")
+        @PassOption("params", .fractionBelowOne, help: "remove units until the removed parameters are closest to this fraction of all (0 = use blocks); units are then ranked by cost per parameter")
         public var params = 0.0
+        @PassOption("unit", help: "what is removed whole: sub-block (each residual block), or layer (an attention block, one whose branch holds a Softmax, with the next block on the residual chain when that one has none; other blocks stay alone)")
+        public var unit: Unit = .subBlock
+        @PassOption("search", help: "one-shot: score each unit alone and take the cheapest; greedy: one unit a round, re-scoring the candidates with the chosen ones skipped (ppl or drift)")
+        public var search: Search = .oneShot
+        @PassOption("shortlist", .between(1, 100_000), help: "with search=greedy, how many candidates rounds after the first re-score (those with the best costs so far; the first round scores all)")
+        public var shortlist = 10
         @PassOption("criterion", help: "block importance: perplexity when skipped (causal LMs), Taylor+ Σ|W·∂L/∂W|, or output drift when skipped; auto = ppl for causal LMs, else drift; last and random are baselines")
         public var criterion: Criterion = .auto
-        @PassOption("protect-first", .between(0, 100_000), help: "blocks at the start that are never removed")
+        @PassOption("protect-first", .between(0, 100_000), help: "units at the start that are never removed")
         public var protectFirst = 1
-        @PassOption("protect-last", .between(0, 100_000), help: "blocks at the end that are never removed")
+        @PassOption("protect-last", .between(0, 100_000), help: "units at the end that are never removed")
         public var protectLast = 1
         @PassOption("preset", help: "bk-sdm-base: the last ResBlock+attention unit of every UNet stage that has several; bk-sdm: also the mid block")
         public var preset: Preset = .none
@@ -57,6 +80,16 @@ public struct DepthPass: Pass {
         /// How a denoiser is noised for the drift criterion (schedule, σ range, shift).
         public var diffusion = DiffusionOptions()
         public init() {}
+
+        public func validate() throws {
+            if preset != .none {
+                if unit != .subBlock { throw OptionError(key: "unit", message: "does not apply to preset=\(preset.rawValue), which picks its own blocks") }
+                if search != .oneShot { throw OptionError(key: "search", message: "does not apply to preset=\(preset.rawValue), which picks its own blocks") }
+            }
+            if search == .greedy && [.taylor, .last, .random].contains(criterion) {
+                throw OptionError(key: "search", message: "is greedy, which re-scores the model with the chosen units skipped, and criterion=\(criterion.rawValue) does not measure that: use criterion=ppl, drift or auto")
+            }
+        }
     }
 
     public static let name = "depth"
@@ -81,53 +114,63 @@ public struct DepthPass: Pass {
             throw DepthError.notACausalLM(inputs: eval.inputNames)
         }
 
+        let units = options.preset != .none || options.unit == .subBlock ? DepthUnit.subBlocks(blocks) : DepthUnit.layers(blocks)
+        if options.unit == .layer {
+            context.logger.info("depth: \(units.count) units of \(blocks.count) residual blocks (\(units.filter { $0.blocks.count == 2 }.count) attention blocks paired with the block after them)")
+        }
         let candidates = options.preset == .none
-            ? Array(blocks.indices).dropFirst(options.protectFirst).dropLast(options.protectLast).map { $0 }
+            ? Array(units.indices).dropFirst(options.protectFirst).dropLast(options.protectLast).map { $0 }
             : try BKSDM.units(blocks, includeMid: options.preset == .bkSDM)
         var chosen: [Int]
-        var scores: [Int: Double] = [:]
         if options.preset != .none {
             chosen = candidates
         } else {
             guard !candidates.isEmpty else {
-                throw DepthError.allProtected(blocks: blocks.count, first: options.protectFirst, last: options.protectLast)
+                throw DepthError.allProtected(blocks: units.count, first: options.protectFirst, last: options.protectLast, layers: options.unit == .layer)
             }
-            switch criterion {
-            case .taylor:
-                let t = try TaylorScores.blocks(model, blocks: blocks, calibration: eval.scoring, isCausalLM: eval.isCausalLM, logits: eval.logits, tokens: eval.tokens, context: context)
-                for i in candidates { scores[i] = t[i] }
-            case .last:
-                for i in candidates { scores[i] = -Double(i) }
-            case .random:
-                var rng = NoiseSource(seed: context.seed ^ 0xDE97)
-                for i in candidates { scores[i] = Double(rng.next() % 1_000_000) }
-            case .auto, .ppl, .drift:
-                for (k, i) in candidates.enumerated() {
-                    var skip = [Double](repeating: 1, count: blocks.count)
-                    skip[i] = 0
-                    scores[i] = try criterion == .ppl ? eval.perplexity(skipping: skip, heldOut: false) : eval.drift(skipping: skip, heldOut: false)
-                    context.logger.debug("depth: block \(i) '\(blocks[i].name)' scored \(scores[i]!) (\(k + 1)/\(candidates.count))")
-                }
-            }
-            let order = candidates.sorted { (scores[$0]!, $0) < (scores[$1]!, $1) }
+            let target: UnitSearch.Target
             if options.params > 0 {
-                let total = Double(CostModel.parameterCount(model))
-                var removed = 0.0
-                chosen = []
-                for i in order where removed < options.params * total {
-                    chosen.append(i)
-                    removed += Double(blocks[i].params)
-                }
+                target = .params(options.params * Double(CostModel.parameterCount(model)))
             } else {
                 guard options.blocks <= candidates.count else {
-                    throw DepthError.tooMany(asked: options.blocks, candidates: candidates.count, blocks: blocks.count)
+                    throw DepthError.tooMany(asked: options.blocks, candidates: candidates.count, blocks: units.count, layers: options.unit == .layer)
                 }
-                chosen = Array(order.prefix(options.blocks))
+                target = .units(options.blocks)
+            }
+            let measured = criterion == .ppl || criterion == .drift
+            var search = UnitSearch(units: units, candidates: candidates, blockCount: blocks.count, target: target,
+                                    logScale: criterion == .ppl, perParameter: criterion != .last && criterion != .random,
+                                    context: context) { skip in
+                try criterion == .ppl ? eval.perplexity(skipping: skip, heldOut: false) : eval.drift(skipping: skip, heldOut: false)
+            }
+            if options.search == .greedy {
+                search.rebase = { try eval.rebase(skipping: $0) }
+                chosen = try search.greedy(shortlist: options.shortlist)
+            } else {
+                var scores: [Int: Double] = [:]
+                var reference = 0.0
+                switch criterion {
+                case .taylor:
+                    let t = try TaylorScores.blocks(model, blocks: blocks, calibration: eval.scoring, isCausalLM: eval.isCausalLM, logits: eval.logits, tokens: eval.tokens, context: context)
+                    for u in candidates { scores[u] = units[u].blocks.reduce(0) { $0 + t[$1] } }
+                case .last:
+                    for u in candidates { scores[u] = -Double(u) }
+                case .random:
+                    var rng = NoiseSource(seed: context.seed ^ 0xDE97)
+                    for u in candidates { scores[u] = Double(rng.next() % 1_000_000) }
+                case .auto, .ppl, .drift:
+                    reference = try search.measure(search.skipping([]))
+                    scores = try search.scoreAlone()
+                }
+                chosen = search.oneShot(scores: scores, reference: measured ? reference : 0, harms: measured)
             }
         }
+        let chosenUnits = chosen
+        chosen = chosen.flatMap { units[$0].blocks }.sorted()
 
         // Held-out quality of the choice.
-        var stats: [String: Double] = ["blocks-removed": Double(chosen.count), "candidates": Double(candidates.count)]
+        var stats: [String: Double] = ["blocks-removed": Double(chosen.count), "units-removed": Double(chosenUnits.count),
+                                       "candidates": Double(candidates.count)]
         let measure: ([Double]) throws -> Double = { skip in
             try eval.isCausalLM ? eval.perplexity(skipping: skip, heldOut: true) : eval.drift(skipping: skip, heldOut: true)
         }
@@ -163,8 +206,8 @@ public struct DepthPass: Pass {
 /// Why blocks could not be removed.
 public enum DepthError: Error, CustomStringConvertible {
     case notACausalLM(inputs: [String])
-    case allProtected(blocks: Int, first: Int, last: Int)
-    case tooMany(asked: Int, candidates: Int, blocks: Int)
+    case allProtected(blocks: Int, first: Int, last: Int, layers: Bool)
+    case tooMany(asked: Int, candidates: Int, blocks: Int, layers: Bool)
     case noModuleNames
     case noPositions(sets: Int, heldOut: Bool, lengths: [Int], synthesized: Bool)
 
@@ -172,10 +215,11 @@ public enum DepthError: Error, CustomStringConvertible {
         switch self {
         case .notACausalLM(let ins):
             return "criterion=ppl needs a causal LM (one integer token-id input [batch, seq] and logits [batch, seq, vocab]); inputs: \(ins.joined(separator: ", ")); use criterion=drift or taylor"
-        case .allProtected(let n, let f, let l):
-            return "all \(n) residual blocks are protected (protect-first=\(f), protect-last=\(l))"
-        case .tooMany(let k, let c, let n):
-            return "blocks=\(k) but only \(c) of the \(n) residual blocks may be removed (the first and last are protected: see protect-first, protect-last)"
+        case .allProtected(let n, let f, let l, let layers):
+            return "all \(n) \(layers ? "units (unit=layer)" : "residual blocks") are protected (protect-first=\(f), protect-last=\(l))"
+        case .tooMany(let k, let c, let n, let layers):
+            let what = layers ? "units (unit=layer)" : "residual blocks"
+            return "blocks=\(k) but only \(c) of the \(n) \(what) may be removed (the first and last are protected: see protect-first, protect-last)"
         case .noPositions(let n, let heldOut, let lengths, let synthesized):
             let what = synthesized ? "synthesized" : heldOut ? "held-out" : "scoring"
             let hint = synthesized ? " (without --calib, inputs are synthesized with symbolic dimensions of 1): give calibration token ids with --calib" : ""

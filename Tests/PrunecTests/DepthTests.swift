@@ -94,6 +94,19 @@ import Testing
         print("depth llama, one [8, 16] batch: held-out perplexity \(before) → \(s1["ppl-after"] ?? .nan), removing\(removed(r1.stderr))")
     }
 
+    @Test func aLayerUnitRemovesAttentionAndMLPTogether() throws {
+        let path = "examples/models/llama.onnx", calib = "examples/models/llama.calib.npz"
+        let (r, j, out) = try run([path, "--pass", "depth{unit=layer,search=greedy,blocks=1,protect-first=0,criterion=ppl}", "--calib", calib])
+        defer { try? FileManager.default.removeItem(at: URL(fileURLWithPath: out).deletingLastPathComponent()) }
+        #expect(r.status == 0, "\(r.stderr)")
+        let s = stats(j)
+        #expect(s["units-removed"] == 1 && s["blocks-removed"] == 2 && s["candidates"] == 1, "\(s)")
+        #expect(r.stderr.contains("depth: 2 units of 4 residual blocks (2 attention blocks paired with the block after them)"), "\(r.stderr)")
+        // Layer 0, the one candidate (layer 1 is protected): its attention Add and its MLP Add.
+        #expect(removed(r.stderr).contains("layers.0/Add\"") && removed(r.stderr).contains("layers.0/Add_1\""), "\(r.stderr)")
+        try expectValidAndRunsInOnnxruntime(path, out, calib)
+    }
+
     @Test func tooFewSamplesForTheHoldoutOrNoPositionIsAnError() throws {
         let (dir, one) = try oneBatch(rows: 1)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -121,6 +134,7 @@ import Testing
         (["examples/models/llama.onnx", "--pass", "depth{blocks=3}"], "only 2 of the 4 residual blocks"),
         (["examples/models/unet.dynamo.onnx", "--pass", "depth{preset=bk-sdm}"], "diffusers module names"),
         (["examples/models/resnet.onnx", "--pass", "depth{protect-first=2,protect-last=2}"], "are protected"),
+        (["examples/models/llama.onnx", "--pass", "depth{unit=layer}"], "all 2 units (unit=layer) are protected"),
     ])
     func badRequestsAreClearErrorsAndWriteNothing(_ args: [String], _ message: String) throws {
         let dir = try CLI.temporaryDirectory("depth-bad")

@@ -102,12 +102,24 @@ def out_path(work: Path, prefix: str, name: str) -> Path:
 
 
 def run_pipeline(prunec, model, passes, out, calib, extra=()):
+    """Runs prunec; its log goes next to the output (`.log`), its report too (`.report.json`)."""
     cmd = [prunec, str(model)]
     for p in passes:
         cmd += ["--pass", p]
-    cmd += ["-o", str(out), "--calib", str(calib), "--no-validate", *extra]
+    cmd += ["-o", str(out), "--calib", str(calib), "--no-validate", "--report", str(out.with_suffix(".report.json")), *extra]
     p, secs = run_timed(cmd)
+    out.with_suffix(".log").write_text(p.stderr)
     return secs
+
+
+def blocks_removed(out: Path) -> int:
+    """Residual blocks the `depth` passes of a run removed, from its report."""
+    try:
+        report = json.loads(out.with_suffix(".report.json").read_text())
+    except (OSError, ValueError):
+        return 0
+    return int(sum(p.get("statistics", {}).get("blocks-removed", 0) for p in report.get("passes", [])
+                   if str(p.get("pass", "")).startswith("depth")))
 
 
 def params_of(path: Path) -> int:
@@ -187,6 +199,20 @@ def run_lm(a, res):
         "depth (ppl, one-shot)": [f"depth{{blocks={k},criterion=ppl,holdout=0}}"],
         "depth (ppl, one-shot) + reconstruct": [f"depth{{blocks={k},criterion=ppl,holdout=0,keep-masks=true}}",
                                                 "reconstruct"],
+        # Shortened LLaMA: whole layers (attention + MLP), each scored alone; 3 of SmolLM2's 30 are
+        # 6.5% of its parameters. Against it, joint choices at the same parameter fraction.
+        f"depth (ppl, one-shot), {a.lm_layers} whole layers": [
+            f"depth{{unit=layer,blocks={a.lm_layers},criterion=ppl,holdout=0}}"],
+        f"depth (ppl, one-shot), {a.lm_layers} whole layers + reconstruct": [
+            f"depth{{unit=layer,blocks={a.lm_layers},criterion=ppl,holdout=0,keep-masks=true}}", "reconstruct"],
+        f"depth (ppl, greedy), {a.lm_layers} whole layers": [
+            f"depth{{unit=layer,search=greedy,blocks={a.lm_layers},criterion=ppl,holdout=0}}"],
+        f"depth (ppl, one-shot), sub-blocks, params={a.lm_params}": [
+            f"depth{{params={a.lm_params},criterion=ppl,holdout=0}}"],
+        f"depth (ppl, greedy), sub-blocks, params={a.lm_params}": [
+            f"depth{{search=greedy,shortlist=5,params={a.lm_params},criterion=ppl,holdout=0}}"],
+        f"depth (ppl, greedy), sub-blocks, params={a.lm_params} + reconstruct": [
+            f"depth{{search=greedy,shortlist=5,params={a.lm_params},criterion=ppl,holdout=0,keep-masks=true}}", "reconstruct"],
         f"fluctuation + reconstruct, {a.lm_heads:.0%} of query heads (kv groups)": [
             f"fluctuation{{params={frac:.5f},kinds=heads}}", "reconstruct"],
         "fluctuation + reconstruct, query heads one by one (single), same params": [
@@ -195,9 +221,9 @@ def run_lm(a, res):
     }
     for name, passes in selected(pipes, a.only).items():
         out = out_path(a.work, "smollm2", name)
-        secs = run_pipeline(a.prunec, model, passes + ["fold-masks"], out, calib)
+        secs = run_pipeline(a.prunec, model, passes + ["fold-masks"], out, calib, ["--verbose"] if name.startswith("depth") else [])
         s = session(out, a.threads)
-        row = {"pipeline": name, "passes": passes, "file": str(out), "blocks": k if name.startswith("depth") else 0, "params": params_of(out), "ppl": perplexity(s, held),
+        row = {"pipeline": name, "passes": passes, "file": str(out), "blocks": blocks_removed(out), "params": params_of(out), "ppl": perplexity(s, held),
                "ort_ms": latency(s, feeds, a.runs), "seconds": secs}
         rows.append(row)
         print(f"  {name:40s} params {row['params']:>11,}  ppl {row['ppl']:.2f} ({row['ppl'] / ppl0:.3f}x)  "
@@ -269,8 +295,10 @@ def main() -> int:
     ap.add_argument("--amounts", type=lambda s: [float(x) for x in s.split(",")], default=[0.2, 0.4])
     ap.add_argument("--pipeline", action="append", default=[],
                     help="NAME=PASS;PASS... instead of the standard encoder pipelines ({P}: params fraction, {S}: prunable fraction)")
-    ap.add_argument("--only", default="", help="comma-separated substrings of pipeline names to run")
+    ap.add_argument("--only", default="", help="comma-separated substrings of pipeline names to run (names hold commas: pick a substring without one)")
     ap.add_argument("--lm-blocks", type=int, default=6, help="residual blocks to remove from the LM (10%% of 60)")
+    ap.add_argument("--lm-layers", type=int, default=3, help="whole layers for the Shortened-LLaMA baseline (6.5%% of SmolLM2)")
+    ap.add_argument("--lm-params", default="0.065", help="parameter fraction of the joint depth rows (that of --lm-layers layers)")
     ap.add_argument("--lm-heads", type=float, default=0.25, help="share of the LM's query heads to remove (as kv groups)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", type=int, default=20)
