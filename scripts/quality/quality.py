@@ -130,9 +130,11 @@ def params_of(path: Path) -> int:
 
 def encoder_pipelines(frac: float, amount: float) -> dict[str, list[str]]:
     """Named pipelines removing `amount` of the heads+neurons parameters (`frac` of all parameters;
-    ecodiff's sparsity is already a share of the prunable parameters)."""
+    ecodiff's sparsity is already a share of the prunable parameters; autobot's target is MACs, and
+    the heads and FFN neurons carry nearly all of the encoder's, so `amount` of them is close)."""
     t = f"params={frac:.5f},kinds=heads+neurons"
     eco = f"ecodiff{{sparsity={amount:.5f},objective=output,holdout=0}}"
+    bot = f"autobot{{flops={amount:.5f},kinds=heads+neurons}}"
     return {
         "magnitude (global L2)": [f"magnitude{{{t},norm=l2}}"],
         "magnitude + reconstruct": [f"magnitude{{{t},norm=l2}}", "reconstruct"],
@@ -144,6 +146,8 @@ def encoder_pipelines(frac: float, amount: float) -> dict[str, list[str]]:
         "ld-pruner + reconstruct": [f"ld-pruner{{{t}}}", "reconstruct"],
         "ecodiff (output)": [eco],
         "ecodiff (output) + reconstruct": [eco, "reconstruct"],
+        "autobot (output)": [bot],
+        "autobot (output) + reconstruct": [bot, "reconstruct"],
     }
 
 
