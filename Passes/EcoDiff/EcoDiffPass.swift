@@ -61,10 +61,11 @@ public struct EcoDiffPass: Pass {
         }
         /// Which masks the pass keeps.
         public enum Selection: String, PassOptionEnum {
+            /// The learned masks, or the starting ones when those fit the training samples better
+            /// (training is stochastic, and a good start is not always improved on).
+            case best
             /// The learned masks.
             case learned
-            /// The learned masks, or the starting ones when those fit the training samples better.
-            case best
         }
 
         @PassOption("sparsity", .fractionBelowOne, help: "fraction of the prunable head+FFN parameters to remove")
@@ -79,8 +80,8 @@ public struct EcoDiffPass: Pass {
         public var foldMeans = true
         @PassOption("init-scale", .between(0.01, 100), help: "init=score: log α per standard deviation of log score from the cut (larger: fewer gates start undecided)")
         public var initScale = 4.0
-        @PassOption("select", help: "learned: the learned masks; best: the starting masks instead when their hard-gate fit on the training samples is lower")
-        public var select: Selection = .learned
+        @PassOption("select", help: "best: the learned masks, or the starting masks when their hard-gate fit on the training samples is lower; learned: the learned masks")
+        public var select: Selection = .best
         @PassOption("batch", .between(0, 1024), help: "training samples per optimizer step, gradients averaged (0: 4 calibration samples with objective=output, 1 denoising run with diffusion)")
         public var batch = 0
         @PassOption("lambda", .between(0, 1e6), help: "weight of the sparsity regularizer (budget=penalty)")
