@@ -24,7 +24,7 @@ import Testing
     @Test func optionsShowTypeDefaultAndRange() throws {
         let r = try CLI.run(["passes", "--options"])
         #expect(r.status == 0)
-        #expect(r.stdout.contains("    steps=<an integer> (default 30; from 0 to 1000000): optimizer steps (one denoising run each)"))
+        #expect(r.stdout.contains("    steps=<an integer> (default 40; from 0 to 1000000): optimizer steps (batch denoising runs or calibration samples each)"))
         #expect(r.stdout.contains("    norm=<one of l1, l2> (default l2): weight norm that scores a unit"))
     }
 }
