@@ -216,10 +216,10 @@ public struct EcoDiffPass: Pass {
                     flat.append(logAlpha[g][u])
                     if options.budget == .penalty {
                         let w = params[g][u] / max(totalParams, 1)
-                        let (r, dr) = options.l1 ? (hc.gate(logAlpha: logAlpha[g][u]), 0.0) : hc.probabilityNonZero(logAlpha: logAlpha[g][u])
-                        let dl1 = options.l1 ? Self.gateSlope(hc, logAlpha[g][u]) : dr
+                        let a = logAlpha[g][u]
+                        let (r, dr) = options.l1 ? (hc.gate(logAlpha: a), Self.gateSlope(hc, a)) : hc.probabilityNonZero(logAlpha: a)
                         reg += w * r
-                        grads[k] += options.lambda * w * dl1
+                        grads[k] += options.lambda * w * dr
                     }
                     k += 1
                 }
