@@ -140,14 +140,10 @@ final class MatMulKernel: Kernel {
         }
         // Attention's per-head products are small (each under BLAS's threading threshold): the heads
         // are shared among the threads instead, each product on one.
-        let perThread = ctx.threads > 1 && m * n * k < BLAS.multithreadMACs
         let offsets = (a: p.aOffsets, b: p.bOffsets)
-        ctx.parallelFor(p.batch, grain: perThread ? max(1, (1 << 18) / max(1, m * n * k)) : p.batch) { range in
-            for i in range {
-                T.gemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: pa + offsets.a[i] * m * k, lda: k,
-                       b: pb + offsets.b[i] * k * n, ldb: n, beta: 0, c: pc + i * m * n, ldc: n,
-                       threads: perThread ? 1 : ctx.threads)
-            }
+        batched(p.batch, m: m, n: n, k: k, ctx) { i, threads in
+            T.gemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: pa + offsets.a[i] * m * k, lda: k,
+                   b: pb + offsets.b[i] * k * n, ldb: n, beta: 0, c: pc + i * m * n, ldc: n, threads: threads)
         }
         return out
     }
@@ -262,8 +258,8 @@ extension MatMulKernel {
         return out
     }
 
-    /// `body(i, threads)` for each of `count` small products, shared among the threads as the
-    /// forward pass shares attention's per-head products.
+    /// `body(i, threads)` for each of `count` products: when each is under BLAS's threading
+    /// threshold, the products are shared among the threads, each on one; else each uses them all.
     private static func batched(_ count: Int, m: Int, n: Int, k: Int, _ ctx: KernelContext, _ body: (Int, Int) -> Void) {
         let perThread = ctx.threads > 1 && m * n * k < BLAS.multithreadMACs
         ctx.parallelFor(count, grain: perThread ? max(1, (1 << 18) / max(1, m * n * k)) : count) { range in
