@@ -314,17 +314,9 @@ public struct EcoDiffPass: Pass {
     /// parameters, across groups or per group with scope=layer) sit below 0 and the rest above.
     func center(_ logAlpha: inout [[Double]], params: [[Double]]) {
         func cut(_ entries: [(Double, Double)]) -> Double {
-            let total = entries.reduce(0) { $0 + $1.1 }
-            let sorted = entries.sorted { $0.0 < $1.0 }
-            var acc = 0.0
-            for (i, e) in sorted.enumerated() {
-                acc += e.1
-                if acc >= options.sparsity * total {
-                    // Midway between the last unit removed and the first kept.
-                    return i + 1 < sorted.count ? (e.0 + sorted[i + 1].0) / 2 : e.0
-                }
-            }
-            return sorted.last?.0 ?? 0
+            // Midway between the last unit removed and the first kept.
+            guard let c = GatePrior.cut(entries.map { ($0.0, $0.1) }, removing: options.sparsity) else { return 0 }
+            return c.kept.map { (c.removed + $0) / 2 } ?? c.removed
         }
         if options.global {
             let c = cut(zip(logAlpha.joined(), params.joined()).map { ($0, $1) })

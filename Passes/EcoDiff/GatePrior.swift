@@ -35,16 +35,24 @@ enum GatePrior {
         }
         for (l, p) in zip(logs, params) { for (v, w) in zip(l, p) { flat.append((v, w)) } }
         guard flat.count > 1 else { return (nil, "a single unit") }
-        let total = flat.reduce(0) { $0 + $1.params }
-        let sorted = flat.sorted { $0.value < $1.value }
-        var acc = 0.0, cut = sorted.last!.value
-        for e in sorted {
-            acc += e.params
-            if acc >= sparsity * total { cut = e.value; break }
-        }
+        let cut = Self.cut(flat.map { ($0.value, $0.params) }, removing: sparsity)?.removed ?? 0
         let mean = flat.reduce(0) { $0 + $1.value } / Double(flat.count)
         let sd = max((flat.reduce(0) { $0 + ($1.value - mean) * ($1.value - mean) } / Double(flat.count)).squareRoot(), 1e-12)
         let values = logs.map { l in l.map { min(limit, max(-limit, spread * ($0 - cut) / sd)) } }
         return (values, "fluctuation scores of \(probed) layers")
+    }
+
+    /// Where removing the lowest `(value, weight)` entries until `fraction` of the weight is gone
+    /// stops: the value of the last entry removed and of the first kept (`nil` when none is
+    /// kept); `nil` for no entries.
+    static func cut(_ entries: [(value: Double, weight: Double)], removing fraction: Double) -> (removed: Double, kept: Double?)? {
+        let total = entries.reduce(0) { $0 + $1.weight }
+        let sorted = entries.sorted { $0.value < $1.value }
+        var acc = 0.0
+        for (i, e) in sorted.enumerated() {
+            acc += e.weight
+            if acc >= fraction * total { return (e.value, i + 1 < sorted.count ? sorted[i + 1].value : nil) }
+        }
+        return sorted.last.map { ($0.value, nil) }
     }
 }

@@ -77,27 +77,13 @@ enum MeanCompensation {
 
     /// Adds `x`'s elements into the sums of the μ elements they broadcast onto.
     static func accumulate(_ x: NDArray, into sum: inout [Double], counts: inout [Double], meanShape: [Int]) {
-        let values = x.doubles(), shape = x.shape
-        let offset = shape.count - meanShape.count
-        // Strides of μ per axis of x (0 where μ is broadcast).
-        var strides = [Int](repeating: 0, count: shape.count)
-        var s = 1
-        for i in stride(from: meanShape.count - 1, through: 0, by: -1) {
-            strides[offset + i] = meanShape[i] > 1 ? s : 0
-            s *= meanShape[i]
-        }
-        var index = [Int](repeating: 0, count: shape.count)
-        for v in values {
-            var j = 0
-            for a in 0..<shape.count { j += index[a] * strides[a] }
-            sum[j] += v
-            counts[j] += 1
-            var a = shape.count - 1
-            while a >= 0 {
-                index[a] += 1
-                if index[a] < shape[a] { break }
-                index[a] = 0
-                a -= 1
+        let values = x.doubles()
+        let strides = Broadcast.strides(of: meanShape, to: x.shape)
+        Broadcast.forEachRun(shape: x.shape, strides: [strides]) { start, offsets, length, inner in
+            for e in 0..<length {
+                let j = offsets[0] + e * inner[0]
+                sum[j] += values[start + e]
+                counts[j] += 1
             }
         }
     }

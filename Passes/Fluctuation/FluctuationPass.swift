@@ -56,12 +56,7 @@ public struct FluctuationPass: Pass {
         if probed == 0 { context.logger.info("fluctuation: unit scores reused from an earlier run of this pipeline (same model and scoring options)") }
         let standardized = Self.standardize(scores, kinds: groups.map(\.kind), how: options.standardize)
         // Per removed parameter (or MAC): a head costs as much as dozens of neurons.
-        let ranked = groups.enumerated().map { g, group in
-            (0 ..< group.unitCount).map { u in
-                let cost = options.target.measure == .flops ? group.macsPerUnit[u] : Double(group.paramsPerUnit[u])
-                return options.perCost && cost > 0 ? standardized[g][u] / cost : standardized[g][u]
-            }
-        }
+        let ranked = options.perCost ? UnitSelection.perCost(standardized, of: groups, measure: options.target.measure) : standardized
         var result = try UnitSelection.gate(scores: ranked, of: groups, in: model, target: options.target, normalize: false)
         result["groups"] = Double(groups.count)
         result["layers-probed"] = Double(probed)

@@ -334,13 +334,7 @@ public struct LDPrunerPass: Pass {
 
     /// The scores as ranked: per removed parameter (or MAC, for a flops target) with `per-cost`.
     func ranked(_ scores: [[Double]], gates: TrainableGates) -> [[Double]] {
-        guard options.perCost else { return scores }
-        return zip(scores, gates.groups).map { s, group in
-            s.indices.map { u in
-                let cost = options.target.measure == .flops ? group.macsPerUnit[u] : Double(group.paramsPerUnit[u])
-                return cost > 0 ? s[u] / cost : s[u]
-            }
-        }
+        options.perCost ? UnitSelection.perCost(scores, of: gates.groups, measure: options.target.measure) : scores
     }
 
     /// Keep flags per group for these scores (higher = more important), ranked per cost with

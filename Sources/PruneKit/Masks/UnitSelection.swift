@@ -97,6 +97,18 @@ public struct PruningTarget: PassOptionGroup, Equatable {
 
 /// Turns unit scores into keep/remove decisions for a ``PruningTarget``.
 public enum UnitSelection {
+    /// Scores per removed parameter (or per MAC, for a `flops` target), as passes rank them when a
+    /// head (dozens of neurons' parameters) and a neuron must compete on what each parameter costs.
+    /// A unit of no cost keeps its score.
+    public static func perCost(_ scores: [[Double]], of groups: [PruningGroup], measure: PruningTarget.Measure) -> [[Double]] {
+        zip(scores, groups).map { s, group in
+            s.indices.map { u in
+                let cost = measure == .flops ? group.macsPerUnit[u] : Double(group.paramsPerUnit[u])
+                return cost > 0 ? s[u] / cost : s[u]
+            }
+        }
+    }
+
     /// A unit to rank: group `group`, unit `unit`, with its score (higher = more important) and cost.
     public struct Candidate: Sendable {
         /// Index of the unit's group (in the `unitCounts` passed to ``UnitSelection/select(unitCounts:names:candidates:target:totalParams:totalMACs:roundable:normalize:)``).
