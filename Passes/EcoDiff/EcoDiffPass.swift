@@ -26,10 +26,11 @@ import ReconstructPasses
 /// any model. The held-out drift of the result is reported in the pass statistics (compare other
 /// methods with `prunec --compare PIPELINE`). Follow it with `reconstruct`.
 ///
-/// `compensate=mean` trains with closed gates leaving the unit's calibration mean
+/// `compensate=mean` (the default) trains with closed gates leaving the unit's calibration mean
 /// (``MeanCompensation``) and ends by folding those means into the next layers' biases
-/// (`reconstruct{mode=bias}`), so the model written is the one trained. A `reconstruct` after it
-/// would take the folded biases as the original's: set `fold-means=false` then.
+/// (`reconstruct{mode=bias}`), so the model written is the one trained. The fold records the
+/// biases it changes (``Masks/keepReference(_:for:in:)``), so a `reconstruct` after it still fits
+/// toward the original model.
 public struct EcoDiffPass: Pass {
     public struct Options: PassOptions {
         /// The sparsity regularizer.
@@ -73,10 +74,10 @@ public struct EcoDiffPass: Pass {
         @PassOption("init", help: "score: gates start from fluctuation's score per parameter (the units it would cut start closed); constant: every log α at 3")
         public var initialization: Initialization = .score
         @PassOption("compensate", help: "mean: a closed gate leaves the unit's calibration mean in the training model, and the pass folds the means into the next biases (see fold-means); none: zero")
-        public var compensate: Compensation = .none
+        public var compensate: Compensation = .mean
         @PassOption("budget", help: "center: log α is shifted after every step so the binarized gates remove sparsity; penalty: lambda times the regularizer")
         public var budget: Budget = .center
-        @PassOption("fold-means", help: "compensate=mean: fold the closed units' means into the next layer's bias when the pass ends (reconstruct{mode=bias}), so the model is the one the gates were trained as; false when reconstruct follows")
+        @PassOption("fold-means", help: "compensate=mean: fold the closed units' means into the next layer's bias when the pass ends (reconstruct{mode=bias}), so the model is the one the gates were trained as")
         public var foldMeans = true
         @PassOption("init-scale", .between(0.01, 100), help: "init=score: log α per standard deviation of log score from the cut (larger: fewer gates start undecided)")
         public var initScale = 4.0

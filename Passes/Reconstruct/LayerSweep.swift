@@ -53,13 +53,30 @@ final class LayerSweep {
                 copy.graph.nodes[i].setInput(mine, at: input)
             }
             copy.graph.addInput(mine)
+            feedReference(mine, as: v.name)
             return mine.name
+        }
+        // Constants re-fitted by an earlier pass hold, in the reference runs, the tensors they had
+        // when the masks were set (``Masks/keepReference(_:for:in:)``): inputs of the copy too.
+        var recorded: [String: Tensor] = [:]
+        for r in copy.graph.initializers where r.name.hasPrefix(Masks.referencePrefix) {
+            if let t = r.initializer { recorded[String(r.name.dropFirst(Masks.referencePrefix.count))] = t }
+        }
+        var referenceFeeds: [String: NDArray] = [:]
+        func feedReference(_ value: Value, as original: String) {
+            guard let t = recorded[original], let now = value.constantValue, now.shape == t.shape, now.dtype == t.dtype,
+                  let a = try? NDArray(tensor: t) else { return }
+            referenceFeeds[value.name] = a
         }
         var names: [ObjectIdentifier: (weight: String, bias: String?)] = [:]
         for site in refitted {
             let weight = try own(site.node, 1)
             let bias = try site.bias.map { try own($0.node, $0.input) }
             names[ObjectIdentifier(site.node)] = (weight, bias)
+        }
+        for v in copy.graph.initializers where recorded[v.name] != nil && referenceFeeds[v.name] == nil {
+            copy.graph.addInput(v)
+            feedReference(v, as: v.name)
         }
         var ones: [String: NDArray] = [:]
         for v in copy.graph.initializers where Masks.isMask(v) {
@@ -69,7 +86,7 @@ final class LayerSweep {
         }
         let interpreter = try Interpreter(model: copy, options: .init(threads: threads, profile: false, fuse: false))
         sweeps = try sets.map { try SteppedRun(interpreter: interpreter, inputs: $0) }
-        references = try sets.map { try SteppedRun(interpreter: interpreter, inputs: $0.merging(ones) { $1 }) }
+        references = try sets.map { try SteppedRun(interpreter: interpreter, inputs: $0.merging(ones) { $1 }.merging(referenceFeeds) { $1 }) }
         weightNames = names
     }
 

@@ -230,9 +230,11 @@ public struct ReconstructPass: Pass {
             return problem.fitBias(w: wRows, b: [Double](repeating: 0, count: n)).withoutChange
         }
         if result.errorAfter >= result.errorBefore { return result.withoutChange }
-        var newW = zip(wRows, result.deltaW).map { $0 + $1 }
-        if transposed { newW = transpose(newW, rows: k, cols: n) }
-        ConsumerLayer.write(newW.map(Float.init), shape: w.shape, to: node, input: 1, in: graph, names: names)
+        if result.deltaW.contains(where: { $0 != 0 }) {
+            var newW = zip(wRows, result.deltaW).map { $0 + $1 }
+            if transposed { newW = transpose(newW, rows: k, cols: n) }
+            ConsumerLayer.write(newW.map(Float.init), shape: w.shape, to: node, input: 1, in: graph, names: names)
+        }
         if let (biasNode, input) = biasSite, let db = result.deltaB, let b = bias {
             let shape = biasNode.inputs[input]!.constantValue!.shape
             ConsumerLayer.write(zip(b, db).map { Float($0 + $1) }, shape: shape, to: biasNode, input: input, in: graph, names: names)
@@ -277,6 +279,8 @@ public struct ReconstructPass: Pass {
         } else {
             let t = Tensor(name: names.fresh(c.node.name + ".bias"), floats: shift.map(Float.init), shape: [channels])
             let v = graph.addInitializer(t, name: t.name)
+            // The unmasked model has no bias here: its reference is zero.
+            Masks.keepReference(Tensor(name: t.name, floats: [Float](repeating: 0, count: channels), shape: [channels]), for: t.name, in: graph)
             while c.node.inputs.count < 2 { c.node.appendInput(nil) }
             c.node.appendInput(v)
         }

@@ -106,6 +106,29 @@ import Testing
         #expect(CostModel.parameterCount(folded) < CostModel.parameterCount(original))
     }
 
+    /// A re-fit records the tensors it replaced, so the unmasked model is still the original and a
+    /// second `reconstruct` fits toward it instead of toward the first one's compensation; the
+    /// records leave with the masks.
+    @Test(arguments: ["full", "bias"])
+    func refitsKeepTheOriginalAsReference(mode: String) throws {
+        let original = Self.mlp()
+        let calib = Self.data(12, seed: 1), heldOut = Self.data(6, seed: 2)
+        let once = try Self.copy(original)
+        _ = try Self.run("magnitude{sparsity=0.5,kinds=neurons},reconstruct{mode=\(mode)}", on: once, calibration: calib)
+        let references = once.graph.initializers.filter { $0.name.hasPrefix(Masks.referencePrefix) }
+        #expect(references.count == (mode == "full" ? 4 : 2))
+        #expect(try Self.drift(original, try ActivationProbe.unmasked(once), heldOut) < 1e-6)
+        // A second bias fit finds (almost) nothing left to shift; without the records it would add
+        // the first shift again.
+        let twice = try Self.copy(once)
+        _ = try Self.run("reconstruct{mode=bias}", on: twice, calibration: calib)
+        let first = try Self.drift(original, once, heldOut), again = try Self.drift(once, twice, heldOut)
+        print("reconstruct{mode=\(mode)}: drift \(first); a second bias fit moves it by \(again)")
+        #expect(again < first * 0.05)
+        _ = try Self.run("fold-masks", on: twice, calibration: [])
+        #expect(!twice.graph.initializers.contains { $0.name.hasPrefix(Masks.referencePrefix) })
+    }
+
     /// `x → [up_i (12→24) → Relu → down_i (24→12) → + x] × layers → head (12→4)`.
     static func stack(layers: Int) -> Model {
         var rng = SeededRandom(23)

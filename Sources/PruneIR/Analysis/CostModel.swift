@@ -44,8 +44,10 @@ public struct CostModel: Sendable {
     /// Creates a cost model.
     public init() {}
 
-    /// Parameter count: elements of every initializer (all element types) and of every `Constant`
-    /// node tensor with more than 16 elements, in the main graph and all subgraphs.
+    /// Parameter count: elements of every initializer (all element types) a node reads or the graph
+    /// returns, and of every `Constant` node tensor with more than 16 elements, in the main graph
+    /// and all subgraphs. An initializer nothing reads (a pass's record, an exporter's leftover) is
+    /// not a parameter of the computation.
     public static func parameterCount(_ model: Model) -> Int {
         parameterTensors(model.graph).reduce(0) { $0 &+ $1.elementCount }
     }
@@ -56,7 +58,7 @@ public struct CostModel: Sendable {
     }
 
     private static func parameterTensors(_ graph: Graph) -> [Tensor] {
-        var out: [Tensor] = graph.initializers.compactMap(\.initializer)
+        var out: [Tensor] = graph.initializers.filter { v in v.hasUses || graph.outputs.contains { $0 === v } }.compactMap(\.initializer)
         for node in graph.nodes {
             if node.opType == .constant, let t = node.outputs.first?.constantValue, t.elementCount > constantParameterThreshold {
                 out.append(t)

@@ -105,11 +105,13 @@ public struct ConsumerLayer {
         let old = node.inputs[input]!
         let tensor = Tensor(name: old.name, floats: values, shape: shape)
         if old.initializer != nil, old.uses.count == 1, !graph.outputs.contains(where: { $0 === old }) {
+            if let was = old.initializer { Masks.keepReference(was, for: old.name, in: graph) }
             graph.setInitializer(old, to: tensor)
         } else {
             let name = names.fresh(old.name + ".refit")
             var t = tensor
             t.name = name
+            if let was = old.initializer { Masks.keepReference(was, for: name, in: graph) }
             node.setInput(graph.addInitializer(t, name: name), at: input)
         }
     }

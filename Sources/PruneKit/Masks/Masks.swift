@@ -16,6 +16,34 @@ public enum Masks {
         value.initializer != nil && value.name.hasPrefix(namePrefix)
     }
 
+    /// The name prefix that tags a reference copy: `prunec.reference.W` holds the tensor the
+    /// initializer `W` had in the model the masks were set on, before a pass re-fitted it.
+    public static let referencePrefix = "prunec.reference."
+
+    /// Records that the initializer named `name` held `tensor` in the unmasked model, before a pass
+    /// changes it to compensate for the masks (`reconstruct` re-fitting a layer, `ecodiff` folding
+    /// the means of closed units). ``ActivationProbe/unmasked(_:)`` puts the recorded tensors back,
+    /// so a later `reconstruct` fits toward the model the user gave rather than toward an earlier
+    /// compensation. The first record for a name wins. Nothing reads the copy: `fold-masks` (its
+    /// dead-code step) and `dce` drop it with the masks.
+    public static func keepReference(_ tensor: Tensor, for name: String, in graph: Graph) {
+        let key = referencePrefix + name
+        guard !graph.initializers.contains(where: { $0.name == key }) else { return }
+        graph.addInitializer(tensor, name: key)
+    }
+
+    /// Puts back every tensor recorded by ``keepReference(_:for:in:)`` whose initializer still has
+    /// the recorded shape (a fold since then makes the record moot).
+    public static func restoreReferences(in graph: Graph) {
+        let byName = Dictionary(graph.initializers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        for r in graph.initializers where r.name.hasPrefix(referencePrefix) {
+            guard let t = r.initializer, let v = byName[String(r.name.dropFirst(referencePrefix.count))],
+                let now = v.initializer, now.shape == t.shape, now.dtype == t.dtype
+            else { continue }
+            graph.setInitializer(v, to: t)
+        }
+    }
+
     /// Sets the gates of `group` to `values`, one per unit: updates the masks the group already
     /// has, or inserts a gate at each of its gate sites.
     ///

@@ -59,12 +59,15 @@ public struct ActivationProbe {
         }
     }
 
-    /// A copy of `model` whose masks (``Masks``) are all ones: the model the masks were set on.
+    /// A copy of `model` whose masks (``Masks``) are all ones and whose re-fitted initializers hold
+    /// their recorded references (``Masks/keepReference(_:for:in:)``): the model the masks were
+    /// set on.
     ///
     /// - Throws: Nothing today (``Model/copy()`` cannot fail); kept so callers need not change.
     public static func unmasked(_ model: Model) throws -> Model {
         let copy = model.copy()
         setMasksToOne(copy)
+        Masks.restoreReferences(in: copy.graph)
         return copy
     }
 
