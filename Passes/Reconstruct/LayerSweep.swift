@@ -80,9 +80,11 @@ final class LayerSweep {
         }
         var ones: [String: NDArray] = [:]
         for v in copy.graph.initializers where Masks.isMask(v) {
-            guard let t = v.initializer, t.dtype == .float else { continue }
+            guard let t = v.initializer,
+                  let one = try? NDArray(tensor: Masks.tensor([Float](repeating: 1, count: t.elementCount), like: t.dtype, shape: t.shape, for: t.name))
+            else { continue }
             if !copy.graph.inputs.contains(where: { $0 === v }) { copy.graph.addInput(v) }
-            ones[v.name] = NDArray([Float](repeating: 1, count: t.elementCount), shape: t.shape)
+            ones[v.name] = one
         }
         let interpreter = try Interpreter(model: copy, options: .init(threads: threads, profile: false, fuse: false))
         sweeps = try sets.map { try SteppedRun(interpreter: interpreter, inputs: $0) }

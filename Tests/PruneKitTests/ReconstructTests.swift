@@ -129,6 +129,41 @@ import Testing
         #expect(!twice.graph.initializers.contains { $0.name.hasPrefix(Masks.referencePrefix) })
     }
 
+    /// ``mlp()`` computing in float16, as onnxruntime's converter leaves a model (`keep_io_types`
+    /// off): every float initializer, input and output is float16.
+    static func halfMLP() throws -> Model {
+        let m = mlp()
+        for v in m.graph.initializers {
+            guard let t = v.initializer, t.dtype == .float else { continue }
+            m.graph.setInitializer(v, to: try Masks.tensor(try t.floats(), like: .float16, shape: t.shape, for: v.name))
+        }
+        for v in m.graph.inputs + m.graph.outputs { if case .tensor(_, let shape)? = v.type { v.type = .tensor(.float16, shape) } }
+        for n in m.graph.nodes { for o in n.outputs { o.type = nil } }
+        ShapeInference().run(on: m)
+        return m
+    }
+
+    /// An fp16 model is re-fitted like a float one, and keeps its element type: the fit is done in
+    /// float and rounded, and the masks are fed as float16 ones for the reference.
+    @Test func halfModelsAreRefitInTheirOwnType() throws {
+        let original = try Self.halfMLP()
+        func half(_ sets: [[String: NDArray]]) -> [[String: NDArray]] {
+            sets.map { $0.mapValues { NDArray($0.doubles().map { Float16(Float($0)) }, shape: $0.shape) } }
+        }
+        let calib = half(Self.data(12, seed: 1)), heldOut = half(Self.data(6, seed: 2))
+        let masked = try Self.copy(original)
+        _ = try Self.run("magnitude{sparsity=0.5,kinds=neurons}", on: masked, calibration: calib)
+        #expect(try Self.drift(original, try ActivationProbe.unmasked(masked), heldOut) < 1e-6)
+        let refit = try Self.copy(masked)
+        let stats = try Self.run("reconstruct", on: refit, calibration: calib)[0].statistics
+        #expect(stats["layers-refit"] == 2)
+        let before = try Self.drift(original, masked, heldOut), after = try Self.drift(original, refit, heldOut)
+        print("fp16 reconstruct on held-out sets: rel L2 \(before) → \(after)")
+        #expect(after < before * 0.8)
+        let weights = refit.graph.initializers.filter { !$0.name.hasPrefix(Masks.referencePrefix) }.compactMap(\.initializer)
+        #expect(weights.allSatisfy { $0.dtype == .float16 })
+    }
+
     /// `x → [up_i (12→24) → Relu → down_i (24→12) → + x] × layers → head (12→4)`.
     static func stack(layers: Int) -> Model {
         var rng = SeededRandom(23)

@@ -199,6 +199,11 @@ def run_lm(a, res):
     # heads per layer), against FFN neurons alone at the same parameter count.
     share, heads_params, total = prunable_fraction(a.prunec, model, {"heads"})
     frac = a.lm_heads * share
+    # The learned passes on a GQA decoder: heads are whole kv groups (a kv head and the query heads
+    # that read it) and FFN neurons, a share of both together, against fluctuation at the same share.
+    hn_share, _, _ = prunable_fraction(a.prunec, model, {"heads", "neurons"})
+    lp = a.lm_learned
+    learned = f"{lp:.0%} of heads (kv groups) + FFN neurons"
     pipes = {
         "depth (ppl, one-shot)": [f"depth{{blocks={k},criterion=ppl,holdout=0}}"],
         "depth (ppl, one-shot) + reconstruct": [f"depth{{blocks={k},criterion=ppl,holdout=0,keep-masks=true}}",
@@ -222,6 +227,9 @@ def run_lm(a, res):
         "fluctuation + reconstruct, query heads one by one (single), same params": [
             f"fluctuation{{params={frac:.5f},kinds=query-heads}}", "reconstruct"],
         f"fluctuation + reconstruct, FFN neurons, same params": [f"fluctuation{{params={frac:.5f},kinds=neurons}}", "reconstruct"],
+        f"fluctuation + reconstruct, {learned}": [f"fluctuation{{params={lp * hn_share:.5f},kinds=heads+neurons}}", "reconstruct"],
+        f"ecodiff (output) + reconstruct, {learned}": [f"ecodiff{{sparsity={lp:.5f},objective=output,holdout=0}}", "reconstruct"],
+        f"autobot (output) + reconstruct, {learned}": [f"autobot{{flops={lp:.5f},kinds=heads+neurons}}", "reconstruct"],
     }
     for name, passes in selected(pipes, a.only).items():
         out = out_path(a.work, "smollm2", name)
@@ -303,6 +311,8 @@ def main() -> int:
     ap.add_argument("--lm-blocks", type=int, default=6, help="residual blocks to remove from the LM (10%% of 60)")
     ap.add_argument("--lm-layers", type=int, default=3, help="whole layers for the Shortened-LLaMA baseline (6.5%% of SmolLM2)")
     ap.add_argument("--lm-params", default="0.065", help="parameter fraction of the joint depth rows (that of --lm-layers layers)")
+    ap.add_argument("--lm-learned", type=float, default=0.1,
+                    help="share of the LM's prunable head+FFN parameters the learned-pass rows remove")
     ap.add_argument("--lm-heads", type=float, default=0.25, help="share of the LM's query heads to remove (as kv groups)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", type=int, default=20)

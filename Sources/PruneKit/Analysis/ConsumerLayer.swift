@@ -61,12 +61,12 @@ public struct ConsumerLayer {
         guard let y = matMul.outputs.first, y.uses.count == 1, let use = y.uses.first, use.node.opType == .add,
               use.node.inputs.count == 2, let n = matMul.inputs[1]?.constantValue?.shape.last else { return nil }
         let other = 1 - use.inputIndex
-        guard let b = use.node.inputs[other]?.constantValue, b.dtype == .float, b.elementCount == n, b.shape.last == n else { return nil }
+        guard let b = use.node.inputs[other]?.constantValue, b.dtype.isFloatingPoint, b.elementCount == n, b.shape.last == n else { return nil }
         return (use.node, other)
     }
 
     private static func make(_ node: Node, slicedAxis axis: Int, units: [Int], group: PruningGroup) -> ConsumerLayer? {
-        guard node.outputs.count >= 1, let w = node.inputs[1]?.constantValue, w.dtype == .float,
+        guard node.outputs.count >= 1, let w = node.inputs[1]?.constantValue, w.dtype.isFloatingPoint,
               node.inputs[0] != nil else { return nil }
         let y = node.outputs[0]
         switch node.opType {
@@ -82,14 +82,14 @@ public struct ConsumerLayer {
             guard transA == 0, alpha == 1, beta == 1, w.shape.count == 2, axis == (transB != 0 ? 1 : 0) else { return nil }
             let n = w.shape[transB != 0 ? 0 : 1]
             var bias: (Node, Int)? = nil
-            if node.inputs.count > 2, let b = node.inputs[2]?.constantValue, b.dtype == .float, b.elementCount == n {
+            if node.inputs.count > 2, let b = node.inputs[2]?.constantValue, b.dtype.isFloatingPoint, b.elementCount == n {
                 bias = (node, 2)
             }
             return ConsumerLayer(node: node, layout: transB != 0 ? .transposed : .rows, bias: bias, target: y, units: units, group: group)
         case .conv:
             guard axis == 1, w.shape.count >= 3 else { return nil }
             var bias: (Node, Int)? = nil
-            if node.inputs.count > 2, let b = node.inputs[2]?.constantValue, b.dtype == .float, b.elementCount == w.shape[0] {
+            if node.inputs.count > 2, let b = node.inputs[2]?.constantValue, b.dtype.isFloatingPoint, b.elementCount == w.shape[0] {
                 bias = (node, 2)
             }
             return ConsumerLayer(node: node, layout: .conv, bias: bias, target: y, units: units, group: group)
@@ -103,7 +103,10 @@ public struct ConsumerLayer {
     /// e.g. one zero bias for several layers).
     public static func write(_ values: [Float], shape: [Int], to node: Node, input: Int, in graph: Graph, names: NameScope) {
         let old = node.inputs[input]!
-        let tensor = Tensor(name: old.name, floats: values, shape: shape)
+        // An fp16/bf16 model keeps its element type: the fit is done in float, the result rounded.
+        let dtype = old.constantValue?.dtype ?? .float
+        var tensor = (try? Masks.tensor(values, like: dtype, shape: shape, for: old.name)) ?? Tensor(floats: values, shape: shape)
+        tensor.name = old.name
         if old.initializer != nil, old.uses.count == 1, !graph.outputs.contains(where: { $0 === old }) {
             if let was = old.initializer { Masks.keepReference(was, for: old.name, in: graph) }
             graph.setInitializer(old, to: tensor)

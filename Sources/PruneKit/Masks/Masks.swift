@@ -102,8 +102,12 @@ public enum Masks {
         for use in readers { use.node.setInput(gate.outputs[0], at: use.inputIndex) }
     }
 
-    /// A mask tensor of the gated value's element type.
-    static func tensor(_ values: [Float], like dtype: DType, shape: [Int], for name: String) throws -> Tensor {
+    /// `values` as a tensor of a floating-point element type (a mask of the gated value's type, a
+    /// re-fitted weight of an fp16 or bf16 model): rounded to nearest.
+    ///
+    /// - Throws: ``MaskError/notFloatingPoint(value:dtype:)`` for other element types (`name` names
+    ///   the value in the message).
+    public static func tensor(_ values: [Float], like dtype: DType, shape: [Int], for name: String) throws -> Tensor {
         switch dtype {
         case .float: return Tensor(floats: values, shape: shape)
         case .double:

@@ -74,8 +74,9 @@ public struct ActivationProbe {
     /// Sets every mask initializer of `model` to ones (an edit for ``init(model:values:edit:)``).
     public static func setMasksToOne(_ model: Model) {
         for v in model.graph.initializers where Masks.isMask(v) {
-            guard let t = v.initializer, t.dtype == .float else { continue }
-            model.graph.setInitializer(v, to: Tensor(name: t.name, floats: [Float](repeating: 1, count: t.elementCount), shape: t.shape))
+            guard let t = v.initializer, let ones = try? Masks.tensor([Float](repeating: 1, count: t.elementCount), like: t.dtype, shape: t.shape, for: t.name)
+            else { continue }
+            model.graph.setInitializer(v, to: ones)
         }
     }
 }
