@@ -81,17 +81,77 @@ enum FloatBridge {
     }
 }
 
+/// Bytes of the copies of constants that plans keep beside the model's own weights (float32
+/// copies of float16/bfloat16 weights, packed convolution weights), for the whole process.
+///
+/// A copy made once per plan saves its work on every later run, but a model whose weights are
+/// stored in 16 bits would then hold them twice, in 32 bits: 5 GB beside a 2.5 GB 1B-parameter
+/// decoder. Copies are kept until the budget is spent; past it, kernels widen per call into the
+/// arena, so memory stays within the weights plus the budget whatever the model's size. The
+/// budget is `PRUNEC_CONSTANT_CACHE_MB` (default 512 MB); a plan's copies return to it when the
+/// plan is released.
+public enum ConstantCopyBudget {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var held = 0
+    nonisolated(unsafe) private static var limitOverride: Int?
+
+    /// The budget in bytes.
+    public static var limit: Int {
+        get {
+            lock.lock()
+            defer { lock.unlock() }
+            if let limitOverride { return limitOverride }
+            let mb = ProcessInfo.processInfo.environment["PRUNEC_CONSTANT_CACHE_MB"].flatMap { Int($0) } ?? 512
+            return max(0, mb) << 20
+        }
+        set {
+            lock.lock()
+            limitOverride = newValue
+            lock.unlock()
+        }
+    }
+
+    /// Bytes held now.
+    public static var heldBytes: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return held
+    }
+
+    /// Takes `bytes` from the budget; false (nothing taken) when they do not fit.
+    static func reserve(_ bytes: Int) -> Bool {
+        let cap = limit
+        lock.lock()
+        defer { lock.unlock() }
+        guard held + bytes <= cap else { return false }
+        held += bytes
+        return true
+    }
+
+    /// Gives `bytes` back.
+    static func release(_ bytes: Int) {
+        guard bytes > 0 else { return }
+        lock.lock()
+        held -= bytes
+        lock.unlock()
+    }
+}
+
 /// The float32 copy of a kernel's constant float16/bfloat16 input (a weight), made on the first
 /// run and reused while later runs pass the same array, so weights are widened once per plan
-/// instead of on every call. Only inputs the IR marks constant use it: those arrays live as long
-/// as the plan, so holding them keeps no arena block from reuse. Another array (an initializer
-/// the caller overrides) is widened afresh and replaces the copy; a fed array is recognised by
-/// its storage, so a caller that rewrites one in place between runs must feed a new array.
+/// instead of on every call, as long as ``ConstantCopyBudget`` allows; past it the weight is
+/// widened per call into the arena. Only inputs the IR marks constant use it: those arrays live
+/// as long as the plan, so holding them keeps no arena block from reuse. Another array (an
+/// initializer the caller overrides) is widened afresh and replaces the copy; a fed array is
+/// recognised by its storage, so a caller that rewrites one in place between runs must feed a
+/// new array.
 final class WidenedConstant {
     private var source: Storage?
     private var sourceOffset = 0
     private var widened: NDArray?
     private let lock = NSLock()
+
+    deinit { ConstantCopyBudget.release(widened?.byteCount ?? 0) }
 
     /// `a` as float32: the cached copy when `a` is the array seen before.
     func float(_ a: NDArray, _ ctx: KernelContext) -> NDArray {
@@ -99,6 +159,10 @@ final class WidenedConstant {
         lock.lock()
         defer { lock.unlock() }
         if let w = widened, source === a.storage, sourceOffset == a.byteOffset, w.shape == a.shape { return w }
+        ConstantCopyBudget.release(widened?.byteCount ?? 0)
+        widened = nil
+        source = nil
+        guard ConstantCopyBudget.reserve(NDArray.byteCount(.float, a.count)) else { return FloatBridge.toFloat(a, ctx) }
         let out = FloatBridge.ownedFloat(a)
         source = a.storage
         sourceOffset = a.byteOffset

@@ -34,6 +34,8 @@ final class ConvKernel: Kernel {
     private var prepacked: UnsafeMutablePointer<Float>?
     private var prepackedCount = 0
     private var prepackedShape: [Int] = []
+    /// Bytes of `prepacked`, taken from ``ConstantCopyBudget``.
+    private var prepackedBytes = 0
     /// Constant weights waiting to be packed: packing on first use means a kernel that never runs
     /// (the node-by-node plan's, when plain runs take the fused one) holds no packed copy.
     private var pending: NDArray?
@@ -48,7 +50,10 @@ final class ConvKernel: Kernel {
         self.group = group
     }
 
-    deinit { prepacked?.deallocate() }
+    deinit {
+        prepacked?.deallocate()
+        ConstantCopyBudget.release(prepackedBytes)
+    }
 
     /// Marks constant weights `w` ([m, c/group, kernel...]; float32, or float16/bfloat16 widened
     /// when packed) to be packed once, on the first run, for the vector GEMM path.
@@ -65,9 +70,16 @@ final class ConvKernel: Kernel {
         packLock.lock()
         defer { packLock.unlock() }
         if prepacked == nil, let constant = pending {
-            let w = constant.dtype == .float ? constant : FloatBridge.ownedFloat(constant)
-            let mg = w.shape[0] / group, kRows = w.count / w.shape[0]
+            let mg = constant.shape[0] / group, kRows = constant.count / constant.shape[0]
             let count = VectorKernels.packedWeightsCount(m: mg, k: kRows)
+            // Past the budget the weights are not packed: the kernel packs per call.
+            guard ConstantCopyBudget.reserve(group * count * MemoryLayout<Float>.stride) else {
+                pending = nil
+                prepackedShape = []
+                return nil
+            }
+            prepackedBytes = group * count * MemoryLayout<Float>.stride
+            let w = constant.dtype == .float ? constant : FloatBridge.ownedFloat(constant)
             let buf = UnsafeMutablePointer<Float>.allocate(capacity: group * count)
             let pw = w.pointer(as: Float.self)
             for gi in 0..<group {
