@@ -65,25 +65,32 @@ struct LeastSquaresFit {
     func fitFull(w: [Double], b: [Double]?, damp: Double) -> Result? {
         let e = residual(w: w, b: b)
         let k1 = k + (b == nil ? 0 : 1)
-        // Xa = [X 1]; G = XaᵀXa, C = XaᵀE.
-        var xa = x
-        if b != nil {
-            xa = [Double](repeating: 1, count: rows * k1)
-            for r in 0 ..< rows { for c in 0 ..< k { xa[r * k1 + c] = x[r * k + c] } }
-        }
+        // Xa = [X 1]; G = XaᵀXa, C = XaᵀE, written into their K1-wide layout straight from X (the
+        // ones column is X's column sums and the row count): no R×K1 copy of X, which for a
+        // 8192-wide layer on 2048 rows is 134 MB.
         var g = [Double](repeating: 0, count: k1 * k1)
         var c = [Double](repeating: 0, count: k1 * n)
-        xa.withUnsafeBufferPointer { xp in
+        x.withUnsafeBufferPointer { xp in
             g.withUnsafeMutableBufferPointer { gp in
-                BLAS.dgemm(transA: true, transB: false, m: k1, n: k1, k: rows, a: xp.baseAddress!, lda: k1,
-                           b: xp.baseAddress!, ldb: k1, c: gp.baseAddress!, ldc: k1, threads: threads)
+                BLAS.dgemm(transA: true, transB: false, m: k, n: k, k: rows, a: xp.baseAddress!, lda: k,
+                           b: xp.baseAddress!, ldb: k, c: gp.baseAddress!, ldc: k1, threads: threads)
             }
             e.withUnsafeBufferPointer { ep in
                 c.withUnsafeMutableBufferPointer { cp in
-                    BLAS.dgemm(transA: true, transB: false, m: k1, n: n, k: rows, a: xp.baseAddress!, lda: k1,
+                    BLAS.dgemm(transA: true, transB: false, m: k, n: n, k: rows, a: xp.baseAddress!, lda: k,
                                b: ep.baseAddress!, ldb: n, c: cp.baseAddress!, ldc: n, threads: threads)
                 }
             }
+        }
+        if b != nil {
+            var sums = [Double](repeating: 0, count: k)
+            for r in 0 ..< rows { for i in 0 ..< k { sums[i] += x[r * k + i] } }
+            for i in 0 ..< k {
+                g[i * k1 + k] = sums[i]
+                g[k * k1 + i] = sums[i]
+            }
+            g[k * k1 + k] = Double(rows)
+            for r in 0 ..< rows { for j in 0 ..< n { c[k * n + j] += e[r * n + j] } }
         }
         let diag = (0 ..< k1).map { g[$0 * k1 + $0] }.filter { $0 > 0 }
         let lambda = max(damp * (diag.isEmpty ? 1 : diag.reduce(0, +) / Double(diag.count)), 1e-12)

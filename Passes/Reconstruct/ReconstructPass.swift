@@ -181,6 +181,10 @@ public struct ReconstructPass: Pass {
         let w = c.weight
         let (k, n) = c.layout == .rows ? (w.shape[0], w.shape[1]) : (w.shape[1], w.shape[0])
         var x: [Double] = [], y: [Double] = []
+        // Sized once: growing by doubling would hold two copies of the largest array at the end.
+        let rowCount = current.reduce(0) { $0 + ($1[c.input.name]?.count ?? 0) / max(k, 1) }
+        x.reserveCapacity(rowCount * k)
+        y.reserveCapacity(rowCount * n)
         for (ref, cur) in zip(reference, current) {
             guard let xi = cur[c.input.name], let yi = ref[target], xi.shape.last == k, yi.shape.last == n,
                   xi.count / k == yi.count / n else {
@@ -200,6 +204,10 @@ public struct ReconstructPass: Pass {
         let w = a.node.inputs[1]!.constantValue!
         let (k, n) = (w.shape[0], w.shape[1])
         var x: [Double] = [], y: [Double] = []
+        // Sized once: growing by doubling would hold two copies of the largest array at the end.
+        let rowCount = current.reduce(0) { $0 + ($1[a.node.inputs[0]!.name]?.count ?? 0) / max(k, 1) }
+        x.reserveCapacity(rowCount * k)
+        y.reserveCapacity(rowCount * n)
         for (ref, cur) in zip(reference, current) {
             guard let xi = cur[a.node.inputs[0]!.name], let s = ref[a.stream.name], let skip = cur[a.skip.name],
                   xi.shape.last == k, s.shape == skip.shape, s.shape.last == n, xi.count / k == s.count / n else {

@@ -105,6 +105,29 @@ struct HalfConversionTests {
         }
     }
 
+    /// A 16-bit weight too large for the copy budget is widened in column panels: the product is
+    /// the one the kept float32 copy gives, bit for bit, for float16 and bfloat16.
+    @Test(.serialized, arguments: [DType.float16, .bfloat16])
+    func largeHalfWeightsAreWidenedInPanels(dtype: DType) throws {
+        let (m, k, n) = (3, 300, MatMulKernel.panelElements / 300 * 2 + 37)
+        let a = (0..<(m * k)).map { Float($0 % 13) * 0.125 - 0.75 }
+        let w = (0..<(k * n)).map { Float(($0 * 7) % 17) * 0.0625 - 0.5 }
+        func model() throws -> Model {
+            let b = GraphBuilder()
+            let x = b.input("x", dtype, [m, k])
+            b.output(b.add(OpType("MatMul"), [x, b.initializer("w", try HalfBits.tensor(w, dtype, [k, n]))]))
+            return b.model(opset: 17)
+        }
+        let x = try NDArray(tensor: try HalfBits.tensor(a, dtype, [m, k]))
+        let kept = try Interpreter(model: try model(), options: .init(threads: 2)).runOrdered(["x": x])[0]
+        let saved = ConstantCopyBudget.limit
+        ConstantCopyBudget.limit = 0
+        defer { ConstantCopyBudget.limit = saved }
+        let panelled = try Interpreter(model: try model(), options: .init(threads: 2)).runOrdered(["x": x])[0]
+        #expect(panelled.shape == [m, n] && panelled.dtype == dtype)
+        #expect(panelled.tensor().rawBytes == kept.tensor().rawBytes)
+    }
+
     /// float16 Add and Sigmoid computed in float32 blocks give Float16 arithmetic's results.
     @Test func float16ElementwiseRoundsOnce() throws {
         let n = 3000
@@ -123,5 +146,18 @@ struct HalfConversionTests {
             let e = 1 / (1 + exp(-Double(p[i])))
             #expect(abs(Double(sig[i]) - e) <= Double(Float16(e).ulp), "sigmoid(\(p[i]))")
         }
+    }
+}
+
+/// 16-bit tensors from floats for the tests above (round to nearest).
+private enum HalfBits {
+    static func tensor(_ v: [Float], _ dtype: DType, _ shape: [Int]) throws -> Tensor {
+        let bits: [UInt16] = v.map { f in
+            if dtype == .float16 { return Float16(f).bitPattern }
+            let b: UInt32 = f.bitPattern
+            let rounded: UInt32 = b &+ 0x7FFF &+ ((b >> 16) & 1)
+            return UInt16(truncatingIfNeeded: rounded >> 16)
+        }
+        return Tensor(name: "", dtype: dtype, shape: shape, bytes: bits.withUnsafeBytes { Data($0) })
     }
 }

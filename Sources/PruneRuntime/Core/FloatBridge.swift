@@ -155,6 +155,11 @@ final class WidenedConstant {
 
     /// `a` as float32: the cached copy when `a` is the array seen before.
     func float(_ a: NDArray, _ ctx: KernelContext) -> NDArray {
+        kept(a) ?? FloatBridge.toFloat(a, ctx)
+    }
+
+    /// `a` as float32 when a copy is kept (made now if the budget allows); nil when it is not.
+    func kept(_ a: NDArray) -> NDArray? {
         if a.dtype == .float { return a }
         lock.lock()
         defer { lock.unlock() }
@@ -162,7 +167,7 @@ final class WidenedConstant {
         ConstantCopyBudget.release(widened?.byteCount ?? 0)
         widened = nil
         source = nil
-        guard ConstantCopyBudget.reserve(NDArray.byteCount(.float, a.count)) else { return FloatBridge.toFloat(a, ctx) }
+        guard ConstantCopyBudget.reserve(NDArray.byteCount(.float, a.count)) else { return nil }
         let out = FloatBridge.ownedFloat(a)
         source = a.storage
         sourceOffset = a.byteOffset

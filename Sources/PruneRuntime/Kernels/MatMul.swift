@@ -35,7 +35,13 @@ final class MatMulKernel: Kernel {
         if FloatBridge.isHalf(a.dtype), a.dtype == b.dtype {
             let p = try MatMulKernel.plan(a.shape, b.shape)
             let fa = widened[0]?.float(a, ctx) ?? FloatBridge.toFloat(a, ctx)
-            let fb = widened[1]?.float(b, ctx) ?? FloatBridge.toFloat(b, ctx)
+            if let fb = widened[1]?.kept(b) {
+                return [FloatBridge.fromFloat(MatMulKernel.blas(Float.self, fa, fb, p, ctx), to: a.dtype, ctx)]
+            }
+            if b.rank == 2, p.foldIntoM, b.count > MatMulKernel.panelElements {
+                return [FloatBridge.fromFloat(MatMulKernel.panelled(fa, b, p, ctx), to: a.dtype, ctx)]
+            }
+            let fb = FloatBridge.toFloat(b, ctx)
             return [FloatBridge.fromFloat(MatMulKernel.blas(Float.self, fa, fb, p, ctx), to: a.dtype, ctx)]
         }
         return [try MatMulKernel.matmul(a, b, ctx)]
@@ -108,6 +114,33 @@ final class MatMulKernel: Kernel {
         }
         return Plan(m: m, k: k, n: n, outShape: outShape, batch: batch, aOffsets: aOff, bOffsets: bOff,
                     foldIntoM: bCount == 1 && aCount == batch)
+    }
+
+    /// Elements of a 16-bit weight above which, when no float32 copy is kept, it is widened in
+    /// column panels of about this size instead of whole (the 128k-token output layer of a 1B
+    /// decoder would otherwise take 1 GB of arena for one call).
+    static let panelElements = 1 << 22
+
+    /// `a` (float32, its batch folded into M) times the float16/bfloat16 matrix `b` [K, N], `b`
+    /// widened one panel of columns at a time into a reused buffer.
+    static func panelled(_ a: NDArray, _ b: NDArray, _ p: Plan, _ ctx: KernelContext) -> NDArray {
+        let (rows, k, n) = (p.batch * p.m, p.k, p.n)
+        let width = min(n, max(64, panelElements / max(k, 1)))
+        let out = ctx.allocate(.float, p.outShape)
+        let panel = ctx.allocate(.float, [k, width])
+        let src = UnsafePointer(b.pointer(as: UInt16.self)), bf = b.dtype == .bfloat16
+        let dst = panel.pointer(as: Float.self), pa = a.pointer(as: Float.self), pc = out.pointer(as: Float.self)
+        var n0 = 0
+        while n0 < n {
+            let w = min(width, n - n0)
+            ctx.parallelFor(k, grain: max(1, FloatBridge.grain / w)) { r in
+                for row in r { VectorKernels.widen(src + row * n + n0, bfloat16: bf, dst + row * w, count: w) }
+            }
+            Float.gemm(transA: false, transB: false, m: rows, n: w, k: k, alpha: 1, a: pa, lda: k,
+                       b: dst, ldb: w, beta: 0, c: pc + n0, ldc: n, threads: ctx.threads)
+            n0 += w
+        }
+        return out
     }
 
     /// `a @ b` as numpy.matmul computes it.
