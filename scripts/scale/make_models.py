@@ -132,7 +132,7 @@ def unet(a) -> None:
     print(f"{out}: exported in {time.time() - t0:.0f} s", flush=True)
     sets = [inputs() for _ in range(a.calib_rows)]
     np.savez(a.out / f"{a.name}.calib.npz",
-             **{(f"set{i}.{k}" if len(sets) > 1 else k): v for i, s in enumerate(sets) for k, v in s.items()})
+             **{(f"set{i + 1}.{k}" if len(sets) > 1 else k): v for i, s in enumerate(sets) for k, v in s.items()})
 
 
 def main() -> int:
