@@ -89,6 +89,8 @@ public struct ReconstructPass: Pass {
                 if c.layout != .conv { try walk.applyRefit(of: (c.node, c.bias)) }
                 else if let shift = r.deltaB { try walk.applyShift(shift, to: c.target.name, current: current) }
             }
+            // The walk has passed this layer: its weights' mapped pages need not stay resident.
+            MappedWeights.releaseResidentPages()
             before += r.errorBefore
             after += r.errorAfter
             fitted += 1
@@ -111,6 +113,8 @@ public struct ReconstructPass: Pass {
             let reference = try activations([a.stream.name], walk: &streams, model: unmasked, sets: sets, passes: &passes, context: context)
             let r = try absorb(a, reference: reference, current: cur, graph: model.graph, names: names, threads: context.threads)
             update(&absorbing, passes: &passes, context: context) { try $0.applyRefit(of: (a.node, a.bias)) }
+            // The walk has passed this layer: its weights' mapped pages need not stay resident.
+            MappedWeights.releaseResidentPages()
             before += r.errorBefore
             after += r.errorAfter
             fitted += 1

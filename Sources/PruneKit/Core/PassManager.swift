@@ -109,6 +109,8 @@ public final class PassManager {
             let start = Date()
             do {
                 let result = try pass.run(on: model, context: context)
+                // What the pass touched of the model file need not stay resident for the next.
+                MappedWeights.releaseResidentPages()
                 if verifyEach {
                     do {
                         try Verifier().verify(model)

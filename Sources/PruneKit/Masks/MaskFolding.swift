@@ -115,7 +115,9 @@ public enum MaskFolding {
         let ordered = cuts.sorted { a, b in
             (position[ObjectIdentifier(a.key.node)] ?? 0, a.key.input) < (position[ObjectIdentifier(b.key.node)] ?? 0, b.key.input)
         }
-        for (use, axes) in ordered {
+        for (n, (use, axes)) in ordered.enumerated() {
+            // The slices read each source weight once: its mapped pages need not stay resident.
+            if n % 16 == 15 { MappedWeights.releaseResidentPages() }
             guard let source = use.node.inputs[use.input] else { continue }
             guard var t = source.constantValue else {
                 try gatherForUse(use, axes: axes, graph: graph, names: names)
