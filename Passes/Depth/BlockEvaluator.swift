@@ -8,8 +8,8 @@ import PruneRuntime
 final class BlockEvaluator {
     let gates: TrainableGates
     let interpreter: Interpreter
-    let scoring: [[String: NDArray]]
-    let held: [[String: NDArray]]
+    private(set) var scoring: [[String: NDArray]]
+    private(set) var held: [[String: NDArray]]
     /// For a causal LM: the token-id input and the logits output.
     let tokens: String?
     let logits: String?
@@ -79,10 +79,52 @@ final class BlockEvaluator {
         }
     }
 
+    /// Joins the scoring sets into one batch along axis 0, and the held-out sets into another, when
+    /// the model's batch dimension is not fixed and every set has the same shapes past axis 0 (a
+    /// causal LM's calibration chunks). A rerun then makes one product per weight for all sets
+    /// (the weights packed once, with more rows) instead of one per set. For perplexity only,
+    /// which sums over all positions however they are batched (drift averages per set); call it
+    /// before anything is recorded.
+    func joinSets() {
+        precondition(tapes.isEmpty, "joinSets() after a recording")
+        let graphInputs = gates.trainingModel.graph.inputs
+        for name in inputNames {
+            guard let shape = graphInputs.first(where: { $0.name == name })?.type?.shape, shape.rank >= 1 else { return }
+            if case .known = shape.dims[0] { return }
+        }
+        func joined(_ sets: [[String: NDArray]]) -> [[String: NDArray]] {
+            guard sets.count > 1, let first = sets.first else { return sets }
+            var out: [String: NDArray] = [:]
+            for name in inputNames {
+                let parts = sets.compactMap { $0[name] }
+                guard parts.count == sets.count, let a = first[name], a.rank >= 1,
+                    parts.allSatisfy({ $0.dtype == a.dtype && $0.rank == a.rank && $0.shape.dropFirst() == a.shape.dropFirst() })
+                else { return sets }
+                let j = NDArray(zeros: a.dtype, shape: [parts.reduce(0) { $0 + $1.shape[0] }] + a.shape.dropFirst())
+                var offset = 0
+                for p in parts {
+                    (j.rawPointer + offset).copyMemory(from: p.rawPointer, byteCount: p.byteCount)
+                    offset += p.byteCount
+                }
+                out[name] = j
+            }
+            return [out]
+        }
+        scoring = joined(scoring)
+        held = inSample ? scoring : joined(held)
+    }
+
     /// One recorded run per input set, with every block on (on the scoring inputs, the blocks of
     /// the last ``rebase(skipping:)`` skipped).
     func recorded(heldOut: Bool) throws -> [Tape] {
         if let t = tapes[heldOut] { return t }
+        // With holdout=0 the held-out runs are the scoring runs, as long as those have every block
+        // on: one recording, not two of the same inputs.
+        if heldOut && inSample && base == nil, let t = tapes[false] {
+            tapes[true] = t
+            references[true] = references[false]
+            return t
+        }
         let gateFeeds = !heldOut ? base.map { gates.feeds([], blocks: $0) } ?? gates.ones : gates.ones
         let t = try (heldOut ? held : scoring).map { try interpreter.runRecording($0.merging(gateFeeds) { a, _ in a }) }
         tapes[heldOut] = t
@@ -107,7 +149,7 @@ final class BlockEvaluator {
             guard let i = gates.blockInputs.firstIndex(of: name) else { return false }
             return skip[i] != (recordedWith?[i] ?? 1)
         }
-        return try recorded(heldOut: heldOut).map { changed.isEmpty ? $0.outputs : try $0.rerun(changing: changed) }
+        return try recorded(heldOut: heldOut).map { changed.isEmpty ? $0.outputs : try $0.rerun(changing: changed, fused: true) }
     }
 
     /// Perplexity of next-token prediction over the sets.
@@ -117,7 +159,7 @@ final class BlockEvaluator {
         var total = 0.0, count = 0
         for (set, out) in zip(sets, try outputs(skipping: skip, heldOut: heldOut)) {
             guard let ids = set[tokens], let y = out[logits] else { continue }
-            let (ce, n) = CausalLM.crossEntropy(logits: y, ids: ids)
+            let (ce, n) = CausalLM.crossEntropy(logits: y, ids: ids, threads: interpreter.options.threads)
             total += ce * Double(n)
             count += n
         }
@@ -147,45 +189,79 @@ final class BlockEvaluator {
 
 /// Next-token cross-entropy of a causal LM's logits.
 enum CausalLM {
-    /// Calls `body(row, target, max, Σexp)` for every position that predicts a next token: `row` is
-    /// the offset of its logits in `l`, `max` and `Σexp` the log-sum-exp parts of its softmax.
-    static func positions(_ y: NDArray, _ ids: NDArray, _ l: [Double], _ body: (Int, Int, Double, Double) -> Void) {
+    /// The positions that predict a next token: the offset of each one's logits row in `y`
+    /// ([batch, seq, vocab]) and its target id, in batch then position order.
+    static func targets(_ y: NDArray, _ ids: NDArray) -> [(row: Int, target: Int)] {
         let (b, s, v) = (y.shape[0], y.shape[1], y.shape[2])
         let tok: [Int] = ids.dtype == .int32 ? ids.buffer(as: Int32.self).map(Int.init) : ids.buffer(as: Int64.self).map(Int.init)
+        var out: [(row: Int, target: Int)] = []
         for bi in 0..<b {
             for t in 0..<(s - 1) {
-                let row = (bi * s + t) * v
                 let target = tok[bi * s + t + 1]
                 guard target >= 0 && target < v else { continue }
-                var m = -Double.infinity
-                for k in 0..<v { m = max(m, l[row + k]) }
-                var z = 0.0
-                for k in 0..<v { z += Foundation.exp(l[row + k] - m) }
-                body(row, target, m, z)
+                out.append(((bi * s + t) * v, target))
             }
+        }
+        return out
+    }
+
+    /// Element `row + k` of `y` for k in 0..<v, as Doubles, into `into` (float32 read directly:
+    /// a 49k-word vocabulary makes this the inner loop of every perplexity).
+    static func row(_ y: NDArray, _ row: Int, _ v: Int, into l: UnsafeMutableBufferPointer<Double>) {
+        if y.dtype == .float {
+            let p = y.pointer(as: Float.self) + row
+            for k in 0..<v { l[k] = Double(p[k]) }
+        } else {
+            for k in 0..<v { l[k] = GateMath.element(y, row + k) }
         }
     }
 
+    /// max and Σexp(l − max) of one row: the log-sum-exp parts of its softmax.
+    static func logSumExpParts(_ l: UnsafeMutableBufferPointer<Double>) -> (Double, Double) {
+        var m = -Double.infinity
+        for x in l { m = max(m, x) }
+        var z = 0.0
+        for x in l { z += Foundation.exp(x - m) }
+        return (m, z)
+    }
+
     /// Mean −log p(ids[t+1] | logits[t]) over batch and positions, and the number of positions.
-    static func crossEntropy(logits y: NDArray, ids: NDArray) -> (Double, Int) {
-        let l = GateMath.values(y)
-        var total = 0.0, n = 0
-        positions(y, ids, l) { row, target, m, z in
-            total += (m + Foundation.log(z)) - l[row + target]
-            n += 1
+    /// Rows are spread over `threads` threads; each position's term is summed in order, so the
+    /// result does not depend on the thread count.
+    static func crossEntropy(logits y: NDArray, ids: NDArray, threads: Int = 1) -> (Double, Int) {
+        let rows = targets(y, ids)
+        let v = y.shape[2]
+        var terms = [Double](repeating: 0, count: rows.count)
+        let chunks = max(1, min(threads, rows.count))
+        terms.withUnsafeMutableBufferPointer { out in
+            // Each thread writes its own rows' terms.
+            nonisolated(unsafe) let out = out
+            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                let l = UnsafeMutableBufferPointer<Double>.allocate(capacity: v)
+                defer { l.deallocate() }
+                for i in stride(from: c, to: rows.count, by: chunks) {
+                    row(y, rows[i].row, v, into: l)
+                    let (m, z) = logSumExpParts(l)
+                    out[i] = (m + Foundation.log(z)) - l[rows[i].target]
+                }
+            }
         }
-        return (n > 0 ? total / Double(n) : 0, n)
+        let total = terms.reduce(0, +)
+        return (rows.isEmpty ? 0 : total / Double(rows.count), rows.count)
     }
 
     /// ∂(mean cross-entropy)/∂logits, with `count` the number of positions over all sets (so
     /// gradients of several sets add up to the gradient of the mean).
     static func crossEntropyGradient(logits y: NDArray, ids: NDArray, count: Int) -> NDArray {
         let v = y.shape[2]
-        let l = GateMath.values(y)
-        var g = [Double](repeating: 0, count: l.count)
-        positions(y, ids, l) { row, target, m, z in
-            for k in 0..<v { g[row + k] = Foundation.exp(l[row + k] - m) / z / Double(count) }
-            g[row + target] -= 1 / Double(count)
+        var g = [Double](repeating: 0, count: y.count)
+        let l = UnsafeMutableBufferPointer<Double>.allocate(capacity: v)
+        defer { l.deallocate() }
+        for (r, target) in targets(y, ids) {
+            row(y, r, v, into: l)
+            let (m, z) = logSumExpParts(l)
+            for k in 0..<v { g[r + k] = Foundation.exp(l[k] - m) / z / Double(count) }
+            g[r + target] -= 1 / Double(count)
         }
         return GateMath.array(g, like: y)
     }

@@ -113,6 +113,7 @@ public struct DepthPass: Pass {
         if criterion == .ppl && !eval.isCausalLM {
             throw DepthError.notACausalLM(inputs: eval.inputNames)
         }
+        if criterion == .ppl { eval.joinSets() }
 
         let units = options.preset != .none || options.unit == .subBlock ? DepthUnit.subBlocks(blocks) : DepthUnit.layers(blocks)
         if options.unit == .layer {
