@@ -149,6 +149,23 @@ def export_minilm(out: Path, calib: list[str], heldout: list[str], para: list[tu
     np.save(out / "minilm.reference.npy", h)
 
 
+def causal_lm_logits(model):
+    """`model` (a Hugging Face causal LM) as the exported graph sees it: input_ids in, logits out,
+    attention over every token, no cache. Also used by scripts/scale/make_models.py."""
+    import torch
+
+    class LM(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids):
+            mask = torch.ones_like(input_ids)
+            return self.m(input_ids=input_ids, attention_mask=mask, use_cache=False, return_dict=True).logits
+
+    return LM(model)
+
+
 def export_smollm2(out: Path, calib: list[str], heldout: list[str], seq: int) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -164,22 +181,13 @@ def export_smollm2(out: Path, calib: list[str], heldout: list[str], seq: int) ->
                                                      attn_implementation="eager").eval()
     model.config.use_cache = False
 
-    class LM(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, input_ids):
-            mask = torch.ones_like(input_ids)
-            return self.m(input_ids=input_ids, attention_mask=mask, use_cache=False, return_dict=True).logits
-
     def chunks(texts: list[str]) -> np.ndarray:
         ids = tok(" ".join(texts), return_tensors="np")["input_ids"][0].astype(np.int64)
         n = len(ids) // seq
         return ids[: n * seq].reshape(n, seq)
 
     ex = torch.from_numpy(chunks(calib)[:1])
-    proto = export(LM(model), (ex,), ["input_ids"], ["logits"],
+    proto = export(causal_lm_logits(model), (ex,), ["input_ids"], ["logits"],
                    {"input_ids": {0: "batch", 1: "sequence"}, "logits": {0: "batch", 1: "sequence"}})
     import onnx
     onnx.save_model(proto, out / "smollm2.onnx", save_as_external_data=False)

@@ -32,6 +32,10 @@ import numpy as np
 
 OPSET = 17
 
+# The quality benchmark's exporter wraps a causal LM the same way.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "quality"))
+from export_models import causal_lm_logits  # noqa: E402
+
 
 def save_external(src: Path, out: Path) -> None:
     """Re-saves an exported model with all its tensors in one data file beside it."""
@@ -75,20 +79,11 @@ def decoder(a) -> None:
     print(f"{a.name}: {params:,} parameters ({a.layers} layers, hidden {a.hidden}, {heads} heads / {kv} kv), "
           f"initialized in {time.time() - t0:.0f} s", flush=True)
 
-    class LM(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, input_ids):
-            mask = torch.ones_like(input_ids)
-            return self.m(input_ids=input_ids, attention_mask=mask, use_cache=False, return_dict=True).logits
-
     rng = np.random.default_rng(a.seed)
     ex = torch.from_numpy(rng.integers(0, a.vocab, size=(1, 8), dtype=np.int64))
     out = a.out / f"{a.name}.onnx"
     t0 = time.time()
-    export(LM(model), (ex,), out, ["input_ids"], ["logits"],
+    export(causal_lm_logits(model), (ex,), out, ["input_ids"], ["logits"],
            {"input_ids": {0: "batch", 1: "sequence"}, "logits": {0: "batch", 1: "sequence"}})
     print(f"{out}: exported in {time.time() - t0:.0f} s", flush=True)
     ids = rng.integers(0, a.vocab, size=(a.calib_rows, a.seq), dtype=np.int64)
