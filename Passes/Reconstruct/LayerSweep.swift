@@ -58,10 +58,7 @@ final class LayerSweep {
         }
         // Constants re-fitted by an earlier pass hold, in the reference runs, the tensors they had
         // when the masks were set (``Masks/keepReference(_:for:in:)``): inputs of the copy too.
-        var recorded: [String: Tensor] = [:]
-        for r in copy.graph.initializers where r.name.hasPrefix(Masks.referencePrefix) {
-            if let t = r.initializer { recorded[String(r.name.dropFirst(Masks.referencePrefix.count))] = t }
-        }
+        let recorded = Masks.references(in: copy.graph)
         var referenceFeeds: [String: NDArray] = [:]
         func feedReference(_ value: Value, as original: String) {
             guard let t = recorded[original], let now = value.constantValue, now.shape == t.shape, now.dtype == t.dtype,
@@ -80,9 +77,7 @@ final class LayerSweep {
         }
         var ones: [String: NDArray] = [:]
         for v in copy.graph.initializers where Masks.isMask(v) {
-            guard let t = v.initializer,
-                  let one = try? NDArray(tensor: Masks.tensor([Float](repeating: 1, count: t.elementCount), like: t.dtype, shape: t.shape, for: t.name))
-            else { continue }
+            guard let t = v.initializer.flatMap(Masks.ones(like:)), let one = try? NDArray(tensor: t) else { continue }
             if !copy.graph.inputs.contains(where: { $0 === v }) { copy.graph.addInput(v) }
             ones[v.name] = one
         }

@@ -32,16 +32,29 @@ public enum Masks {
         graph.addInitializer(tensor, name: key)
     }
 
+    /// The tensors recorded by ``keepReference(_:for:in:)``, by the name of the initializer each
+    /// stands for.
+    public static func references(in graph: Graph) -> [String: Tensor] {
+        var out: [String: Tensor] = [:]
+        for r in graph.initializers where r.name.hasPrefix(referencePrefix) {
+            if let t = r.initializer { out[String(r.name.dropFirst(referencePrefix.count))] = t }
+        }
+        return out
+    }
+
     /// Puts back every tensor recorded by ``keepReference(_:for:in:)`` whose initializer still has
     /// the recorded shape (a fold since then makes the record moot).
     public static func restoreReferences(in graph: Graph) {
-        let byName = Dictionary(graph.initializers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        for r in graph.initializers where r.name.hasPrefix(referencePrefix) {
-            guard let t = r.initializer, let v = byName[String(r.name.dropFirst(referencePrefix.count))],
-                let now = v.initializer, now.shape == t.shape, now.dtype == t.dtype
-            else { continue }
+        let recorded = references(in: graph)
+        for v in graph.initializers {
+            guard let t = recorded[v.name], let now = v.initializer, now.shape == t.shape, now.dtype == t.dtype else { continue }
             graph.setInitializer(v, to: t)
         }
+    }
+
+    /// A mask of ones like `mask` (its shape and element type): the gate that keeps every unit.
+    public static func ones(like mask: Tensor) -> Tensor? {
+        try? tensor([Float](repeating: 1, count: mask.elementCount), like: mask.dtype, shape: mask.shape, for: mask.name)
     }
 
     /// Sets the gates of `group` to `values`, one per unit: updates the masks the group already

@@ -74,8 +74,7 @@ public struct ActivationProbe {
     /// Sets every mask initializer of `model` to ones (an edit for ``init(model:values:edit:)``).
     public static func setMasksToOne(_ model: Model) {
         for v in model.graph.initializers where Masks.isMask(v) {
-            guard let t = v.initializer, let ones = try? Masks.tensor([Float](repeating: 1, count: t.elementCount), like: t.dtype, shape: t.shape, for: t.name)
-            else { continue }
+            guard let ones = v.initializer.flatMap(Masks.ones(like:)) else { continue }
             model.graph.setInitializer(v, to: ones)
         }
     }
