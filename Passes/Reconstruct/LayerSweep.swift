@@ -81,7 +81,8 @@ final class LayerSweep {
             if !copy.graph.inputs.contains(where: { $0 === v }) { copy.graph.addInput(v) }
             ones[v.name] = one
         }
-        let interpreter = try Interpreter(model: copy, options: .init(threads: threads, profile: false, fuse: false))
+        // Attention fused (its scores never whole), every other value readable.
+        let interpreter = try Interpreter(model: copy, options: .init(threads: threads, profile: false, fusions: .attention))
         sweeps = try sets.map { try SteppedRun(interpreter: interpreter, inputs: $0) }
         references = try sets.map { try SteppedRun(interpreter: interpreter, inputs: $0.merging(ones) { $1 }.merging(referenceFeeds) { $1 }) }
         weightNames = names

@@ -9,7 +9,7 @@ import Testing
 /// plain runs execute fewer steps and give the outputs of the node-by-node plan.
 @Suite struct PlanFusionTests {
     /// The first calibration set of an example model (keys without a `setN.` prefix).
-    private static func feeds(_ name: String) throws -> [String: NDArray] {
+    static func feeds(_ name: String) throws -> [String: NDArray] {
         let entries = try NPZ.read(contentsOf: TestPaths.examples.appendingPathComponent("\(name.split(separator: ".")[0]).calib.npz"))
         return Dictionary(entries.filter { !$0.0.contains(".") }.map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
     }

@@ -61,4 +61,33 @@ import Testing
             "\($0)".contains("'w2'") && "\($0)".contains("graph input")
         }
     }
+
+    /// With attention fused (`fusions: .attention`), a stepped run reads the values around the
+    /// attention as before and ends as a whole run; the scores inside the fused step are an
+    /// error naming them.
+    @Test func attentionFusedRunsKeepEveryOtherValue() throws {
+        let g = GraphBuilder(name: "attention")
+        let x = g.input("x", .float, [1, 6, 4])
+        let wq = g.initializer("wq", NDArray((0 ..< 16).map { Float($0 % 5) * 0.1 - 0.2 }, shape: [4, 4]).tensor())
+        let q = g.add(OpType("MatMul"), [x, wq], name: "q")
+        let kt = g.add(OpType("Transpose"), [x], attributes: [("perm", .ints([0, 2, 1]))], name: "kt")
+        let scores = g.add(OpType("MatMul"), [q, kt], name: "scores")
+        let probs = g.add(OpType("Softmax"), [scores], attributes: [("axis", .int(-1))], name: "softmax")
+        let out = g.add(OpType("MatMul"), [probs, x], name: "values")
+        g.output(g.add(OpType("MatMul"), [out, wq], name: "proj"))
+        let m = g.model(opset: 17)
+        let feeds = ["x": NDArray((0 ..< 24).map { Float($0 % 7) * 0.3 - 1 }, shape: [1, 6, 4])]
+        let interpreter = try Interpreter(model: m, options: .init(threads: 1, fusions: .attention))
+        let whole = try Interpreter(model: m, options: .init(threads: 1, fuse: false)).run(feeds)
+        let run = try SteppedRun(interpreter: interpreter, inputs: feeds)
+        #expect(run.stepCount == 4)
+        #expect { try run.value(named: scores.name) } throws: { "\($0)".contains("fused step") && "\($0)".contains(scores.name) }
+        let y = try run.value(named: out.name)
+        #expect(y.shape == [1, 6, 4])
+        let got = try run.finish()
+        for (k, v) in whole {
+            let diff = zip(got[k]!.doubles(), v.doubles()).map { abs($0 - $1) }.max() ?? 1
+            #expect(diff < 1e-6)
+        }
+    }
 }

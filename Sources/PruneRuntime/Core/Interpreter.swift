@@ -21,14 +21,40 @@ public final class Interpreter {
         /// BatchNormalization folded into its weights, and a constant bias Add and a Relu after
         /// a Conv, MatMul or Gemm applied in place. Recorded runs always execute node by node.
         public var fuse: Bool
+        /// Which fusions a plan with fused steps has (when ``fuse`` is set). A value inside a
+        /// fused step is never computed, so a ``SteppedRun`` that reads layer inputs and outputs
+        /// asks for ``Fusions/attention`` alone.
+        public var fusions: Fusions
 
         /// Settings with `threads` threads.
-        public init(threads: Int = 1, profile: Bool = true, foldConstants: Bool = true, fuse: Bool = true) {
+        public init(threads: Int = 1, profile: Bool = true, foldConstants: Bool = true, fuse: Bool = true,
+                    fusions: Fusions = .all) {
             self.threads = max(1, threads)
             self.profile = profile
             self.foldConstants = foldConstants
             self.fuse = fuse
+            self.fusions = fusions
         }
+    }
+
+    /// Groups of steps the interpreter may run as one (see ``ExecutionPlan`` fusions).
+    public struct Fusions: OptionSet, Sendable {
+        public let rawValue: Int
+        public init(rawValue: Int) { self.rawValue = rawValue }
+
+        /// Conv, MatMul and Gemm with what follows them: BatchNormalization, a constant bias, a
+        /// residual Add, Relu.
+        public static let products = Fusions(rawValue: 1 << 0)
+        /// RMSNorm as exporters decompose it.
+        public static let normalization = Fusions(rawValue: 1 << 1)
+        /// Llama's `rotate_half` rotary embedding.
+        public static let rotary = Fusions(rawValue: 1 << 2)
+        /// Regions of float32 elementwise steps.
+        public static let elementwise = Fusions(rawValue: 1 << 3)
+        /// Scores, scale, mask, softmax and values of attention, a block of query rows at a time.
+        public static let attention = Fusions(rawValue: 1 << 4)
+        /// Every fusion.
+        public static let all: Fusions = [.products, .normalization, .rotary, .elementwise, .attention]
     }
 
     /// Ops whose result is not a function of their inputs: never folded or memoized, here or
@@ -86,7 +112,7 @@ public final class Interpreter {
             for plan in [mainPlan] + Array(subgraphPlans.values) { foldedSteps += fold(plan) }
         }
         for plan in [mainPlan] + Array(subgraphPlans.values) { plan.memoizeShapeArithmetic() }
-        fastPlan = options.fuse ? (mainPlan.fused() ?? mainPlan) : mainPlan
+        fastPlan = options.fuse ? (mainPlan.fused(options.fusions) ?? mainPlan) : mainPlan
         profile.track(mainPlan)
         if fastPlan !== mainPlan { profile.track(fastPlan) }
         for p in subgraphPlans.values { profile.track(p) }

@@ -17,13 +17,16 @@ import PruneIR
 //   float32 → Mul by a constant weight: one pass over each row instead of six or seven.
 // - Llama's rotary embedding, x·cos + rotate_half(x)·sin (RotaryFusion.swift).
 // - regions of float32 elementwise steps (ElementwiseFusion.swift).
+// - attention's scores, scale, mask, softmax and values, a block of query rows at a time
+//   (AttentionFusion.swift).
 //
 // A step is fused into its producer only when the producer's output has that one reader and is
 // not an output of the graph nor read by a subgraph, and only for float32 values.
 
 extension ExecutionPlan {
-    /// A copy of this plan with the fusions above applied, or nil when none applies.
-    func fused() -> ExecutionPlan? {
+    /// A copy of this plan with the fusions above (those of `kinds`) applied, or nil when none
+    /// applies.
+    func fused(_ kinds: Interpreter.Fusions = .all) -> ExecutionPlan? {
         var readers: [Int: Int] = [:]
         for step in steps {
             for s in step.inputs where s >= 0 { readers[s, default: 0] += 1 }
@@ -52,10 +55,16 @@ extension ExecutionPlan {
             }
         }
         /// The single reader of step `i`'s first output, if it is the only one.
-        func soleReader(of i: Int, from start: Int) -> Int? {
+        func reader(of i: Int, from start: Int) -> Int? {
             guard let out = steps[i].outputs.first, readers[out] == 1 else { return nil }
             for j in start..<steps.count where steps[j].inputs.contains(out) { return j }
             return nil
+        }
+        var removed = Set<Int>()
+        var replaced: [Int: Step] = [:]
+        /// ``reader(of:from:)`` when no fusion took that reader yet.
+        func soleReader(of i: Int, from start: Int) -> Int? {
+            reader(of: i, from: start).flatMap { removed.contains($0) || replaced[$0] != nil ? nil : $0 }
         }
 
         var newConstants: [(slot: Int, array: NDArray)] = []
@@ -69,9 +78,9 @@ extension ExecutionPlan {
         var producer: [Int: Int] = [:]
         for (i, step) in steps.enumerated() { for s in step.outputs { producer[s] = i } }
 
-        var removed = Set<Int>()
-        var replaced: [Int: Step] = [:]
-        for i in steps.indices where !removed.contains(i) {
+        // Before the products and the regions: they would take the chain's MatMuls, Mul and Add.
+        if kinds.contains(.attention) { fuseAttention(readers: readers, removed: &removed, replaced: &replaced) }
+        for i in steps.indices where kinds.contains(.products) && !removed.contains(i) && replaced[i] == nil {
             let head = steps[i]
             guard ["Conv", "MatMul", "Gemm"].contains(head.op), head.node.opType.domain.isEmpty, head.outputs.count == 1,
                 let width = channels(head)
@@ -141,10 +150,14 @@ extension ExecutionPlan {
                                outputs: steps[last].outputs, release: [])
             for j in absorbed { removed.insert(j) }
         }
-        fuseRMSNorms(soleReader: soleReader, known: known, removed: &removed, replaced: &replaced)
+        if kinds.contains(.normalization) { fuseRMSNorms(soleReader: reader, known: known, removed: &removed, replaced: &replaced) }
         // Before the regions: they would take the chain's Mul and Add steps.
-        fuseRotaryHalves(readers: readers, producer: producer, known: known, removed: &removed, replaced: &replaced)
-        fuseElementwiseRegions(readers: readers, producer: producer, known: known, removed: &removed, replaced: &replaced)
+        if kinds.contains(.rotary) {
+            fuseRotaryHalves(readers: readers, producer: producer, known: known, removed: &removed, replaced: &replaced)
+        }
+        if kinds.contains(.elementwise) {
+            fuseElementwiseRegions(readers: readers, producer: producer, known: known, removed: &removed, replaced: &replaced)
+        }
         guard !replaced.isEmpty else { return nil }
         let plan = ExecutionPlan(copying: self)
         plan.slotCount = nextSlot

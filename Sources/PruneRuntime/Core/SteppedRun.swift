@@ -17,7 +17,11 @@ import PruneIR
 /// let outputs = try run.finish()
 /// ```
 ///
-/// Steps run one node at a time (no fused steps), so every value of the graph can be read.
+/// Steps run as the interpreter's plan for plain runs has them. Built with `fuse: false`, every
+/// value of the graph can be read; built with `fusions: .attention`, every value but attention's
+/// scores and probabilities, which are never whole in memory (a walk over a UNet at 64×64 would
+/// otherwise hold [1, 8, 4096, 4096] twice per sample). A value inside a fused step cannot be
+/// read or replaced.
 public final class SteppedRun {
     private let plan: ExecutionPlan
     private let frame: Frame
@@ -38,7 +42,7 @@ public final class SteppedRun {
     ///
     /// - Throws: ``RuntimeError/input(_:)`` for a missing or mismatched input.
     public init(interpreter: Interpreter, inputs: [String: NDArray]) throws {
-        plan = interpreter.mainPlan
+        plan = interpreter.fastPlan
         frame = Frame(plan: plan, parent: nil)
         context = KernelContext(interpreter: interpreter, frame: frame)
         var firstReader = [Int](repeating: .max, count: plan.slotCount), producer = [Int](repeating: -1, count: plan.slotCount)
@@ -62,6 +66,9 @@ public final class SteppedRun {
     public func value(named name: String) throws -> NDArray {
         let s = try slot(named: name)
         if let a = frame.values[s] { return a }
+        if producer[s] < 0 && !constantSlots.contains(s) && !inputSlots.contains(s) {
+            throw RuntimeError.input("stepped run: '\(name)' is computed inside a fused step and cannot be read")
+        }
         guard producer[s] >= position else {
             throw RuntimeError.input("stepped run: '\(name)' was released after its last reader ran (step \(position) of \(stepCount))")
         }
@@ -83,6 +90,9 @@ public final class SteppedRun {
         let s = try slot(named: name)
         if constantSlots.contains(s) && !inputSlots.contains(s) {
             throw RuntimeError.input("stepped run: '\(name)' is an initializer and not a graph input; only inputs can be replaced")
+        }
+        if producer[s] < 0 && !constantSlots.contains(s) && !inputSlots.contains(s) {
+            throw RuntimeError.input("stepped run: '\(name)' is computed inside a fused step and cannot be replaced")
         }
         guard firstReader[s] >= position else {
             throw RuntimeError.input("stepped run: '\(name)' cannot be replaced: step \(firstReader[s]) (\(plan.steps[firstReader[s]].name)) has read it already")

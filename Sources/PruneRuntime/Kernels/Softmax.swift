@@ -74,6 +74,15 @@ final class SoftmaxKernel: Kernel {
     /// roundings, in the same order, as per-element Float16 arithmetic).
     func half(_ x: NDArray, _ outer: Int, _ n: Int, _ inner: Int, _ ctx: KernelContext) -> NDArray {
         let count = x.count
+        if kind == .softmax && inner == 1 {
+            // Contiguous rows, each on its own (the fused attention's blocks share the row code).
+            let y = FloatBridge.toFloat(x, ctx)
+            let py = y.pointer(as: Float.self)
+            ctx.parallelFor(outer, grain: max(1, 8192 / max(1, n))) { range in
+                for row in range { SoftmaxMath.halfRow(py + row * n, n) }
+            }
+            return FloatBridge.fromFloat(y, to: .float16, ctx)
+        }
         // t = x - max, rounded.
         let t = FloatBridge.toFloat(x, ctx)
         let e = ctx.allocate(.float, x.shape)
@@ -145,6 +154,24 @@ final class SoftmaxKernel: Kernel {
 
 /// Row kernels of the softmax family.
 enum SoftmaxMath {
+    /// Softmax of a contiguous row of float16 values held in float32, in place, rounded to float16
+    /// after every step as ``SoftmaxKernel/half(_:_:_:_:_:)`` computes it: `t = x − max`,
+    /// `e = exp(t)`, `s = Σ e` (accumulated in Float, then rounded), `e / s`.
+    static func halfRow(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
+        guard n > 0 else { return }
+        var m = -Float.infinity
+        for i in 0..<n { m = max(m, x[i]) }
+        for i in 0..<n { x[i] -= m }
+        VectorKernels.roundThrough(x, bfloat16: false, x, count: n)
+        for i in 0..<n { x[i] = expf(x[i]) }
+        VectorKernels.roundThrough(x, bfloat16: false, x, count: n)
+        var sum: Float = 0
+        for i in 0..<n { sum += x[i] }
+        let s = Float(Float16(sum))
+        for i in 0..<n { x[i] /= s }
+        VectorKernels.roundThrough(x, bfloat16: false, x, count: n)
+    }
+
     /// Any family member over a strided row, accumulating in Double.
     @inline(__always)
     static func genericRow<F: BinaryFloatingPoint>(
