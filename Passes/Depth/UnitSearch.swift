@@ -79,10 +79,12 @@ struct UnitSearch {
     /// Every candidate's measure with it alone skipped.
     func scoreAlone() throws -> [Int: Double] {
         var scores: [Int: Double] = [:]
+        let began = Date()
         for (k, u) in candidates.enumerated() {
             let s = try measure(skipping([u]))
             scores[u] = s
-            context.logger.debug("depth: unit \(u) '\(units[u].name)' scored \(s) (\(k + 1)/\(candidates.count))")
+            context.progress(PassProgress(pass: "depth", step: k + 1, total: candidates.count, elapsed: Date().timeIntervalSince(began),
+                                          detail: "'\(units[u].name)' alone skipped: \(String(format: "%.4g", s))"))
         }
         return scores
     }
@@ -121,6 +123,9 @@ struct UnitSearch {
                 scores[u] = s
                 costs[u] = cost(harm(s, from: reference), of: u)
                 context.logger.debug("depth: round \(round): unit \(u) '\(units[u].name)' scored \(s), cost \(costs[u]!) (\(k + 1)/\(scored.count))")
+                context.progress(PassProgress(pass: "depth round \(round)", step: k + 1, total: scored.count,
+                                              elapsed: Date().timeIntervalSince(began),
+                                              detail: "'\(units[u].name)' without it: \(String(format: "%.4g", s))"))
             }
             guard let best = scored.min(by: { (costs[$0]!, $0) < (costs[$1]!, $1) }), let s = scores[best] else { break }
             chosen.append(best)

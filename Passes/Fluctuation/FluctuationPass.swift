@@ -82,13 +82,16 @@ public struct FluctuationPass: Pass {
         let layers = ConsumerLayer.find(in: model, groups: groups)
         var stats = layers.map { FeatureStatistics(features: $0.units.count) }
         let probe = try ActivationProbe(model: model, values: Array(Set(layers.map(\.input.name))))
+        let started = Date()
         try probe.forEach(sets, threads: context.threads) { i, acts in
             for (l, layer) in layers.enumerated() {
                 guard let x = acts[layer.input.name] else { continue }
                 try stats[l].add(x, channelAxis: layer.layout == .conv ? 1 : x.rank - 1, layer: layer.node.name)
             }
             if (i + 1) % 8 == 0 || i + 1 == sets.count {
-                context.logger.info("fluctuation: statistics of \(layers.count) layers, set \(i + 1)/\(sets.count)")
+                context.progress(PassProgress(pass: "fluctuation", step: i + 1, total: sets.count,
+                                              elapsed: Date().timeIntervalSince(started),
+                                              detail: "statistics of \(layers.count) layers on calibration set \(i + 1)"))
             }
         }
         // Per group and unit: Σ over the layers reading it of stat_j · ‖W_j‖².

@@ -95,11 +95,10 @@ public struct ReconstructPass: Pass {
             after += r.errorAfter
             fitted += 1
             if !full { biasOnly += 1 }
-            context.logger.info("""
-                reconstruct [\(i + 1)/\(consumers.count)] \(c.node.name.isEmpty ? c.target.name : c.node.name) \
-                (\(full ? "weights+bias" : "bias")): relative error \(String(format: "%.4f → %.4f", r.errorBefore, r.errorAfter)) \
-                (\(String(format: "%.0f", Date().timeIntervalSince(start))) s)
-                """)
+            context.progress(PassProgress(
+                pass: Self.name, step: i + 1, total: consumers.count, elapsed: Date().timeIntervalSince(start),
+                detail: "\(c.node.name.isEmpty ? c.target.name : c.node.name) (\(full ? "weights+bias" : "bias")): "
+                    + "relative error \(String(format: "%.4f → %.4f", r.errorBefore, r.errorAfter))"))
         }
         passes += sweep?.forwardPasses ?? 0
         sweep = nil
@@ -118,10 +117,10 @@ public struct ReconstructPass: Pass {
             before += r.errorBefore
             after += r.errorAfter
             fitted += 1
-            context.logger.info("""
-                reconstruct block [\(i + 1)/\(absorptions.count)] \(a.node.name) absorbs \(a.skipped.joined(separator: ", ")): \
-                relative error \(String(format: "%.4f → %.4f", r.errorBefore, r.errorAfter))
-                """)
+            context.progress(PassProgress(
+                pass: "\(Self.name) blocks", step: i + 1, total: absorptions.count, elapsed: Date().timeIntervalSince(start),
+                detail: "\(a.node.name) absorbs \(a.skipped.joined(separator: ", ")): "
+                    + "relative error \(String(format: "%.4f → %.4f", r.errorBefore, r.errorAfter))"))
         }
         passes += (absorbing?.forwardPasses ?? 0) + (streams?.forwardPasses ?? 0)
         context.logger.info("reconstruct: \(fitted) layer\(fitted == 1 ? "" : "s") re-fitted in \(String(format: "%.2f", passes)) forward passes over the calibration data")

@@ -210,7 +210,13 @@ public struct Compiler {
 
     /// Drift per output, MACs at the validation shapes, and interpreter latency of both models.
     private func validate(reference: Model, candidate: Model, sets: [[String: NDArray]], source: String, into report: inout CompileReport) throws {
-        let drift = try Validation.drift(reference: reference, candidate: candidate, inputs: sets, threads: options.threads)
+        // Progress once a set takes long enough to wait for (a 1B model's pair of runs).
+        let started = Date()
+        let drift = try Validation.drift(reference: reference, candidate: candidate, inputs: sets, threads: options.threads) { done, all in
+            let elapsed = Date().timeIntervalSince(started)
+            guard elapsed > 2 else { return }
+            options.logger.info("\(PassProgress(pass: "validation", step: done, total: all, elapsed: elapsed, detail: "original and result on \(source) set \(done)").line)")
+        }
         report.driftOrder = drift
         report.drift = Dictionary(drift.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         report.inputs = .init(source: source, sets: sets.count)

@@ -69,10 +69,12 @@ public enum Validation {
     ///   - candidate: The model to compare with it (pruned, folded, ...).
     ///   - inputs: Input sets, each keyed by input name; the measures cover all of them.
     ///   - threads: Threads for the interpreter.
+    ///   - progress: Called after each set with the sets done and the sets in all.
     /// - Returns: One record per output of the reference (empty when `inputs` is empty).
     /// - Throws: ``DriftError`` when an output is missing from the candidate or has another
     ///   shape; `RuntimeError` when either model cannot be built or run on a set.
-    public static func drift(reference: Model, candidate: Model, inputs: [[String: NDArray]], threads: Int) throws -> [OutputDrift] {
+    public static func drift(reference: Model, candidate: Model, inputs: [[String: NDArray]], threads: Int,
+                             progress: ((Int, Int) -> Void)? = nil) throws -> [OutputDrift] {
         let names = reference.graph.outputs.map(\.name)
         let candidateOutputs = Set(candidate.graph.outputs.map(\.name))
         for name in names where !candidateOutputs.contains(name) {
@@ -93,6 +95,7 @@ public enum Validation {
                 }
                 sums[k].add(x, y)
             }
+            progress?(index + 1, inputs.count)
         }
         return zip(names, sums).map { $1.drift(name: $0) }
     }
