@@ -126,7 +126,12 @@ final class BlockEvaluator {
             return t
         }
         let gateFeeds = !heldOut ? base.map { gates.feeds([], blocks: $0) } ?? gates.ones : gates.ones
-        let t = try (heldOut ? held : scoring).map { try interpreter.runRecording($0.merging(gateFeeds) { a, _ in a }) }
+        // Each tape keeps only what reruns changing block gates read: on a 1B decoder with 16
+        // sequences a full recording is every activation of the batch (17 GB), this is the
+        // residual stream and branch at each gate.
+        let t = try (heldOut ? held : scoring).map {
+            try interpreter.runRecording($0.merging(gateFeeds) { a, _ in a }, forRerunsChanging: gates.blockInputs)
+        }
         tapes[heldOut] = t
         if heldOut || base == nil { references[heldOut] = t.map(\.outputs) }
         return t

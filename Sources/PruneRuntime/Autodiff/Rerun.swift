@@ -20,7 +20,8 @@ extension Tape {
     public func rerun(changing changed: [String: NDArray], fused: Bool = false) throws -> [String: NDArray] {
         // The fused plan is a copy of the recorded one: every value both have keeps its slot, and
         // the constants it adds (folded weights) take slots after the recorded plan's.
-        let run = fused ? interpreter.fastPlan! : plan
+        // A tape for reruns only was recorded on the fused plan.
+        let run = fused || keep != nil ? interpreter.fastPlan! : plan
         // The frame holds the values: a fused step that falls back to the steps it replaced reads
         // their other operands (scalar constants) from it.
         let frame = Frame(plan: run, parent: nil)
@@ -43,6 +44,10 @@ extension Tape {
             guard step.inputs.contains(where: { $0 >= 0 && dirty[$0] }) else { continue }
             ins.removeAll(keepingCapacity: true)
             for s in step.inputs { ins.append(s < 0 ? nil : values[s]) }
+            // A value a partial tape did not keep would read as an omitted optional input.
+            if keep != nil, let k = step.inputs.indices.first(where: { step.inputs[$0] >= 0 && ins[$0] == nil }) {
+                throw RuntimeError.kernel(node: step.name, op: step.op, reason: "rerun: input \(k) was not kept by the recording")
+            }
             let outs: [NDArray?]
             do {
                 outs = try step.kernel.run(ins, context)

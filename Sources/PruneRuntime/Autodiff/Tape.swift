@@ -17,19 +17,30 @@ public final class Tape {
 
     let interpreter: Interpreter
     let plan: ExecutionPlan
+    /// For a tape recorded for reruns only (``Interpreter/runRecording(_:forRerunsChanging:)``):
+    /// the slots whose values it keeps. `nil`: every step's inputs and outputs.
+    let keep: Set<Int>?
     var entries: [Entry] = []
     /// Values present before the first step: feeds and constants, by slot.
     var initial: [Int: NDArray] = [:]
     /// The outputs of the run, by name.
     public internal(set) var outputs: [String: NDArray] = [:]
 
-    init(interpreter: Interpreter, plan: ExecutionPlan) {
+    init(interpreter: Interpreter, plan: ExecutionPlan, keep: Set<Int>? = nil) {
         self.interpreter = interpreter
         self.plan = plan
+        self.keep = keep
     }
 
     func record(step: Int, inputs: [NDArray?], outputs: [NDArray?]) {
-        entries.append(Entry(step: step, inputs: inputs, outputs: outputs))
+        guard let keep else {
+            entries.append(Entry(step: step, inputs: inputs, outputs: outputs))
+            return
+        }
+        let slots = plan.steps[step].outputs
+        entries.append(Entry(step: step, inputs: [], outputs: outputs.enumerated().map { k, a in
+            k < slots.count && keep.contains(slots[k]) ? a : nil
+        }))
     }
 
     /// The slot of a graph input, initializer or graph output named `name`.
@@ -50,6 +61,7 @@ public final class Tape {
     /// - Throws: ``RuntimeError/kernel(node:op:reason:)`` for a node on a gradient path that has
     ///   no VJP, or whose VJP fails.
     public func backward(seeds: [String: NDArray], wrt: [String], registry: GradientRegistry = .standard) throws -> [String: NDArray] {
+        guard keep == nil else { throw RuntimeError.input("this tape was recorded for reruns only: it has no backward pass") }
         let targets = try wrt.map { try slot(named: $0) }
         // Which slots depend on a target: only their steps need a VJP.
         var live = Set(targets)
@@ -108,6 +120,37 @@ extension Interpreter {
     public func runRecording(_ inputs: [String: NDArray]) throws -> Tape {
         let tape = Tape(interpreter: self, plan: mainPlan)
         let outs = try runOrdered(inputs, tape: tape)
+        for (v, a) in zip(model.graph.outputs, outs) { tape.outputs[v.name] = a }
+        return tape
+    }
+
+    /// Runs the model on its fused plan and records a ``Tape`` for ``Tape/rerun(changing:fused:)``
+    /// with new values of the inputs named in `names` (any of them, together or alone), and for
+    /// nothing else: it keeps only the values such a rerun reads without recomputing them (on a
+    /// decoder whose blocks are gated, each block's residual stream and branch, and the tables
+    /// every layer reads), not every activation. It has no backward pass.
+    ///
+    /// A rerun changing a set of inputs recomputes the steps that depend on any of them; the
+    /// values those steps read and do not recompute are values one input's rerun reads too.
+    ///
+    /// - Throws: ``RuntimeError/input(_:)`` for a name that is not a graph input or initializer;
+    ///   what ``run(_:)`` throws.
+    public func runRecording(_ inputs: [String: NDArray], forRerunsChanging names: [String]) throws -> Tape {
+        let plan = fastPlan!
+        let probe = Tape(interpreter: self, plan: plan)
+        let changed = try names.map { try probe.slot(named: $0) }
+        var keep = Set<Int>()
+        var dirty = [Bool](repeating: false, count: plan.slotCount)
+        for c in changed {
+            for i in dirty.indices { dirty[i] = false }
+            dirty[c] = true
+            for step in plan.steps where step.inputs.contains(where: { $0 >= 0 && dirty[$0] }) {
+                for s in step.inputs where s >= 0 && !dirty[s] { keep.insert(s) }
+                for s in step.outputs { dirty[s] = true }
+            }
+        }
+        let tape = Tape(interpreter: self, plan: plan, keep: keep)
+        let outs = try execute(plan, feeds: try feedSlots(inputs), parent: nil, tape: tape)
         for (v, a) in zip(model.graph.outputs, outs) { tape.outputs[v.name] = a }
         return tape
     }
