@@ -134,7 +134,8 @@ public struct LatentShiftScorer {
             var sum = [[Double]](repeating: [Double](repeating: 0, count: shift.count), count: end - start), sq = sum
             for (e, feeds) in inputs.enumerated() {
                 let base = feeds.merging(ones) { _, b in b }
-                let tape = try interpreter.runRecording(base)
+                // Reruns change gates only: a recording on the fused plan that keeps what they read.
+                let tape = reuse ? try interpreter.runRecording(base, forRerunsChanging: Array(ones.keys)) : try interpreter.runRecording(base)
                 referenceRuns += 1
                 if start == 0 {
                     for ref in try flatten(tape.outputs, evaluation: e) {
@@ -147,7 +148,7 @@ public struct LatentShiftScorer {
                 }
                 for p in start..<end {
                     let ch = changed(probes[p])
-                    let outs = reuse ? try tape.rerun(changing: ch) : try interpreter.run(base.merging(ch) { _, b in b })
+                    let outs = reuse ? try tape.rerun(changing: ch, fused: true) : try interpreter.run(base.merging(ch) { _, b in b })
                     if dependent[p] == nil { dependent[p] = reuse ? try tape.stepsDepending(on: Array(ch.keys)) : tape.stepCount }
                     recomputed += dependent[p] ?? 0
                     full += tape.stepCount
