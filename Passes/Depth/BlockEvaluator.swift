@@ -24,6 +24,11 @@ final class BlockEvaluator {
     private var base: [Double]?
     /// The outputs with every block on (what drift is measured from).
     private var references: [Bool: [[String: NDArray]]] = [:]
+    /// Only perplexity is measured (after ``joinSets()``): the recorded runs' logits are measured
+    /// once and dropped, and drift has no references.
+    private var perplexityOnly = false
+    /// Perplexities measured so far, by split and skipped blocks.
+    private var measured: [String: Double] = [:]
 
     /// `diffusion`: how a denoiser is noised (`nil`: evaluate it on the data as given).
     init(gates: TrainableGates, context: PassContext, holdout: Int, diffusion: DiffusionOptions? = nil) throws {
@@ -87,6 +92,7 @@ final class BlockEvaluator {
     /// before anything is recorded.
     func joinSets() {
         precondition(tapes.isEmpty, "joinSets() after a recording")
+        perplexityOnly = true
         let graphInputs = gates.trainingModel.graph.inputs
         for name in inputNames {
             guard let shape = graphInputs.first(where: { $0.name == name })?.type?.shape, shape.rank >= 1 else { return }
@@ -120,9 +126,11 @@ final class BlockEvaluator {
         if let t = tapes[heldOut] { return t }
         // With holdout=0 the held-out runs are the scoring runs, as long as those have every block
         // on: one recording, not two of the same inputs.
+        let allOn = [Double](repeating: 1, count: gates.blockInputs.count)
         if heldOut && inSample && base == nil, let t = tapes[false] {
             tapes[true] = t
             references[true] = references[false]
+            measured[Self.key(allOn, true)] = measured[Self.key(allOn, false)]
             return t
         }
         let gateFeeds = !heldOut ? base.map { gates.feeds([], blocks: $0) } ?? gates.ones : gates.ones
@@ -133,9 +141,19 @@ final class BlockEvaluator {
             try interpreter.runRecording($0.merging(gateFeeds) { a, _ in a }, forRerunsChanging: gates.blockInputs)
         }
         tapes[heldOut] = t
-        if heldOut || base == nil { references[heldOut] = t.map(\.outputs) }
+        if perplexityOnly, let logits {
+            // A recorded run's logits are as large as a run's largest array (16 × 128 × 128,256
+            // float32 is 1 GB): measured now, then dropped; reruns make their own.
+            let skip = heldOut ? allOn : (base ?? allOn)
+            measured[Self.key(skip, heldOut)] = try perplexity(of: t.map(\.outputs), heldOut: heldOut)
+            for tape in t { tape.releaseOutput(named: logits) }
+        } else if heldOut || base == nil {
+            references[heldOut] = t.map(\.outputs)
+        }
         return t
     }
+
+    private static func key(_ skip: [Double], _ heldOut: Bool) -> String { "\(heldOut) \(skip)" }
 
     /// Records the scoring runs again with the blocks whose entry in `skip` is 0 skipped, so that
     /// later evaluations that skip these and more recompute only the steps below the others (a
@@ -159,10 +177,20 @@ final class BlockEvaluator {
 
     /// Perplexity of next-token prediction over the sets.
     func perplexity(skipping skip: [Double], heldOut: Bool) throws -> Double {
+        // Recording measures the recorded run itself (and drops its logits).
+        _ = try recorded(heldOut: heldOut)
+        if let p = measured[Self.key(skip, heldOut)] { return p }
+        let p = try perplexity(of: try outputs(skipping: skip, heldOut: heldOut), heldOut: heldOut)
+        measured[Self.key(skip, heldOut)] = p
+        return p
+    }
+
+    /// Perplexity of next-token prediction from the outputs of the scoring or held-out sets.
+    private func perplexity(of outputs: [[String: NDArray]], heldOut: Bool) throws -> Double {
         guard let tokens, let logits else { return .nan }
         let sets = heldOut ? held : scoring
         var total = 0.0, count = 0
-        for (set, out) in zip(sets, try outputs(skipping: skip, heldOut: heldOut)) {
+        for (set, out) in zip(sets, outputs) {
             guard let ids = set[tokens], let y = out[logits] else { continue }
             let (ce, n) = CausalLM.crossEntropy(logits: y, ids: ids, threads: interpreter.options.threads)
             total += ce * Double(n)
@@ -178,6 +206,7 @@ final class BlockEvaluator {
 
     /// Mean relative L2 drift of the float outputs from the run with every block on.
     func drift(skipping skip: [Double], heldOut: Bool) throws -> Double {
+        precondition(!perplexityOnly, "drift has no references after joinSets()")
         _ = try recorded(heldOut: heldOut)
         let refs = references[heldOut] ?? []
         var total = 0.0, n = 0

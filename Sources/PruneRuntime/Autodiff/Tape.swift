@@ -43,6 +43,10 @@ public final class Tape {
         }))
     }
 
+    /// Drops the recorded run's output `name` (a large one its user has read): reruns are not
+    /// affected, they compute their own outputs.
+    public func releaseOutput(named name: String) { outputs[name] = nil }
+
     /// The slot of a graph input, initializer or graph output named `name`.
     func slot(named name: String) throws -> Int {
         guard let v = plan.graph.value(named: name) ?? plan.graph.outputs.first(where: { $0.name == name }),
