@@ -29,6 +29,9 @@ final class BlockEvaluator {
     private var perplexityOnly = false
     /// Perplexities measured so far, by split and skipped blocks.
     private var measured: [String: Double] = [:]
+    /// Work so far in whole runs of the inputs of one split: a recording is 1, a rerun the share
+    /// of the steps it recomputes.
+    private(set) var forwardPasses = 0.0
 
     /// `diffusion`: how a denoiser is noised (`nil`: evaluate it on the data as given).
     init(gates: TrainableGates, context: PassContext, holdout: Int, diffusion: DiffusionOptions? = nil) throws {
@@ -141,6 +144,7 @@ final class BlockEvaluator {
             try interpreter.runRecording($0.merging(gateFeeds) { a, _ in a }, forRerunsChanging: gates.blockInputs)
         }
         tapes[heldOut] = t
+        forwardPasses += 1
         if perplexityOnly, let logits {
             // A recorded run's logits are as large as a run's largest array (16 × 128 × 128,256
             // float32 is 1 GB): measured now, then dropped; reruns make their own.
@@ -172,7 +176,11 @@ final class BlockEvaluator {
             guard let i = gates.blockInputs.firstIndex(of: name) else { return false }
             return skip[i] != (recordedWith?[i] ?? 1)
         }
-        return try recorded(heldOut: heldOut).map { changed.isEmpty ? $0.outputs : try $0.rerun(changing: changed, fused: true) }
+        let tapes = try recorded(heldOut: heldOut)
+        if !changed.isEmpty, let t = tapes.first, t.stepCount > 0 {
+            forwardPasses += Double(try t.stepsDepending(on: Array(changed.keys))) / Double(t.stepCount)
+        }
+        return try tapes.map { changed.isEmpty ? $0.outputs : try $0.rerun(changing: changed, fused: true) }
     }
 
     /// Perplexity of next-token prediction over the sets.

@@ -198,6 +198,8 @@ public struct DepthPass: Pass {
         ShapeInference().run(on: model)
         stats["params-removed"] = Double(paramsBefore - CostModel.parameterCount(model))
         stats["seconds"] = Date().timeIntervalSince(started)
+        stats["forward-passes"] = eval.forwardPasses
+        context.logger.info("depth: \(String(format: "%.1f", eval.forwardPasses)) forward-pass equivalents (recorded runs, and the steps below each skipped block rerun)")
         return PassResult(changed: !chosen.isEmpty, statistics: stats)
     }
 

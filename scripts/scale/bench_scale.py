@@ -5,7 +5,7 @@ For each model made by scripts/scale/make_models.py (random weights, float16, ex
 runs prunec pipelines and prints, per run: wall seconds, peak resident memory of the prunec
 process (from wait4, so the figure is prunec's own), the weights on disk and the margin between
 the two (the rule: peak ≤ weights + 2 GB), and each pass's cost in full-forward-pass equivalents
-where the pass reports it (`reconstruct`'s `forward-passes`; `fluctuation` is one pass by
+where the pass reports it (`reconstruct`'s and `depth`'s `forward-passes`; `fluctuation` is one pass by
 construction). The written model is checked with onnx.checker and run by onnxruntime on one
 calibration row next to the original.
 
@@ -42,6 +42,8 @@ PIPELINES = {
     },
     "unet": {
         "fluctuation + reconstruct": ["fluctuation{params=0.2}", "reconstruct", "fold-masks"],
+        # Not a language model: blocks are scored by the drift of the denoiser's output.
+        "depth (drift), 2 blocks": ["depth{blocks=2}", "fold-masks"],
         "ecodiff, 2 steps": ["ecodiff{steps=2,objective=output,select=learned,holdout=0}", "fold-masks"],
     },
 }
