@@ -180,18 +180,7 @@ final class AttentionChainKernel: Kernel {
                 guard m.dtype == dtype, m.rank <= rank, m.count > 0, (try? Broadcast.shape(scoresShape, m.shape)) == scoresShape
                 else { return nil }
                 let strides = Broadcast.strides(of: m.shape, to: scoresShape)
-                var base = [Int](repeating: 0, count: batch)
-                var index = [Int](repeating: 0, count: batchShape.count)
-                for i in 0..<batch {
-                    for d in index.indices { base[i] += index[d] * strides[d] }
-                    var d = index.count - 1
-                    while d >= 0 {
-                        index[d] += 1
-                        if index[d] < batchShape[d] { break }
-                        index[d] = 0
-                        d -= 1
-                    }
-                }
+                let base = Broadcast.offsets(shape: batchShape, strides: Array(strides.prefix(rank - 2)))
                 plan.append(.add(MaskLayout(values: FloatBridge.toFloat(m, ctx), base: base, rowStride: strides[rank - 2],
                                             columnStride: strides[rank - 1]), round: dtype))
             case .cast(let to):

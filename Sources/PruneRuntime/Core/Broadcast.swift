@@ -48,6 +48,28 @@ public enum Broadcast {
         return out
     }
 
+    /// For every index of `shape` in row-major order, `Σ index[d] · strides[d]`: where each element
+    /// of a broadcast read lands (`strides` from ``strides(of:to:)``).
+    public static func offsets(shape: [Int], strides: [Int]) -> [Int] {
+        let n = shape.reduce(1, *)
+        var out = [Int](repeating: 0, count: n)
+        var index = [Int](repeating: 0, count: shape.count)
+        var offset = 0
+        for i in 0..<n {
+            out[i] = offset
+            var d = shape.count - 1
+            while d >= 0 {
+                index[d] += 1
+                offset += strides[d]
+                if index[d] < shape[d] { break }
+                offset -= index[d] * strides[d]
+                index[d] = 0
+                d -= 1
+            }
+        }
+        return out
+    }
+
     /// Contiguous row-major strides of `shape`.
     public static func contiguousStrides(_ shape: [Int]) -> [Int] {
         var out = [Int](repeating: 1, count: shape.count)

@@ -92,26 +92,8 @@ final class MatMulKernel: Kernel {
         if aShape.count == 1 { outShape.remove(at: outShape.count - (bShape.count == 1 ? 1 : 2)) }
         let batch = batchShape.reduce(1, *)
         let aCount = aBatch.reduce(1, *), bCount = bBatch.reduce(1, *)
-        var aOff = [Int](repeating: 0, count: batch)
-        var bOff = [Int](repeating: 0, count: batch)
-        if batch > 0 {
-            let aStr = Broadcast.strides(of: aBatch, to: batchShape)
-            let bStr = Broadcast.strides(of: bBatch, to: batchShape)
-            var idx = [Int](repeating: 0, count: batchShape.count)
-            for i in 0..<batch {
-                var ao = 0, bo = 0
-                for d in 0..<idx.count { ao += idx[d] * aStr[d]; bo += idx[d] * bStr[d] }
-                aOff[i] = ao
-                bOff[i] = bo
-                var d = idx.count - 1
-                while d >= 0 {
-                    idx[d] += 1
-                    if idx[d] < batchShape[d] { break }
-                    idx[d] = 0
-                    d -= 1
-                }
-            }
-        }
+        let aOff = Broadcast.offsets(shape: batchShape, strides: Broadcast.strides(of: aBatch, to: batchShape))
+        let bOff = Broadcast.offsets(shape: batchShape, strides: Broadcast.strides(of: bBatch, to: batchShape))
         return Plan(m: m, k: k, n: n, outShape: outShape, batch: batch, aOffsets: aOff, bOffsets: bOff,
                     foldIntoM: bCount == 1 && aCount == batch)
     }
