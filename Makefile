@@ -74,10 +74,10 @@ bench-ldpruner: build venv
 
 # Scale: a Llama-3.2-1B-configured fp16 decoder and an SD-1.5-size fp16 UNet (random weights,
 # external data, made by scripts/scale/make_models.py into .cache/scale/, never committed), each
-# through fluctuation + reconstruct + fold-masks, depth (decoder) and two ecodiff steps, with wall
-# time, peak RSS against the weights on disk, and forward-pass equivalents; then reconstruct's
-# cost at 8, 16 and 32 layers of one width. Quality venv (torch, transformers, diffusers). About
-# an hour on 2 cores. BENCH_SCALE_ARGS adds options, e.g. --models llama1b --only fluctuation.
+# through fluctuation + reconstruct + fold-masks, depth (perplexity on the decoder, output drift on
+# the UNet) and two ecodiff steps, with wall time, peak RSS against the weights on disk, and
+# forward-pass equivalents; then reconstruct's cost at 8, 16 and 32 layers of one width. Quality
+# venv (torch, transformers, diffusers). About an hour and a half on 2 cores. BENCH_SCALE_ARGS adds options, e.g. --models llama1b --only fluctuation.
 BENCH_SCALE_ARGS ?=
 bench-scale: build
 	bash scripts/quality/setup-venv.sh
