@@ -49,9 +49,12 @@ public final class Tape {
 
     /// The slot of a graph input, initializer or graph output named `name`.
     func slot(named name: String) throws -> Int {
-        guard let v = plan.graph.value(named: name) ?? plan.graph.outputs.first(where: { $0.name == name }),
-            let s = plan.slot(of: v)
-        else { throw RuntimeError.input("'\(name)' is not a value of the model") }
+        try Tape.slot(named: name, in: plan)
+    }
+
+    /// The slot of `name` in `plan`, or an error naming it.
+    static func slot(named name: String, in plan: ExecutionPlan) throws -> Int {
+        guard let s = plan.slot(named: name) else { throw RuntimeError.input("'\(name)' is not a value of the model") }
         return s
     }
 
@@ -141,8 +144,7 @@ extension Interpreter {
     ///   what ``run(_:)`` throws.
     public func runRecording(_ inputs: [String: NDArray], forRerunsChanging names: [String]) throws -> Tape {
         let plan = fastPlan!
-        let probe = Tape(interpreter: self, plan: plan)
-        let changed = try names.map { try probe.slot(named: $0) }
+        let changed = try names.map { try Tape.slot(named: $0, in: plan) }
         var keep = Set<Int>()
         var dirty = [Bool](repeating: false, count: plan.slotCount)
         for c in changed {

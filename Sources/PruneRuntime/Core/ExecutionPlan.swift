@@ -78,6 +78,10 @@ final class ExecutionPlan {
 
     /// The slot of `v`, if this plan has one.
     func slot(of v: Value) -> Int? { slots[ObjectIdentifier(v)] }
+    /// The slot of the graph input, initializer, node output or graph output named `name`.
+    func slot(named name: String) -> Int? {
+        (graph.value(named: name) ?? graph.outputs.first(where: { $0.name == name })).flatMap(slot(of:))
+    }
     var slotCount = 0
     /// Initializers and Constant outputs, filled once per run.
     var constants: [(slot: Int, array: NDArray)] = []

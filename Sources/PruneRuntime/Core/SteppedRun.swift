@@ -128,9 +128,7 @@ public final class SteppedRun {
     }
 
     private func slot(named name: String) throws -> Int {
-        guard let v = plan.graph.value(named: name) ?? plan.graph.outputs.first(where: { $0.name == name }),
-            let s = plan.slot(of: v)
-        else { throw RuntimeError.input("stepped run: '\(name)' is not a value of the model") }
+        guard let s = plan.slot(named: name) else { throw RuntimeError.input("stepped run: '\(name)' is not a value of the model") }
         return s
     }
 }
