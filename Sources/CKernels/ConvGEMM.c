@@ -16,6 +16,19 @@
 
 #define MR 8
 #define KC 128
+#define KC_DIRECT 512
+#define DIRECT_MAX_ROWS 128  // output rows from this pack their panels
+
+// The K chunk of an M-row product (the packed weights' layout and every kernel's loop): KC for
+// the kernels that pack their panels; equal chunks of at most KC_DIRECT for those that read the
+// right-hand matrix in place (fewer rows: no panel to keep in L1), so that the accumulators stay
+// in registers longer and no short last chunk reloads them (k = 144 cut 128 + 16 cost 5% on a
+// 16-channel 3x3 layer).
+static int kc_step(int m, int k) {
+    if (m >= DIRECT_MAX_ROWS || k <= 0) return KC;
+    int n = (k + KC_DIRECT - 1) / KC_DIRECT;
+    return (k + n - 1) / n;
+}
 
 static int ck_level = -1;  // 0: none, 2: AVX2+FMA, 3: AVX-512F
 
@@ -46,8 +59,9 @@ void ck_pack_weights(int m, int k, const float *w, int ldw, float *packed) {
     // Chunk-major: [k / KC][panel][kc][MR], so that the weights one K chunk needs are one
     // sequential stream for the hardware prefetcher.
     int panels = (m + MR - 1) / MR;
-    for (int k0 = 0; k0 < k; k0 += KC) {
-        int kc = k - k0 < KC ? k - k0 : KC;
+    int step = kc_step(m, k);
+    for (int k0 = 0; k0 < k; k0 += step) {
+        int kc = k - k0 < step ? k - k0 : step;
         for (int pb = 0; pb < panels; pb++) {
             float *dst = packed + panel_offset(panels, k0, kc, pb);
             for (int kk = 0; kk < kc; kk++) {
@@ -81,8 +95,9 @@ __attribute__((target("avx512f,fma")))
 static void gemm_avx512_unpacked(int m, int k, const float *packed, int r0, int r1, const float *const *rows, int p0, int p1,
                                  float *y, int ldy, const float *bias) {
     int panels = (m + MR - 1) / MR;
-    for (int k0 = 0; k0 < k; k0 += KC) {
-        int kc = k - k0 < KC ? k - k0 : KC;
+    int step = kc_step(m, k);
+    for (int k0 = 0; k0 < k; k0 += step) {
+        int kc = k - k0 < step ? k - k0 : step;
         int first = k0 == 0;
         const float *const *rk = rows + k0;
         for (int p = p0; p < p1; p += 32) {
@@ -413,12 +428,203 @@ static inline __attribute__((always_inline)) void tile512(const int NV, int kc, 
     }
 }
 
+// MARK: AVX-512, direct: a window read in place, as a stride-1 window over one plane per phase.
+//
+// Where the output is as wide as the input (stride 1, "same" pads), column q of row (channel,
+// kh, kw) is the input at q + (kh dh - ph) iw + (kw dw - pw) of the channel's plane, inside the
+// input where the lane's output row and column are: one masked load per vector, its mask fixed
+// per (kh, kw) and column block. A stride s becomes stride 1 once the input is split into its
+// s x s phases (ck_phase_split): tap (kh, kw) reads phase ((kh dh - ph) mod sh, (kw dw - pw) mod sw)
+// at a fixed offset. Few output rows do not pay for a packed panel; a padded copy computed on a
+// grid wastes (iw + pads) / iw of the work and needs a copy out (a 32-channel 16x16 layer: an
+// eighth); a strided panel gathered through the window cost a quarter of the layer.
+
+#define FLAT_KS 64  // kernel sizes (kh kw) up to this read in place
+static inline int floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// The phase planes' height and width.
+static inline int phase_rows(const ck_gemm_source *g) { return (g->ih + g->sh - 1) / g->sh; }
+static inline int phase_cols(const ck_gemm_source *g) { return (g->iw + g->sw - 1) / g->sw; }
+
+int ck_gemm_direct(int m, const ck_gemm_source *g) {
+    if (ck_vector_level() < 3 || g->rows || m >= DIRECT_MAX_ROWS || g->kh * g->kw > FLAT_KS) return 0;
+    if (g->sh < 1 || g->sw < 1 || phase_cols(g) != g->ow) return 0;
+    // A 1x1 strided window reads one phase: gathering its panel costs less than splitting.
+    return (g->sh == 1 && g->sw == 1) || (g->phased && g->kh * g->kw > 1);
+}
+
+size_t ck_phase_split_count(const ck_gemm_source *g) {
+    return (size_t)g->sh * g->sw * phase_rows(g) * phase_cols(g);
+}
+
+// Tap (kh, kw)'s phase and offset in phase rows and columns.
+static inline void tap_phase(const ck_gemm_source *g, int kh, int kw, int *phase, int *dy, int *dx) {
+    int ry = kh * g->dh - g->ph, rx = kw * g->dw - g->pw;
+    *dy = floor_div(ry, g->sh);
+    *dx = floor_div(rx, g->sw);
+    *phase = (ry - *dy * g->sh) * g->sw + (rx - *dx * g->sw);
+}
+
+__attribute__((target("avx512f,fma")))
+void ck_phase_split(const ck_gemm_source *g, const float *x, int c0, int c1, float *dst) {
+    int PH = phase_rows(g), PW = phase_cols(g), phases = g->sh * g->sw;
+    size_t per = ck_phase_split_count(g);
+    unsigned char used[64 * 64] = {0};
+    int many = phases > 64 * 64;
+    for (int kh = 0; kh < g->kh && !many; kh++)
+        for (int kw = 0; kw < g->kw; kw++) {
+            int ph, dy, dx;
+            tap_phase(g, kh, kw, &ph, &dy, &dx);
+            used[ph] = 1;
+        }
+    for (int c = c0; c < c1; c++) {
+        const float *xc = x + (size_t)c * g->ih * g->iw;
+        float *dc = dst + (size_t)c * per;
+        for (int a = 0; a < g->sh; a++) {
+            for (int b = 0; b < g->sw; b++) {
+                if (!many && !used[a * g->sw + b]) continue;
+                float *d = dc + (size_t)(a * g->sw + b) * PH * PW;
+                for (int i = 0; i < PH; i++) {
+                    int row = a + g->sh * i;
+                    float *dr = d + (size_t)i * PW;
+                    if (row >= g->ih) {
+                        memset(dr, 0, sizeof(float) * PW);
+                        continue;
+                    }
+                    const float *src = xc + (size_t)row * g->iw + b;
+                    int n = (g->iw - b + g->sw - 1) / g->sw;  // columns of this phase inside the input
+                    if (g->sw == 2) {
+                        for (int j = 0; j < n; j += 16)
+                            _mm512_mask_storeu_ps(dr + j, ck_lanes16(n - j), ck_load_even16(src + 2 * j, n - j));
+                    } else if (g->sw == 1) {
+                        memcpy(dr, src, sizeof(float) * n);
+                    } else {
+                        for (int j = 0; j < n; j++) dr[j] = src[(size_t)j * g->sw];
+                    }
+                    for (int j = n; j < PW; j++) dr[j] = 0.0f;
+                }
+            }
+        }
+    }
+}
+
+__attribute__((target("avx512f,fma")))
+static inline __attribute__((always_inline)) void tile_flat512(const int NV, int kc, int k0, int ks, size_t plane, const float *w,
+                                                               const float *base, const ptrdiff_t *offs, const __mmask16 (*ok)[3],
+                                                               float *yb, int ldy, int mr, int nr, int first, const float *bias,
+                                                               const float *res, int relu) {
+    __m512 c[MR][3];
+    __mmask16 q[3] = {ck_lanes16(nr), ck_lanes16(nr - 16), ck_lanes16(nr - 32)};
+#pragma clang loop unroll(full)
+    for (int i = 0; i < MR; i++) {
+#pragma clang loop unroll(full)
+        for (int v = 0; v < NV; v++) {
+            if (first) c[i][v] = _mm512_set1_ps((bias && i < mr) ? bias[i] : 0.0f);
+            else c[i][v] = i < mr ? _mm512_maskz_loadu_ps(q[v], yb + (size_t)i * ldy + v * 16) : _mm512_setzero_ps();
+        }
+    }
+    int t = k0 % ks;
+    const float *pl = base + (size_t)(k0 / ks) * plane;
+    for (int kk = 0; kk < kc; kk++) {
+        __m512 b[3];
+        // Only unmasked lanes are read, so the address may lie outside the input.
+        const float *src = (const float *)((uintptr_t)pl + (uintptr_t)(offs[t] * 4));
+#pragma clang loop unroll(full)
+        for (int v = 0; v < NV; v++) b[v] = _mm512_maskz_loadu_ps(ok[t][v], src + v * 16);
+        const float *wk = w + kk * MR;
+#pragma clang loop unroll(full)
+        for (int i = 0; i < MR; i++) {
+            __m512 a = _mm512_set1_ps(wk[i]);
+#pragma clang loop unroll(full)
+            for (int v = 0; v < NV; v++) c[i][v] = _mm512_fmadd_ps(a, b[v], c[i][v]);
+        }
+        if (++t == ks) {
+            t = 0;
+            pl += plane;
+        }
+    }
+#pragma clang loop unroll(full)
+    for (int i = 0; i < MR; i++) {
+        if (i < mr) {
+#pragma clang loop unroll(full)
+            for (int v = 0; v < NV; v++) {
+                __m512 r = c[i][v];
+                if (res) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(q[v], res + (size_t)i * ldy + v * 16));
+                if (relu) r = _mm512_max_ps(r, _mm512_setzero_ps());
+                _mm512_mask_storeu_ps(yb + (size_t)i * ldy + v * 16, q[v], r);
+            }
+        }
+    }
+}
+
+__attribute__((target("avx512f,fma")))
+static void gemm_direct512(int m, int k, const float *packed, int r0, int r1, const ck_gemm_source *g, int p0, int p1,
+                           float *y, int ldy, const float *bias, const ck_gemm_epilogue *ep) {
+    int panels = (m + MR - 1) / MR;
+    int ks = g->kh * g->kw, step = kc_step(m, k);
+    int PH = g->phased ? phase_rows(g) : g->ih, PW = g->phased ? phase_cols(g) : g->iw;
+    size_t plane = g->phased ? ck_phase_split_count(g) : (size_t)g->ih * g->iw;
+    ptrdiff_t offs[FLAT_KS];
+    int dys[FLAT_KS], dxs[FLAT_KS];
+    __mmask16 ok[FLAT_KS][3];
+    for (int t = 0; t < ks; t++) {
+        int phase = 0;
+        if (g->phased) {
+            tap_phase(g, t / g->kw, t % g->kw, &phase, &dys[t], &dxs[t]);
+        } else {
+            dys[t] = t / g->kw * g->dh - g->ph;
+            dxs[t] = t % g->kw * g->dw - g->pw;
+        }
+        offs[t] = (ptrdiff_t)phase * PH * PW + (ptrdiff_t)dys[t] * PW + dxs[t];
+    }
+    const __m512i rowsv = _mm512_set1_epi32(PH), colsv = _mm512_set1_epi32(PW);
+    for (int p = p0; p < p1; p += NR512) {
+        int nr = p1 - p < NR512 ? p1 - p : NR512;
+        int nv = (nr + 15) / 16;
+        for (int v = 0; v < nv; v++) {
+            int oh[16], ow[16];
+            for (int l = 0; l < 16; l++) {
+                int col = p + 16 * v + l;
+                oh[l] = col / g->ow;
+                ow[l] = col % g->ow;
+            }
+            __m512i ohv = _mm512_loadu_si512(oh), owv = _mm512_loadu_si512(ow);
+            __mmask16 live = ck_lanes16(nr - 16 * v);
+            for (int t = 0; t < ks; t++) {
+                __mmask16 r = _mm512_mask_cmplt_epu32_mask(live, _mm512_add_epi32(ohv, _mm512_set1_epi32(dys[t])), rowsv);
+                __mmask16 c = _mm512_cmplt_epu32_mask(_mm512_add_epi32(owv, _mm512_set1_epi32(dxs[t])), colsv);
+                ok[t][v] = r & c;
+            }
+        }
+        const float *base = g->x + p;
+        for (int k0 = 0; k0 < k; k0 += step) {
+            int kc = k - k0 < step ? k - k0 : step;
+            int first = k0 == 0, last = k0 + kc >= k;
+            for (int pb = r0 / MR; pb < (r1 + MR - 1) / MR; pb++) {
+                const float *w = packed + panel_offset(panels, k0, kc, pb);
+                int mr = r1 - pb * MR < MR ? r1 - pb * MR : MR;
+                float *yb = y + (size_t)pb * MR * ldy + p;
+                const float *bb = bias ? bias + pb * MR : 0;
+                const float *rb = last && ep->residual ? ep->residual + (size_t)pb * MR * ldy + p : 0;
+                int rl = last && ep->relu;
+                if (nv == 3) tile_flat512(3, kc, k0, ks, plane, w, base, offs, ok, yb, ldy, mr, nr, first, bb, rb, rl);
+                else if (nv == 2) tile_flat512(2, kc, k0, ks, plane, w, base, offs, ok, yb, ldy, mr, nr, first, bb, rb, rl);
+                else tile_flat512(1, kc, k0, ks, plane, w, base, offs, ok, yb, ldy, mr, nr, first, bb, rb, rl);
+            }
+        }
+    }
+}
+
 __attribute__((target("avx512f,fma")))
 static void gemm_avx512(int m, int k, const float *packed, int r0, int r1, const ck_gemm_source *src, int p0, int p1,
                         float *y, int ldy, const float *bias, const ck_gemm_epilogue *ep) {
     int panels = (m + MR - 1) / MR;
     int pbFirst = r0 / MR, pbEnd = (r1 + MR - 1) / MR;
     int mcPanels = MC512 / MR;
+    if (ck_gemm_direct(m, src)) {
+        gemm_direct512(m, k, packed, r0, r1, src, p0, p1, y, ldy, bias, ep);
+        return;
+    }
     if (!ck_gemm_packs(m, !src->rows)) {
         gemm_avx512_unpacked(m, k, packed, r0, r1, src->rows, p0, p1, y, ldy, bias);
         epilogue_pass(r0, r1, p0, p1, y, ldy, ep);
@@ -426,17 +632,20 @@ static void gemm_avx512(int m, int k, const float *packed, int r0, int r1, const
     }
     float *buf = pack_scratch((size_t)KC * NCB512);
     if (!buf) abort();
-    for (int j0 = p0; j0 < p1; j0 += NCB512) {
-        int j1 = p1 - j0 < NCB512 ? p1 : j0 + NCB512;
-        for (int k0 = 0; k0 < k; k0 += KC) {
-            int kc = k - k0 < KC ? k - k0 : KC;
+    int step = kc_step(m, k);
+    int ncb = (int)((size_t)KC * NCB512 / step / NR512 * NR512);
+    if (ncb < NR512) ncb = NR512;
+    for (int j0 = p0; j0 < p1; j0 += ncb) {
+        int j1 = p1 - j0 < ncb ? p1 : j0 + ncb;
+        for (int k0 = 0; k0 < k; k0 += step) {
+            int kc = k - k0 < step ? k - k0 : step;
             int first = k0 == 0, last = k0 + kc >= k;
             for (int ib = pbFirst; ib < pbEnd; ib += mcPanels) {
                 int ie = ib + mcPanels < pbEnd ? ib + mcPanels : pbEnd;
                 for (int p = j0; p < j1; p += NR512) {
                     int nr = j1 - p < NR512 ? j1 - p : NR512;
                     int nv = (nr + 15) / 16;
-                    float *bp = buf + (size_t)(p - j0) * KC;
+                    float *bp = buf + (size_t)(p - j0) * step;
                     if (ib == pbFirst) {
                         if (src->rows) pack_panel512(src->rows + k0, kc, p, nr, nv, bp);
                         else pack_window512(src, k0, kc, p, nr, nv, bp);
@@ -471,8 +680,9 @@ __attribute__((target("avx2,fma")))
 static void gemm_avx2(int m, int k, const float *packed, int r0, int r1, const float *const *rows, int p0, int p1,
                       float *y, int ldy, const float *bias) {
     int panels = (m + MR - 1) / MR;
-    for (int k0 = 0; k0 < k; k0 += KC) {
-        int kc = k - k0 < KC ? k - k0 : KC;
+    int step = kc_step(m, k);
+    for (int k0 = 0; k0 < k; k0 += step) {
+        int kc = k - k0 < step ? k - k0 : step;
         int first = k0 == 0;
         const float *const *rk = rows + k0;
         for (int p = p0; p < p1; p += 16) {

@@ -14,7 +14,7 @@
 // running (from inside its body, or from another interpreter's thread) runs on its caller alone.
 //
 // A job is a heap object with a reference count: a worker that wakes late holds its own
-// reference, and claims chunks with an atomic counter, so it can never run a chunk of another job
+// reference, and claims chunks with atomic counters, so it can never run a chunk of another job
 // nor touch a job its caller has returned from (claims past the end call nothing).
 
 #define CK_MAX_WORKERS 256
@@ -27,9 +27,14 @@ typedef struct ck_job {
     void *ctx;
     long count, chunk;
     int helpers;  // workers 0..<helpers may take chunks (the caller always does)
-    _Atomic long next;
     _Atomic long pending;
     _Atomic int refs;
+    // Participant s (0: the caller, s: worker s - 1) owns chunks part[s].first..<part[s + 1].first,
+    // claimed through part[s].next; it then takes what is left of the others' ranges.
+    struct {
+        long first;
+        _Atomic long next;
+    } part[];
 } ck_job;
 
 static pthread_mutex_t ck_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -58,14 +63,18 @@ static void ck_release(ck_job *j) {
     if (atomic_fetch_sub_explicit(&j->refs, 1, memory_order_acq_rel) == 1) free(j);
 }
 
-static void ck_run_chunks(ck_job *j) {
-    for (;;) {
-        long i = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-        long lo = i * j->chunk;
-        if (lo >= j->count) return;
-        long hi = lo + j->chunk < j->count ? lo + j->chunk : j->count;
-        j->fn(j->ctx, lo, hi);
-        atomic_fetch_sub_explicit(&j->pending, 1, memory_order_release);
+static void ck_run_chunks(ck_job *j, int slot) {
+    int parts = j->helpers + 1;
+    for (int t = 0; t < parts; t++) {
+        int s = (slot + t) % parts;
+        for (;;) {
+            long i = atomic_fetch_add_explicit(&j->part[s].next, 1, memory_order_relaxed);
+            if (i >= j->part[s + 1].first) break;
+            long lo = i * j->chunk;
+            long hi = lo + j->chunk < j->count ? lo + j->chunk : j->count;
+            j->fn(j->ctx, lo, hi);
+            atomic_fetch_sub_explicit(&j->pending, 1, memory_order_release);
+        }
     }
 }
 
@@ -96,7 +105,7 @@ static void *ck_worker(void *arg) {
         else j = NULL;
         pthread_mutex_unlock(&ck_lock);
         if (j) {
-            ck_run_chunks(j);
+            ck_run_chunks(j, index + 1);
             ck_release(j);
         }
     }
@@ -114,7 +123,8 @@ void ck_parallel_for(int threads, long count, long chunk, ck_task_fn fn, void *c
         fn(ctx, 0, count);
         return;
     }
-    ck_job *j = malloc(sizeof(ck_job));
+    // One slot per participant, and one past the last for its range's end.
+    ck_job *j = malloc(sizeof(ck_job) + (size_t)(helpers + 2) * sizeof(j->part[0]));
     if (!j) {
         pthread_mutex_unlock(&ck_busy);
         fn(ctx, 0, count);
@@ -125,7 +135,6 @@ void ck_parallel_for(int threads, long count, long chunk, ck_task_fn fn, void *c
     j->count = count;
     j->chunk = chunk;
     j->helpers = helpers;
-    atomic_init(&j->next, 0);
     atomic_init(&j->pending, chunks);
     atomic_init(&j->refs, 1);
 
@@ -141,12 +150,18 @@ void ck_parallel_for(int threads, long count, long chunk, ck_task_fn fn, void *c
         ck_workers++;
     }
     if (j->helpers > ck_workers) j->helpers = ck_workers;
+    // Contiguous ranges, not chunks handed out in turn: a thread then works on the same part of
+    // each layer's map, the part it wrote itself in the layer before (in its own cache), where
+    // the splits match.
+    int parts = j->helpers + 1;
+    for (int s = 0; s <= parts; s++) j->part[s].first = chunks * s / parts;
+    for (int s = 0; s < parts; s++) atomic_init(&j->part[s].next, j->part[s].first);
     ck_current = j;
     atomic_fetch_add_explicit(&ck_generation, 1, memory_order_release);
     if (ck_sleepers > 0) pthread_cond_broadcast(&ck_wake);
     pthread_mutex_unlock(&ck_lock);
 
-    ck_run_chunks(j);
+    ck_run_chunks(j, 0);
     while (atomic_load_explicit(&j->pending, memory_order_acquire) > 0) ck_relax();
 
     pthread_mutex_lock(&ck_lock);

@@ -164,6 +164,49 @@ import Testing
         try Self.expectConvMatchesDirectLoop(p, h: 11, wd: 75, seed: 14)
     }
 
+    /// Windows the convolution GEMM reads in place on AVX-512 (fewer than 128 output channels):
+    /// stride 1 over a map as wide as its input, and strided windows over the input split into
+    /// phases (odd and even map sizes, strides 2 and 3, a dilation, 2×2, 5×5 and 7×7 windows),
+    /// K in equal chunks (1,080 rows: three), 127 output channels (a partial panel) against 128
+    /// (packed panels), each with a residual added and a clamp at 0 fused into the Conv, at 1
+    /// and 2 threads, against a direct loop.
+    @Test(arguments: [
+        // (c, m, k, stride, pad, dil, h, wd)
+        (16, 16, 3, 1, 1, 1, 12, 20),
+        (5, 40, 3, 2, 1, 1, 15, 15),
+        (3, 24, 7, 2, 3, 1, 20, 22),
+        (4, 100, 5, 2, 2, 1, 16, 33),
+        (6, 8, 3, 3, 1, 1, 15, 15),
+        (4, 12, 3, 2, 2, 2, 16, 16),
+        (4, 12, 2, 2, 0, 1, 16, 18),
+        (120, 64, 3, 1, 1, 1, 9, 9),
+        (8, 127, 3, 2, 1, 1, 10, 12),
+        (8, 128, 3, 2, 1, 1, 10, 12),
+    ])
+    func convReadInPlaceWithResidual(_ p: (Int, Int, Int, Int, Int, Int, Int, Int)) throws {
+        let (c, m, k, s, pad, dil, h, wd) = p
+        let x = Self.values(c * h * wd, seed: 31), w = Self.values(m * c * k * k, seed: 32), b = Self.values(m, seed: 33)
+        let conv = Self.naiveConv(x, w, b, n: 1, c: c, h: h, wd: wd, m: m, k: k, stride: s, pad: pad, dil: dil, group: 1)
+        let shape = [1, m, conv.oh, conv.ow]
+        let residual = Self.values(conv.values.count, seed: 34)
+        let want = zip(conv.values, residual).map { max($0 + $1, 0) }
+        let g = GraphBuilder(name: "t")
+        let xv = g.input("x", .float, [1, c, h, wd]), rv = g.input("r", .float, shape)
+        let wv = g.initializer("w", NDArray(w, shape: [m, c, k, k]).tensor())
+        let bv = g.initializer("b", NDArray(b, shape: [m]).tensor())
+        let y = g.add(OpType("Conv"), [xv, wv, bv], attributes: [
+            ("strides", .ints([Int64(s), Int64(s)])), ("pads", .ints([Int64](repeating: Int64(pad), count: 4))),
+            ("dilations", .ints([Int64(dil), Int64(dil)])),
+        ])
+        g.output(g.add(OpType("Relu"), [g.add(OpType("Add"), [y, rv])]))
+        let model = try g.model(opset: 21)
+        for threads in [1, 2] {
+            let got = try Interpreter(model: model, options: .init(threads: threads))
+                .runOrdered(["x": NDArray(x, shape: [1, c, h, wd]), "r": NDArray(residual, shape: shape)])[0]
+            Self.expectClose(got, want, shape: shape)
+        }
+    }
+
     /// The convolution GEMM's blocking (CKernels/ConvGEMM.c) on shapes that cross every block
     /// edge: 144 rows of K (two chunks of 128), 267 output channels (two blocks of 256 rows, a
     /// partial 8-row panel), 31 × 35 grid columns (two column blocks of 960, a partial last

@@ -65,11 +65,30 @@ void ck_pack_weights(int m, int k, const float *w, int ldw, float *packed);
 /// NULL, a 2-D convolution's input `x` ([channels][ih][iw]) read through its window: row
 /// (channel, kh, kw), column (oh, ow) in row-major order, element x[channel][oh sh - ph + kh dh]
 /// [ow sw - pw + kw dw], zero outside the input (im2col without the buffer).
+///
+/// `phased` 1: `x` is that input split by `ck_phase_split` (a strided window then reads it as a
+/// stride-1 one; only where `ck_gemm_direct` says so).
 typedef struct {
     const float *const *rows;
     const float *x;
     int ih, iw, oh, ow, kh, kw, sh, sw, dh, dw, ph, pw;
+    int phased;
 } ck_gemm_source;
+
+/// 1 when `ck_gemm` reads the window source `src` of an M-row product in place, without packing
+/// its panels: a 2-D window whose output is as wide as its input (stride 1) or as one phase of
+/// it (a stride: `x` must then be split by `ck_phase_split`, and `phased` set), for M under 64,
+/// on AVX-512. Else 0.
+int ck_gemm_direct(int m, const ck_gemm_source *src);
+
+/// Floats per channel of `ck_phase_split`'s output for the window `src`: sh sw phases of
+/// ceil(ih / sh) x ceil(iw / sw).
+size_t ck_phase_split_count(const ck_gemm_source *src);
+
+/// Splits channels c0..<c1 of the input `x` ([channels][ih][iw]) of the window `src` by its
+/// strides: phase (a, b) of a channel is x[a + sh i][b + sw j], zero past the input. Only the
+/// phases the window's taps read are written. `dst` holds `ck_phase_split_count` floats per channel.
+void ck_phase_split(const ck_gemm_source *src, const float *x, int c0, int c1, float *dst);
 
 /// What `ck_gemm` does to Y after the product: add `residual` (laid out as Y, same row stride;
 /// NULL: none), then clamp at 0 when `relu` is 1. On AVX-512 with a packed source this happens

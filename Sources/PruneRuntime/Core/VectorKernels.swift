@@ -91,6 +91,26 @@ enum VectorKernels {
     /// (a 2-D convolution's input read through its window) on this CPU (AVX-512).
     static let windowGemmAvailable = ck_gemm_window_available() != 0
 
+    /// Whether ``gemm(m:k:packed:outputRows:source:columns:y:ldy:bias:epilogue:)`` reads the
+    /// window `source` of an `m`-row product in place (CKernels.h: `ck_gemm_direct`); a strided
+    /// window (`phased` set) must then have its input split by ``phaseSplit(_:_:channels:into:)``.
+    static func gemmDirect(m: Int, _ source: GemmSource) -> Bool {
+        withUnsafePointer(to: source) { ck_gemm_direct(Int32(m), $0) != 0 }
+    }
+
+    /// Floats per channel that ``phaseSplit(_:_:channels:into:)`` writes for the window `source`.
+    static func phaseSplitCount(_ source: GemmSource) -> Int {
+        withUnsafePointer(to: source) { Int(ck_phase_split_count($0)) }
+    }
+
+    /// Splits `channels` of `x` (the window's input) into the phases of the window's strides, at
+    /// the same channels of `dst` (``phaseSplitCount(_:)`` floats per channel).
+    static func phaseSplit(_ source: GemmSource, _ x: UnsafePointer<Float>, channels: Range<Int>, into dst: UnsafeMutablePointer<Float>) {
+        withUnsafePointer(to: source) {
+            ck_phase_split($0, x, Int32(channels.lowerBound), Int32(channels.upperBound), dst)
+        }
+    }
+
     /// `y[i][p] = bias[i] + Σₖ W[i][k] · B[k][p]` for `i` in `outputRows` and `p` in `columns`,
     /// where `W` (`m`×`k`) was packed by ``packWeights(m:k:_:ldw:into:)`` and `B` is `source`:
     /// row pointers (read only at `columns`) or a convolution window (see `ck_gemm_source`);

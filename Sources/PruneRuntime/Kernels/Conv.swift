@@ -281,31 +281,45 @@ final class ConvKernel: Kernel {
         // Few output channels do not pay for packing a panel gathered through the window: stride
         // 1 then reads padded rows in place (a strided window would need im2col instead).
         let window = VectorKernels.windowGemmAvailable && planar && !pointwise
-            && (VectorKernels.gemmPacks(m: mg, window: false) || g.sh != 1 || g.sw != 1)
+            && (VectorKernels.gemmPacks(m: mg, window: false) || g.sh != 1 || g.sw != 1 || g.ow == g.iw)
         let direct = !window && g.sh == 1 && g.sw == 1 && planar && g.pd == 0
         // The padded input plane (direct path): rows ph, row width pwid.
         let ph = g.ih + g.ph + padEndH, pwid = g.iw + g.pw + padEndW
         let padded = direct && (g.ph != 0 || g.pw != 0 || padEndH != 0 || padEndW != 0)
         let grid = direct && pwid != g.ow
         let nCols = direct ? (g.oh - 1) * pwid + g.ow : outSize
+        // A strided window the GEMM reads in place once its input is split into phases.
+        var windowSource = VectorKernels.GemmSource()
+        if window {
+            (windowSource.ih, windowSource.iw, windowSource.oh, windowSource.ow) = (Int32(g.ih), Int32(g.iw), Int32(g.oh), Int32(g.ow))
+            (windowSource.kh, windowSource.kw, windowSource.sh, windowSource.sw) = (Int32(g.kh), Int32(g.kw), Int32(g.sh), Int32(g.sw))
+            (windowSource.dh, windowSource.dw, windowSource.ph, windowSource.pw) = (Int32(g.dh), Int32(g.dw), Int32(g.ph), Int32(g.pw))
+            windowSource.phased = g.sh != 1 || g.sw != 1 ? 1 : 0
+            if windowSource.phased == 1 && !VectorKernels.gemmDirect(m: mg, windowSource) { windowSource.phased = 0 }
+        }
+        let phaseCount = windowSource.phased == 1 ? VectorKernels.phaseSplitCount(windowSource) : 0
+        let phaseArray = phaseCount > 0 ? ctx.allocate(.float, [cg * phaseCount]) : nil
         let padArray = padded ? ctx.allocate(.float, [cg * ph * pwid]) : nil
         let colArray = direct || window ? nil : ctx.allocate(.float, [kRows, outSize])
         let tmpArray = grid ? ctx.allocate(.float, [mg, g.oh * pwid]) : nil
         let pad = padArray?.pointer(as: Float.self)
         let col = colArray?.pointer(as: Float.self)
         let tmp = tmpArray?.pointer(as: Float.self)
-        defer { withExtendedLifetime((packedArray, padArray, colArray, tmpArray)) {} }
+        defer { withExtendedLifetime((packedArray, padArray, colArray, tmpArray, phaseArray)) {} }
         withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: window ? 0 : kRows) { rows in
             for i in 0..<n {
                 for gi in 0..<group {
                     let src = px + (i * c + gi * cg) * inSize
                     let dst = py + (i * m + gi * mg) * outSize
-                    var source = VectorKernels.GemmSource()
-                    if window {
+                    var source = windowSource
+                    if let phased = phaseArray?.pointer(as: Float.self) {
+                        let template = windowSource
+                        ctx.parallelFor(cg, grain: max(1, 16384 / max(1, phaseCount))) { range in
+                            VectorKernels.phaseSplit(template, src, channels: range, into: phased)
+                        }
+                        source.x = UnsafePointer(phased)
+                    } else if window {
                         source.x = UnsafePointer(src)
-                        (source.ih, source.iw, source.oh, source.ow) = (Int32(g.ih), Int32(g.iw), Int32(g.oh), Int32(g.ow))
-                        (source.kh, source.kw, source.sh, source.sw) = (Int32(g.kh), Int32(g.kw), Int32(g.sh), Int32(g.sw))
-                        (source.dh, source.dw, source.ph, source.pw) = (Int32(g.dh), Int32(g.dw), Int32(g.ph), Int32(g.pw))
                     } else if direct {
                         var base = UnsafePointer(src), plane = inSize
                         if let pad {
