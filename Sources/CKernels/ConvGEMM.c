@@ -283,6 +283,19 @@ static void pack_window_ops512(const ck_gemm_source *g, int k0, int kc, int nv, 
     }
 }
 
+// The output rows and columns of the 16 consecutive output positions from col0 (row-major over
+// an ow-wide map).
+__attribute__((target("avx512f,fma")))
+static inline void output_positions16(const ck_gemm_source *g, int col0, __m512i *oh, __m512i *ow) {
+    int r[16], c[16];
+    for (int t = 0; t < 16; t++) {
+        r[t] = (col0 + t) / g->ow;
+        c[t] = (col0 + t) % g->ow;
+    }
+    *oh = _mm512_loadu_si512(r);
+    *ow = _mm512_loadu_si512(c);
+}
+
 // The panel of a window source by lane masks: row (channel, kh, kw) of the panel is one masked
 // load (stride 1 over a map as wide as the input: the element of column q lies at a fixed offset
 // from x[q]) or one gather (any other stride) per vector, its mask the lanes whose input row and
@@ -294,13 +307,8 @@ static void pack_window_lanes512(const ck_gemm_source *g, int k0, int kc, int p,
     __m512i rowIn[3], colIn[3], idx[3];
     __mmask16 live[3];
     for (int v = 0; v < nv; v++) {
-        int oh[16], ow[16];
-        for (int t = 0; t < 16; t++) {
-            int q = p + 16 * v + t;
-            oh[t] = q / g->ow;
-            ow[t] = q % g->ow;
-        }
-        __m512i ohv = _mm512_loadu_si512(oh), owv = _mm512_loadu_si512(ow);
+        __m512i ohv, owv;
+        output_positions16(g, p + 16 * v, &ohv, &owv);
         rowIn[v] = _mm512_sub_epi32(_mm512_mullo_epi32(ohv, _mm512_set1_epi32(g->sh)), _mm512_set1_epi32(g->ph));
         colIn[v] = _mm512_sub_epi32(_mm512_mullo_epi32(owv, _mm512_set1_epi32(g->sw)), _mm512_set1_epi32(g->pw));
         idx[v] = _mm512_add_epi32(_mm512_mullo_epi32(rowIn[v], _mm512_set1_epi32(g->iw)), colIn[v]);
@@ -385,15 +393,11 @@ static void pack_window512(const ck_gemm_source *g, int k0, int kc, int p, int n
     }
 }
 
-// An MR x (16 NV) tile over kc rows: y (row stride ldy) = bias (first chunk) or y, plus W x B;
-// on the last chunk, plus the residual (laid out as y) and clamped at 0 when asked, before the
-// tile leaves the registers.
+// A tile's accumulators at the start of a K chunk: the bias (first chunk; zero rows past mr) or
+// the partial sums already in y.
 __attribute__((target("avx512f,fma")))
-static inline __attribute__((always_inline)) void tile512(const int NV, int kc, const float *w, const float *bp, float *yb, int ldy,
-                                                           int mr, int nr, int first, const float *bias,
-                                                           const float *res, int relu) {
-    __m512 c[MR][3];
-    __mmask16 q[3] = {ck_lanes16(nr), ck_lanes16(nr - 16), ck_lanes16(nr - 32)};
+static inline __attribute__((always_inline)) void tile_start512(const int NV, __m512 (*c)[3], const __mmask16 *q, const float *yb,
+                                                                int ldy, int mr, int first, const float *bias) {
 #pragma clang loop unroll(full)
     for (int i = 0; i < MR; i++) {
 #pragma clang loop unroll(full)
@@ -402,18 +406,23 @@ static inline __attribute__((always_inline)) void tile512(const int NV, int kc, 
             else c[i][v] = i < mr ? _mm512_maskz_loadu_ps(q[v], yb + (size_t)i * ldy + v * 16) : _mm512_setzero_ps();
         }
     }
-    for (int kk = 0; kk < kc; kk++) {
-        __m512 b[3];
+}
+
+// One row of K: c[i] += w[i] b for the tile's MR rows.
+__attribute__((target("avx512f,fma")))
+static inline __attribute__((always_inline)) void tile_step512(const int NV, __m512 (*c)[3], const __m512 *b, const float *wk) {
 #pragma clang loop unroll(full)
-        for (int v = 0; v < NV; v++) b[v] = _mm512_load_ps(bp + (kk * NV + v) * 16);
-        const float *wk = w + kk * MR;
+    for (int i = 0; i < MR; i++) {
+        __m512 a = _mm512_set1_ps(wk[i]);
 #pragma clang loop unroll(full)
-        for (int i = 0; i < MR; i++) {
-            __m512 a = _mm512_set1_ps(wk[i]);
-#pragma clang loop unroll(full)
-            for (int v = 0; v < NV; v++) c[i][v] = _mm512_fmadd_ps(a, b[v], c[i][v]);
-        }
+        for (int v = 0; v < NV; v++) c[i][v] = _mm512_fmadd_ps(a, b[v], c[i][v]);
     }
+}
+
+// Writes a tile's mr rows to y, adding the residual (laid out as y) and clamping at 0 when asked.
+__attribute__((target("avx512f,fma")))
+static inline __attribute__((always_inline)) void tile_store512(const int NV, __m512 (*c)[3], const __mmask16 *q, float *yb, int ldy,
+                                                                int mr, const float *res, int relu) {
 #pragma clang loop unroll(full)
     for (int i = 0; i < MR; i++) {
         if (i < mr) {
@@ -426,6 +435,45 @@ static inline __attribute__((always_inline)) void tile512(const int NV, int kc, 
             }
         }
     }
+}
+
+// What the tile of 8-row panel pb at column p reads and writes in K chunk (k0, kc): its packed
+// weights, output, rows (mr), bias, and on the last chunk the epilogue's residual and clamp.
+typedef struct {
+    const float *w, *bias, *res;
+    float *y;
+    int mr, relu;
+} tile_target;
+
+static inline tile_target tile_at(int panels, const float *packed, int k0, int kc, int pb, int r1, float *y, int ldy, int p,
+                                  const float *bias, const ck_gemm_epilogue *ep, int last) {
+    tile_target t;
+    t.w = packed + panel_offset(panels, k0, kc, pb);
+    t.mr = r1 - pb * MR < MR ? r1 - pb * MR : MR;
+    t.y = y + (size_t)pb * MR * ldy + p;
+    t.bias = bias ? bias + pb * MR : 0;
+    t.res = last && ep->residual ? ep->residual + (size_t)pb * MR * ldy + p : 0;
+    t.relu = last && ep->relu;
+    return t;
+}
+
+// An MR x (16 NV) tile over kc rows: y (row stride ldy) = bias (first chunk) or y, plus W x B;
+// on the last chunk, plus the residual (laid out as y) and clamped at 0 when asked, before the
+// tile leaves the registers.
+__attribute__((target("avx512f,fma")))
+static inline __attribute__((always_inline)) void tile512(const int NV, int kc, const float *w, const float *bp, float *yb, int ldy,
+                                                           int mr, int nr, int first, const float *bias,
+                                                           const float *res, int relu) {
+    __m512 c[MR][3];
+    __mmask16 q[3] = {ck_lanes16(nr), ck_lanes16(nr - 16), ck_lanes16(nr - 32)};
+    tile_start512(NV, c, q, yb, ldy, mr, first, bias);
+    for (int kk = 0; kk < kc; kk++) {
+        __m512 b[3];
+#pragma clang loop unroll(full)
+        for (int v = 0; v < NV; v++) b[v] = _mm512_load_ps(bp + (kk * NV + v) * 16);
+        tile_step512(NV, c, b, w + kk * MR);
+    }
+    tile_store512(NV, c, q, yb, ldy, mr, res, relu);
 }
 
 // MARK: AVX-512, direct: a window read in place, as a stride-1 window over one plane per phase.
@@ -515,14 +563,7 @@ static inline __attribute__((always_inline)) void tile_flat512(const int NV, int
                                                                const float *res, int relu) {
     __m512 c[MR][3];
     __mmask16 q[3] = {ck_lanes16(nr), ck_lanes16(nr - 16), ck_lanes16(nr - 32)};
-#pragma clang loop unroll(full)
-    for (int i = 0; i < MR; i++) {
-#pragma clang loop unroll(full)
-        for (int v = 0; v < NV; v++) {
-            if (first) c[i][v] = _mm512_set1_ps((bias && i < mr) ? bias[i] : 0.0f);
-            else c[i][v] = i < mr ? _mm512_maskz_loadu_ps(q[v], yb + (size_t)i * ldy + v * 16) : _mm512_setzero_ps();
-        }
-    }
+    tile_start512(NV, c, q, yb, ldy, mr, first, bias);
     int t = k0 % ks;
     const float *pl = base + (size_t)(k0 / ks) * plane;
     for (int kk = 0; kk < kc; kk++) {
@@ -531,30 +572,13 @@ static inline __attribute__((always_inline)) void tile_flat512(const int NV, int
         const float *src = (const float *)((uintptr_t)pl + (uintptr_t)(offs[t] * 4));
 #pragma clang loop unroll(full)
         for (int v = 0; v < NV; v++) b[v] = _mm512_maskz_loadu_ps(ok[t][v], src + v * 16);
-        const float *wk = w + kk * MR;
-#pragma clang loop unroll(full)
-        for (int i = 0; i < MR; i++) {
-            __m512 a = _mm512_set1_ps(wk[i]);
-#pragma clang loop unroll(full)
-            for (int v = 0; v < NV; v++) c[i][v] = _mm512_fmadd_ps(a, b[v], c[i][v]);
-        }
+        tile_step512(NV, c, b, w + kk * MR);
         if (++t == ks) {
             t = 0;
             pl += plane;
         }
     }
-#pragma clang loop unroll(full)
-    for (int i = 0; i < MR; i++) {
-        if (i < mr) {
-#pragma clang loop unroll(full)
-            for (int v = 0; v < NV; v++) {
-                __m512 r = c[i][v];
-                if (res) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(q[v], res + (size_t)i * ldy + v * 16));
-                if (relu) r = _mm512_max_ps(r, _mm512_setzero_ps());
-                _mm512_mask_storeu_ps(yb + (size_t)i * ldy + v * 16, q[v], r);
-            }
-        }
-    }
+    tile_store512(NV, c, q, yb, ldy, mr, res, relu);
 }
 
 __attribute__((target("avx512f,fma")))
@@ -582,13 +606,8 @@ static void gemm_direct512(int m, int k, const float *packed, int r0, int r1, co
         int nr = p1 - p < NR512 ? p1 - p : NR512;
         int nv = (nr + 15) / 16;
         for (int v = 0; v < nv; v++) {
-            int oh[16], ow[16];
-            for (int l = 0; l < 16; l++) {
-                int col = p + 16 * v + l;
-                oh[l] = col / g->ow;
-                ow[l] = col % g->ow;
-            }
-            __m512i ohv = _mm512_loadu_si512(oh), owv = _mm512_loadu_si512(ow);
+            __m512i ohv, owv;
+            output_positions16(g, p + 16 * v, &ohv, &owv);
             __mmask16 live = ck_lanes16(nr - 16 * v);
             for (int t = 0; t < ks; t++) {
                 __mmask16 r = _mm512_mask_cmplt_epu32_mask(live, _mm512_add_epi32(ohv, _mm512_set1_epi32(dys[t])), rowsv);
@@ -601,15 +620,10 @@ static void gemm_direct512(int m, int k, const float *packed, int r0, int r1, co
             int kc = k - k0 < step ? k - k0 : step;
             int first = k0 == 0, last = k0 + kc >= k;
             for (int pb = r0 / MR; pb < (r1 + MR - 1) / MR; pb++) {
-                const float *w = packed + panel_offset(panels, k0, kc, pb);
-                int mr = r1 - pb * MR < MR ? r1 - pb * MR : MR;
-                float *yb = y + (size_t)pb * MR * ldy + p;
-                const float *bb = bias ? bias + pb * MR : 0;
-                const float *rb = last && ep->residual ? ep->residual + (size_t)pb * MR * ldy + p : 0;
-                int rl = last && ep->relu;
-                if (nv == 3) tile_flat512(3, kc, k0, ks, plane, w, base, offs, ok, yb, ldy, mr, nr, first, bb, rb, rl);
-                else if (nv == 2) tile_flat512(2, kc, k0, ks, plane, w, base, offs, ok, yb, ldy, mr, nr, first, bb, rb, rl);
-                else tile_flat512(1, kc, k0, ks, plane, w, base, offs, ok, yb, ldy, mr, nr, first, bb, rb, rl);
+                tile_target t = tile_at(panels, packed, k0, kc, pb, r1, y, ldy, p, bias, ep, last);
+                if (nv == 3) tile_flat512(3, kc, k0, ks, plane, t.w, base, offs, ok, t.y, ldy, t.mr, nr, first, t.bias, t.res, t.relu);
+                else if (nv == 2) tile_flat512(2, kc, k0, ks, plane, t.w, base, offs, ok, t.y, ldy, t.mr, nr, first, t.bias, t.res, t.relu);
+                else tile_flat512(1, kc, k0, ks, plane, t.w, base, offs, ok, t.y, ldy, t.mr, nr, first, t.bias, t.res, t.relu);
             }
         }
     }
@@ -651,15 +665,10 @@ static void gemm_avx512(int m, int k, const float *packed, int r0, int r1, const
                         else pack_window512(src, k0, kc, p, nr, nv, bp);
                     }
                     for (int pb = ib; pb < ie; pb++) {
-                        const float *w = packed + panel_offset(panels, k0, kc, pb);
-                        int mr = r1 - pb * MR < MR ? r1 - pb * MR : MR;
-                        float *yb = y + (size_t)pb * MR * ldy + p;
-                        const float *bb = bias ? bias + pb * MR : 0;
-                        const float *rb = last && ep->residual ? ep->residual + (size_t)pb * MR * ldy + p : 0;
-                        int rl = last && ep->relu;
-                        if (nv == 3) tile512(3, kc, w, bp, yb, ldy, mr, nr, first, bb, rb, rl);
-                        else if (nv == 2) tile512(2, kc, w, bp, yb, ldy, mr, nr, first, bb, rb, rl);
-                        else tile512(1, kc, w, bp, yb, ldy, mr, nr, first, bb, rb, rl);
+                        tile_target t = tile_at(panels, packed, k0, kc, pb, r1, y, ldy, p, bias, ep, last);
+                        if (nv == 3) tile512(3, kc, t.w, bp, t.y, ldy, t.mr, nr, first, t.bias, t.res, t.relu);
+                        else if (nv == 2) tile512(2, kc, t.w, bp, t.y, ldy, t.mr, nr, first, t.bias, t.res, t.relu);
+                        else tile512(1, kc, t.w, bp, t.y, ldy, t.mr, nr, first, t.bias, t.res, t.relu);
                     }
                 }
             }
