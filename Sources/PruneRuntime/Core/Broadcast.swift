@@ -52,21 +52,10 @@ public enum Broadcast {
     /// of a broadcast read lands (`strides` from ``strides(of:to:)``).
     public static func offsets(shape: [Int], strides: [Int]) -> [Int] {
         let n = shape.reduce(1, *)
+        guard n > 0 else { return [] }
         var out = [Int](repeating: 0, count: n)
-        var index = [Int](repeating: 0, count: shape.count)
-        var offset = 0
-        for i in 0..<n {
-            out[i] = offset
-            var d = shape.count - 1
-            while d >= 0 {
-                index[d] += 1
-                offset += strides[d]
-                if index[d] < shape[d] { break }
-                offset -= index[d] * strides[d]
-                index[d] = 0
-                d -= 1
-            }
-        }
+        // Each index is a "row" of one element: the row walk's odometer gives its offset.
+        Layout.forEachRow(0..<n, shape: shape + [1], strides: strides + [0]) { i, offset in out[i] = offset }
         return out
     }
 
