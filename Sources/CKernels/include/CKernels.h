@@ -77,7 +77,7 @@ typedef struct {
 
 /// 1 when `ck_gemm` reads the window source `src` of an M-row product in place, without packing
 /// its panels: a 2-D window whose output is as wide as its input (stride 1) or as one phase of
-/// it (a stride: `x` must then be split by `ck_phase_split`, and `phased` set), for M under 64,
+/// it (a stride: `x` must then be split by `ck_phase_split`, and `phased` set), for M under 128,
 /// on AVX-512. Else 0.
 int ck_gemm_direct(int m, const ck_gemm_source *src);
 

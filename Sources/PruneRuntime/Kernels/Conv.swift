@@ -278,25 +278,26 @@ final class ConvKernel: Kernel {
         let padEndH = r >= 2 ? padsEnd[r - 2] : 0, padEndW = padsEnd[r - 1]
         let pointwise = ConvKernel.isPointwise(g, padsEnd: padsEnd)
         let planar = g.id == 1 && g.kd == 1 && g.od == 1
-        // Few output channels do not pay for packing a panel gathered through the window: stride
-        // 1 then reads padded rows in place (a strided window would need im2col instead).
+        let strided = g.sh != 1 || g.sw != 1
+        // The window as CKernels reads it. Whether the GEMM reads it in place is CKernels' rule
+        // (`ck_gemm_direct`); a strided window is then read from its input split into phases.
+        var windowSource = VectorKernels.GemmSource()
+        (windowSource.ih, windowSource.iw, windowSource.oh, windowSource.ow) = (Int32(g.ih), Int32(g.iw), Int32(g.oh), Int32(g.ow))
+        (windowSource.kh, windowSource.kw, windowSource.sh, windowSource.sw) = (Int32(g.kh), Int32(g.kw), Int32(g.sh), Int32(g.sw))
+        (windowSource.dh, windowSource.dw, windowSource.ph, windowSource.pw) = (Int32(g.dh), Int32(g.dw), Int32(g.ph), Int32(g.pw))
+        windowSource.phased = strided ? 1 : 0
+        let inPlace = VectorKernels.windowGemmAvailable && planar && !pointwise && VectorKernels.gemmDirect(m: mg, windowSource)
+        if !inPlace { windowSource.phased = 0 }
+        // Otherwise few output channels do not pay for packing a panel gathered through the
+        // window: stride 1 then reads padded rows in place (a strided window would need im2col instead).
         let window = VectorKernels.windowGemmAvailable && planar && !pointwise
-            && (VectorKernels.gemmPacks(m: mg, window: false) || g.sh != 1 || g.sw != 1 || g.ow == g.iw)
-        let direct = !window && g.sh == 1 && g.sw == 1 && planar && g.pd == 0
+            && (inPlace || VectorKernels.gemmPacks(m: mg, window: false) || strided)
+        let direct = !window && !strided && planar && g.pd == 0
         // The padded input plane (direct path): rows ph, row width pwid.
         let ph = g.ih + g.ph + padEndH, pwid = g.iw + g.pw + padEndW
         let padded = direct && (g.ph != 0 || g.pw != 0 || padEndH != 0 || padEndW != 0)
         let grid = direct && pwid != g.ow
         let nCols = direct ? (g.oh - 1) * pwid + g.ow : outSize
-        // A strided window the GEMM reads in place once its input is split into phases.
-        var windowSource = VectorKernels.GemmSource()
-        if window {
-            (windowSource.ih, windowSource.iw, windowSource.oh, windowSource.ow) = (Int32(g.ih), Int32(g.iw), Int32(g.oh), Int32(g.ow))
-            (windowSource.kh, windowSource.kw, windowSource.sh, windowSource.sw) = (Int32(g.kh), Int32(g.kw), Int32(g.sh), Int32(g.sw))
-            (windowSource.dh, windowSource.dw, windowSource.ph, windowSource.pw) = (Int32(g.dh), Int32(g.dw), Int32(g.ph), Int32(g.pw))
-            windowSource.phased = g.sh != 1 || g.sw != 1 ? 1 : 0
-            if windowSource.phased == 1 && !VectorKernels.gemmDirect(m: mg, windowSource) { windowSource.phased = 0 }
-        }
         let phaseCount = windowSource.phased == 1 ? VectorKernels.phaseSplitCount(windowSource) : 0
         let phaseArray = phaseCount > 0 ? ctx.allocate(.float, [cg * phaseCount]) : nil
         let padArray = padded ? ctx.allocate(.float, [cg * ph * pwid]) : nil
