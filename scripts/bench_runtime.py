@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Interpreter speed: `prunec bench` against onnxruntime, on the same inputs, in one run.
 
-usage: bench_runtime.py [--prunec BIN] [--threads 1,2] [--runs R] [--warmup W] [--json OUT]
+usage: bench_runtime.py [--prunec BIN] [--threads 1,2] [--runs R] [--seconds S] [--warmup W] [--json OUT]
                         [MODEL[:INPUTS]]...
 
 For each model (default: every examples/models/*.onnx with its .calib.npz) and thread count,
 times onnxruntime (CPU provider, intra-op threads = N, all graph optimizations, as a user runs it)
-and `prunec bench --json` alternately, --rounds rounds (default 5), each side's median latency per
-round; the ratio reported is the median over rounds of the per-round ratios, and the latencies
+and `prunec bench --json` alternately, --rounds rounds (default 5; onnxruntime once more, so each
+prunec median lies between two of its medians), each side's median latency per round over at least
+--seconds of runs; the ratio reported is the median over rounds of the per-round ratios, and the latencies
 the medians over rounds (the machines are shared: a round disturbed by a neighbour moves neither). Prints a Markdown table
 (ratio = prunec / onnxruntime; < 1 means prunec is faster) and prunec's per-op breakdown for
 one thread; --json writes everything as one object.
@@ -21,6 +22,7 @@ scripts/convert_half.py to float16 and bfloat16 compute with float32 I/O (writte
 import argparse
 import glob
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -43,8 +45,11 @@ def ort_median(model, feeds, threads, runs, warmup):
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
     feeds = {i.name: feeds[i.name] for i in sess.get_inputs()}
-    for _ in range(warmup):
+    # As `prunec bench` does: `warmup` runs and at least a quarter of a second.
+    start, warmed = time.perf_counter(), 0
+    while warmed < warmup or (warmup > 0 and time.perf_counter() - start < 0.25):
         sess.run(None, feeds)
+        warmed += 1
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
@@ -74,6 +79,9 @@ def main():
     p.add_argument("--runs", type=int, default=50)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--seconds", type=float, default=0.25,
+                   help="each side's timed runs per round last at least this long (more runs than --runs "
+                        "on small models), so a short burst of load cannot decide a median")
     p.add_argument("--half-models", default="bert,llama",
                    help="comma-separated example models also timed in float16/bfloat16 ('' for none)")
     p.add_argument("--built", default="bert-base,resnet50",
@@ -114,13 +122,20 @@ def main():
         data = np.load(inputs)
         feeds = {k: data[k] for k in data.files if "." not in k}
         for threads in [int(t) for t in args.threads.split(",")]:
-            ours, theirs = [], []
+            # Each side's timed runs cover at least --seconds: these machines have bursts of
+            # load from neighbours lasting some milliseconds, and 50 runs of a 0.1 ms model
+            # (5 ms) can fall inside one, which then decides that side's median.
+            estimate = ort_median(model, feeds, threads, 5, args.warmup)
+            n = max(runs, math.ceil(args.seconds * 1e3 / max(estimate, 1e-3)))
+            ours, theirs = [], [ort_median(model, feeds, threads, n, args.warmup)]
             for _ in range(args.rounds):
-                theirs.append(ort_median(model, feeds, threads, runs, args.warmup))
-                ours.append(prunec_bench(args.prunec, model, inputs, threads, runs, args.warmup))
-            # Each round times both sides back to back; the ratio is the median of the rounds'
-            # ratios, so a burst of load from a neighbour that slows one round moves neither.
-            ratios = [o["median_ms"] / t for o, t in zip(ours, theirs)]
+                ours.append(prunec_bench(args.prunec, model, inputs, threads, n, args.warmup))
+                theirs.append(ort_median(model, feeds, threads, n, args.warmup))
+            # Each prunec median is set against the onnxruntime medians just before and after it
+            # (geometric mean), and the ratio is the median of the rounds' ratios: the load from
+            # neighbours comes in spells of seconds that slow both sides alike, so a spell that
+            # starts or ends inside a round moves that round only.
+            ratios = [o["median_ms"] / math.sqrt(a * b) for o, a, b in zip(ours, theirs, theirs[1:])]
             best = sorted(ours, key=lambda j: j["median_ms"])[len(ours) // 2]
             row = {
                 "model": os.path.basename(model), "threads": threads,

@@ -146,7 +146,7 @@ import Testing
 
     // MARK: bench
 
-    static let contractKeys = ["median_ms", "min_ms", "p90_ms", "runs", "threads", "blas_core", "per_op", "gflops", "macs",
+    static let contractKeys = ["median_ms", "min_ms", "p90_ms", "run_ms", "runs", "threads", "blas_core", "per_op", "gflops", "macs",
                                "arena_bytes", "intermediate_bytes", "weight_bytes", "peak_rss_bytes"]
 
     static func benchJSON(_ args: [String], in dir: URL? = nil) throws -> [String: Any] {
@@ -173,6 +173,8 @@ import Testing
         let minimum = try #require(json["min_ms"] as? Double)
         let p90 = try #require(json["p90_ms"] as? Double)
         #expect(minimum <= median && median <= p90)
+        let each = try #require(json["run_ms"] as? [Double])
+        #expect(each.count == 5 && each.min() == minimum)
         #expect((json["peak_rss_bytes"] as? Int ?? 0) > 0)
 
         let text = try CLI.run(["bench", "id.onnx", "--runs", "2"], in: dir)

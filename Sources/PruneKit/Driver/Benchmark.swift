@@ -23,12 +23,14 @@ public enum Benchmark {
         } catch let e as RuntimeError {
             throw ModelRunError(file: file, reason: "\(e)")
         }
-        // The warmup is `warmup` runs and, when threads are used, at least a quarter of a second:
-        // a new pool worker starts on its creator's core and the OS moves it within some tens of
-        // milliseconds; a 0.3 ms model's first hundred runs would time that, not the model.
+        // The warmup is `warmup` runs and at least a quarter of a second: a new pool worker starts
+        // on its creator's core and the OS moves it within some tens of milliseconds, and even at
+        // one thread a new process's first tens of milliseconds ran 1.5x slower on a shared
+        // 2-core VM (dit: every one of 200 runs after a 20-run warmup, in some processes). A
+        // 0.1 ms model's first hundred runs would time that, not the model.
         let warmupStart = Clock.now()
         var warmed = 0
-        while warmed < warmup || (threads > 1 && warmup > 0 && Clock.now() - warmupStart < 0.25 && warmed < 100_000) {
+        while warmed < warmup || (warmup > 0 && Clock.now() - warmupStart < 0.25 && warmed < 100_000) {
             _ = try TensorData.run(interpreter, on: feeds, file: dataName)
             warmed += 1
         }
@@ -89,6 +91,8 @@ public struct BenchReport: Encodable {
     public var medianMs: Double
     public var minMs: Double
     public var p90Ms: Double
+    /// Each timed run's latency in milliseconds, in the order they ran.
+    public var runMs: [Double]
     public var macs: Int?
     public var gflops: Double?
     public var arenaBytes: Int
@@ -106,7 +110,7 @@ public struct BenchReport: Encodable {
     enum CodingKeys: String, CodingKey {
         case model, inputs, runs, warmup, threads, macs, gflops
         case blasCore = "blas_core", blasCoreDetected = "blas_core_detected", blasCoreGeneric = "blas_core_generic"
-        case medianMs = "median_ms", minMs = "min_ms", p90Ms = "p90_ms"
+        case medianMs = "median_ms", minMs = "min_ms", p90Ms = "p90_ms", runMs = "run_ms"
         case arenaBytes = "arena_bytes", intermediateBytes = "intermediate_bytes", weightBytes = "weight_bytes"
         case peakRSSBytes = "peak_rss_bytes", perOp = "per_op", inputShapes = "input_shapes"
         case gemmGflops = "gemm_gflops", blasPeakGflops = "blas_peak_gflops"
@@ -132,6 +136,7 @@ public struct BenchReport: Encodable {
         self.medianMs = median * 1000
         self.minMs = sorted[0] * 1000
         self.p90Ms = p90 * 1000
+        self.runMs = seconds.map { $0 * 1000 }
         self.macs = macs
         self.gflops = macs.map { median > 0 ? 2 * Double($0) / median / 1e9 : 0 }
         self.arenaBytes = arenaBytes
@@ -161,6 +166,7 @@ public struct BenchReport: Encodable {
         try c.encode(medianMs, forKey: .medianMs)
         try c.encode(minMs, forKey: .minMs)
         try c.encode(p90Ms, forKey: .p90Ms)
+        try c.encode(runMs, forKey: .runMs)
         try c.encode(macs, forKey: .macs)
         try c.encode(gflops, forKey: .gflops)
         try c.encode(arenaBytes, forKey: .arenaBytes)

@@ -25,7 +25,7 @@ extension Prunec {
         @Option(help: ArgumentHelp("Measured runs.", valueName: "R"))
         var runs = 10
 
-        @Option(help: ArgumentHelp("Unmeasured runs first (they also grow the arena to its final size); with more than one thread, at least 0.25 s of them, so the thread pool has settled on the cores.", valueName: "W"))
+        @Option(help: ArgumentHelp("Unmeasured runs first (they also grow the arena to its final size); at least 0.25 s of them unless 0, so the thread pool has settled on the cores and the process is past its slow start.", valueName: "W"))
         var warmup = 2
 
         @Option(
