@@ -96,6 +96,54 @@ import Testing
         }
     }
 
+    /// Every instruction an elementwise region holds, over several blocks with a partial last
+    /// one, with constants as first and second operands, NaN, infinities and signed zeros in
+    /// the input: one fused step, the unfused results (NaN where they are NaN).
+    @Test func elementwiseRegionRunsEveryInstruction() throws {
+        let b = GraphBuilder()
+        let shape = [3, 347]  // 1,041 elements: four full blocks of 256 and 17 more
+        let x = b.input("x", .float, shape)
+        let y = b.input("y", .float, shape)
+        func c(_ v: Float) -> Value { b.initializer("c", Tensor.scalar(v)) }
+        func op(_ name: String, _ xs: Value...) -> Value { b.add(OpType(name), xs) }
+        let terms = [
+            op("Mul", op("Sub", c(2), x), y),
+            op("Reciprocal", op("Add", op("Abs", y), c(0.5))),
+            op("Div", c(3), op("Add", op("Abs", x), c(1))),
+            op("Pow", op("Sqrt", op("Abs", x)), c(2)),
+            op("Pow", op("Div", x, c(4)), c(3)),
+            op("Relu", op("Neg", x)),
+            op("Sigmoid", x),
+            op("Tanh", y),
+            op("Erf", op("Sub", x, c(0.25))),
+            op("Exp", op("Neg", op("Abs", y))),
+            op("Relu", x),
+            op("Abs", op("Mul", x, c(-1))),
+        ]
+        let out = terms.dropFirst().reduce(terms[0]) { op("Add", $0, $1) }
+        b.output(out)
+        let model = b.model(opset: 17)
+        let fused = try Interpreter(model: model, options: .init(profile: false))
+        let plain = try Interpreter(model: model, options: .init(profile: false, fuse: false))
+        #expect(fused.fastPlan.steps.count == 1, "\(fused.fastPlan.steps.map(\.op))")
+        var rng = SystemRandomNumberGenerator()
+        let n = shape.reduce(1, *)
+        var xv = (0..<n).map { _ in Float.random(in: -4...4, using: &rng) }
+        let yv = (0..<n).map { _ in Float.random(in: -3...3, using: &rng) }
+        xv[5] = .nan; xv[300] = -0.0; xv[301] = 0; xv[600] = .infinity; xv[n - 1] = -.infinity
+        let a = try fused.run(["x": NDArray(xv, shape: shape), "y": NDArray(yv, shape: shape)])[out.name]!.scalars(as: Float.self)
+        let e = try plain.run(["x": NDArray(xv, shape: shape), "y": NDArray(yv, shape: shape)])[out.name]!.scalars(as: Float.self)
+        #expect(a.count == n)
+        var nanMismatch = 0, diff: Float = 0
+        for (u, v) in zip(a, e) {
+            if u.isNaN != v.isNaN { nanMismatch += 1 }
+            if u.isFinite { diff = max(diff, abs(u - v) / max(1, abs(v))) }
+        }
+        #expect(nanMismatch == 0, "NaN at \(nanMismatch) different elements")
+        #expect(diff < 1e-6, "largest relative difference \(diff)")
+        #expect(a[5].isNaN && e[5].isNaN)
+    }
+
     /// Llama's rotate_half rotary chain becomes one step; cos/sin that repeat in x as a trailing
     /// block take the fused loop, others (a broadcast that is not a trailing block) the original
     /// steps; both give the node-by-node result.

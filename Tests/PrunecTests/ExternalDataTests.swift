@@ -13,7 +13,7 @@ import Testing
     /// Writes big.onnx + big.bin (sparse, with a few marker bytes) into `dir`.
     static func makeBigModel(in dir: URL) throws {
         let data = dir.appendingPathComponent("big.bin")
-        FileManager.default.createFile(atPath: data.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: data.path, contents: nil)
         let h = try FileHandle(forWritingTo: data)
         try h.truncate(atOffset: UInt64(3 * tensorBytes))
         for m in markers {

@@ -1,9 +1,10 @@
 #ifndef CKERNELS_H
 #define CKERNELS_H
 
-// CKernels: hand-vectorized float32 kernels for PruneRuntime, in three files:
+// CKernels: hand-vectorized float32 kernels for PruneRuntime, in these files:
 // ThreadPool.c (the workers behind parallel loops), Transcendental.c (exp, sigmoid, tanh, erf, gelu, swish, softmax rows) and ConvGEMM.c (the
-// row-pointer GEMM behind stride-1 convolutions), plus HalfConvert.c (float16/bfloat16 arrays). Vector code sits in functions marked
+// row-pointer GEMM behind stride-1 convolutions), plus HalfConvert.c (float16/bfloat16 arrays) and Elementwise.c (fused
+// elementwise programs). Vector code sits in functions marked
 // `__attribute__((target(...)))` and is picked at run time from the CPU's features, so the
 // package needs no compiler flags; portable builds of the same formulas run elsewhere.
 // Arrays may be unaligned; for the elementwise functions `x` and `y` may be the same array.
@@ -31,6 +32,28 @@ void ck_gelu_f32(const float *x, float *y, long n);
 void ck_gelu_tanh_f32(const float *x, float *y, long n);
 /// y[i] = x[i] / (1 + exp(-alpha x[i])).
 void ck_swish_f32(const float *x, float *y, long n, float alpha);
+
+/// Instructions of an elementwise program (`ck_ew_run`).
+enum {
+    CK_EW_ADD, CK_EW_SUB, CK_EW_MUL, CK_EW_DIV, CK_EW_SQUARE, CK_EW_CUBE, CK_EW_RELU, CK_EW_NEG, CK_EW_ABS,
+    CK_EW_SQRT, CK_EW_RECIPROCAL, CK_EW_EXP, CK_EW_SIGMOID, CK_EW_TANH, CK_EW_ERF
+};
+/// Where an operand comes from: an input array, an earlier instruction's register, a constant.
+enum { CK_EW_INPUT, CK_EW_REGISTER, CK_EW_CONSTANT };
+
+/// One instruction: `op` of operand a (and b for the binary ops). An operand is input `a` (or
+/// `b`), the register of instruction `a`, or the constant `ca` (or `cb`), by its kind.
+typedef struct {
+    int op;
+    int a_kind, a, b_kind, b;
+    float ca, cb;
+} ck_ew_ins;
+
+/// Runs `n` instructions over `count` (at most `block`) elements: instruction k writes
+/// `regs + k * block` (`regs` holds n - 1 blocks), the last one `dst`. `inputs[i]` points at the
+/// block's elements of input i.
+void ck_ew_run(const ck_ew_ins *program, int n, const float *const *inputs, float *regs, long block, float *dst,
+               long count);
 
 /// Softmax (log_softmax when `log` is nonzero) of `rows` contiguous rows of `n` floats.
 /// Returns the index of the first row whose maximum is not finite (left unwritten, for the

@@ -1,6 +1,5 @@
 import Foundation
 import PruneIR
-import PruneKit
 import PruneRuntime
 
 /// The limits `prunec check` enforces; `nil` means not checked.

@@ -129,8 +129,12 @@ final class ElementwiseRegionKernel: Kernel {
 
     static let block = 256
 
+    /// `program` as CKernels runs it.
+    let compiled: VectorKernels.ElementwiseProgram
+
     init(program: [ElementwiseInstruction], inputs: [Int], steps: [FusedStepOriginal], scalarRank: Int) {
         self.program = program
+        self.compiled = VectorKernels.ElementwiseProgram(program)
         self.inputSlots = inputs
         self.steps = steps
         self.scalarRank = scalarRank
@@ -153,99 +157,50 @@ final class ElementwiseRegionKernel: Kernel {
         let ptrs = xs.map { UnsafePointer($0.pointer(as: Float.self)) }
         let periods = xs.map { $0.count == n ? 0 : $0.count }
         let repeating = periods.contains { $0 > 0 }
-        let program = self.program
+        let compiled = self.compiled
         let block = Self.block
-        let scratch = program.count + (repeating ? xs.count : 0)
+        let registers = compiled.count - 1
+        let scratch = registers + (repeating ? xs.count : 0)
         ctx.parallelFor((n + block - 1) / block, grain: max(1, elementwiseGrain / block)) { range in
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: scratch * block) { regs in
-                let base = regs.baseAddress!
-                var blockInputs = ptrs
-                // A repeating input whose period divides the block is the same in every block
-                // (blocks start at multiples of it): gathered once per chunk of blocks.
-                for (i, period) in periods.enumerated() where period > 0 && block % period == 0 && period < block {
-                    let dst = base + (program.count + i) * block
-                    for r in stride(from: 0, to: block, by: period) { (dst + r).update(from: ptrs[i], count: period) }
-                    blockInputs[i] = UnsafePointer(dst)
-                }
-                for b in range {
-                    let start = b * block, count = min(block, n - start)
-                    for (i, period) in periods.enumerated() {
-                        if period == 0 {
-                            blockInputs[i] = ptrs[i] + start
-                        } else if start % period + count <= period {
-                            // The block lies within one repetition: read it in place.
-                            blockInputs[i] = ptrs[i] + start % period
-                        } else if block % period != 0 {
-                            // This block's elements of a repeating input, gathered in runs.
-                            let dst = base + (program.count + i) * block
-                            var j = start % period, e = 0
-                            while e < count {
-                                let run = min(period - j, count - e)
-                                (dst + e).update(from: ptrs[i] + j, count: run)
-                                e += run
-                                j = 0
-                            }
-                            blockInputs[i] = UnsafePointer(dst)
-                        }
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, scratch) * block) { regs in
+                withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: xs.count) { blockInputs in
+                    let base = regs.baseAddress!
+                    for i in ptrs.indices { blockInputs[i] = ptrs[i] }
+                    // A repeating input whose period divides the block is the same in every block
+                    // (blocks start at multiples of it): gathered once per chunk of blocks.
+                    for (i, period) in periods.enumerated() where period > 0 && block % period == 0 && period < block {
+                        let dst = base + (registers + i) * block
+                        for r in stride(from: 0, to: block, by: period) { (dst + r).update(from: ptrs[i], count: period) }
+                        blockInputs[i] = UnsafePointer(dst)
                     }
-                    for (k, ins) in program.enumerated() {
-                        let dst = k == program.count - 1 ? py + start : base + k * block
-                        Self.execute(ins, dst, count, blockInputs, base, block)
+                    for b in range {
+                        let start = b * block, count = min(block, n - start)
+                        for (i, period) in periods.enumerated() {
+                            if period == 0 {
+                                blockInputs[i] = ptrs[i] + start
+                            } else if start % period + count <= period {
+                                // The block lies within one repetition: read it in place.
+                                blockInputs[i] = ptrs[i] + start % period
+                            } else if block % period != 0 {
+                                // This block's elements of a repeating input, gathered in runs.
+                                let dst = base + (registers + i) * block
+                                var j = start % period, e = 0
+                                while e < count {
+                                    let run = min(period - j, count - e)
+                                    (dst + e).update(from: ptrs[i] + j, count: run)
+                                    e += run
+                                    j = 0
+                                }
+                                blockInputs[i] = UnsafePointer(dst)
+                            }
+                        }
+                        compiled.run(inputs: UnsafePointer(blockInputs.baseAddress!), registers: base, block: block,
+                                     output: py + start, count: count)
                     }
                 }
             }
         }
         return [y]
-    }
-
-    @inline(__always)
-    private static func execute(_ ins: ElementwiseInstruction, _ dst: UnsafeMutablePointer<Float>, _ count: Int,
-                                _ xs: [UnsafePointer<Float>], _ regs: UnsafeMutablePointer<Float>, _ block: Int) {
-        // An operand as a pointer (stride 1) or a constant (stride 0).
-        func ref(_ o: ElementwiseInstruction.Operand) -> (UnsafePointer<Float>?, Float) {
-            switch o {
-            case .input(let i): return (xs[i], 0)
-            case .register(let r): return (UnsafePointer(regs + r * block), 0)
-            case .constant(let c): return (nil, c)
-            }
-        }
-        let (pa, ca) = ref(ins.a)
-        switch ins.op {
-        case .add, .sub, .mul, .div:
-            let (pb, cb) = ref(ins.b!)
-            func loop(_ f: (Float, Float) -> Float) {
-                switch (pa, pb) {
-                case let (a?, b?): for i in 0..<count { dst[i] = f(a[i], b[i]) }
-                case let (a?, nil): for i in 0..<count { dst[i] = f(a[i], cb) }
-                case let (nil, b?): for i in 0..<count { dst[i] = f(ca, b[i]) }
-                case (nil, nil): for i in 0..<count { dst[i] = f(ca, cb) }
-                }
-            }
-            switch ins.op {
-            case .add: loop(+)
-            case .sub: loop(-)
-            case .mul: loop(*)
-            default: loop(/)
-            }
-        case .vector(let f):
-            if let a = pa { VectorKernels.apply(f, a, dst, count: count) } else {
-                dst.update(repeating: ca, count: count)
-                VectorKernels.apply(f, UnsafePointer(dst), dst, count: count)
-            }
-        default:
-            let a = pa ?? UnsafePointer(dst)
-            if pa == nil { dst.update(repeating: ca, count: count) }
-            switch ins.op {
-            case .square: for i in 0..<count { dst[i] = a[i] * a[i] }
-            case .cube: for i in 0..<count { let v = a[i]; dst[i] = v * v * v }
-            case .relu: for i in 0..<count { let v = a[i]; dst[i] = v < 0 ? 0 : v }
-            case .neg: for i in 0..<count { dst[i] = -a[i] }
-            case .abs: for i in 0..<count { dst[i] = Swift.abs(a[i]) }
-            case .sqrt: for i in 0..<count { dst[i] = a[i].squareRoot() }
-            case .reciprocal: for i in 0..<count { dst[i] = 1 / a[i] }
-            default: break
-            }
-        }
     }
 }
 

@@ -41,6 +41,60 @@ enum VectorKernels {
         }
     }
 
+    // MARK: Elementwise programs
+
+    /// An elementwise region's instructions in CKernels' form, run one block at a time.
+    struct ElementwiseProgram {
+        private let code: [ck_ew_ins]
+
+        /// Instructions the program runs; `run` needs `count - 1` register blocks.
+        var count: Int { code.count }
+
+        init(_ program: [ElementwiseInstruction]) {
+            func operand(_ o: ElementwiseInstruction.Operand?) -> (kind: Int32, index: Int32, value: Float) {
+                switch o {
+                case .input(let i)?: return (Int32(CK_EW_INPUT), Int32(i), 0)
+                case .register(let r)?: return (Int32(CK_EW_REGISTER), Int32(r), 0)
+                case .constant(let c)?: return (Int32(CK_EW_CONSTANT), 0, c)
+                case nil: return (Int32(CK_EW_CONSTANT), 0, 0)
+                }
+            }
+            code = program.map { ins in
+                let op: Int
+                switch ins.op {
+                case .add: op = Int(CK_EW_ADD)
+                case .sub: op = Int(CK_EW_SUB)
+                case .mul: op = Int(CK_EW_MUL)
+                case .div: op = Int(CK_EW_DIV)
+                case .square: op = Int(CK_EW_SQUARE)
+                case .cube: op = Int(CK_EW_CUBE)
+                case .relu: op = Int(CK_EW_RELU)
+                case .neg: op = Int(CK_EW_NEG)
+                case .abs: op = Int(CK_EW_ABS)
+                case .sqrt: op = Int(CK_EW_SQRT)
+                case .reciprocal: op = Int(CK_EW_RECIPROCAL)
+                case .vector(.exp): op = Int(CK_EW_EXP)
+                case .vector(.sigmoid): op = Int(CK_EW_SIGMOID)
+                case .vector(.tanh): op = Int(CK_EW_TANH)
+                case .vector(.erf): op = Int(CK_EW_ERF)
+                case .vector(let f): preconditionFailure("no elementwise instruction for \(f)")
+                }
+                let a = operand(ins.a), b = operand(ins.b)
+                return ck_ew_ins(op: Int32(op), a_kind: a.kind, a: a.index, b_kind: b.kind, b: b.index, ca: a.value, cb: b.value)
+            }
+        }
+
+        /// Runs the program over `count` (at most `block`) elements: `inputs[i]` points at input
+        /// i's elements, instruction k writes `registers + k * block`, the last one `output`.
+        @inline(__always)
+        func run(inputs: UnsafePointer<UnsafePointer<Float>?>, registers: UnsafeMutablePointer<Float>, block: Int,
+                 output: UnsafeMutablePointer<Float>, count: Int) {
+            code.withUnsafeBufferPointer { p in
+                ck_ew_run(p.baseAddress, Int32(p.count), inputs, registers, block, output, count)
+            }
+        }
+    }
+
     // MARK: Softmax
 
     /// Softmax (log-softmax when `log`) of `rows` contiguous rows of `length` floats.

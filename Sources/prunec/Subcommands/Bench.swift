@@ -51,7 +51,6 @@ extension Prunec {
                 let shapes = try InputShapes.parse(shapes)
                 try ModelFile.checkInputNames(shapes.keys, in: model, file: input.model)
                 let feeds = try data.load(for: model) ?? SampleInputs.make(for: model, shapes: shapes)
-                let dataName = data.inputs ?? "synthesized inputs"
                 let report = try Benchmark.measure(model, file: input.model, feeds: feeds, inputsFile: data.inputs,
                                                    runs: runs, warmup: warmup, threads: threading.threads, peakRSS: { PeakMemory.bytes })
                 print(json ? try report.json() : report.text(), terminator: json ? "\n" : "")
