@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """LD-Pruner benchmark: scoring time against the number of units scored, with and without prefix reuse.
 
-usage: bench_ldpruner.py [--prunec BIN] [--configs NAME,...] [--cache DIR] [--json OUT]
+usage: bench_ldpruner.py [--prunec BIN] [--configs NAME,...] [--options K=V,...] [--cache DIR] [--json OUT]
 
 For each configuration (a model and the group kinds to score, from a handful of units to a
 thousand), runs
@@ -76,6 +76,9 @@ def main():
     ap.add_argument("--prunec", default=os.environ.get("PRUNEC", os.path.join(ROOT, ".build/release/prunec")))
     ap.add_argument("--configs", default=",".join(c[0] for c in CONFIGS))
     ap.add_argument("--cache", default=os.path.join(ROOT, ".cache/bench-models"))
+    ap.add_argument("--options", default="",
+                    help="more ld-pruner options for every configuration, e.g. estimate=exact (the scoring "
+                         "of builds before the first-order estimate, to time the interpreter alone)")
     ap.add_argument("--json")
     a = ap.parse_args()
     wanted = a.configs.split(",")
@@ -91,7 +94,7 @@ def main():
                 path, calib = os.path.join(EXAMPLES, f"{model}.onnx"), os.path.join(EXAMPLES, f"{model}.calib.npz")
             seconds = {}
             for reuse in ("true", "false"):
-                options = ",".join(x for x in (f"kinds={kinds}", f"reuse={reuse}", extra) if x)
+                options = ",".join(x for x in (f"kinds={kinds}", f"reuse={reuse}", extra, a.options) if x)
                 report = os.path.join(tmp, f"{name}.{reuse}.json")
                 _, wall = run_timed([a.prunec, path, "--pass", f"ld-pruner{{{options}}}", "-o", os.path.join(tmp, "out.onnx"),
                                "--calib", calib, "--no-validate", "--report", report])
