@@ -118,7 +118,8 @@ extension ExecutionPlan {
 
 /// Runs an elementwise region's program over its inputs in blocks.
 final class ElementwiseRegionKernel: Kernel {
-    let program: [ElementwiseInstruction]
+    /// The region's instructions, as CKernels runs them.
+    let program: VectorKernels.ElementwiseProgram
     /// The plan slots of the external inputs, in the order the step receives them.
     let inputSlots: [Int]
     /// The original steps, for inputs the program cannot take (differing shapes, other types).
@@ -129,12 +130,8 @@ final class ElementwiseRegionKernel: Kernel {
 
     static let block = 256
 
-    /// `program` as CKernels runs it.
-    let compiled: VectorKernels.ElementwiseProgram
-
     init(program: [ElementwiseInstruction], inputs: [Int], steps: [FusedStepOriginal], scalarRank: Int) {
-        self.program = program
-        self.compiled = VectorKernels.ElementwiseProgram(program)
+        self.program = VectorKernels.ElementwiseProgram(program)
         self.inputSlots = inputs
         self.steps = steps
         self.scalarRank = scalarRank
@@ -157,9 +154,9 @@ final class ElementwiseRegionKernel: Kernel {
         let ptrs = xs.map { UnsafePointer($0.pointer(as: Float.self)) }
         let periods = xs.map { $0.count == n ? 0 : $0.count }
         let repeating = periods.contains { $0 > 0 }
-        let compiled = self.compiled
+        let program = self.program
         let block = Self.block
-        let registers = compiled.count - 1
+        let registers = program.count - 1
         let scratch = registers + (repeating ? xs.count : 0)
         ctx.parallelFor((n + block - 1) / block, grain: max(1, elementwiseGrain / block)) { range in
             withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, scratch) * block) { regs in
@@ -194,8 +191,8 @@ final class ElementwiseRegionKernel: Kernel {
                                 blockInputs[i] = UnsafePointer(dst)
                             }
                         }
-                        compiled.run(inputs: UnsafePointer(blockInputs.baseAddress!), registers: base, block: block,
-                                     output: py + start, count: count)
+                        program.run(inputs: UnsafePointer(blockInputs.baseAddress!), registers: base, block: block,
+                                    output: py + start, count: count)
                     }
                 }
             }
